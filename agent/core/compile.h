@@ -1,0 +1,122 @@
+// Compiles a validated Policy into the exact contents of the BPF policy maps of one
+// generation (bpf/abi.h). Pure: the host (files, hashes, cgroups) is reached through the
+// HostView interface, so compilation is unit-tested without root or a kernel.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "abi.h"
+#include "core/policy.h"
+#include "core/result.h"
+
+namespace kw::core {
+
+// A file as the kernel knows it, and its content hash, taken from one open fd.
+struct PinnedContent {
+    kw_file_key key{};  // dev in the kernel's encoding (see kw_dev_from_user)
+    int64_t ctime_sec = 0;
+    uint32_t ctime_nsec = 0;
+    std::string sha256;  // lowercase hex
+};
+
+struct CgroupRef {
+    uint64_t id = 0;     // cgroup v2 id (the directory's inode number)
+    uint32_t level = 0;  // depth below the root cgroup
+};
+
+class HostView {
+public:
+    virtual ~HostView() = default;
+    // Opens PATH, fstat()s it, hashes its content through the same fd, fstat()s again;
+    // fails if the file changed meanwhile, is not a regular file, or cannot be read.
+    virtual Result<PinnedContent> pin_file(const std::string& path) = 0;
+    // Resolves a cgroup v2 path (relative to the cgroup2 mount, starting with '/');
+    // nullopt when it does not exist (yet).
+    virtual std::optional<CgroupRef> resolve_cgroup(const std::string& path) = 0;
+};
+
+// The kernel's internal dev_t (MAJOR << 20 | MINOR) from the value stat(2) returns.
+uint64_t kw_dev_from_user(uint64_t st_dev);
+
+// SPIFFE ID <-> identity id. Append-only: ids are never reused or renumbered while the
+// pinned maps live, so a reload never renames a running process. Id 0 is unattested.
+class IdentityTable {
+public:
+    uint32_t id_for(const std::string& spiffe_id);  // assigns the next id if new
+    std::optional<uint32_t> find(const std::string& spiffe_id) const;
+    std::optional<std::string> name(uint32_t id) const;
+    const std::map<uint32_t, std::string>& all() const { return by_id_; }
+    void restore(uint32_t id, const std::string& spiffe_id);  // from pinned state
+
+private:
+    std::map<std::string, uint32_t> by_name_;
+    std::map<uint32_t, std::string> by_id_;
+    uint32_t next_ = 1;
+};
+
+enum class PinRole { Exe, Script };
+
+// One binary or script the policy names, with the hash it is pinned to.
+struct PinnedFile {
+    std::string path;
+    PinRole role = PinRole::Exe;
+    std::string pinned_sha256;           // what is accepted
+    std::string pin_source;              // "policy" (sha256 given) | "computed" | "previous"
+    std::optional<PinnedContent> actual;  // what is on disk now (nullopt: unreadable)
+    bool active = false;                 // actual matches the pin: in the kernel map
+    std::string problem;                 // why not active
+};
+
+// Hashes that earlier loads pinned (path -> sha256), kept in the state directory, so that
+// an agent restart re-verifies against them rather than re-pinning a modified binary.
+using PreviousPins = std::map<std::string, std::string>;
+
+struct CompileOptions {
+    // true for an operator's apply (SIGHUP, `policy apply`, first load): hashes not given
+    // in the policy are computed afresh. false on agent restart: previous pins are kept.
+    bool repin = true;
+};
+
+struct CompiledPolicy {
+    kw_config config{};
+    std::vector<std::pair<kw_file_key, kw_file_val>> files;
+    std::vector<kw_cand_list> lists;  // index = list_id; list 0 = KW_LIST_ANY
+    std::vector<kw_workload> workloads;  // index = workload index (policy order)
+    std::vector<std::pair<kw_dst_key, kw_dst_val>> dsts;
+    std::vector<std::pair<kw_allow_key, kw_allow_val>> allows;
+
+    std::vector<PinnedFile> pins;                  // index = pin_id
+    std::vector<std::vector<uint32_t>> dset_members;  // dset -> destination indices
+    std::vector<std::optional<CgroupRef>> cgroups;    // per workload, as resolved
+    std::vector<PolicyProblem> warnings;
+};
+
+// Compiles POLICY. Identities are taken from (and added to) IDS. A file that cannot be
+// pinned or no longer matches its pin is a warning, not an error: its workloads match
+// nothing until it does (fail closed). Structural limits (more than KW_CAND_MAX
+// workloads sharing one binary, argv longer than KW_ARGV_MAX) are errors.
+Result<CompiledPolicy> compile_policy(const Policy& policy, HostView& host, IdentityTable& ids,
+                                      const PreviousPins& previous, const CompileOptions& options);
+
+// The selector logic of the kernel's exec attestation, for processes that were already
+// running when the agent started (attested once from /proc: weaker, documented).
+struct ProcessFacts {
+    std::optional<kw_file_key> exe;  // with ctime checked by the caller against the pin
+    std::optional<kw_file_key> script;
+    uint32_t uid = 0;
+    uint32_t gid = 0;
+    std::vector<uint64_t> cgroup_ancestors;  // ids from the root (index = level)
+    std::string argv;                        // NUL-separated, as in /proc/PID/cmdline
+};
+// Index of the first workload (policy order) whose selectors all match, if any.
+std::optional<uint32_t> match_workload(const CompiledPolicy& compiled, const ProcessFacts& facts);
+
+// Words of advice for `kwarden policy check` that need no host access: an `exe`
+// selector alone on an interpreter hands the identity to any code it runs.
+std::vector<PolicyProblem> lint_policy(const Policy& policy);
+
+}  // namespace kw::core

@@ -1,0 +1,94 @@
+// The policy model: what an operator writes (policy/policy.schema.json), parsed and
+// validated. Parsing never throws: it returns every problem it finds, each naming the
+// JSON path and the rule broken.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+
+namespace kw::core {
+
+inline constexpr int kPolicySchemaVersion = 1;
+
+enum class Mode { Enforce, Audit };
+enum class Protocol { Tcp, Udp };
+
+struct Cidr {
+    std::array<uint8_t, 16> addr{};  // IPv4 stored v4-mapped (::ffff:a.b.c.d)
+    uint8_t prefix_len = 0;          // in the 128-bit space (v4 /n is 96 + n)
+    bool v4 = false;
+    std::string text;                // as written in the policy
+};
+
+struct ArgvSelector {
+    std::vector<std::string> args;
+    bool prefix = false;  // "argv_prefix": whole arguments, leading
+};
+
+struct Selectors {
+    std::optional<std::string> exe;            // absolute path
+    std::optional<std::string> sha256;         // pinned hash of exe (lowercase hex)
+    std::optional<std::string> script;         // absolute path of a #! script
+    std::optional<std::string> script_sha256;  // pinned hash of script
+    std::optional<ArgvSelector> argv;
+    std::optional<uint32_t> uid;
+    std::optional<uint32_t> gid;
+    std::optional<std::string> cgroup;  // cgroup v2 path below the mount, starts with '/'
+};
+
+struct Workload {
+    std::string id;  // SPIFFE ID
+    Selectors selectors;
+};
+
+struct Destination {
+    std::string name;
+    std::vector<Cidr> cidrs;
+    std::vector<uint16_t> ports;  // empty: every port
+    Protocol protocol = Protocol::Tcp;
+};
+
+struct Rule {
+    std::string from;  // SPIFFE ID, or "*" for every process, attested or not
+    std::string to;    // destination name
+};
+
+struct Policy {
+    int version = kPolicySchemaVersion;
+    std::string trust_domain;
+    Mode mode = Mode::Enforce;
+    bool log_allowed = false;
+    std::vector<Workload> workloads;
+    std::vector<Destination> destinations;
+    std::vector<Rule> rules;
+    std::string revision;  // sha256 (hex) of the policy text as loaded
+};
+
+struct PolicyProblem {
+    std::string path;     // JSON pointer, e.g. "/workloads/0/selectors/exe"
+    std::string message;  // the rule broken, e.g. "must be an absolute path"
+    std::string to_string() const { return (path.empty() ? "/" : path) + ": " + message; }
+};
+
+struct ParseOutcome {
+    std::optional<Policy> policy;          // set when there are no errors
+    std::vector<PolicyProblem> errors;     // any error rejects the policy
+    std::vector<PolicyProblem> warnings;   // accepted, but worth an operator's look
+};
+
+// Parses and validates policy JSON text. Never throws.
+ParseOutcome parse_policy(const std::string& text);
+
+// Reads FILE and parses it; a read failure is one error with an empty path.
+ParseOutcome load_policy_file(const std::string& path);
+
+// The policy built into the agent: what `make demo` and `kwarden agent` without
+// --policy use.
+const std::string& default_policy_text();
+
+}  // namespace kw::core

@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The one header shared by the BPF programs and the agent: map keys and values, event
+ * records, enums. Fixed-width fields, explicit padding, no bitfields. Both sides assert
+ * sizes (BPF: _Static_assert below; C++: agent/bpf/abi_check.cpp).
+ *
+ * Bump KW_ABI_VERSION on any layout change: pinned maps from an older agent are then
+ * refused at start-up with a message, never reinterpreted.
+ */
+#ifndef KWARDEN_BPF_ABI_H
+#define KWARDEN_BPF_ABI_H
+
+#ifdef __bpf__
+/* vmlinux.h provides the __u* types. */
+#else
+#include <linux/types.h>
+#endif
+
+#define KW_ABI_VERSION 1
+
+/* Identity 0 is "unattested". Identity ids are assigned by the agent, append-only for
+ * the lifetime of the pinned maps, so a policy reload never renames a running process. */
+#define KW_IDENT_NONE 0u
+
+/* Bytes of argv compared by an `argv` selector (NUL-separated, as on the exec stack). */
+#define KW_ARGV_MAX 256
+/* Workloads that share one candidate list (same exe, same script, or neither). */
+#define KW_CAND_MAX 32
+/* Candidate list 0 holds the workloads that name neither exe nor script. */
+#define KW_LIST_ANY 0u
+
+/* Policy maps are double-buffered: the agent fills generation 1-g, then flips. */
+#define KW_GENERATIONS 2
+
+/* ---- attestation ---------------------------------------------------------------- */
+
+/*
+ * A file as the kernel knows it. dev is the kernel-internal dev_t of the superblock
+ * (MAJOR << 20 | MINOR), not the userspace encoding that stat(2) returns: the agent
+ * converts with kw_dev_from_user().
+ */
+struct kw_file_key {
+	__u64 dev;
+	__u64 ino;
+};
+
+/* Value of the pinned-binaries map: the inode as it was when the agent hashed it.
+ * A write, chmod or replace changes ctime (or the inode), and the file then matches
+ * nothing until an operator applies the policy again. */
+struct kw_file_val {
+	__s64 ctime_sec;
+	__u32 ctime_nsec;
+	__u32 list_id; /* candidate list of workloads keyed on this file */
+	__u32 pin_id;  /* index of the pinned file in the agent's table (path, sha256) */
+	__u32 _pad;
+};
+
+struct kw_cand_list {
+	__u32 n;
+	__u32 wl[KW_CAND_MAX]; /* workload indices, ascending = policy order */
+};
+
+enum kw_sel_flags {
+	KW_SEL_EXE = 1u << 0,
+	KW_SEL_SCRIPT = 1u << 1,
+	KW_SEL_UID = 1u << 2,
+	KW_SEL_GID = 1u << 3,
+	KW_SEL_CGROUP = 1u << 4,
+	KW_SEL_ARGV = 1u << 5,	      /* argv equals argv[] exactly */
+	KW_SEL_ARGV_PREFIX = 1u << 6, /* argv starts with argv[] (whole arguments) */
+};
+
+struct kw_workload {
+	__u32 flags; /* enum kw_sel_flags */
+	__u32 ident;
+	struct kw_file_key exe;
+	struct kw_file_key script;
+	__u32 uid;
+	__u32 gid;
+	__u64 cgroup_id;    /* 0 while the cgroup does not exist: matches nothing */
+	__u32 cgroup_level; /* depth below the root cgroup (root = 0) */
+	__u32 argv_len;	    /* bytes of argv[] that must match, including NULs */
+	__u8 argv[KW_ARGV_MAX];
+};
+
+enum kw_task_flags {
+	KW_TASK_FROM_PROC = 1u << 0, /* attested from /proc at agent start (weaker) */
+};
+
+/* Task local storage: the identity the kernel assigned at exec. */
+struct kw_task {
+	__u32 ident;
+	__u32 wl;     /* workload index + 1 in the generation that attested it; 0 none */
+	__u32 flags;  /* enum kw_task_flags */
+	__u32 pin_id; /* pinned exe (or script) that matched, for events; ~0u none */
+	__u64 exec_ns; /* bpf_ktime_get_ns() at attestation */
+};
+
+/* The file execve() was given (the script, for #!), recorded at bprm_creds_for_exec
+ * and read back at bprm_committed_creds of the same exec, keyed by thread id. */
+struct kw_exec_file {
+	struct kw_file_key key;
+	__s64 ctime_sec;
+	__u32 ctime_nsec;
+	__u32 _pad;
+};
+
+/* ---- gate ------------------------------------------------------------------------- */
+
+enum kw_proto {
+	KW_PROTO_TCP = 6,
+	KW_PROTO_UDP = 17,
+};
+
+/* LPM key: protocol, port and address form one prefix, so that a lookup answers for
+ * exactly this protocol and port. IPv4 is stored v4-mapped (::ffff:a.b.c.d), so a v4
+ * /n is prefixlen 32 + 96 + n. Port 0 is the "any port" entry: the gate looks up
+ * both and requires both answers to allow. */
+struct kw_dst_key {
+	__u32 prefixlen; /* bits after this field that count */
+	__u8 proto;
+	__u8 _pad;
+	__u8 port[2]; /* big-endian */
+	__u8 addr[16];
+};
+#define KW_DST_FIXED_BITS 32 /* proto, pad, port */
+
+enum kw_dset_flags {
+	KW_DSET_ANY_ALLOWED = 1u << 0, /* a "*" rule allows every destination of the set */
+};
+
+/* The set of declared destinations that contain a trie node: the agent computes it,
+ * so the longest-prefix answer is exact. */
+struct kw_dst_val {
+	__u32 dset;
+	__u32 flags;	 /* enum kw_dset_flags */
+	__u32 any_rule;	 /* rule index that allowed "*" (valid with KW_DSET_ANY_ALLOWED) */
+	__u32 _pad;
+};
+
+struct kw_allow_key {
+	__u32 ident;
+	__u32 dset;
+};
+
+struct kw_allow_val {
+	__u32 rule; /* index of a rule that allowed it, for events */
+	__u32 _pad;
+};
+
+enum kw_mode {
+	KW_MODE_ENFORCE = 0,
+	KW_MODE_AUDIT = 1,
+};
+
+/* Per-generation settings. */
+struct kw_config {
+	__u32 mode; /* enum kw_mode */
+	__u32 log_allowed;
+	__u64 revision; /* first 8 bytes of the policy's content hash */
+};
+
+/* ---- events ----------------------------------------------------------------------- */
+
+enum kw_event_type {
+	KW_EV_CONNECT = 1,
+	KW_EV_ESTABLISHED = 2,
+	KW_EV_CLOSED = 3,
+	KW_EV_EXEC = 4,
+};
+
+enum kw_decision {
+	KW_DECISION_ALLOW = 1,
+	KW_DECISION_DENY = 2,
+};
+
+/* Why the gate decided as it did. */
+enum kw_reason {
+	KW_REASON_RULE = 1,	    /* a rule for the process's identity */
+	KW_REASON_ANY_RULE = 2,	    /* a "*" rule */
+	KW_REASON_NO_RULE = 3,	    /* declared destination, no rule allows: default deny */
+};
+
+/* Which syscall path reached the gate. */
+enum kw_path {
+	KW_PATH_CONNECT = 1,
+	KW_PATH_SENDMSG = 2, /* sendto/sendmsg with an address: UDP, or TCP MSG_FASTOPEN */
+};
+
+struct kw_ev_hdr {
+	__u16 type; /* enum kw_event_type */
+	__u16 version;
+	__u32 size;
+	__u64 ktime_ns; /* bpf_ktime_get_ns() */
+};
+
+struct kw_proc_info {
+	__u32 pid;
+	__u32 tgid;
+	__u32 uid;
+	__u32 gid;
+	__u64 start_ns;	 /* start time of the thread-group leader (boot-based ns) */
+	__u64 cgroup_id; /* cgroup v2 id of the process */
+	__u32 ident;
+	__u32 pin_id; /* pinned file that attested it, or ~0u */
+	struct kw_file_key exe; /* current->mm->exe_file, for unattested processes */
+	__s64 exe_ctime_sec;
+	__u32 exe_ctime_nsec;
+	__u32 task_flags;
+	char comm[16];
+};
+
+struct kw_ev_connect {
+	struct kw_ev_hdr hdr;
+	struct kw_proc_info proc;
+	__u8 decision; /* enum kw_decision */
+	__u8 mode;     /* enum kw_mode */
+	__u8 reason;   /* enum kw_reason */
+	__u8 path;     /* enum kw_path */
+	__u8 proto;
+	__u8 family; /* AF_INET or AF_INET6 as given by the caller */
+	__u16 port;  /* host order */
+	__u8 addr[16]; /* v4-mapped for AF_INET */
+	__u32 dset;    /* first set that denied, or the last that allowed */
+	__u32 rule;    /* rule index that allowed, or ~0u */
+	__u64 revision;
+};
+
+/* sockops lifecycle of a connection the gate allowed to a declared destination. */
+struct kw_ev_sock {
+	struct kw_ev_hdr hdr;
+	__u32 tgid;
+	__u32 ident;
+	__u64 cookie; /* socket cookie */
+	__u64 bytes_sent;
+	__u64 bytes_received;
+	__u64 duration_ns; /* closed: since established */
+	__u8 proto;
+	__u8 family;
+	__u16 port; /* host order */
+	__u32 dset;
+	__u8 addr[16];
+};
+
+/* Socket local storage on sockets the gate allowed to a declared destination. */
+struct kw_sk {
+	__u32 ident;
+	__u32 dset;
+	__u32 tgid;
+	__u16 port;
+	__u8 proto;
+	__u8 family;
+	__u64 established_ns;
+	__u8 addr[16];
+};
+
+enum kw_counter {
+	KW_CNT_CONNECT_CHECKED = 0,
+	KW_CNT_CONNECT_ALLOWED,
+	KW_CNT_CONNECT_DENIED,
+	KW_CNT_CONNECT_AUDITED, /* would have been denied; audit mode */
+	KW_CNT_EXEC_ATTESTED,
+	KW_CNT_EXEC_CLEARED, /* an attested process exec'd something that is not attested */
+	KW_CNT_EVENTS_DROPPED,
+	KW_CNT_MAX,
+};
+
+#define KW_ASSERT_SIZE(T, N) _Static_assert(sizeof(T) == (N), #T " layout changed: bump KW_ABI_VERSION")
+KW_ASSERT_SIZE(struct kw_file_key, 16);
+KW_ASSERT_SIZE(struct kw_file_val, 24);
+KW_ASSERT_SIZE(struct kw_cand_list, 4 + 4 * KW_CAND_MAX);
+KW_ASSERT_SIZE(struct kw_workload, 4 + 4 + 16 + 16 + 4 + 4 + 8 + 4 + 4 + KW_ARGV_MAX);
+KW_ASSERT_SIZE(struct kw_task, 24);
+KW_ASSERT_SIZE(struct kw_exec_file, 32);
+KW_ASSERT_SIZE(struct kw_dst_key, 24);
+KW_ASSERT_SIZE(struct kw_dst_val, 16);
+KW_ASSERT_SIZE(struct kw_allow_key, 8);
+KW_ASSERT_SIZE(struct kw_config, 16);
+KW_ASSERT_SIZE(struct kw_ev_hdr, 16);
+KW_ASSERT_SIZE(struct kw_proc_info, 88);
+KW_ASSERT_SIZE(struct kw_ev_connect, 144);
+KW_ASSERT_SIZE(struct kw_ev_sock, 80);
+KW_ASSERT_SIZE(struct kw_sk, 40);
+
+#endif /* KWARDEN_BPF_ABI_H */

@@ -1,0 +1,233 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Connection gate: allows or refuses a connection by (process identity, destination)
+ * before a packet leaves.
+ *
+ *   socket_connect   connect(2), io_uring's connect and TCP_FASTOPEN_CONNECT (which
+ *                    still calls connect) all pass security_socket_connect.
+ *   socket_sendmsg   the paths that reach a peer without connect(): TCP sendto/sendmsg
+ *                    with MSG_FASTOPEN, and UDP datagrams that carry an address.
+ *
+ * A destination is declared when a (protocol, port, prefix) entry of the policy's LPM
+ * trie contains it. The trie is looked up twice, for the port and for "any port"
+ * (port 0); every set found must allow the identity. Undeclared destinations return
+ * 0 untouched. The decision is made in one pass of two LPM and up to two hash lookups.
+ */
+#include "lib/common.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define IPPROTO_MPTCP 262
+#define MSG_FASTOPEN 0x20000000
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+
+struct kw_target {
+	__u8 proto;
+	__u8 family;
+	__u16 port; /* host order */
+	__u8 addr[16];
+};
+
+/* Reads a sockaddr the kernel already copied in. IPv4 is mapped into ::ffff:0:0/96,
+ * which is also how an IPv6 socket reaches an IPv4 service: both land on one key. */
+static __always_inline int kw_read_target(struct sockaddr *sa, int len, struct kw_target *t)
+{
+	__u16 family = 0;
+
+	if (!sa || len < (int)sizeof(family))
+		return -1;
+	if (bpf_probe_read_kernel(&family, sizeof(family), &sa->sa_family))
+		return -1;
+	if (family == AF_INET) {
+		struct sockaddr_in in;
+		if (len < (int)sizeof(in) || bpf_probe_read_kernel(&in, sizeof(in), sa))
+			return -1;
+		__builtin_memset(t->addr, 0, 10);
+		t->addr[10] = 0xff;
+		t->addr[11] = 0xff;
+		__builtin_memcpy(&t->addr[12], &in.sin_addr.s_addr, 4);
+		t->port = bpf_ntohs(in.sin_port);
+	} else if (family == AF_INET6) {
+		struct sockaddr_in6 in6;
+		if (len < 24 || bpf_probe_read_kernel(&in6, 24, sa))
+			return -1;
+		__builtin_memcpy(t->addr, &in6.sin6_addr, 16);
+		t->port = bpf_ntohs(in6.sin6_port);
+	} else {
+		return -1;
+	}
+	t->family = family;
+	return 0;
+}
+
+static __always_inline int kw_sock_proto(struct socket *sock)
+{
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
+	__u16 type = BPF_CORE_READ(sk, sk_type);
+
+	/* MPTCP reaches its peers over TCP subflows: same policy as TCP. */
+	if (type == SOCK_STREAM && (proto == IPPROTO_TCP || proto == IPPROTO_MPTCP))
+		return IPPROTO_TCP;
+	if (type == SOCK_DGRAM && proto == IPPROTO_UDP)
+		return IPPROTO_UDP;
+	return 0;
+}
+
+struct kw_verdict {
+	int declared;
+	int allowed;
+	__u8 reason;
+	__u32 dset;
+	__u32 rule;
+};
+
+static __always_inline void kw_check_set(struct kw_dst_val *v, void *allow, __u32 ident, struct kw_verdict *out)
+{
+	if (!v)
+		return;
+	out->declared = 1;
+	if (!out->allowed)
+		return; /* an earlier set already refused */
+	out->dset = v->dset;
+	if (v->flags & KW_DSET_ANY_ALLOWED) {
+		out->rule = v->any_rule;
+		out->reason = KW_REASON_ANY_RULE;
+		return;
+	}
+	struct kw_allow_key k = { .ident = ident, .dset = v->dset };
+	struct kw_allow_val *a = (ident != KW_IDENT_NONE && allow) ? bpf_map_lookup_elem(allow, &k) : 0;
+	if (a) {
+		out->rule = a->rule;
+		out->reason = KW_REASON_RULE;
+	} else {
+		out->allowed = 0;
+		out->rule = ~0u;
+		out->reason = KW_REASON_NO_RULE;
+	}
+}
+
+static __always_inline void kw_emit_connect(struct kw_target *t, struct kw_verdict *v, struct kw_config *cfg,
+					    __u8 path)
+{
+	struct kw_ev_connect *e = kw_event_reserve(sizeof(*e), KW_EV_CONNECT);
+	if (!e)
+		return;
+	__builtin_memset(&e->proc, 0, sizeof(*e) - sizeof(e->hdr));
+	kw_fill_proc(&e->proc);
+	e->decision = v->allowed ? KW_DECISION_ALLOW : KW_DECISION_DENY;
+	e->mode = cfg->mode;
+	e->reason = v->reason;
+	e->path = path;
+	e->proto = t->proto;
+	e->family = t->family;
+	e->port = t->port;
+	__builtin_memcpy(e->addr, t->addr, 16);
+	e->dset = v->dset;
+	e->rule = v->rule;
+	e->revision = cfg->revision;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* Remembers an allowed TCP connection to a declared destination, for sockops. */
+static __always_inline void kw_mark_socket(struct socket *sock, struct kw_target *t, __u32 ident, __u32 dset)
+{
+	struct sock *sk = sock->sk;
+	struct kw_sk *s;
+
+	if (!sk || t->proto != IPPROTO_TCP)
+		return;
+	s = bpf_sk_storage_get(&kw_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!s)
+		return;
+	s->ident = ident;
+	s->dset = dset;
+	s->tgid = bpf_get_current_pid_tgid() >> 32;
+	s->port = t->port;
+	s->proto = t->proto;
+	s->family = t->family;
+	s->established_ns = 0;
+	__builtin_memcpy(s->addr, t->addr, 16);
+}
+
+static __always_inline int kw_gate(struct socket *sock, struct sockaddr *sa, int len, __u8 path)
+{
+	struct kw_target t = {};
+	struct kw_verdict v = { .allowed = 1, .rule = ~0u };
+	struct kw_dst_key key = {};
+	__u32 gen, ident;
+	int proto;
+
+	proto = kw_sock_proto(sock);
+	if (!proto || kw_read_target(sa, len, &t))
+		return 0;
+	t.proto = proto;
+
+	gen = kw_generation();
+	void *dsts = bpf_map_lookup_elem(&kw_dsts, &gen);
+	if (!dsts)
+		return 0;
+	struct kw_task *task = kw_current_task_state();
+	ident = task ? task->ident : KW_IDENT_NONE;
+	void *allow = bpf_map_lookup_elem(&kw_allow, &gen);
+
+	key.prefixlen = KW_DST_FIXED_BITS + 128;
+	key.proto = t.proto;
+	__builtin_memcpy(key.addr, t.addr, 16);
+	key.port[0] = t.port >> 8;
+	key.port[1] = t.port & 0xff;
+	kw_check_set(bpf_map_lookup_elem(dsts, &key), allow, ident, &v);
+	key.port[0] = 0;
+	key.port[1] = 0;
+	kw_check_set(bpf_map_lookup_elem(dsts, &key), allow, ident, &v);
+	if (!v.declared)
+		return 0;
+
+	kw_count(KW_CNT_CONNECT_CHECKED);
+	struct kw_config *cfg = bpf_map_lookup_elem(&kw_cfg, &gen);
+	int audit = cfg && cfg->mode == KW_MODE_AUDIT;
+	if (cfg && (!v.allowed || cfg->log_allowed))
+		kw_emit_connect(&t, &v, cfg, path);
+	if (!v.allowed) {
+		if (!audit) {
+			kw_count(KW_CNT_CONNECT_DENIED);
+			return -EPERM;
+		}
+		kw_count(KW_CNT_CONNECT_AUDITED);
+	} else {
+		kw_count(KW_CNT_CONNECT_ALLOWED);
+	}
+	if (path == KW_PATH_CONNECT)
+		kw_mark_socket(sock, &t, ident, v.dset);
+	return 0;
+}
+
+SEC("lsm/socket_connect")
+int BPF_PROG(kw_connect, struct socket *sock, struct sockaddr *address, int addrlen, int ret)
+{
+	if (ret)
+		return ret;
+	return kw_gate(sock, address, addrlen, KW_PATH_CONNECT);
+}
+
+SEC("lsm/socket_sendmsg")
+int BPF_PROG(kw_sendmsg, struct socket *sock, struct msghdr *msg, int size, int ret)
+{
+	void *name;
+	int namelen;
+
+	if (ret)
+		return ret;
+	name = BPF_CORE_READ(msg, msg_name);
+	if (!name)
+		return 0; /* connected socket: its connect() was gated */
+	namelen = BPF_CORE_READ(msg, msg_namelen);
+	if (kw_sock_proto(sock) == IPPROTO_TCP && !(BPF_CORE_READ(msg, msg_flags) & MSG_FASTOPEN))
+		return 0; /* TCP ignores the address unless it opens the connection (TFO) */
+	return kw_gate(sock, name, namelen, KW_PATH_SENDMSG);
+}

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Every map of kwarden, declared once. Each program object includes this header and
+ * libbpf pins the maps by name under /sys/fs/bpf/kwarden/maps, so the three objects
+ * share one instance of each map, and a restarted agent takes the same maps over.
+ *
+ * Policy maps are double-buffered: an outer ARRAY_OF_MAPS with one slot per generation.
+ * The agent builds the inner maps of generation 1-g (sized to the policy: inner hash
+ * and LPM maps may differ in max_entries), then flips kw_active. A program reads the
+ * generation once per call, so it never sees half of a reload.
+ */
+#ifndef KWARDEN_BPF_MAPS_H
+#define KWARDEN_BPF_MAPS_H
+
+#include "abi.h"
+
+#define KW_PIN __uint(pinning, LIBBPF_PIN_BY_NAME)
+
+/* Inner map templates: max_entries here only sizes the template. Sizes rather than
+ * __type(): clang would emit the value types as BTF forward declarations only. */
+struct kw_files_inner {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(struct kw_file_key));
+	__uint(value_size, sizeof(struct kw_file_val));
+};
+struct kw_lists_inner {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct kw_cand_list));
+};
+struct kw_wls_inner {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct kw_workload));
+};
+struct kw_dsts_inner {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(key_size, sizeof(struct kw_dst_key));
+	__uint(value_size, sizeof(struct kw_dst_val));
+};
+struct kw_allow_inner {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(struct kw_allow_key));
+	__uint(value_size, sizeof(struct kw_allow_val));
+};
+
+#define KW_OUTER(name, inner)                                  \
+	struct {                                               \
+		__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);      \
+		__uint(max_entries, KW_GENERATIONS);           \
+		__type(key, __u32);                            \
+		KW_PIN;                                        \
+		__array(values, struct inner);                 \
+	} name SEC(".maps")
+
+KW_OUTER(kw_files, kw_files_inner);
+KW_OUTER(kw_lists, kw_lists_inner);
+KW_OUTER(kw_wls, kw_wls_inner);
+KW_OUTER(kw_dsts, kw_dsts_inner);
+KW_OUTER(kw_allow, kw_allow_inner);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KW_GENERATIONS);
+	__type(key, __u32);
+	__type(value, struct kw_config);
+	KW_PIN;
+} kw_cfg SEC(".maps");
+
+/* [0] = the generation in force. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+	KW_PIN;
+} kw_active SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct kw_task);
+	KW_PIN;
+} kw_tasks SEC(".maps");
+
+/* Thread id -> the file execve() was given; an LRU so failed execs cannot fill it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct kw_exec_file);
+	KW_PIN;
+} kw_execs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct kw_sk);
+	KW_PIN;
+} kw_socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+	KW_PIN;
+} kw_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KW_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	KW_PIN;
+} kw_counters SEC(".maps");
+
+/* Per-CPU scratch for argv: too large for the 512-byte BPF stack. */
+struct kw_argv_buf {
+	__u8 buf[KW_ARGV_MAX];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kw_argv_buf);
+} kw_argv_scratch SEC(".maps");
+
+#endif /* KWARDEN_BPF_MAPS_H */
