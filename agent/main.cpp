@@ -1,1 +1,4 @@
-int main() { return 0; }
+// kwarden: wiring only. See cli/cli.cpp for the commands.
+#include "cli/cli.h"
+
+int main(int argc, char** argv) { return kw::cli::main(argc, argv); }

@@ -22,6 +22,9 @@
  * the lifetime of the pinned maps, so a policy reload never renames a running process. */
 #define KW_IDENT_NONE 0u
 
+/* SPIFFE IDs are at most 2048 bytes (spec); the name table stores them NUL-terminated. */
+#define KW_SPIFFE_ID_MAX 2048
+
 /* Bytes of argv compared by an `argv` selector (NUL-separated, as on the exec stack). */
 #define KW_ARGV_MAX 256
 /* Workloads that share one candidate list (same exe, same script, or neither). */
@@ -103,6 +106,13 @@ struct kw_exec_file {
 	__s64 ctime_sec;
 	__u32 ctime_nsec;
 	__u32 _pad;
+};
+
+/* Identity id -> SPIFFE ID, pinned with the other maps: the table lives exactly as long
+ * as the task storage that holds the ids, so a restarted agent can never renumber. */
+struct kw_ident_name {
+	char id[KW_SPIFFE_ID_MAX + 1];
+	__u8 _pad[7];
 };
 
 /* ---- gate ------------------------------------------------------------------------- */
@@ -232,8 +242,8 @@ struct kw_ev_sock {
 	__u32 tgid;
 	__u32 ident;
 	__u64 cookie; /* socket cookie */
-	__u64 bytes_sent;
-	__u64 bytes_received;
+	__u64 bytes_sent;     /* data octets, retransmissions included */
+	__u64 bytes_received; /* data octets */
 	__u64 duration_ns; /* closed: since established */
 	__u8 proto;
 	__u8 family;
@@ -265,13 +275,18 @@ enum kw_counter {
 	KW_CNT_MAX,
 };
 
+#ifdef __cplusplus
+#define KW_ASSERT_SIZE(T, N) static_assert(sizeof(T) == (N), #T " layout changed: bump KW_ABI_VERSION")
+#else
 #define KW_ASSERT_SIZE(T, N) _Static_assert(sizeof(T) == (N), #T " layout changed: bump KW_ABI_VERSION")
+#endif
 KW_ASSERT_SIZE(struct kw_file_key, 16);
 KW_ASSERT_SIZE(struct kw_file_val, 24);
 KW_ASSERT_SIZE(struct kw_cand_list, 4 + 4 * KW_CAND_MAX);
 KW_ASSERT_SIZE(struct kw_workload, 4 + 4 + 16 + 16 + 4 + 4 + 8 + 4 + 4 + KW_ARGV_MAX);
 KW_ASSERT_SIZE(struct kw_task, 24);
 KW_ASSERT_SIZE(struct kw_exec_file, 32);
+KW_ASSERT_SIZE(struct kw_ident_name, 2056);
 KW_ASSERT_SIZE(struct kw_dst_key, 24);
 KW_ASSERT_SIZE(struct kw_dst_val, 16);
 KW_ASSERT_SIZE(struct kw_allow_key, 8);

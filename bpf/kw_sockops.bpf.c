@@ -9,7 +9,8 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-static __always_inline void kw_emit_sock(struct bpf_sock_ops *skops, struct kw_sk *s, __u16 type, __u64 now)
+static __always_inline void kw_emit_sock(struct bpf_sock_ops *skops, struct bpf_sock *sk, struct kw_sk *s, __u16 type,
+					 __u64 now)
 {
 	struct kw_ev_sock *e = kw_event_reserve(sizeof(*e), type);
 	if (!e)
@@ -17,8 +18,13 @@ static __always_inline void kw_emit_sock(struct bpf_sock_ops *skops, struct kw_s
 	e->tgid = s->tgid;
 	e->ident = s->ident;
 	e->cookie = bpf_get_socket_cookie(skops);
-	e->bytes_sent = skops->bytes_acked;
-	e->bytes_received = skops->bytes_received;
+	/* Data octets, from the tcp_sock itself: skops->bytes_acked also counts the
+	 * sequence octets of SYN and FIN. bytes_sent includes retransmissions. SK is the
+	 * pointer already checked non-NULL: a fresh skops->sk load is "or null" for the
+	 * 6.1 verifier. */
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	e->bytes_sent = tp ? tp->bytes_sent : 0;
+	e->bytes_received = tp ? tp->bytes_received : 0;
 	e->duration_ns = s->established_ns ? now - s->established_ns : 0;
 	e->proto = s->proto;
 	e->family = s->family;
@@ -45,7 +51,7 @@ int kw_sockops(struct bpf_sock_ops *skops)
 		now = bpf_ktime_get_ns();
 		s->established_ns = now;
 		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
-		kw_emit_sock(skops, s, KW_EV_ESTABLISHED, now);
+		kw_emit_sock(skops, sk, s, KW_EV_ESTABLISHED, now);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] != BPF_TCP_CLOSE)
@@ -53,7 +59,7 @@ int kw_sockops(struct bpf_sock_ops *skops)
 		s = bpf_sk_storage_get(&kw_socks, sk, 0, 0);
 		if (!s)
 			return 1;
-		kw_emit_sock(skops, s, KW_EV_CLOSED, bpf_ktime_get_ns());
+		kw_emit_sock(skops, sk, s, KW_EV_CLOSED, bpf_ktime_get_ns());
 		break;
 	}
 	return 1;

@@ -8,6 +8,17 @@
 
 namespace kw::core {
 
+// The identity the kernel gives the open file FD: (superblock dev, ino) and ctime, as
+// the BPF programs read them from the inode. stat(2)'s st_dev is not always the
+// superblock's: overlayfs and btrfs report per-layer or per-subvolume pseudo devices.
+// The device is therefore taken from the file's mount in /proc/self/mountinfo.
+struct KernelFileFacts {
+    kw_file_key key{};
+    int64_t ctime_sec = 0;
+    uint32_t ctime_nsec = 0;
+};
+Result<KernelFileFacts> kernel_file_facts(int fd);
+
 class LinuxHostView : public HostView {
 public:
     explicit LinuxHostView(std::string cgroup2_mount = "/sys/fs/cgroup");

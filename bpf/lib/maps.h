@@ -90,6 +90,16 @@ struct {
 	KW_PIN;
 } kw_tasks SEC(".maps");
 
+/* Written and read by the agent only (bpf/abi.h, struct kw_ident_name). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct kw_ident_name);
+	KW_PIN;
+} kw_idents SEC(".maps");
+
 /* Thread id -> the file execve() was given; an LRU so failed execs cannot fill it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

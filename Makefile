@@ -1,0 +1,48 @@
+# kwarden front door. `make demo` and `make test` work on a fresh Debian 12 machine:
+# both install their own dependencies (scripts/install-deps.sh, idempotent).
+#
+#   make deps      Debian packages, guest kernels (6.12, 6.1), virtme-ng
+#   make build     BPF objects, skeletons, agent, unit tests, e2e tools (build/)
+#   make unit      host unit tests (no root, no kernel features)
+#   make vmtest    end-to-end tests in VMs, on each kernel of VM_KERNELS
+#   make test      unit + vmtest: what CI runs
+#   make demo      the agent with the embedded default policy, in a 6.12 VM
+#   make vmlinux   regenerate third_party/vmlinux.h from the 6.12 guest's BTF
+
+BUILD      ?= build
+VM_KERNELS ?= 6.12 6.1
+JOBS       ?= $(shell nproc)
+
+.PHONY: all deps build unit vmtest test demo vmlinux clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/CMakeCache.txt: CMakeLists.txt
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+
+unit: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+vmtest: build
+	@set -e; for k in $(VM_KERNELS); do \
+	    echo "=== e2e on Debian kernel $$k"; \
+	    vmtest/run --kernel $$k -- test/e2e/run.sh; \
+	done
+
+test: unit vmtest
+
+demo: build
+	vmtest/run --kernel 6.12 -- vmtest/demo.sh
+
+vmlinux: deps
+	vmtest/run --kernel 6.12 --rwdir third_party -- \
+	    sh -c 'bpftool btf dump file /sys/kernel/btf/vmlinux format c > third_party/vmlinux.h'
+
+clean:
+	rm -rf $(BUILD)

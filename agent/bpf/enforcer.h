@@ -1,0 +1,98 @@
+// The kernel side of the agent, and the only code that touches libbpf or skeletons:
+// feature probes, loading with pinned maps, attaching with pinned links (taking over a
+// previous agent's with no window), publishing compiled policies by generation flip,
+// identities by pidfd, counters and the event ring buffer.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "abi.h"
+#include "core/compile.h"
+#include "core/result.h"
+
+struct ring_buffer;
+
+namespace kw::bpf {
+
+inline constexpr const char* kDefaultPinDir = "/sys/fs/bpf/kwarden";
+
+struct KernelProbe {
+    std::string release;
+    std::vector<std::string> missing;  // each says what is missing and how to get it
+    bool ok() const { return missing.empty(); }
+};
+
+// Checks what enforcement needs: bpf in the active LSM list, kernel BTF, a bpf
+// filesystem, cgroup v2. Never loads anything.
+KernelProbe probe_kernel(const std::string& pin_dir = kDefaultPinDir);
+
+struct LoadOptions {
+    std::string pin_dir = kDefaultPinDir;
+    std::string cgroup_root = "/sys/fs/cgroup";
+};
+
+class Enforcer {
+public:
+    ~Enforcer();
+    Enforcer(const Enforcer&) = delete;
+    Enforcer& operator=(const Enforcer&) = delete;
+
+    // Opens and loads the programs. Maps are reused from PIN_DIR/maps when a previous
+    // agent left them (took_over()), else created and pinned there.
+    static Result<std::unique_ptr<Enforcer>> load(const LoadOptions& options);
+
+    bool took_over() const { return took_over_; }
+
+    // Attaches every program and pins its link under PIN_DIR/links. A link pinned by a
+    // previous agent is released only after the new one is attached: both enforce for
+    // a moment, never neither.
+    Result<void> attach();
+
+    // Builds the inner maps of the idle generation from COMPILED, then flips kw_active.
+    Result<void> publish(const core::CompiledPolicy& compiled);
+    uint32_t active_generation() const;
+
+    Result<void> store_identities(const core::IdentityTable& ids);
+    Result<void> restore_identities(core::IdentityTable& ids) const;
+
+    // The identity the kernel recorded for the process behind PIDFD (task storage).
+    std::optional<kw_task> task_identity(int pidfd) const;
+    Result<void> set_task_identity(int pidfd, const kw_task& task);
+
+    std::array<uint64_t, KW_CNT_MAX> counters() const;
+
+    // Ring buffer of events; CALLBACK gets each record (header first).
+    using EventCallback = std::function<void(const void* data, size_t size)>;
+    Result<void> open_events(EventCallback callback);
+    int events_epoll_fd() const;
+    int poll_events(int timeout_ms);  // records consumed, or -errno
+
+    struct ProgramInfo {
+        std::string name;
+        uint32_t id = 0;
+        std::string attach;
+    };
+    std::vector<ProgramInfo> programs() const;
+
+    // Removes every pin under PIN_DIR: enforcement stops once no agent holds the links.
+    static Result<void> teardown(const std::string& pin_dir = kDefaultPinDir);
+
+private:
+    Enforcer() = default;
+    struct Objects;
+    int map_fd(const char* name) const;
+
+    std::unique_ptr<Objects> objs_;
+    LoadOptions options_;
+    bool took_over_ = false;
+    ring_buffer* events_ = nullptr;
+    EventCallback callback_;
+};
+
+}  // namespace kw::bpf

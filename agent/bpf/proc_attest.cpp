@@ -1,0 +1,125 @@
+// See proc_attest.h.
+#include "bpf/proc_attest.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "core/host_view_linux.h"
+#include "core/unique_fd.h"
+#include <sstream>
+#include <string>
+
+namespace kw::bpf {
+namespace {
+
+int pidfd_open(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+
+std::string slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// Real uid and gid from /proc/PID/status ("Uid:\treal\teffective...").
+bool read_ids(const std::string& dir, uint32_t& uid, uint32_t& gid) {
+    std::istringstream in(slurp(dir + "/status"));
+    std::string line;
+    int found = 0;
+    while (std::getline(in, line)) {
+        if (line.rfind("Uid:", 0) == 0) {
+            uid = static_cast<uint32_t>(std::stoul(line.substr(4)));
+            found++;
+        } else if (line.rfind("Gid:", 0) == 0) {
+            gid = static_cast<uint32_t>(std::stoul(line.substr(4)));
+            found++;
+        }
+    }
+    return found == 2;
+}
+
+// Ids of the process's cgroup v2 and its ancestors, root first.
+std::vector<uint64_t> cgroup_ancestors(const std::string& dir, const std::string& root) {
+    std::istringstream in(slurp(dir + "/cgroup"));
+    std::string line, path;
+    while (std::getline(in, line))
+        if (line.rfind("0::", 0) == 0) path = line.substr(3);
+    std::vector<uint64_t> ids;
+    if (path.empty()) return ids;
+    std::string cur = root;
+    struct stat st {};
+    if (stat(cur.c_str(), &st) != 0) return {};
+    ids.push_back(st.st_ino);
+    std::istringstream parts(path);
+    std::string part;
+    while (std::getline(parts, part, '/')) {
+        if (part.empty()) continue;
+        cur += "/" + part;
+        if (stat(cur.c_str(), &st) != 0) return {};
+        ids.push_back(st.st_ino);
+    }
+    return ids;
+}
+
+}  // namespace
+
+ProcScanStats attest_running_processes(Enforcer& enforcer, const core::CompiledPolicy& compiled,
+                                       const std::string& cgroup_root) {
+    ProcScanStats stats;
+    DIR* d = opendir("/proc");
+    if (!d) return stats;
+    const pid_t self = getpid();
+    while (dirent* ent = readdir(d)) {
+        char* end = nullptr;
+        long pid = std::strtol(ent->d_name, &end, 10);
+        if (*end != '\0' || pid <= 0 || pid == self) continue;
+        int pidfd = pidfd_open(static_cast<pid_t>(pid));
+        if (pidfd < 0) continue;
+        stats.scanned++;
+        const std::string dir = "/proc/" + std::to_string(pid);
+        core::ProcessFacts facts;
+        // The kernel's record wins: never overwrite an identity it assigned at exec.
+        bool known = enforcer.task_identity(pidfd).has_value();
+        core::UniqueFd exe(open((dir + "/exe").c_str(), O_RDONLY | O_CLOEXEC));
+        auto exe_facts = exe.valid() ? core::kernel_file_facts(exe.get()) : Result<core::KernelFileFacts>(Error{});
+        if (!known && exe_facts && read_ids(dir, facts.uid, facts.gid)) {
+            const auto& f = *exe_facts;
+            for (const auto& [k, v] : compiled.files) {
+                if (k.dev == f.key.dev && k.ino == f.key.ino && v.ctime_sec == f.ctime_sec &&
+                    v.ctime_nsec == f.ctime_nsec)
+                    facts.exe = f.key;
+            }
+            facts.cgroup_ancestors = cgroup_ancestors(dir, cgroup_root);
+            facts.argv = slurp(dir + "/cmdline");
+            if (auto wl = core::match_workload(compiled, facts)) {
+                kw_task t{};
+                t.ident = compiled.workloads[*wl].ident;
+                t.wl = *wl + 1;
+                t.flags = KW_TASK_FROM_PROC;
+                t.pin_id = ~0u;
+                struct timespec now {};
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                t.exec_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000ull + now.tv_nsec;
+                // The pidfd keeps naming this task; if it exited, the update fails.
+                if (auto r = enforcer.set_task_identity(pidfd, t); r) {
+                    stats.attested++;
+                    spdlog::info("attested running process {} from /proc as workload {}", pid, *wl);
+                } else {
+                    spdlog::debug("process {}: {}", pid, r.message());
+                }
+            }
+        }
+        close(pidfd);
+    }
+    closedir(d);
+    return stats;
+}
+
+}  // namespace kw::bpf

@@ -1,0 +1,251 @@
+// The `kwarden` commands. See `kwarden help`.
+#include "cli/cli.h"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bpf/enforcer.h"
+#include "core/policy.h"
+#include "core/compile.h"
+#include "io/admin_protocol.h"
+#include "io/agent.h"
+
+namespace kw::cli {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kUsage =
+    R"(kwarden: workload identity enforced by the kernel
+
+usage:
+  kwarden agent [--policy FILE] [--state-dir DIR] [--events FILE|-] [--admin-socket PATH]
+                [--pin-dir DIR] [--log-level LEVEL]
+  kwarden policy check FILE
+  kwarden policy apply FILE [--admin-socket PATH]
+  kwarden status [--json] [--admin-socket PATH]
+  kwarden events [--follow] [--admin-socket PATH]
+  kwarden identity PID [--admin-socket PATH]
+  kwarden teardown [--pin-dir DIR]
+  kwarden help
+)";
+
+constexpr const char* kDefaultAdminSocket = "/run/kwarden/admin.sock";
+
+struct Args {
+    std::vector<std::string> positional;
+    std::map<std::string, std::string> options;  // --name value
+    std::map<std::string, bool> flags;           // --name
+};
+
+// Parses ARGV against the options (taking a value) and flags a command accepts.
+std::optional<Args> parse(const std::vector<std::string>& argv, const std::vector<std::string>& with_value,
+                          const std::vector<std::string>& flags, const std::string& usage) {
+    Args a;
+    for (size_t i = 0; i < argv.size(); i++) {
+        const std::string& s = argv[i];
+        if (s.rfind("--", 0) == 0 && s.size() > 2) {
+            std::string name = s.substr(2), value;
+            bool inline_value = false;
+            if (auto eq = name.find('='); eq != std::string::npos) {
+                value = name.substr(eq + 1);
+                name = name.substr(0, eq);
+                inline_value = true;
+            }
+            if (std::find(with_value.begin(), with_value.end(), name) != with_value.end()) {
+                if (!inline_value) {
+                    if (i + 1 >= argv.size()) {
+                        std::cerr << "kwarden: option --" << name << " needs a value\nusage: " << usage << "\n";
+                        return std::nullopt;
+                    }
+                    value = argv[++i];
+                }
+                a.options[name] = value;
+            } else if (std::find(flags.begin(), flags.end(), name) != flags.end() && !inline_value) {
+                a.flags[name] = true;
+            } else {
+                std::cerr << "kwarden: unknown option --" << name << "\nusage: " << usage << "\n";
+                return std::nullopt;
+            }
+        } else {
+            a.positional.push_back(s);
+        }
+    }
+    return a;
+}
+
+std::string opt(const Args& a, const std::string& name, const std::string& fallback) {
+    auto it = a.options.find(name);
+    return it == a.options.end() ? fallback : it->second;
+}
+
+int fail(const std::string& message, int code = 1) {
+    std::cerr << "kwarden: " << message << "\n";
+    return code;
+}
+
+void print_problems(const char* kind, const std::vector<core::PolicyProblem>& problems) {
+    for (const auto& p : problems) std::cerr << kind << ": " << p.to_string() << "\n";
+}
+
+int cmd_agent(const std::vector<std::string>& argv) {
+    const char* usage = "kwarden agent [--policy FILE] [--state-dir DIR] [--events FILE|-] [--admin-socket PATH] [--pin-dir DIR] [--log-level LEVEL]";
+    auto a = parse(argv, {"policy", "state-dir", "events", "admin-socket", "pin-dir", "log-level"}, {}, usage);
+    if (!a) return 2;
+    if (!a->positional.empty()) return fail("agent takes no arguments, got '" + a->positional[0] + "'\nusage: " + usage, 2);
+    io::AgentOptions o;
+    if (a->options.count("policy")) o.policy_path = a->options["policy"];
+    o.state_dir = opt(*a, "state-dir", o.state_dir);
+    o.events_path = opt(*a, "events", o.events_path);
+    o.admin_socket = opt(*a, "admin-socket", o.admin_socket);
+    o.pin_dir = opt(*a, "pin-dir", o.pin_dir);
+    auto level = spdlog::level::from_str(opt(*a, "log-level", "info"));
+    if (level == spdlog::level::off && opt(*a, "log-level", "info") != "off")
+        return fail("unknown --log-level '" + opt(*a, "log-level", "") + "' (trace, debug, info, warn, error)", 2);
+    spdlog::set_level(level);
+    return io::run_agent(o);
+}
+
+int cmd_policy(const std::vector<std::string>& argv) {
+    if (argv.empty()) return fail("policy needs a subcommand: check or apply\n" + std::string(kUsage), 2);
+    std::vector<std::string> rest(argv.begin() + 1, argv.end());
+    if (argv[0] == "check") {
+        auto a = parse(rest, {}, {}, "kwarden policy check FILE");
+        if (!a) return 2;
+        if (a->positional.size() != 1) return fail("usage: kwarden policy check FILE", 2);
+        auto out = core::load_policy_file(a->positional[0]);
+        print_problems("error", out.errors);
+        print_problems("warning", out.warnings);
+        if (!out.errors.empty()) {
+            std::cerr << a->positional[0] << ": invalid (" << out.errors.size() << " error(s))\n";
+            return 1;
+        }
+        std::cout << a->positional[0] << ": valid, revision " << out.policy->revision << "\n";
+        return 0;
+    }
+    if (argv[0] == "apply") {
+        auto a = parse(rest, {"admin-socket"}, {}, "kwarden policy apply FILE [--admin-socket PATH]");
+        if (!a) return 2;
+        if (a->positional.size() != 1) return fail("usage: kwarden policy apply FILE [--admin-socket PATH]", 2);
+        FILE* f = fopen(a->positional[0].c_str(), "rb");
+        if (!f) return fail("cannot read " + a->positional[0] + ": " + std::strerror(errno));
+        std::string text;
+        char buf[65536];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof(buf), f)) > 0) text.append(buf, n);
+        fclose(f);
+        auto r = io::admin_request(opt(*a, "admin-socket", kDefaultAdminSocket), {{"op", "policy.apply"}, {"policy", text}});
+        if (!r) return fail(r.message());
+        if (!(*r)["ok"].get<bool>()) {
+            std::cerr << "kwarden: " << (*r)["error"].get<std::string>() << "\n";
+            return 1;
+        }
+        for (const auto& w : (*r)["warnings"]) std::cerr << "warning: " << w.get<std::string>() << "\n";
+        std::cout << "applied revision " << (*r)["revision"].get<std::string>() << "\n";
+        return 0;
+    }
+    return fail("unknown policy subcommand '" + argv[0] + "' (check, apply)", 2);
+}
+
+int cmd_status(const std::vector<std::string>& argv) {
+    auto a = parse(argv, {"admin-socket"}, {"json"}, "kwarden status [--json] [--admin-socket PATH]");
+    if (!a) return 2;
+    auto r = io::admin_request(opt(*a, "admin-socket", kDefaultAdminSocket), {{"op", "status"}});
+    if (!r) return fail(r.message());
+    if (!(*r)["ok"].get<bool>()) return fail((*r)["error"].get<std::string>());
+    const json& s = (*r)["status"];
+    if (a->flags["json"]) {
+        std::cout << s.dump(2) << "\n";
+        return 0;
+    }
+    std::cout << "kernel:     " << s.value("kernel", "?") << "\n"
+              << "policy:     " << s.value("revision", "?") << " (" << s.value("policy_source", "?") << ")\n"
+              << "mode:       " << s.value("mode", "?") << ", generation " << s.value("generation", 0) << "\n"
+              << "workloads:  " << s.value("workloads", 0) << ", destinations " << s.value("destinations", 0)
+              << ", rules " << s.value("rules", 0) << "\n"
+              << "programs:\n";
+    for (const auto& p : s["programs"])
+        std::cout << "  " << p["name"].get<std::string>() << " (id " << p["id"] << ", " << p["attach"].get<std::string>() << ")\n";
+    std::cout << "pinned binaries:\n";
+    for (const auto& p : s["pinned_binaries"])
+        std::cout << "  " << p["path"].get<std::string>() << " " << p["sha256"].get<std::string>() << " ("
+                  << p["pinned_from"].get<std::string>() << ", " << (p["active"].get<bool>() ? "active" : "INACTIVE: " + p["problem"].get<std::string>())
+                  << ")\n";
+    std::cout << "counters:\n";
+    for (const auto& [k, v] : s["counters"].items()) std::cout << "  " << k << " " << v << "\n";
+    return 0;
+}
+
+int cmd_events(const std::vector<std::string>& argv) {
+    auto a = parse(argv, {"admin-socket"}, {"follow"}, "kwarden events [--follow] [--admin-socket PATH]");
+    if (!a) return 2;
+    auto r = io::admin_request(opt(*a, "admin-socket", kDefaultAdminSocket),
+                               {{"op", "events"}, {"follow", a->flags["follow"]}},
+                               [](const std::string& line) { std::cout << line << std::endl; });
+    if (!r) return fail(r.message());
+    if (!(*r)["ok"].get<bool>()) return fail((*r)["error"].get<std::string>());
+    return 0;
+}
+
+int cmd_identity(const std::vector<std::string>& argv) {
+    auto a = parse(argv, {"admin-socket"}, {}, "kwarden identity PID [--admin-socket PATH]");
+    if (!a) return 2;
+    if (a->positional.size() != 1) return fail("usage: kwarden identity PID", 2);
+    char* end = nullptr;
+    long pid = std::strtol(a->positional[0].c_str(), &end, 10);
+    if (*end || pid <= 0) return fail("'" + a->positional[0] + "' is not a process id", 2);
+    auto r = io::admin_request(opt(*a, "admin-socket", kDefaultAdminSocket), {{"op", "identity"}, {"pid", pid}});
+    if (!r) return fail(r.message());
+    if (!(*r)["ok"].get<bool>()) return fail((*r)["error"].get<std::string>());
+    std::cout << (*r)["spiffe_id"].get<std::string>() << "\n";
+    return 0;
+}
+
+int cmd_teardown(const std::vector<std::string>& argv) {
+    auto a = parse(argv, {"pin-dir"}, {}, "kwarden teardown [--pin-dir DIR]");
+    if (!a) return 2;
+    auto r = bpf::Enforcer::teardown(opt(*a, "pin-dir", bpf::kDefaultPinDir));
+    if (!r) return fail(r.message());
+    std::cout << "removed " << opt(*a, "pin-dir", bpf::kDefaultPinDir)
+              << ": enforcement stops when no agent holds the programs\n";
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    spdlog::set_default_logger(spdlog::stderr_color_mt("kwarden"));
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    if (argc < 2) {
+        std::cerr << kUsage;
+        return 2;
+    }
+    std::string cmd = argv[1];
+    std::vector<std::string> rest(argv + 2, argv + argc);
+    try {
+        if (cmd == "agent") return cmd_agent(rest);
+        if (cmd == "policy") return cmd_policy(rest);
+        if (cmd == "status") return cmd_status(rest);
+        if (cmd == "events") return cmd_events(rest);
+        if (cmd == "identity") return cmd_identity(rest);
+        if (cmd == "teardown") return cmd_teardown(rest);
+        if (cmd == "help" || cmd == "--help" || cmd == "-h") {
+            std::cout << kUsage;
+            return 0;
+        }
+    } catch (const std::exception& e) {
+        return fail(std::string("unexpected error: ") + e.what());
+    }
+    std::cerr << "kwarden: unknown command '" << cmd << "'\n" << kUsage;
+    return 2;
+}
+
+}  // namespace kw::cli

@@ -1,0 +1,423 @@
+// Policy -> BPF map contents (see compile.h), and the userspace mirror of the kernel's
+// selector matching.
+//
+// How the gate decides, and so what the destination maps must hold:
+//   A connection (proto, port, addr) is governed by every declared destination that
+//   contains it: same protocol, a CIDR containing addr, and port in its ports (or no ports
+//   listed: every port). It is allowed only if, for each of those destinations, some rule
+//   allows the process's identity or "*". The kernel looks up two LPM tries' worth of keys,
+//   (proto, port, addr) and (proto, 0, addr), and requires both answers to allow; so each
+//   trie node carries the exact set of destinations of its port class containing it (its
+//   dset), and a dset allows an identity only when every member does.
+//   The longest matching node N gives that set exactly: every member contains N's prefix,
+//   hence addr; and any destination CIDR C of that port class containing addr is itself a
+//   node, no longer than N (N is the longest match), so C contains N's prefix.
+#include "core/compile.h"
+
+#include <sys/sysmacros.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <tuple>
+
+#include "core/prefix.h"
+
+namespace kw::core {
+
+uint64_t kw_dev_from_user(uint64_t st_dev) { return (static_cast<uint64_t>(major(st_dev)) << 20) | minor(st_dev); }
+
+uint32_t IdentityTable::id_for(const std::string& spiffe_id) {
+    if (auto id = find(spiffe_id)) return *id;
+    uint32_t id = next_++;
+    by_name_[spiffe_id] = id;
+    by_id_[id] = spiffe_id;
+    return id;
+}
+
+std::optional<uint32_t> IdentityTable::find(const std::string& spiffe_id) const {
+    auto it = by_name_.find(spiffe_id);
+    if (it == by_name_.end()) return std::nullopt;
+    return it->second;
+}
+
+std::optional<std::string> IdentityTable::name(uint32_t id) const {
+    auto it = by_id_.find(id);
+    if (it == by_id_.end()) return std::nullopt;
+    return it->second;
+}
+
+void IdentityTable::restore(uint32_t id, const std::string& spiffe_id) {
+    if (id == KW_IDENT_NONE) return;  // "unattested" is never a name
+    by_name_[spiffe_id] = id;
+    by_id_[id] = spiffe_id;
+    next_ = std::max(next_, id + 1);
+}
+
+namespace {
+
+bool same_file(const kw_file_key& a, const kw_file_key& b) { return a.dev == b.dev && a.ino == b.ino; }
+
+std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+std::string workload_path(size_t index) { return "/workloads/" + std::to_string(index); }
+
+uint64_t revision_prefix(const std::string& revision) {
+    uint64_t value = 0;
+    if (revision.size() < 16) return 0;
+    auto [end, ec] = std::from_chars(revision.data(), revision.data() + 16, value, 16);
+    return ec == std::errc{} && end == revision.data() + 16 ? value : 0;
+}
+
+class Compiler {
+public:
+    Compiler(const Policy& policy, HostView& host, IdentityTable& ids, const PreviousPins& previous,
+             const CompileOptions& options)
+        : policy_(policy), host_(host), ids_(ids), previous_(previous), options_(options) {}
+
+    Result<CompiledPolicy> run() {
+        out_.config.mode = policy_.mode == Mode::Audit ? KW_MODE_AUDIT : KW_MODE_ENFORCE;
+        out_.config.log_allowed = policy_.log_allowed ? 1 : 0;
+        out_.config.revision = revision_prefix(policy_.revision);
+        if (auto r = pin_files(); !r) return r.error();
+        index_active_files();
+        if (auto r = compile_workloads(); !r) return r.error();
+        compile_destinations();
+        compile_allows();
+        return std::move(out_);
+    }
+
+private:
+    using PinKey = std::pair<std::string, PinRole>;
+
+    // One pin per (path, role), in order of first mention.
+    Result<void> pin_files() {
+        std::map<PinKey, std::optional<std::string>> policy_hash;
+        std::vector<PinKey> order;
+        auto note = [&](const std::optional<std::string>& path, PinRole role,
+                        const std::optional<std::string>& hash) -> Result<void> {
+            if (!path) return {};
+            auto [it, inserted] = policy_hash.emplace(PinKey{*path, role}, hash);
+            if (inserted) order.push_back(it->first);
+            if (hash && it->second && *it->second != *hash)
+                return make_error(in_quotes(*path) + " is pinned to two different sha256 values by the policy");
+            if (hash) it->second = hash;
+            return {};
+        };
+        for (const Workload& w : policy_.workloads) {
+            if (auto r = note(w.selectors.exe, PinRole::Exe, w.selectors.sha256); !r) return r;
+            if (auto r = note(w.selectors.script, PinRole::Script, w.selectors.script_sha256); !r) return r;
+        }
+        for (const PinKey& key : order) {
+            pin_ids_[key] = static_cast<uint32_t>(out_.pins.size());
+            out_.pins.push_back(pin(key.first, key.second, policy_hash[key]));
+        }
+        return {};
+    }
+
+    PinnedFile pin(const std::string& path, PinRole role, const std::optional<std::string>& policy_hash) {
+        PinnedFile pinned{path, role};
+        auto previous = previous_.find(path);
+        if (policy_hash) {
+            pinned.pinned_sha256 = *policy_hash;
+            pinned.pin_source = "policy";
+        } else if (!options_.repin && previous != previous_.end()) {
+            pinned.pinned_sha256 = previous->second;
+            pinned.pin_source = "previous";
+        } else {
+            pinned.pin_source = "computed";
+        }
+        auto actual = host_.pin_file(path);
+        if (!actual) {
+            pinned.problem = actual.message();
+            return pinned;
+        }
+        if (pinned.pin_source == "computed") pinned.pinned_sha256 = actual->sha256;
+        pinned.actual = *actual;
+        pinned.active = actual->sha256 == pinned.pinned_sha256;
+        if (pinned.active) return pinned;
+        if (pinned.pin_source == "policy")
+            pinned.problem = in_quotes(path) + " does not match the sha256 in the policy: sha256 " + actual->sha256 +
+                             ", policy says " + pinned.pinned_sha256 +
+                             "; it has no identity until the file or the policy is corrected";
+        else
+            pinned.problem = in_quotes(path) + " changed since it was pinned: sha256 " + actual->sha256 + ", pinned " +
+                             pinned.pinned_sha256 + "; it has no identity until the policy is applied again";
+        return pinned;
+    }
+
+    // Every active pin's file gets an entry and a candidate list of its own; paths that
+    // reach one inode (hard links, symlinks) share both.
+    void index_active_files() {
+        out_.lists.push_back(kw_cand_list{});  // KW_LIST_ANY
+        for (uint32_t pin_id = 0; pin_id < out_.pins.size(); ++pin_id) {
+            const PinnedFile& pinned = out_.pins[pin_id];
+            if (!pinned.active) continue;
+            const PinnedContent& content = *pinned.actual;
+            auto known = std::find_if(out_.files.begin(), out_.files.end(),
+                                      [&](const auto& file) { return same_file(file.first, content.key); });
+            if (known != out_.files.end()) {
+                list_of_pin_[pin_id] = known->second.list_id;
+                continue;
+            }
+            kw_file_val val{};
+            val.ctime_sec = content.ctime_sec;
+            val.ctime_nsec = content.ctime_nsec;
+            val.list_id = static_cast<uint32_t>(out_.lists.size());
+            val.pin_id = pin_id;
+            out_.lists.push_back(kw_cand_list{});
+            out_.files.emplace_back(content.key, val);
+            list_of_pin_[pin_id] = val.list_id;
+        }
+    }
+
+    const PinnedFile& pin_of(const std::string& path, PinRole role) const {
+        return out_.pins[pin_ids_.at({path, role})];
+    }
+
+    // The list a workload is a candidate in: its script's, else its exe's, else list 0.
+    // None when a file it names is not active: it can never match (fail closed).
+    std::optional<uint32_t> list_for(const Selectors& sel) const {
+        if (!sel.script && !sel.exe) return KW_LIST_ANY;
+        if (sel.exe && !pin_of(*sel.exe, PinRole::Exe).active) return std::nullopt;
+        PinKey keying = sel.script ? PinKey{*sel.script, PinRole::Script} : PinKey{*sel.exe, PinRole::Exe};
+        auto list = list_of_pin_.find(pin_ids_.at(keying));
+        if (list == list_of_pin_.end()) return std::nullopt;
+        return list->second;
+    }
+
+    Result<void> compile_workloads() {
+        for (size_t i = 0; i < policy_.workloads.size(); ++i) {
+            const Workload& w = policy_.workloads[i];
+            const Selectors& sel = w.selectors;
+            kw_workload k{};
+            k.ident = ids_.id_for(w.id);
+            if (sel.exe) {
+                k.flags |= KW_SEL_EXE;
+                k.exe = active_key(*sel.exe, PinRole::Exe, i, w.id);
+            }
+            if (sel.script) {
+                k.flags |= KW_SEL_SCRIPT;
+                k.script = active_key(*sel.script, PinRole::Script, i, w.id);
+            }
+            if (sel.uid) {
+                k.flags |= KW_SEL_UID;
+                k.uid = *sel.uid;
+            }
+            if (sel.gid) {
+                k.flags |= KW_SEL_GID;
+                k.gid = *sel.gid;
+            }
+            std::optional<CgroupRef> cgroup;
+            if (sel.cgroup) {
+                k.flags |= KW_SEL_CGROUP;
+                cgroup = host_.resolve_cgroup(*sel.cgroup);
+                if (cgroup) {
+                    k.cgroup_id = cgroup->id;
+                    k.cgroup_level = cgroup->level;
+                } else {
+                    out_.warnings.push_back({workload_path(i) + "/selectors/cgroup",
+                                             "workload " + w.id + " matches no process: cgroup " +
+                                                 in_quotes(*sel.cgroup) +
+                                                 " does not exist; create it, then apply the policy again"});
+                }
+            }
+            out_.cgroups.push_back(cgroup);
+            if (sel.argv) {
+                k.flags |= sel.argv->prefix ? KW_SEL_ARGV_PREFIX : KW_SEL_ARGV;
+                if (auto r = encode_argv(sel.argv->args, k, i); !r) return r;
+            }
+            if (auto r = add_candidate(sel, static_cast<uint32_t>(i)); !r) return r;
+            out_.workloads.push_back(k);
+        }
+        return {};
+    }
+
+    kw_file_key active_key(const std::string& path, PinRole role, size_t index, const std::string& id) {
+        const PinnedFile& pinned = pin_of(path, role);
+        if (pinned.active) return pinned.actual->key;
+        out_.warnings.push_back({workload_path(index) + (role == PinRole::Exe ? "/selectors/exe" : "/selectors/script"),
+                                 "workload " + id + " matches no process: " + pinned.problem});
+        return kw_file_key{};
+    }
+
+    Result<void> encode_argv(const std::vector<std::string>& args, kw_workload& k, size_t index) {
+        std::string bytes;
+        for (const std::string& arg : args) {
+            bytes += arg;
+            bytes += '\0';
+        }
+        if (bytes.size() > KW_ARGV_MAX)
+            return make_error(workload_path(index) + ": argv encodes to " + std::to_string(bytes.size()) +
+                              " bytes; the kernel compares at most " + std::to_string(KW_ARGV_MAX));
+        std::memcpy(k.argv, bytes.data(), bytes.size());
+        k.argv_len = static_cast<uint32_t>(bytes.size());
+        return {};
+    }
+
+    Result<void> add_candidate(const Selectors& sel, uint32_t index) {
+        auto list_id = list_for(sel);
+        if (!list_id) return {};
+        kw_cand_list& list = out_.lists[*list_id];
+        if (list.n == KW_CAND_MAX) {
+            std::string shared = *list_id == KW_LIST_ANY ? "name neither exe nor script"
+                                 : sel.script            ? "share the script " + in_quotes(*sel.script)
+                                                         : "share the exe " + in_quotes(*sel.exe);
+            return make_error("more than " + std::to_string(KW_CAND_MAX) + " workloads " + shared +
+                              " (KW_CAND_MAX); split them by another file or merge their selectors");
+        }
+        list.wl[list.n++] = index;
+        return {};
+    }
+
+    // Lowest index of a rule to DEST from FROM (a SPIFFE ID, or "*" itself).
+    std::optional<uint32_t> rule_to(size_t dest, const std::string& from, bool or_any) const {
+        for (uint32_t r = 0; r < policy_.rules.size(); ++r) {
+            const Rule& rule = policy_.rules[r];
+            if (rule.to == policy_.destinations[dest].name && (rule.from == from || (or_any && rule.from == "*")))
+                return r;
+        }
+        return std::nullopt;
+    }
+
+    void compile_destinations() {
+        using Node = std::tuple<uint8_t, uint16_t, Addr16, uint8_t>;  // proto, port, masked addr, prefix_len
+        std::vector<Node> nodes;
+        for (const Destination& d : policy_.destinations) {
+            std::vector<uint16_t> ports = d.ports.empty() ? std::vector<uint16_t>{0} : d.ports;
+            for (uint16_t port : ports)
+                for (const Cidr& c : d.cidrs) {
+                    Node node{proto_of(d), port, mask_prefix(c.addr, c.prefix_len), c.prefix_len};
+                    if (std::find(nodes.begin(), nodes.end(), node) == nodes.end()) nodes.push_back(node);
+                }
+        }
+
+        std::map<std::vector<uint32_t>, uint32_t> dset_ids;
+        for (const auto& [proto, port, addr, len] : nodes) {
+            std::vector<uint32_t> members;
+            for (uint32_t d = 0; d < policy_.destinations.size(); ++d)
+                if (governs(policy_.destinations[d], proto, port, addr, len)) members.push_back(d);
+            auto [it, inserted] = dset_ids.emplace(members, static_cast<uint32_t>(out_.dset_members.size()));
+            if (inserted) out_.dset_members.push_back(members);
+
+            kw_dst_key key{};
+            key.prefixlen = KW_DST_FIXED_BITS + len;
+            key.proto = proto;
+            key.port[0] = static_cast<uint8_t>(port >> 8);
+            key.port[1] = static_cast<uint8_t>(port & 0xff);
+            std::copy(addr.begin(), addr.end(), key.addr);
+            kw_dst_val val{};
+            val.dset = it->second;
+            if (std::all_of(members.begin(), members.end(),
+                            [&](uint32_t d) { return rule_to(d, "*", false).has_value(); })) {
+                val.flags = KW_DSET_ANY_ALLOWED;
+                val.any_rule = *rule_to(members.front(), "*", false);
+            }
+            out_.dsts.emplace_back(key, val);
+        }
+    }
+
+    static uint8_t proto_of(const Destination& d) { return d.protocol == Protocol::Udp ? KW_PROTO_UDP : KW_PROTO_TCP; }
+
+    // Whether D is in the set of the node (PROTO, PORT, ADDR/LEN): same protocol, same port
+    // class (PORT listed; or, for the any-port node, no ports listed) and a CIDR containing
+    // the node's whole prefix.
+    static bool governs(const Destination& d, uint8_t proto, uint16_t port, const Addr16& addr, uint8_t len) {
+        if (proto_of(d) != proto) return false;
+        bool port_class =
+            port == 0 ? d.ports.empty() : std::find(d.ports.begin(), d.ports.end(), port) != d.ports.end();
+        return port_class && std::any_of(d.cidrs.begin(), d.cidrs.end(), [&](const Cidr& c) {
+                   return prefix_contains(c.addr, c.prefix_len, addr, len);
+               });
+    }
+
+    void compile_allows() {
+        std::vector<std::string> froms;
+        for (const Rule& rule : policy_.rules)
+            if (rule.from != "*" && std::find(froms.begin(), froms.end(), rule.from) == froms.end())
+                froms.push_back(rule.from);
+        std::vector<bool> any_allowed(out_.dset_members.size(), false);
+        for (const auto& [key, val] : out_.dsts)
+            if (val.flags & KW_DSET_ANY_ALLOWED) any_allowed[val.dset] = true;
+
+        for (const std::string& from : froms) {
+            auto ident = ids_.find(from);
+            if (!ident) continue;  // no workload has it: nothing can carry this identity
+            for (uint32_t dset = 0; dset < out_.dset_members.size(); ++dset) {
+                const std::vector<uint32_t>& members = out_.dset_members[dset];
+                if (any_allowed[dset]) continue;
+                if (!std::all_of(members.begin(), members.end(),
+                                 [&](uint32_t d) { return rule_to(d, from, true).has_value(); }))
+                    continue;
+                kw_allow_val val{};
+                val.rule = *rule_to(members.front(), from, true);
+                out_.allows.emplace_back(kw_allow_key{*ident, dset}, val);
+            }
+        }
+    }
+
+    const Policy& policy_;
+    HostView& host_;
+    IdentityTable& ids_;
+    const PreviousPins& previous_;
+    const CompileOptions& options_;
+    CompiledPolicy out_;
+    std::map<PinKey, uint32_t> pin_ids_;
+    std::map<uint32_t, uint32_t> list_of_pin_;  // active pins only
+};
+
+bool selectors_match(const kw_workload& w, const ProcessFacts& facts) {
+    if ((w.flags & KW_SEL_EXE) && !(facts.exe && same_file(*facts.exe, w.exe))) return false;
+    if ((w.flags & KW_SEL_SCRIPT) && !(facts.script && same_file(*facts.script, w.script))) return false;
+    if ((w.flags & KW_SEL_UID) && facts.uid != w.uid) return false;
+    if ((w.flags & KW_SEL_GID) && facts.gid != w.gid) return false;
+    if (w.flags & KW_SEL_CGROUP) {
+        if (w.cgroup_id == 0 || w.cgroup_level >= facts.cgroup_ancestors.size() ||
+            facts.cgroup_ancestors[w.cgroup_level] != w.cgroup_id)
+            return false;
+    }
+    std::string_view wanted(reinterpret_cast<const char*>(w.argv), w.argv_len);
+    if ((w.flags & KW_SEL_ARGV) && facts.argv != wanted) return false;
+    if ((w.flags & KW_SEL_ARGV_PREFIX) && !facts.argv.starts_with(wanted)) return false;
+    return true;
+}
+
+std::optional<uint32_t> list_of_file(const CompiledPolicy& compiled, const kw_file_key& key) {
+    for (const auto& [file, val] : compiled.files)
+        if (same_file(file, key)) return val.list_id;
+    return std::nullopt;
+}
+
+}  // namespace
+
+Result<CompiledPolicy> compile_policy(const Policy& policy, HostView& host, IdentityTable& ids,
+                                      const PreviousPins& previous, const CompileOptions& options) {
+    return Compiler(policy, host, ids, previous, options).run();
+}
+
+std::optional<uint32_t> match_workload(const CompiledPolicy& compiled, const ProcessFacts& facts) {
+    std::vector<uint32_t> lists;
+    if (facts.script)
+        if (auto list = list_of_file(compiled, *facts.script)) lists.push_back(*list);
+    if (facts.exe)
+        if (auto list = list_of_file(compiled, *facts.exe)) lists.push_back(*list);
+    lists.push_back(KW_LIST_ANY);
+
+    std::optional<uint32_t> best;
+    for (uint32_t list_id : lists) {
+        if (list_id >= compiled.lists.size()) continue;
+        const kw_cand_list& list = compiled.lists[list_id];
+        // Lists are ascending, so the first match in each is that list's best.
+        for (uint32_t i = 0; i < std::min<uint32_t>(list.n, KW_CAND_MAX); ++i) {
+            uint32_t wl = list.wl[i];
+            if (best && wl >= *best) break;
+            if (wl < compiled.workloads.size() && selectors_match(compiled.workloads[wl], facts)) {
+                best = wl;
+                break;
+            }
+        }
+    }
+    return best;
+}
+
+}  // namespace kw::core

@@ -1,0 +1,51 @@
+// lint_policy (declared in compile.h): advice that needs no host access. At exec the kernel
+// sees the interpreter, not the script it runs, so an exe selector on an interpreter
+// alone attests whatever code that interpreter is asked to run.
+#include <algorithm>
+#include <array>
+#include <string_view>
+
+#include "core/compile.h"
+
+namespace kw::core {
+namespace {
+
+constexpr std::array<std::string_view, 22> kInterpreters = {
+    "python", "python3", "bash", "sh",  "dash",  "zsh",     "ksh",  "fish", "node", "nodejs",  "java",
+    "perl",   "ruby",    "php",  "lua", "tclsh", "Rscript", "pwsh", "deno", "bun",  "python2", "perl5"};
+
+bool all_digits(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// Versioned names as distributions install them: python3.11, python2.7.
+bool is_versioned_python(std::string_view name) {
+    if (!name.starts_with("python")) return false;
+    std::string_view version = name.substr(6);
+    size_t dot = version.find('.');
+    return dot != std::string_view::npos && all_digits(version.substr(0, dot)) && all_digits(version.substr(dot + 1));
+}
+
+bool is_interpreter(std::string_view name) {
+    return std::find(kInterpreters.begin(), kInterpreters.end(), name) != kInterpreters.end() ||
+           is_versioned_python(name);
+}
+
+}  // namespace
+
+std::vector<PolicyProblem> lint_policy(const Policy& policy) {
+    std::vector<PolicyProblem> advice;
+    for (size_t i = 0; i < policy.workloads.size(); ++i) {
+        const Selectors& sel = policy.workloads[i].selectors;
+        if (!sel.exe || sel.script || sel.argv) continue;
+        std::string_view exe = *sel.exe;
+        std::string_view name = exe.substr(exe.rfind('/') + 1);
+        if (!is_interpreter(name)) continue;
+        advice.push_back({"/workloads/" + std::to_string(i) + "/selectors/exe",
+                          "exe selector on interpreter '" + std::string(name) +
+                              "' alone hands the identity to any code it runs: add a script or argv selector"});
+    }
+    return advice;
+}
+
+}  // namespace kw::core

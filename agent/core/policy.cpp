@@ -1,0 +1,648 @@
+// Policy parsing and validation (see policy.h). The schema is strict: an unknown field, a
+// wrong type or a value outside its rule is an error, because a policy that silently means
+// less than its author wrote is a hole. Every problem is collected, not just the first.
+#include "core/policy.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <map>
+#include <set>
+#include <span>
+#include <string_view>
+#include <system_error>
+
+#include <nlohmann/json.hpp>
+
+#include "abi.h"
+#include "core/compile.h"
+#include "core/prefix.h"
+#include "core/sha256.h"
+#include "core/spiffe_id.h"
+#include "core/unique_fd.h"
+
+namespace kw::core {
+namespace {
+
+using json = nlohmann::json;
+
+// A policy is a few kilobytes; this only stops a mistaken path (/dev/zero) from hanging.
+constexpr size_t kPolicyFileMaxBytes = 16 << 20;
+constexpr uint64_t kMaxId = 4294967294;  // uid/gid: 4294967295 is (uid_t)-1, "no id"
+
+constexpr std::array<std::string_view, 7> kPolicyFields = {"version",   "trust_domain", "mode", "log_allowed",
+                                                           "workloads", "destinations", "rules"};
+constexpr std::array<std::string_view, 2> kWorkloadFields = {"id", "selectors"};
+constexpr std::array<std::string_view, 9> kSelectorFields = {"exe",         "sha256", "script", "script_sha256", "argv",
+                                                             "argv_prefix", "uid",    "gid",    "cgroup"};
+constexpr std::array<std::string_view, 4> kDestinationFields = {"name", "cidrs", "ports", "protocol"};
+constexpr std::array<std::string_view, 2> kRuleFields = {"from", "to"};
+
+std::string pointer_token(std::string_view key) {
+    std::string out;
+    for (char c : key) {
+        if (c == '~')
+            out += "~0";
+        else if (c == '/')
+            out += "~1";
+        else
+            out += c;
+    }
+    return out;
+}
+
+std::string at(const std::string& path, std::string_view key) { return path + "/" + pointer_token(key); }
+std::string at(const std::string& path, size_t index) { return path + "/" + std::to_string(index); }
+
+std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+// nlohmann keeps the last of duplicate keys; other JSON readers keep the first. A policy
+// whose meaning depends on the reader is refused, so the parser's events are followed to
+// find duplicates with their JSON pointer.
+class DuplicateKeyFinder {
+public:
+    bool on_event(json::parse_event_t event, const json& parsed) {
+        switch (event) {
+            case json::parse_event_t::object_start:
+                frames_.push_back(Frame{false});
+                break;
+            case json::parse_event_t::array_start:
+                frames_.push_back(Frame{true});
+                break;
+            case json::parse_event_t::key: {
+                Frame& top = frames_.back();
+                top.key = parsed.get<std::string>();
+                if (!top.keys.insert(top.key).second)
+                    found.push_back(
+                        {at(container_pointer(), top.key),
+                         "duplicate key " + in_quotes(top.key) + ": JSON readers disagree on which one counts"});
+                break;
+            }
+            case json::parse_event_t::object_end:
+            case json::parse_event_t::array_end:
+                frames_.pop_back();
+                next_element();
+                break;
+            case json::parse_event_t::value:
+                next_element();
+                break;
+        }
+        return true;
+    }
+
+    std::vector<PolicyProblem> found;
+
+private:
+    struct Frame {
+        bool array;
+        size_t index = 0;
+        std::string key;
+        std::set<std::string> keys;
+    };
+
+    void next_element() {
+        if (!frames_.empty() && frames_.back().array) ++frames_.back().index;
+    }
+
+    // Pointer to the innermost open container: each frame's current key or index locates
+    // the frame above it.
+    std::string container_pointer() const {
+        std::string out;
+        for (size_t i = 0; i + 1 < frames_.size(); ++i)
+            out = frames_[i].array ? at(out, frames_[i].index) : at(out, frames_[i].key);
+        return out;
+    }
+
+    std::vector<Frame> frames_;
+};
+
+// A path to a file as the kernel will see it at exec: absolute and normalised, so that the
+// path the operator reads is the file that gets pinned.
+std::optional<std::string> absolute_path_problem(std::string_view path, bool root_allowed) {
+    if (path.empty() || path.front() != '/') return "must be an absolute path (start with '/')";
+    if (path == "/") {
+        if (root_allowed) return std::nullopt;
+        return "must name a file, not '/'";
+    }
+    if (path.back() == '/') return "must not end with '/'";
+    size_t pos = 1;
+    while (pos <= path.size()) {
+        size_t end = std::min(path.find('/', pos), path.size());
+        std::string_view component = path.substr(pos, end - pos);
+        if (component.empty() || component == "." || component == "..")
+            return "must be normalised: no empty, '.' or '..' component";
+        pos = end + 1;
+    }
+    return std::nullopt;
+}
+
+bool is_sha256_hex(std::string_view s) {
+    return s.size() == 64 &&
+           std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+bool is_destination_name(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+               c == '-';
+    });
+}
+
+std::string format_prefix(const Addr16& addr, unsigned prefix_len, bool v4) {
+    char buf[INET6_ADDRSTRLEN];
+    if (v4)
+        inet_ntop(AF_INET, addr.data() + 12, buf, sizeof buf);
+    else
+        inet_ntop(AF_INET6, addr.data(), buf, sizeof buf);
+    return std::string(buf) + "/" + std::to_string(v4 ? prefix_len - 96 : prefix_len);
+}
+
+Result<Cidr> parse_cidr(const std::string& text) {
+    size_t slash = text.find('/');
+    std::string addr_text = text.substr(0, slash);
+    Cidr cidr;
+    cidr.text = text;
+    unsigned max_len = 128;
+    in_addr v4;
+    if (inet_pton(AF_INET, addr_text.c_str(), &v4) == 1) {
+        cidr.v4 = true;
+        cidr.addr[10] = cidr.addr[11] = 0xff;
+        std::copy_n(reinterpret_cast<const uint8_t*>(&v4), 4, cidr.addr.begin() + 12);
+        max_len = 32;
+    } else if (inet_pton(AF_INET6, addr_text.c_str(), cidr.addr.data()) != 1) {
+        return make_error(in_quotes(addr_text) + " is not an IPv4 or IPv6 address");
+    }
+    unsigned len = max_len;
+    if (slash != std::string::npos) {
+        std::string_view digits = std::string_view(text).substr(slash + 1);
+        bool decimal = !digits.empty() && digits.size() <= 3 &&
+                       std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+                       (digits.size() == 1 || digits.front() != '0');
+        if (decimal) len = static_cast<unsigned>(std::stoul(std::string(digits)));
+        if (!decimal || len > max_len)
+            return make_error("prefix length must be a number from 0 to " + std::to_string(max_len));
+    }
+    cidr.prefix_len = static_cast<uint8_t>((cidr.v4 ? 96 : 0) + len);
+    Addr16 network = mask_prefix(cidr.addr, cidr.prefix_len);
+    if (network != cidr.addr)
+        return make_error("host bits set: did you mean " + format_prefix(network, cidr.prefix_len, cidr.v4) + "?");
+    return cidr;
+}
+
+class PolicyReader {
+public:
+    Policy read(const json& doc) {
+        Policy policy;
+        if (!doc.is_object()) {
+            error("", "must be a JSON object");
+            return policy;
+        }
+        check_fields(doc, "", kPolicyFields);
+        if (const json* v = required(doc, "", "version")) read_version(*v);
+        if (const json* v = required(doc, "", "trust_domain")) {
+            if (auto td = string_at(*v, "/trust_domain")) {
+                if (auto valid = validate_trust_domain(*td); valid)
+                    policy.trust_domain = *td;
+                else
+                    error("/trust_domain", valid.message());
+            }
+        }
+        if (const json* v = field(doc, "mode")) {
+            if (auto mode = string_at(*v, "/mode")) {
+                if (*mode == "enforce")
+                    policy.mode = Mode::Enforce;
+                else if (*mode == "audit")
+                    policy.mode = Mode::Audit;
+                else
+                    error("/mode", "must be \"enforce\" or \"audit\"");
+            }
+        }
+        if (const json* v = field(doc, "log_allowed")) {
+            if (v->is_boolean())
+                policy.log_allowed = v->get<bool>();
+            else
+                error("/log_allowed", "must be true or false");
+        }
+        if (const json* v = field(doc, "workloads"))
+            for_each_object(*v, "/workloads", [&](const json& w, const std::string& path) {
+                policy.workloads.push_back(read_workload(w, path, policy.trust_domain));
+            });
+        if (const json* v = field(doc, "destinations"))
+            for_each_object(*v, "/destinations", [&](const json& d, const std::string& path) {
+                policy.destinations.push_back(read_destination(d, path));
+            });
+        if (const json* v = field(doc, "rules"))
+            for_each_object(*v, "/rules", [&](const json& r, const std::string& path) {
+                policy.rules.push_back(read_rule(r, path));
+            });
+        warn_about_unused_destinations(policy);
+        return policy;
+    }
+
+    std::vector<PolicyProblem> errors;
+    std::vector<PolicyProblem> warnings;
+
+private:
+    void error(std::string path, std::string message) { errors.push_back({std::move(path), std::move(message)}); }
+
+    static const json* field(const json& obj, std::string_view key) {
+        auto it = obj.find(key);
+        return it == obj.end() ? nullptr : &*it;
+    }
+
+    const json* required(const json& obj, const std::string& path, std::string_view key) {
+        const json* v = field(obj, key);
+        if (!v) error(path, "missing required field " + in_quotes(key));
+        return v;
+    }
+
+    void check_fields(const json& obj, const std::string& path, std::span<const std::string_view> known) {
+        for (const auto& [key, value] : obj.items())
+            if (std::find(known.begin(), known.end(), key) == known.end())
+                error(at(path, key), "unknown field " + in_quotes(key));
+    }
+
+    std::optional<std::string> string_at(const json& v, const std::string& path) {
+        if (!v.is_string()) {
+            error(path, "must be a string");
+            return std::nullopt;
+        }
+        std::string s = v.get<std::string>();
+        if (s.find('\0') != std::string::npos) {
+            error(path, "must not contain a NUL character");
+            return std::nullopt;
+        }
+        return s;
+    }
+
+    std::optional<uint64_t> integer_at(const json& v, const std::string& path, uint64_t lo, uint64_t hi) {
+        // nlohmann stores every non-negative integer as unsigned: anything else is negative,
+        // fractional or not a number.
+        if (v.is_number_unsigned()) {
+            uint64_t value = v.get<uint64_t>();
+            if (value >= lo && value <= hi) return value;
+        }
+        error(path, "must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi));
+        return std::nullopt;
+    }
+
+    template <typename Fn>
+    void for_each_object(const json& v, const std::string& path, Fn&& fn) {
+        if (!v.is_array()) {
+            error(path, "must be an array");
+            return;
+        }
+        for (size_t i = 0; i < v.size(); ++i) {
+            if (v[i].is_object())
+                fn(v[i], at(path, i));
+            else
+                error(at(path, i), "must be an object");
+        }
+    }
+
+    void read_version(const json& v) {
+        if (!v.is_number_integer()) {
+            error("/version", "must be an integer");
+            return;
+        }
+        if (v != json(kPolicySchemaVersion))
+            error("/version", "unsupported policy version " + v.dump() + ": this agent reads version " +
+                                  std::to_string(kPolicySchemaVersion));
+    }
+
+    Workload read_workload(const json& w, const std::string& path, const std::string& trust_domain) {
+        Workload workload;
+        check_fields(w, path, kWorkloadFields);
+        if (const json* v = required(w, path, "id")) {
+            std::string id_path = at(path, "id");
+            if (auto text = string_at(*v, id_path)) {
+                if (auto id = parse_spiffe_id(*text); !id)
+                    error(id_path, id.message());
+                else if (!trust_domain.empty() && id->trust_domain != trust_domain)
+                    error(id_path, "belongs to trust domain " + in_quotes(id->trust_domain) +
+                                       ", not the policy's trust domain " + in_quotes(trust_domain));
+                else if (id->path.empty())
+                    error(id_path, "names only the trust domain: a workload ID needs a path, e.g. spiffe://" +
+                                       id->trust_domain + "/app");
+                else
+                    workload_ids_.insert(*text);
+                workload.id = *text;
+            }
+        }
+        if (const json* v = required(w, path, "selectors")) {
+            std::string sel_path = at(path, "selectors");
+            if (v->is_object())
+                workload.selectors = read_selectors(*v, sel_path);
+            else
+                error(sel_path, "must be an object");
+        }
+        return workload;
+    }
+
+    std::optional<std::string> file_path_at(const json& v, const std::string& path) {
+        auto text = string_at(v, path);
+        if (!text) return std::nullopt;
+        if (auto problem = absolute_path_problem(*text, false)) {
+            error(path, *problem);
+            return std::nullopt;
+        }
+        return text;
+    }
+
+    // A file may be named by several workloads but has one content: two different pinned
+    // hashes for one path would leave one of them unsatisfiable.
+    std::optional<std::string> hash_at(const json& v, const std::string& path, const std::optional<std::string>& file) {
+        auto hash = string_at(v, path);
+        if (!hash) return std::nullopt;
+        if (!is_sha256_hex(*hash)) {
+            error(path, "must be 64 lowercase hex characters (a SHA-256 digest)");
+            return std::nullopt;
+        }
+        if (file) {
+            auto [it, inserted] = file_hashes_.emplace(*file, std::pair{*hash, path});
+            if (!inserted && it->second.first != *hash)
+                error(path, "differs from " + it->second.second + ", which pins the same file " + in_quotes(*file));
+        }
+        return hash;
+    }
+
+    Selectors read_selectors(const json& s, const std::string& path) {
+        check_fields(s, path, kSelectorFields);
+        if (std::none_of(kSelectorFields.begin(), kSelectorFields.end(),
+                         [&](std::string_view k) { return s.contains(k); }))
+            error(path, "at least one selector is required: an empty set would match every process");
+
+        Selectors sel;
+        if (const json* v = field(s, "exe")) sel.exe = file_path_at(*v, at(path, "exe"));
+        if (const json* v = field(s, "sha256")) {
+            sel.sha256 = hash_at(*v, at(path, "sha256"), sel.exe);
+            if (!s.contains("exe")) error(at(path, "sha256"), "pins the exe's content: it needs an exe selector");
+        }
+        if (const json* v = field(s, "script")) sel.script = file_path_at(*v, at(path, "script"));
+        if (const json* v = field(s, "script_sha256")) {
+            sel.script_sha256 = hash_at(*v, at(path, "script_sha256"), sel.script);
+            if (!s.contains("script"))
+                error(at(path, "script_sha256"), "pins the script's content: it needs a script selector");
+        }
+        if (s.contains("argv") && s.contains("argv_prefix"))
+            error(at(path, "argv_prefix"), "argv and argv_prefix are mutually exclusive: use one");
+        if (const json* v = field(s, "argv")) sel.argv = read_argv(*v, at(path, "argv"), false);
+        if (const json* v = field(s, "argv_prefix")) sel.argv = read_argv(*v, at(path, "argv_prefix"), true);
+        if (const json* v = field(s, "uid")) {
+            if (auto id = integer_at(*v, at(path, "uid"), 0, kMaxId)) sel.uid = static_cast<uint32_t>(*id);
+        }
+        if (const json* v = field(s, "gid")) {
+            if (auto id = integer_at(*v, at(path, "gid"), 0, kMaxId)) sel.gid = static_cast<uint32_t>(*id);
+        }
+        if (const json* v = field(s, "cgroup")) {
+            std::string cg_path = at(path, "cgroup");
+            if (auto text = string_at(*v, cg_path)) {
+                if (auto problem = absolute_path_problem(*text, true))
+                    error(cg_path, *problem);
+                else
+                    sel.cgroup = *text;
+            }
+        }
+        return sel;
+    }
+
+    std::optional<ArgvSelector> read_argv(const json& v, const std::string& path, bool prefix) {
+        if (!v.is_array()) {
+            error(path, "must be an array of strings");
+            return std::nullopt;
+        }
+        if (v.empty()) {
+            error(path, "must list at least one argument");
+            return std::nullopt;
+        }
+        ArgvSelector argv{{}, prefix};
+        size_t encoded = 0;
+        for (size_t i = 0; i < v.size(); ++i) {
+            if (auto arg = string_at(v[i], at(path, i))) {
+                encoded += arg->size() + 1;
+                argv.args.push_back(std::move(*arg));
+            }
+        }
+        if (encoded > KW_ARGV_MAX) {
+            error(path, "encodes to " + std::to_string(encoded) +
+                            " bytes (each argument plus its NUL); the kernel compares at most " +
+                            std::to_string(KW_ARGV_MAX) + " (KW_ARGV_MAX)");
+            return std::nullopt;
+        }
+        return argv;
+    }
+
+    Destination read_destination(const json& d, const std::string& path) {
+        Destination dest;
+        check_fields(d, path, kDestinationFields);
+        if (const json* v = required(d, path, "name")) {
+            std::string name_path = at(path, "name");
+            if (auto name = string_at(*v, name_path)) {
+                if (!is_destination_name(*name)) {
+                    error(name_path, "must match [A-Za-z0-9._-]+");
+                } else if (auto [it, inserted] = destination_paths_.emplace(*name, path); !inserted) {
+                    error(name_path, "duplicate destination name " + in_quotes(*name) + " (also " + it->second + ")");
+                }
+                dest.name = *name;
+            }
+        }
+        if (const json* v = required(d, path, "cidrs")) dest.cidrs = read_cidrs(*v, at(path, "cidrs"));
+        if (const json* v = field(d, "ports")) dest.ports = read_ports(*v, at(path, "ports"));
+        if (const json* v = field(d, "protocol")) {
+            std::string proto_path = at(path, "protocol");
+            if (auto proto = string_at(*v, proto_path)) {
+                if (*proto == "tcp")
+                    dest.protocol = Protocol::Tcp;
+                else if (*proto == "udp")
+                    dest.protocol = Protocol::Udp;
+                else
+                    error(proto_path, "must be \"tcp\" or \"udp\"");
+            }
+        }
+        return dest;
+    }
+
+    std::vector<Cidr> read_cidrs(const json& v, const std::string& path) {
+        std::vector<Cidr> cidrs;
+        if (!v.is_array()) {
+            error(path, "must be an array of strings");
+            return cidrs;
+        }
+        if (v.empty()) error(path, "must list at least one CIDR");
+        for (size_t i = 0; i < v.size(); ++i) {
+            std::string cidr_path = at(path, i);
+            auto text = string_at(v[i], cidr_path);
+            if (!text) continue;
+            if (auto cidr = parse_cidr(*text))
+                cidrs.push_back(std::move(*cidr));
+            else
+                error(cidr_path, cidr.message());
+        }
+        return cidrs;
+    }
+
+    std::vector<uint16_t> read_ports(const json& v, const std::string& path) {
+        std::vector<uint16_t> ports;
+        if (!v.is_array()) {
+            error(path, "must be an array of port numbers");
+            return ports;
+        }
+        for (size_t i = 0; i < v.size(); ++i) {
+            auto port = integer_at(v[i], at(path, i), 1, 65535);
+            if (!port) continue;
+            if (std::find(ports.begin(), ports.end(), *port) != ports.end())
+                error(at(path, i), "duplicate port " + std::to_string(*port));
+            else
+                ports.push_back(static_cast<uint16_t>(*port));
+        }
+        return ports;
+    }
+
+    Rule read_rule(const json& r, const std::string& path) {
+        Rule rule;
+        check_fields(r, path, kRuleFields);
+        if (const json* v = required(r, path, "from")) {
+            std::string from_path = at(path, "from");
+            if (auto from = string_at(*v, from_path)) {
+                if (*from != "*") {
+                    if (auto id = parse_spiffe_id(*from); !id)
+                        error(from_path, id.message() + " (or use \"*\" for every process)");
+                    else if (!workload_ids_.contains(*from))
+                        error(from_path, "no workload has this SPIFFE ID");
+                }
+                rule.from = *from;
+            }
+        }
+        if (const json* v = required(r, path, "to")) {
+            std::string to_path = at(path, "to");
+            if (auto to = string_at(*v, to_path)) {
+                if (!destination_paths_.contains(*to)) error(to_path, "no destination named " + in_quotes(*to));
+                rule.to = *to;
+            }
+        }
+        auto [it, inserted] = rule_paths_.emplace(std::pair{rule.from, rule.to}, path);
+        if (!inserted) warnings.push_back({path, "same as " + it->second + ": it has no effect"});
+        return rule;
+    }
+
+    void warn_about_unused_destinations(const Policy& policy) {
+        for (size_t i = 0; i < policy.destinations.size(); ++i) {
+            const std::string& name = policy.destinations[i].name;
+            bool used =
+                std::any_of(policy.rules.begin(), policy.rules.end(), [&](const Rule& r) { return r.to == name; });
+            if (used || name.empty()) continue;
+            warnings.push_back({at("/destinations", i),
+                                policy.mode == Mode::Audit
+                                    ? "no rule allows any process to reach it: every connection to it is "
+                                      "recorded as a denial (audit mode)"
+                                    : "no rule allows any process to reach it: every connection to it is refused"});
+        }
+    }
+
+    std::set<std::string> workload_ids_;
+    std::map<std::string, std::string> destination_paths_;                    // name -> JSON path
+    std::map<std::string, std::pair<std::string, std::string>> file_hashes_;  // file -> (sha256, JSON path)
+    std::map<std::pair<std::string, std::string>, std::string> rule_paths_;   // (from, to) -> JSON path
+};
+
+std::string without_exception_id(const std::string& what) {
+    // "[json.exception.parse_error.101] parse error at ..." -> "parse error at ..."
+    size_t end = what.starts_with("[json.exception.") ? what.find("] ") : std::string::npos;
+    return end == std::string::npos ? what : what.substr(end + 2);
+}
+
+Result<std::string> read_policy_text(const std::string& path) {
+    auto failure = [&](int err) {
+        return make_error("cannot read policy file " + in_quotes(path) + ": " +
+                          std::error_code(err, std::generic_category()).message());
+    };
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return failure(errno);
+    std::string text;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return failure(errno);
+        if (n == 0) return text;
+        text.append(buf, static_cast<size_t>(n));
+        if (text.size() > kPolicyFileMaxBytes)
+            return make_error("cannot read policy file " + in_quotes(path) + ": larger than " +
+                              std::to_string(kPolicyFileMaxBytes >> 20) + " MiB, which no policy is");
+    }
+}
+
+}  // namespace
+
+ParseOutcome parse_policy(const std::string& text) {
+    ParseOutcome out;
+    DuplicateKeyFinder duplicates;
+    json doc;
+    try {
+        doc = json::parse(text, [&duplicates](int, json::parse_event_t event, json& parsed) {
+            return duplicates.on_event(event, parsed);
+        });
+    } catch (const json::parse_error& e) {
+        out.errors.push_back(
+            {"", "not valid JSON at byte " + std::to_string(e.byte) + ": " + without_exception_id(e.what())});
+        return out;
+    } catch (const json::exception& e) {
+        out.errors.push_back({"", "not valid JSON: " + without_exception_id(e.what())});
+        return out;
+    }
+
+    PolicyReader reader;
+    Policy policy = reader.read(doc);
+    out.errors = std::move(duplicates.found);
+    out.errors.insert(out.errors.end(), reader.errors.begin(), reader.errors.end());
+    out.warnings = std::move(reader.warnings);
+    if (!out.errors.empty()) return out;
+
+    for (auto& lint : lint_policy(policy)) out.warnings.push_back(std::move(lint));
+    policy.revision = sha256_hex(text);
+    out.policy = std::move(policy);
+    return out;
+}
+
+ParseOutcome load_policy_file(const std::string& path) {
+    auto text = read_policy_text(path);
+    if (!text) {
+        ParseOutcome out;
+        out.errors.push_back({"", text.message()});
+        return out;
+    }
+    return parse_policy(*text);
+}
+
+const std::string& default_policy_text() {
+    // Kept byte-identical to policy/default.json (a unit test compares them).
+    static const std::string text = R"json({
+  "version": 1,
+  "trust_domain": "kwarden.local",
+  "mode": "enforce",
+  "workloads": [
+    {
+      "id": "spiffe://kwarden.local/demo/client",
+      "selectors": { "exe": "/usr/bin/curl" }
+    }
+  ],
+  "destinations": [
+    {
+      "name": "demo-service",
+      "cidrs": ["127.0.0.1/32", "::1/128"],
+      "ports": [7070],
+      "protocol": "tcp"
+    }
+  ],
+  "rules": [
+    { "from": "spiffe://kwarden.local/demo/client", "to": "demo-service" }
+  ]
+}
+)json";
+    return text;
+}
+
+}  // namespace kw::core

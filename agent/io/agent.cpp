@@ -1,0 +1,545 @@
+// See agent.h. One Asio thread serves everything: the kernel decides connections on its
+// own, so nothing here is on a connection's path; the loop only feeds policy in and
+// carries events out.
+#include <utility>  // before Asio (Boost 1.74 with GCC 12 and C++20)
+
+#include "io/agent.h"
+
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <spdlog/spdlog.h>
+#include <sstream>
+#include <vector>
+
+#include "bpf/enforcer.h"
+#include "bpf/proc_attest.h"
+#include "core/host_view_linux.h"
+#include "core/policy.h"
+#include "io/events.h"
+
+namespace kw::io {
+namespace asio = boost::asio;
+using local = asio::local::stream_protocol;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr size_t kRecentEvents = 1000;
+
+const char* counter_name(int i) {
+    switch (i) {
+        case KW_CNT_CONNECT_CHECKED: return "connect_checked";
+        case KW_CNT_CONNECT_ALLOWED: return "connect_allowed";
+        case KW_CNT_CONNECT_DENIED: return "connect_denied";
+        case KW_CNT_CONNECT_AUDITED: return "connect_audited";
+        case KW_CNT_EXEC_ATTESTED: return "exec_attested";
+        case KW_CNT_EXEC_CLEARED: return "exec_cleared";
+        case KW_CNT_EVENTS_DROPPED: return "events_dropped";
+    }
+    return "unknown";
+}
+
+std::string read_text(const std::string& path, std::string& error) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        error = "cannot read " + path + ": " + std::strerror(errno);
+        return {};
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// Pins of earlier loads (path -> sha256) kept in the state directory.
+core::PreviousPins load_pins(const std::string& file) {
+    core::PreviousPins pins;
+    std::ifstream in(file);
+    if (!in) return pins;
+    try {
+        json j = json::parse(in);
+        for (auto& [path, hash] : j.items()) pins[path] = hash.get<std::string>();
+    } catch (const std::exception& e) {
+        spdlog::warn("ignoring unreadable pin file {}: {}", file, e.what());
+    }
+    return pins;
+}
+
+void save_pins(const std::string& file, const core::CompiledPolicy& compiled, core::PreviousPins& pins) {
+    for (const auto& p : compiled.pins) pins[p.path] = p.pinned_sha256;
+    std::string tmp = file + ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::trunc);
+        out << json(pins).dump(2) << "\n";
+    }
+    chmod(tmp.c_str(), 0600);
+    if (rename(tmp.c_str(), file.c_str()) != 0)
+        spdlog::warn("cannot save pins to {}: {}", file, std::strerror(errno));
+}
+
+json problems_json(const std::vector<core::PolicyProblem>& problems) {
+    json a = json::array();
+    for (const auto& p : problems) a.push_back(p.to_string());
+    return a;
+}
+
+class Agent;
+
+class Session : public std::enable_shared_from_this<Session> {
+public:
+    Session(local::socket socket, Agent& agent) : socket_(std::move(socket)), agent_(agent) {}
+    void start();
+    void send(const std::string& line);
+    bool following() const { return following_; }
+    void set_following() { following_ = true; }
+
+private:
+    void read_next();
+    void write_next();
+
+    local::socket socket_;
+    Agent& agent_;
+    asio::streambuf in_;
+    std::deque<std::string> out_;
+    bool following_ = false;
+    bool writing_ = false;
+};
+
+class Agent {
+public:
+    Agent(const AgentOptions& options)
+        : options_(options), signals_(io_, SIGHUP, SIGTERM, SIGINT), acceptor_(io_), events_fd_(io_), timer_(io_) {}
+
+    int run();
+    json handle(const json& request, const std::shared_ptr<Session>& session);
+
+private:
+    struct Applied {
+        std::string revision;
+        std::vector<core::PolicyProblem> warnings;
+    };
+    Result<Applied> apply(const std::string& text, bool repin, std::vector<core::PolicyProblem>* problems);
+    Result<void> publish(core::Policy policy, bool repin, std::vector<core::PolicyProblem>* warnings);
+    std::string policy_text(std::string& error) const;
+    void on_signal();
+    void watch_events();
+    void on_event(const void* data, size_t size);
+    void tick();
+    Result<void> open_admin_socket();
+    void accept_next();
+    json status() const;
+
+    AgentOptions options_;
+    asio::io_context io_;
+    asio::signal_set signals_;
+    local::acceptor acceptor_;
+    asio::posix::stream_descriptor events_fd_;
+    asio::steady_timer timer_;
+    std::unique_ptr<bpf::Enforcer> enforcer_;
+    std::shared_ptr<const PolicyView> view_;
+    core::IdentityTable ids_;
+    core::PreviousPins pins_;
+    EventFormatter formatter_;
+    std::ofstream events_file_;
+    std::deque<std::string> recent_;
+    std::vector<std::weak_ptr<Session>> followers_;
+    uint64_t dropped_reported_ = 0;
+    std::string kernel_release_;
+};
+
+void Session::start() {
+    struct ucred cred {};
+    socklen_t len = sizeof(cred);
+    if (getsockopt(socket_.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != 0) {
+        spdlog::warn("admin socket: refused peer pid {} uid {}: root only", cred.pid, cred.uid);
+        send(json{{"ok", false},
+                  {"error", "permission denied: the admin socket answers root only (peer uid " +
+                                std::to_string(cred.uid) + ")"}}
+                 .dump());
+        return;  // the write completes, then the session ends
+    }
+    read_next();
+}
+
+void Session::read_next() {
+    auto self = shared_from_this();
+    asio::async_read_until(socket_, in_, '\n', [self](boost::system::error_code ec, size_t n) {
+        if (ec) return;
+        std::string line(asio::buffers_begin(self->in_.data()), asio::buffers_begin(self->in_.data()) + n);
+        self->in_.consume(n);
+        json response;
+        try {
+            response = self->agent_.handle(json::parse(line), self);
+        } catch (const json::exception& e) {
+            response = {{"ok", false}, {"error", std::string("request is not valid JSON: ") + e.what()}};
+        }
+        if (!response.is_null()) self->send(response.dump());
+        if (!self->following_) self->read_next();
+    });
+}
+
+void Session::send(const std::string& line) {
+    out_.push_back(line + "\n");
+    if (!writing_) write_next();
+}
+
+void Session::write_next() {
+    if (out_.empty()) {
+        writing_ = false;
+        return;
+    }
+    writing_ = true;
+    auto self = shared_from_this();
+    asio::async_write(socket_, asio::buffer(out_.front()), [self](boost::system::error_code ec, size_t) {
+        if (ec) {
+            self->out_.clear();
+            self->writing_ = false;
+            return;
+        }
+        self->out_.pop_front();
+        self->write_next();
+    });
+}
+
+std::string Agent::policy_text(std::string& error) const {
+    if (!options_.policy_path) return core::default_policy_text();
+    return read_text(*options_.policy_path, error);
+}
+
+Result<void> Agent::publish(core::Policy policy, bool repin, std::vector<core::PolicyProblem>* warnings) {
+    core::LinuxHostView host(options_.cgroup_root);
+    core::IdentityTable ids = ids_;  // committed only if the kernel takes the policy
+    auto compiled = core::compile_policy(policy, host, ids, pins_, core::CompileOptions{.repin = repin});
+    if (!compiled) return compiled.error();
+    if (auto r = enforcer_->store_identities(ids); !r) return r;
+    if (auto r = enforcer_->publish(*compiled); !r) return r;
+    ids_ = ids;
+    save_pins(options_.state_dir + "/pins.json", *compiled, pins_);
+    for (const auto& w : compiled->warnings) spdlog::warn("policy: {}", w.to_string());
+    if (warnings) warnings->insert(warnings->end(), compiled->warnings.begin(), compiled->warnings.end());
+    auto view = std::make_shared<PolicyView>();
+    view->policy = std::move(policy);
+    view->compiled = std::move(*compiled);
+    view->ids = ids_;
+    view_ = view;
+    formatter_.set_policy(view_);
+    spdlog::info("enforcing policy revision {} ({} workloads, {} destinations, mode {}) in generation {}",
+                 view_->policy.revision.substr(0, 16), view_->policy.workloads.size(),
+                 view_->policy.destinations.size(), view_->policy.mode == core::Mode::Audit ? "audit" : "enforce",
+                 enforcer_->active_generation());
+    return {};
+}
+
+Result<Agent::Applied> Agent::apply(const std::string& text, bool repin, std::vector<core::PolicyProblem>* problems) {
+    auto parsed = core::parse_policy(text);
+    if (!parsed.errors.empty() || !parsed.policy) {
+        if (problems) *problems = parsed.errors;
+        std::string msg = "policy rejected (" + std::to_string(parsed.errors.size()) + " error(s)); the previous policy stays in force";
+        for (const auto& e : parsed.errors) msg += "\n  " + e.to_string();
+        return make_error(msg);
+    }
+    Applied out;
+    out.warnings = parsed.warnings;
+    out.revision = parsed.policy->revision;
+    if (auto r = publish(std::move(*parsed.policy), repin, &out.warnings); !r)
+        return make_error("policy not applied: " + r.message() + "; the previous policy stays in force");
+    return out;
+}
+
+void Agent::on_signal() {
+    signals_.async_wait([this](boost::system::error_code ec, int sig) {
+        if (ec) return;
+        if (sig == SIGHUP) {
+            std::string error;
+            std::string text = policy_text(error);
+            if (!error.empty()) {
+                spdlog::error("SIGHUP: {}; the previous policy stays in force", error);
+            } else if (auto r = apply(text, /*repin=*/true, nullptr); !r) {
+                spdlog::error("SIGHUP: {}", r.message());
+            } else {
+                spdlog::info("SIGHUP: applied revision {}", r->revision.substr(0, 16));
+            }
+            on_signal();
+            return;
+        }
+        spdlog::info("signal {}: exiting; the pinned programs keep enforcing revision {}", sig,
+                     view_ ? view_->policy.revision.substr(0, 16) : "?");
+        io_.stop();
+    });
+}
+
+void Agent::on_event(const void* data, size_t size) {
+    auto j = formatter_.format(data, size);
+    if (!j) {
+        spdlog::warn("dropped an event record of {} bytes that this agent cannot decode", size);
+        return;
+    }
+    std::string line = j->dump();
+    if (events_file_.is_open()) {
+        events_file_ << line << '\n';
+        events_file_.flush();
+    } else if (options_.events_path == "-") {
+        std::cout << line << std::endl;
+    }
+    recent_.push_back(line);
+    if (recent_.size() > kRecentEvents) recent_.pop_front();
+    for (auto it = followers_.begin(); it != followers_.end();) {
+        if (auto s = it->lock()) {
+            s->send(line);
+            ++it;
+        } else {
+            it = followers_.erase(it);
+        }
+    }
+}
+
+void Agent::watch_events() {
+    events_fd_.async_wait(asio::posix::stream_descriptor::wait_read, [this](boost::system::error_code ec) {
+        if (ec) return;
+        enforcer_->poll_events(0);
+        watch_events();
+    });
+}
+
+void Agent::tick() {
+    timer_.expires_after(std::chrono::seconds(1));
+    timer_.async_wait([this](boost::system::error_code ec) {
+        if (ec) return;
+        auto counters = enforcer_->counters();
+        if (counters[KW_CNT_EVENTS_DROPPED] > dropped_reported_) {
+            spdlog::warn("{} events dropped: the ring buffer was full (total {})",
+                         counters[KW_CNT_EVENTS_DROPPED] - dropped_reported_, counters[KW_CNT_EVENTS_DROPPED]);
+            dropped_reported_ = counters[KW_CNT_EVENTS_DROPPED];
+        }
+        // cgroups re-created (systemd restarts a unit) get new ids: re-resolve.
+        if (view_) {
+            core::LinuxHostView host(options_.cgroup_root);
+            bool changed = false;
+            for (size_t i = 0; i < view_->policy.workloads.size() && !changed; i++) {
+                const auto& sel = view_->policy.workloads[i].selectors;
+                if (!sel.cgroup) continue;
+                auto now = host.resolve_cgroup(*sel.cgroup);
+                const auto& was = view_->compiled.cgroups[i];
+                changed = now.has_value() != was.has_value() || (now && now->id != was->id);
+            }
+            if (changed) {
+                spdlog::info("a policy cgroup was created or re-created: recompiling");
+                if (auto r = publish(view_->policy, /*repin=*/false, nullptr); !r)
+                    spdlog::error("cgroup re-resolution: {}; the previous policy stays in force", r.message());
+            }
+        }
+        tick();
+    });
+}
+
+Result<void> Agent::open_admin_socket() {
+    fs::path path(options_.admin_socket);
+    std::error_code ec;
+    fs::create_directories(path.parent_path(), ec);
+    ::unlink(path.c_str());
+    boost::system::error_code bec;
+    mode_t old = umask(0177);  // the socket is born 0600: no window where others can connect
+    acceptor_.open(local(), bec);
+    if (!bec) acceptor_.bind(local::endpoint(path.string()), bec);
+    umask(old);
+    if (!bec) acceptor_.listen(asio::socket_base::max_listen_connections, bec);
+    if (bec) return make_error("cannot listen on admin socket " + path.string() + ": " + bec.message());
+    chmod(path.c_str(), 0600);
+    return {};
+}
+
+void Agent::accept_next() {
+    acceptor_.async_accept([this](boost::system::error_code ec, local::socket socket) {
+        if (ec) return;
+        std::make_shared<Session>(std::move(socket), *this)->start();
+        accept_next();
+    });
+}
+
+json Agent::status() const {
+    json s;
+    s["kernel"] = kernel_release_;
+    s["took_over_pins"] = enforcer_->took_over();
+    s["generation"] = enforcer_->active_generation();
+    s["policy_source"] = options_.policy_path ? *options_.policy_path : "embedded default";
+    json progs = json::array();
+    for (const auto& p : enforcer_->programs()) progs.push_back({{"name", p.name}, {"id", p.id}, {"attach", p.attach}});
+    s["programs"] = progs;
+    json counters;
+    auto c = enforcer_->counters();
+    for (int i = 0; i < KW_CNT_MAX; i++) counters[counter_name(i)] = c[i];
+    s["counters"] = counters;
+    if (view_) {
+        s["revision"] = view_->policy.revision;
+        s["mode"] = view_->policy.mode == core::Mode::Audit ? "audit" : "enforce";
+        s["trust_domain"] = view_->policy.trust_domain;
+        s["workloads"] = view_->policy.workloads.size();
+        s["destinations"] = view_->policy.destinations.size();
+        s["rules"] = view_->policy.rules.size();
+        json pins = json::array();
+        for (const auto& p : view_->compiled.pins) {
+            pins.push_back({{"path", p.path},
+                            {"role", p.role == core::PinRole::Exe ? "exe" : "script"},
+                            {"sha256", p.pinned_sha256},
+                            {"pinned_from", p.pin_source},
+                            {"active", p.active},
+                            {"problem", p.problem.empty() ? json(nullptr) : json(p.problem)}});
+        }
+        s["pinned_binaries"] = pins;
+        json ids = json::object();
+        for (const auto& [id, name] : ids_.all()) ids[std::to_string(id)] = name;
+        s["identities"] = ids;
+    }
+    return s;
+}
+
+json Agent::handle(const json& request, const std::shared_ptr<Session>& session) {
+    if (!request.is_object() || !request.contains("op") || !request["op"].is_string())
+        return {{"ok", false}, {"error", "request must be a JSON object with a string field \"op\""}};
+    const std::string op = request["op"];
+    if (op == "status") return {{"ok", true}, {"status", status()}};
+    if (op == "policy.apply") {
+        if (!request.contains("policy") || !request["policy"].is_string())
+            return {{"ok", false}, {"error", "policy.apply needs a string field \"policy\" with the policy text"}};
+        std::vector<core::PolicyProblem> problems;
+        auto r = apply(request["policy"].get<std::string>(), /*repin=*/true, &problems);
+        if (!r) return {{"ok", false}, {"error", r.message()}, {"problems", problems_json(problems)}};
+        spdlog::info("admin: applied revision {}", r->revision.substr(0, 16));
+        return {{"ok", true}, {"revision", r->revision}, {"warnings", problems_json(r->warnings)}};
+    }
+    if (op == "events") {
+        for (const auto& line : recent_) session->send(line);
+        if (request.value("follow", false)) {
+            session->set_following();
+            followers_.push_back(session);
+            return nullptr;
+        }
+        return {{"ok", true}, {"end", true}};
+    }
+    if (op == "identity") {
+        if (!request.contains("pid") || !request["pid"].is_number_integer())
+            return {{"ok", false}, {"error", "identity needs an integer field \"pid\""}};
+        int pid = request["pid"];
+        int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+        if (pidfd < 0) return {{"ok", false}, {"error", "no process " + std::to_string(pid) + ": " + std::strerror(errno)}};
+        auto t = enforcer_->task_identity(pidfd);
+        close(pidfd);
+        std::string name = "unattested";
+        if (t && t->ident != KW_IDENT_NONE) name = ids_.name(t->ident).value_or("unknown");
+        return {{"ok", true},
+                {"pid", pid},
+                {"spiffe_id", name},
+                {"attested_from_proc", t && (t->flags & KW_TASK_FROM_PROC)}};
+    }
+    return {{"ok", false}, {"error", "unknown op '" + op + "' (known: status, policy.apply, events, identity)"}};
+}
+
+int Agent::run() {
+    auto probe = bpf::probe_kernel(options_.pin_dir);
+    kernel_release_ = probe.release;
+    if (!probe.ok()) {
+        spdlog::error("this kernel ({}) cannot run kwarden:", probe.release);
+        for (const auto& m : probe.missing) spdlog::error("  - {}", m);
+        return 1;
+    }
+
+    std::error_code ec;
+    fs::create_directories(options_.state_dir, ec);
+    if (ec) {
+        spdlog::error("cannot create state directory {}: {}", options_.state_dir, ec.message());
+        return 1;
+    }
+    chmod(options_.state_dir.c_str(), 0700);
+    pins_ = load_pins(options_.state_dir + "/pins.json");
+
+    // Validate before touching the kernel: a bad policy at start changes nothing.
+    std::string error;
+    std::string text = policy_text(error);
+    if (!error.empty()) {
+        spdlog::error("{}", error);
+        return 1;
+    }
+    auto parsed = core::parse_policy(text);
+    if (!parsed.errors.empty() || !parsed.policy) {
+        spdlog::error("policy {} rejected:", options_.policy_path.value_or("(embedded)"));
+        for (const auto& e : parsed.errors) spdlog::error("  {}", e.to_string());
+        return 1;
+    }
+
+    auto enforcer = bpf::Enforcer::load({.pin_dir = options_.pin_dir, .cgroup_root = options_.cgroup_root});
+    if (!enforcer) {
+        spdlog::error("{}", enforcer.message());
+        return 1;
+    }
+    enforcer_ = std::move(*enforcer);
+    if (auto r = enforcer_->restore_identities(ids_); !r) {
+        spdlog::error("{}", r.message());
+        return 1;
+    }
+    // Only an operator's apply re-pins: a restart re-verifies against the pins on record.
+    if (auto r = publish(std::move(*parsed.policy), /*repin=*/false, nullptr); !r) {
+        spdlog::error("{}", r.message());
+        return 1;
+    }
+    if (auto r = enforcer_->attach(); !r) {
+        spdlog::error("{}", r.message());
+        return 1;
+    }
+    spdlog::info("{} kernel programs under {} (kernel {})",
+                 enforcer_->took_over() ? "took over the pinned" : "attached and pinned", options_.pin_dir,
+                 kernel_release_);
+    if (!enforcer_->took_over()) {
+        auto st = bpf::attest_running_processes(*enforcer_, view_->compiled, options_.cgroup_root);
+        spdlog::info("attested {} of {} running processes from /proc (weaker than exec attestation)",
+                     st.attested, st.scanned);
+    }
+
+    if (!options_.events_path.empty() && options_.events_path != "-") {
+        events_file_.open(options_.events_path, std::ios::app);
+        if (!events_file_) {
+            spdlog::error("cannot open events file {}: {}", options_.events_path, std::strerror(errno));
+            return 1;
+        }
+    }
+    if (auto r = enforcer_->open_events([this](const void* d, size_t n) { on_event(d, n); }); !r) {
+        spdlog::error("{}", r.message());
+        return 1;
+    }
+    events_fd_.assign(::dup(enforcer_->events_epoll_fd()));
+    if (auto r = open_admin_socket(); !r) {
+        spdlog::error("{}", r.message());
+        return 1;
+    }
+    dropped_reported_ = enforcer_->counters()[KW_CNT_EVENTS_DROPPED];
+
+    on_signal();
+    watch_events();
+    accept_next();
+    tick();
+    spdlog::info("ready: admin socket {}", options_.admin_socket);
+    io_.run();
+    enforcer_->poll_events(0);  // what the kernel reported before we stopped
+    ::unlink(options_.admin_socket.c_str());
+    return 0;
+}
+
+}  // namespace
+
+int run_agent(const AgentOptions& options) {
+    Agent agent(options);
+    return agent.run();
+}
+
+}  // namespace kw::io

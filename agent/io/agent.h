@@ -1,0 +1,22 @@
+// The agent daemon: loads and takes over the kernel programs, applies policies
+// atomically (start, SIGHUP, admin socket), streams events, and serves the admin socket.
+#pragma once
+
+#include <optional>
+#include <string>
+
+namespace kw::io {
+
+struct AgentOptions {
+    std::optional<std::string> policy_path;  // none: the embedded default policy
+    std::string state_dir = "/var/lib/kwarden";
+    std::string events_path;  // "" none, "-" stdout, else a file appended to
+    std::string admin_socket = "/run/kwarden/admin.sock";
+    std::string pin_dir = "/sys/fs/bpf/kwarden";
+    std::string cgroup_root = "/sys/fs/cgroup";
+};
+
+// Runs until SIGTERM/SIGINT; returns the process exit code. Enforcement outlives it.
+int run_agent(const AgentOptions& options);
+
+}  // namespace kw::io

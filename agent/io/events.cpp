@@ -1,0 +1,180 @@
+// See events.h.
+#include "io/events.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "core/host_view_linux.h"
+
+namespace kw::io {
+using nlohmann::json;
+
+namespace {
+
+int64_t clock_ns(clockid_t clock) {
+    struct timespec ts {};
+    clock_gettime(clock, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+const char* proto_name(uint8_t p) { return p == KW_PROTO_UDP ? "udp" : p == KW_PROTO_TCP ? "tcp" : "other"; }
+
+std::string read_cgroup_path(uint32_t tgid) {
+    std::ifstream in("/proc/" + std::to_string(tgid) + "/cgroup");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("0::", 0) == 0) return line.substr(3);
+    return {};
+}
+
+}  // namespace
+
+std::string format_address(const uint8_t addr[16]) {
+    static const uint8_t v4_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (std::memcmp(addr, v4_prefix, 12) == 0)
+        inet_ntop(AF_INET, addr + 12, buf, sizeof(buf));
+    else
+        inet_ntop(AF_INET6, addr, buf, sizeof(buf));
+    return buf;
+}
+
+EventFormatter::EventFormatter() { mono_to_real_ns_ = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC); }
+
+std::string EventFormatter::wall_time(uint64_t ktime_ns) const {
+    int64_t real = static_cast<int64_t>(ktime_ns) + mono_to_real_ns_;
+    time_t secs = real / 1000000000;
+    struct tm tm {};
+    gmtime_r(&secs, &tm);
+    char buf[64];
+    size_t n = strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, sizeof(buf) - n, ".%09lldZ", static_cast<long long>(real % 1000000000));
+    return buf;
+}
+
+std::string EventFormatter::spiffe_id(uint32_t ident) const {
+    if (ident == KW_IDENT_NONE) return "unattested";
+    if (view_)
+        if (auto name = view_->ids.name(ident)) return *name;
+    return "unknown-identity-" + std::to_string(ident);
+}
+
+EventFormatter::ExeFacts EventFormatter::exe_facts(uint32_t tgid, const kw_file_key& key, int64_t ctime_sec,
+                                                   uint32_t ctime_nsec) {
+    // A pinned binary: the path and hash the policy pinned.
+    if (view_) {
+        for (const auto& pin : view_->compiled.pins) {
+            if (pin.active && pin.actual && pin.actual->key.dev == key.dev && pin.actual->key.ino == key.ino &&
+                pin.actual->ctime_sec == ctime_sec && pin.actual->ctime_nsec == ctime_nsec)
+                return {pin.path, pin.pinned_sha256};
+        }
+    }
+    // Anything else: what /proc/TGID/exe names, hashed once if it is still that file.
+    ExeFacts f;
+    char buf[4096];
+    std::string link = "/proc/" + std::to_string(tgid) + "/exe";
+    ssize_t n = readlink(link.c_str(), buf, sizeof(buf) - 1);
+    if (n > 0) f.path.assign(buf, n);
+    auto cache_key = std::make_tuple(key.dev, key.ino, ctime_sec, ctime_nsec);
+    if (auto it = hash_cache_.find(cache_key); it != hash_cache_.end()) {
+        f.sha256 = it->second;
+        return f;
+    }
+    core::LinuxHostView host;
+    if (auto pinned = host.pin_file(link); pinned && pinned->key.dev == key.dev && pinned->key.ino == key.ino &&
+                                           pinned->ctime_sec == ctime_sec && pinned->ctime_nsec == ctime_nsec) {
+        hash_cache_[cache_key] = pinned->sha256;
+        f.sha256 = pinned->sha256;
+    }
+    return f;
+}
+
+std::optional<json> EventFormatter::format(const void* data, size_t size) {
+    if (size < sizeof(kw_ev_hdr)) return std::nullopt;
+    kw_ev_hdr hdr;
+    std::memcpy(&hdr, data, sizeof(hdr));
+    if (hdr.version != KW_ABI_VERSION || hdr.size > size) return std::nullopt;
+
+    if (hdr.type == KW_EV_CONNECT && size >= sizeof(kw_ev_connect)) {
+        kw_ev_connect e;
+        std::memcpy(&e, data, sizeof(e));
+        const auto& p = e.proc;
+        auto exe = exe_facts(p.tgid, p.exe, p.exe_ctime_sec, p.exe_ctime_nsec);
+        json names = json::array();
+        std::string decided_by;
+        if (view_) {
+            const auto& members = view_->compiled.dset_members;
+            if (e.dset < members.size())
+                for (uint32_t d : members[e.dset]) names.push_back(view_->policy.destinations[d].name);
+        }
+        const std::string dst_names = names.empty() ? "?" : names.dump();
+        if (e.reason == KW_REASON_NO_RULE) {
+            decided_by = "default deny: no rule allows " + spiffe_id(p.ident) + " to reach " + dst_names;
+        } else if (view_ && e.rule < view_->policy.rules.size()) {
+            const auto& r = view_->policy.rules[e.rule];
+            decided_by = "rule " + std::to_string(e.rule) + " (" + r.from + " -> " + r.to + ")";
+        } else {
+            decided_by = "rule " + std::to_string(e.rule);
+        }
+        char rev[17];
+        snprintf(rev, sizeof(rev), "%016llx", static_cast<unsigned long long>(e.revision));
+        std::string cgroup = read_cgroup_path(p.tgid);
+        json j = {
+            {"type", "connect"},
+            {"time", wall_time(hdr.ktime_ns)},
+            {"decision", e.decision == KW_DECISION_ALLOW ? "allow" : "deny"},
+            {"mode", e.mode == KW_MODE_AUDIT ? "audit" : "enforce"},
+            {"pid", p.pid},
+            {"tgid", p.tgid},
+            {"comm", std::string(p.comm, strnlen(p.comm, sizeof(p.comm)))},
+            {"exe", exe.path},
+            {"sha256", exe.sha256 ? json(*exe.sha256) : json(nullptr)},
+            {"uid", p.uid},
+            {"gid", p.gid},
+            {"cgroup", cgroup.empty() ? json(nullptr) : json(cgroup)},
+            {"cgroup_id", p.cgroup_id},
+            {"spiffe_id", spiffe_id(p.ident)},
+            {"attested_from_proc", (p.task_flags & KW_TASK_FROM_PROC) != 0},
+            {"dst_addr", format_address(e.addr)},
+            {"dst_port", e.port},
+            {"protocol", proto_name(e.proto)},
+            {"path", e.path == KW_PATH_SENDMSG ? "sendmsg" : "connect"},
+            {"destinations", names},
+            {"decided_by", decided_by},
+            {"rule", e.rule == ~0u ? json(nullptr) : json(e.rule)},
+            {"policy_revision", rev},
+        };
+        return j;
+    }
+    if ((hdr.type == KW_EV_ESTABLISHED || hdr.type == KW_EV_CLOSED) && size >= sizeof(kw_ev_sock)) {
+        kw_ev_sock e;
+        std::memcpy(&e, data, sizeof(e));
+        json names = json::array();
+        if (view_ && e.dset < view_->compiled.dset_members.size())
+            for (uint32_t d : view_->compiled.dset_members[e.dset]) names.push_back(view_->policy.destinations[d].name);
+        return json{
+            {"type", hdr.type == KW_EV_ESTABLISHED ? "established" : "closed"},
+            {"time", wall_time(hdr.ktime_ns)},
+            {"tgid", e.tgid},
+            {"spiffe_id", spiffe_id(e.ident)},
+            {"socket_cookie", e.cookie},
+            {"dst_addr", format_address(e.addr)},
+            {"dst_port", e.port},
+            {"protocol", proto_name(e.proto)},
+            {"destinations", names},
+            {"bytes_sent", e.bytes_sent},
+            {"bytes_received", e.bytes_received},
+            {"duration_ns", e.duration_ns},
+        };
+    }
+    return std::nullopt;
+}
+
+}  // namespace kw::io

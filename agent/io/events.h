@@ -1,0 +1,52 @@
+// Turns ring buffer records (bpf/abi.h) into audit events: one JSON object per line,
+// described by policy/events.schema.json. Names (SPIFFE IDs, destinations, rules, exe
+// paths and hashes) come from the policy in force; what the kernel alone knows (pid,
+// addresses, bytes) comes from the record.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "core/compile.h"
+#include "core/policy.h"
+
+namespace kw::io {
+
+// The policy in force, as events need it. Replaced whole on reload.
+struct PolicyView {
+    core::Policy policy;
+    core::CompiledPolicy compiled;
+    core::IdentityTable ids;
+};
+
+class EventFormatter {
+public:
+    EventFormatter();
+    void set_policy(std::shared_ptr<const PolicyView> view) { view_ = std::move(view); }
+
+    // nullopt for a record that is truncated or of an unknown type/version.
+    std::optional<nlohmann::json> format(const void* data, size_t size);
+
+    std::string wall_time(uint64_t ktime_ns) const;
+
+private:
+    std::string spiffe_id(uint32_t ident) const;
+    struct ExeFacts {
+        std::string path;
+        std::optional<std::string> sha256;
+    };
+    ExeFacts exe_facts(uint32_t tgid, const kw_file_key& key, int64_t ctime_sec, uint32_t ctime_nsec);
+
+    std::shared_ptr<const PolicyView> view_;
+    int64_t mono_to_real_ns_ = 0;
+    // Hashes of unattested executables, by (dev, ino, ctime): computed once each.
+    std::map<std::tuple<uint64_t, uint64_t, int64_t, uint32_t>, std::string> hash_cache_;
+};
+
+std::string format_address(const uint8_t addr[16]);
+
+}  // namespace kw::io

@@ -1,0 +1,177 @@
+// LinuxHostView on the real filesystem: pinning hashes the content and records the inode
+// as the kernel knows it; cgroup paths resolve to directory inodes and depths.
+#include <catch2/catch_test_macros.hpp>
+
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/host_view_linux.h"
+
+using kw::core::kw_dev_from_user;
+using kw::core::LinuxHostView;
+
+namespace {
+
+constexpr long kCgroup2SuperMagic = 0x63677270;  // CGROUP2_SUPER_MAGIC, linux/magic.h
+
+// A directory of its own under the system temp dir, removed with what it holds.
+class TempDir {
+public:
+    TempDir() {
+        std::string templ = (std::filesystem::temp_directory_path() / "kw-host-view-XXXXXX").string();
+        REQUIRE(::mkdtemp(templ.data()) != nullptr);
+        path_ = templ;
+    }
+    ~TempDir() { std::filesystem::remove_all(path_); }
+    const std::filesystem::path& path() const { return path_; }
+
+private:
+    std::filesystem::path path_;
+};
+
+void write_file(const std::filesystem::path& path, const std::string& content) {
+    std::ofstream out(path, std::ios::binary);
+    out << content;
+    REQUIRE(out.good());
+}
+
+// Whether stat(2)'s st_dev is the superblock's device, as the kernel's inode has it:
+// overlayfs and btrfs report per-layer or per-subvolume devices instead.
+bool st_dev_is_superblock(const std::filesystem::path& path) {
+    constexpr long kOverlayfsSuperMagic = 0x794c7630;
+    constexpr long kBtrfsSuperMagic = 0x9123683e;
+    struct statfs fs {};
+    REQUIRE(::statfs(path.c_str(), &fs) == 0);
+    return fs.f_type != kOverlayfsSuperMagic && fs.f_type != kBtrfsSuperMagic;
+}
+
+bool is_cgroup2(const std::string& path) {
+    struct statfs fs {};
+    return ::statfs(path.c_str(), &fs) == 0 && fs.f_type == kCgroup2SuperMagic;
+}
+
+// /sys/fs/cgroup on a unified host; on a hybrid (v1 + v2) host the v2 hierarchy is
+// mounted elsewhere, usually /sys/fs/cgroup/unified.
+std::optional<std::string> find_cgroup2_mount() {
+    if (is_cgroup2("/sys/fs/cgroup")) return "/sys/fs/cgroup";
+    std::ifstream mounts("/proc/self/mounts");
+    std::string line;
+    while (std::getline(mounts, line)) {
+        std::istringstream fields(line);
+        std::string source, target, type;
+        fields >> source >> target >> type;
+        if (type == "cgroup2") return target;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+TEST_CASE("pinning a file hashes its content and records its inode in the kernel's encoding") {
+    TempDir dir;
+    write_file(dir.path() / "abc", "abc");
+    LinuxHostView host;
+    auto pinned = host.pin_file((dir.path() / "abc").string());
+    INFO((pinned ? "" : pinned.message()));
+    REQUIRE(pinned.ok());
+    CHECK(pinned->sha256 == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+
+    struct stat st {};
+    REQUIRE(::stat((dir.path() / "abc").c_str(), &st) == 0);
+    CHECK(pinned->key.ino == st.st_ino);
+    if (st_dev_is_superblock(dir.path()))
+        CHECK(pinned->key.dev == kw_dev_from_user(st.st_dev));
+    else
+        CHECK(pinned->key.dev != 0);
+    CHECK(pinned->ctime_sec == st.st_ctim.tv_sec);
+    CHECK(pinned->ctime_nsec == static_cast<uint32_t>(st.st_ctim.tv_nsec));
+}
+
+TEST_CASE("pinning an empty file gives the hash of no bytes") {
+    TempDir dir;
+    write_file(dir.path() / "empty", "");
+    LinuxHostView host;
+    auto pinned = host.pin_file((dir.path() / "empty").string());
+    REQUIRE(pinned.ok());
+    CHECK(pinned->sha256 == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+TEST_CASE("pinning a file larger than one read buffer hashes all of it") {
+    TempDir dir;
+    write_file(dir.path() / "big", std::string(200000, 'a'));
+    LinuxHostView host;
+    auto pinned = host.pin_file((dir.path() / "big").string());
+    REQUIRE(pinned.ok());
+    // python3 -c "import hashlib; print(hashlib.sha256(b'a' * 200000).hexdigest())"
+    CHECK(pinned->sha256 == "2287d207f24a941ff3b56c04c8a25ad56b63e3023207b3bb5b4ac0c9869d74be");
+}
+
+TEST_CASE("pinning follows a symlink to the file the kernel will execute") {
+    TempDir dir;
+    write_file(dir.path() / "target", "abc");
+    std::filesystem::create_symlink(dir.path() / "target", dir.path() / "link");
+    LinuxHostView host;
+    auto via_link = host.pin_file((dir.path() / "link").string());
+    auto direct = host.pin_file((dir.path() / "target").string());
+    REQUIRE(via_link.ok());
+    REQUIRE(direct.ok());
+    CHECK(via_link->key.ino == direct->key.ino);
+    CHECK(via_link->sha256 == direct->sha256);
+}
+
+TEST_CASE("pinning a directory is refused: only regular files can be pinned") {
+    TempDir dir;
+    LinuxHostView host;
+    auto pinned = host.pin_file(dir.path().string());
+    REQUIRE_FALSE(pinned.ok());
+    CHECK(pinned.message() == "'" + dir.path().string() + "' is not a regular file: only files can be pinned");
+}
+
+TEST_CASE("pinning a missing file fails with the path and the reason") {
+    LinuxHostView host;
+    auto pinned = host.pin_file("/nonexistent/kwarden/bin");
+    REQUIRE_FALSE(pinned.ok());
+    CHECK(pinned.message() == "cannot open '/nonexistent/kwarden/bin' to pin it: No such file or directory");
+}
+
+TEST_CASE("a cgroup path resolves to its directory inode and its depth below the mount") {
+    TempDir mount;
+    std::filesystem::create_directories(mount.path() / "system.slice" / "app.service");
+    write_file(mount.path() / "cgroup.procs", "");
+    LinuxHostView host(mount.path().string());
+
+    auto root = host.resolve_cgroup("/");
+    REQUIRE(root);
+    CHECK(root->level == 0);
+    struct stat st {};
+    REQUIRE(::stat(mount.path().c_str(), &st) == 0);
+    CHECK(root->id == st.st_ino);
+
+    auto leaf = host.resolve_cgroup("/system.slice/app.service");
+    REQUIRE(leaf);
+    CHECK(leaf->level == 2);
+    REQUIRE(::stat((mount.path() / "system.slice" / "app.service").c_str(), &st) == 0);
+    CHECK(leaf->id == st.st_ino);
+
+    CHECK_FALSE(host.resolve_cgroup("/system.slice/other.service"));
+    CHECK_FALSE(host.resolve_cgroup("/cgroup.procs"));  // a file, not a cgroup
+}
+
+TEST_CASE("the root of the host's cgroup2 hierarchy resolves at level 0") {
+    auto mount = find_cgroup2_mount();
+    // Containers and minimal VMs may have no cgroup2 mounted at all: there is then no
+    // hierarchy to resolve against, which is the machine's state, not a failure.
+    if (!mount) SKIP("no cgroup2 file system is mounted on this machine");
+    LinuxHostView host(*mount);
+    auto root = host.resolve_cgroup("/");
+    REQUIRE(root);
+    CHECK(root->level == 0);
+    struct stat st {};
+    REQUIRE(::stat(mount->c_str(), &st) == 0);
+    CHECK(root->id == st.st_ino);
+}

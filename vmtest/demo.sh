@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# `make demo`, guest side: the agent with its embedded default policy. /usr/bin/curl is
+# attested as spiffe://kwarden.local/demo/client and reaches the demo service on
+# 127.0.0.1:7070; python3 and bash, same uid, same cgroup, are refused by the kernel.
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+kw="$top/build/kwarden"
+[[ -n ${KWARDEN_VM_KERNEL:-} ]] || { echo "demo.sh runs inside the VM: use 'make demo'" >&2; exit 2; }
+
+work=$(mktemp -d)
+sock=$work/admin.sock
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+say "starting the demo service on 127.0.0.1:7070"
+mkdir -p "$work/www" && echo "hello from the protected service" >"$work/www/index.html"
+python3 -m http.server 7070 --bind 127.0.0.1 --directory "$work/www" >/dev/null 2>&1 &
+svc=$!
+for _ in $(seq 150); do ss -Htln 'sport = :7070' | grep -q . && break; sleep 0.2; done
+
+say "starting kwarden agent (embedded default policy)"
+"$kw" agent --state-dir "$work/state" --events "$work/events.jsonl" --admin-socket "$sock" 2>"$work/agent.log" &
+agent=$!
+for _ in $(seq 100); do "$kw" status --admin-socket "$sock" >/dev/null 2>&1 && break; sleep 0.2; done
+cat "$work/agent.log"
+"$kw" status --admin-socket "$sock"
+
+rc=0
+say "attested: curl (spiffe://kwarden.local/demo/client) -> 127.0.0.1:7070"
+if out=$(curl -sS --max-time 5 http://127.0.0.1:7070/index.html 2>&1); then
+    echo "curl: $out"
+else
+    echo "UNEXPECTED: curl failed: $out"; rc=1
+fi
+
+say "unattested: python3, same uid and cgroup, same destination"
+python3 - <<'PY' || rc=1
+import socket, errno
+try:
+    socket.create_connection(("127.0.0.1", 7070), timeout=5)
+    print("UNEXPECTED: python3 connected"); raise SystemExit(1)
+except PermissionError as e:
+    print(f"python3: refused by the kernel: {e} (errno {e.errno} = EPERM)")
+PY
+
+say "unattested: bash /dev/tcp"
+if bash -c 'exec 3<>/dev/tcp/127.0.0.1/7070' 2>"$work/bash.err"; then echo "UNEXPECTED: bash connected"; rc=1; else echo "bash: $(cat "$work/bash.err")"; fi
+
+# The agent hashes an unattested executable the first time it names it in an event.
+for _ in $(seq 100); do [[ $(grep -c '"decision":"deny"' "$work/events.jsonl") -ge 2 ]] && break; sleep 0.2; done
+say "audit events (one JSON line each)"
+cat "$work/events.jsonl"
+
+kill "$agent" "$svc" 2>/dev/null; wait "$agent" 2>/dev/null
+"$kw" teardown >/dev/null
+exit $rc
