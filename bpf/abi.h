@@ -28,9 +28,13 @@
 /* Bytes of argv compared by an `argv` selector (NUL-separated, as on the exec stack). */
 #define KW_ARGV_MAX 256
 /* Workloads that share one candidate list (same exe, same script, or neither). */
-#define KW_CAND_MAX 32
+#define KW_CAND_MAX 256
 /* Candidate list 0 holds the workloads that name neither exe nor script. */
 #define KW_LIST_ANY 0u
+
+/* Executable path carried by events, from a walk of the dentry and mount chain. */
+#define KW_PATH_MAX 256
+#define KW_PATH_DEPTH 32 /* path components plus mount crossings; a power of two */
 
 /* Policy maps are double-buffered: the agent fills generation 1-g, then flips. */
 #define KW_GENERATIONS 2
@@ -218,6 +222,9 @@ struct kw_proc_info {
 	__u32 exe_ctime_nsec;
 	__u32 task_flags;
 	char comm[16];
+	/* Absolute path of exe as the process's mount tree names it; empty if it could not
+	 * be walked, cut at KW_PATH_MAX - 1 bytes. */
+	char exe_path[KW_PATH_MAX];
 };
 
 struct kw_ev_connect {
@@ -292,8 +299,8 @@ KW_ASSERT_SIZE(struct kw_dst_val, 16);
 KW_ASSERT_SIZE(struct kw_allow_key, 8);
 KW_ASSERT_SIZE(struct kw_config, 16);
 KW_ASSERT_SIZE(struct kw_ev_hdr, 16);
-KW_ASSERT_SIZE(struct kw_proc_info, 88);
-KW_ASSERT_SIZE(struct kw_ev_connect, 144);
+KW_ASSERT_SIZE(struct kw_proc_info, 88 + KW_PATH_MAX);
+KW_ASSERT_SIZE(struct kw_ev_connect, 144 + KW_PATH_MAX);
 KW_ASSERT_SIZE(struct kw_ev_sock, 80);
 KW_ASSERT_SIZE(struct kw_sk, 40);
 

@@ -120,7 +120,7 @@ private:
 class Agent {
 public:
     Agent(const AgentOptions& options)
-        : options_(options), signals_(io_, SIGHUP, SIGTERM, SIGINT), acceptor_(io_), events_fd_(io_), timer_(io_) {}
+        : options_(options), signals_(io_, SIGHUP, SIGTERM, SIGINT), acceptor_(io_), events_fd_(io_), timer_(io_), formatter_(options.cgroup_root) {}
 
     int run();
     json handle(const json& request, const std::shared_ptr<Session>& session);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -26,14 +27,6 @@ int64_t clock_ns(clockid_t clock) {
 
 const char* proto_name(uint8_t p) { return p == KW_PROTO_UDP ? "udp" : p == KW_PROTO_TCP ? "tcp" : "other"; }
 
-std::string read_cgroup_path(uint32_t tgid) {
-    std::ifstream in("/proc/" + std::to_string(tgid) + "/cgroup");
-    std::string line;
-    while (std::getline(in, line))
-        if (line.rfind("0::", 0) == 0) return line.substr(3);
-    return {};
-}
-
 }  // namespace
 
 std::string format_address(const uint8_t addr[16]) {
@@ -46,7 +39,9 @@ std::string format_address(const uint8_t addr[16]) {
     return buf;
 }
 
-EventFormatter::EventFormatter() { mono_to_real_ns_ = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC); }
+EventFormatter::EventFormatter(std::string cgroup_root) : cgroup_root_(std::move(cgroup_root)) {
+    mono_to_real_ns_ = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC);
+}
 
 std::string EventFormatter::wall_time(uint64_t ktime_ns) const {
     int64_t real = static_cast<int64_t>(ktime_ns) + mono_to_real_ns_;
@@ -59,6 +54,24 @@ std::string EventFormatter::wall_time(uint64_t ktime_ns) const {
     return buf;
 }
 
+std::optional<std::string> EventFormatter::cgroup_path(uint64_t id) {
+    if (auto it = cgroup_paths_.find(id); it != cgroup_paths_.end()) return it->second;
+    // Unknown id: walk the hierarchy once and remember every directory. Cgroup ids are
+    // 64-bit and never reused within a boot, so a cached entry cannot name another one.
+    std::error_code ec;
+    struct stat st {};
+    if (stat(cgroup_root_.c_str(), &st) == 0) cgroup_paths_[st.st_ino] = "/";
+    for (auto it = std::filesystem::recursive_directory_iterator(
+             cgroup_root_, std::filesystem::directory_options::skip_permission_denied, ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+        if (!it->is_directory(ec)) continue;
+        if (stat(it->path().c_str(), &st) == 0)
+            cgroup_paths_[st.st_ino] = it->path().string().substr(cgroup_root_.size());
+    }
+    if (auto it = cgroup_paths_.find(id); it != cgroup_paths_.end()) return it->second;
+    return std::nullopt;
+}
+
 std::string EventFormatter::spiffe_id(uint32_t ident) const {
     if (ident == KW_IDENT_NONE) return "unattested";
     if (view_)
@@ -66,32 +79,37 @@ std::string EventFormatter::spiffe_id(uint32_t ident) const {
     return "unknown-identity-" + std::to_string(ident);
 }
 
-EventFormatter::ExeFacts EventFormatter::exe_facts(uint32_t tgid, const kw_file_key& key, int64_t ctime_sec,
-                                                   uint32_t ctime_nsec) {
+EventFormatter::ExeFacts EventFormatter::exe_facts(const kw_proc_info& p) {
+    const kw_file_key& key = p.exe;
     // A pinned binary: the path and hash the policy pinned.
     if (view_) {
         for (const auto& pin : view_->compiled.pins) {
             if (pin.active && pin.actual && pin.actual->key.dev == key.dev && pin.actual->key.ino == key.ino &&
-                pin.actual->ctime_sec == ctime_sec && pin.actual->ctime_nsec == ctime_nsec)
+                pin.actual->ctime_sec == p.exe_ctime_sec && pin.actual->ctime_nsec == p.exe_ctime_nsec)
                 return {pin.path, pin.pinned_sha256};
         }
     }
-    // Anything else: what /proc/TGID/exe names, hashed once if it is still that file.
+    // Anything else: the path the kernel walked when it decided (the process may be gone
+    // by now), hashed once per (dev, ino, ctime), and only through a file that is still
+    // exactly that inode: /proc/TGID/exe while the process lives (right across mount
+    // namespaces), else the path itself.
     ExeFacts f;
-    char buf[4096];
-    std::string link = "/proc/" + std::to_string(tgid) + "/exe";
-    ssize_t n = readlink(link.c_str(), buf, sizeof(buf) - 1);
-    if (n > 0) f.path.assign(buf, n);
-    auto cache_key = std::make_tuple(key.dev, key.ino, ctime_sec, ctime_nsec);
+    f.path.assign(p.exe_path, strnlen(p.exe_path, sizeof(p.exe_path)));
+    auto cache_key = std::make_tuple(key.dev, key.ino, p.exe_ctime_sec, p.exe_ctime_nsec);
     if (auto it = hash_cache_.find(cache_key); it != hash_cache_.end()) {
         f.sha256 = it->second;
         return f;
     }
     core::LinuxHostView host;
-    if (auto pinned = host.pin_file(link); pinned && pinned->key.dev == key.dev && pinned->key.ino == key.ino &&
-                                           pinned->ctime_sec == ctime_sec && pinned->ctime_nsec == ctime_nsec) {
-        hash_cache_[cache_key] = pinned->sha256;
-        f.sha256 = pinned->sha256;
+    for (const std::string& candidate : {"/proc/" + std::to_string(p.tgid) + "/exe", f.path}) {
+        if (candidate.empty()) continue;
+        auto pinned = host.pin_file(candidate);
+        if (pinned && pinned->key.dev == key.dev && pinned->key.ino == key.ino &&
+            pinned->ctime_sec == p.exe_ctime_sec && pinned->ctime_nsec == p.exe_ctime_nsec) {
+            hash_cache_[cache_key] = pinned->sha256;
+            f.sha256 = pinned->sha256;
+            break;
+        }
     }
     return f;
 }
@@ -106,7 +124,7 @@ std::optional<json> EventFormatter::format(const void* data, size_t size) {
         kw_ev_connect e;
         std::memcpy(&e, data, sizeof(e));
         const auto& p = e.proc;
-        auto exe = exe_facts(p.tgid, p.exe, p.exe_ctime_sec, p.exe_ctime_nsec);
+        auto exe = exe_facts(p);
         json names = json::array();
         std::string decided_by;
         if (view_) {
@@ -125,7 +143,7 @@ std::optional<json> EventFormatter::format(const void* data, size_t size) {
         }
         char rev[17];
         snprintf(rev, sizeof(rev), "%016llx", static_cast<unsigned long long>(e.revision));
-        std::string cgroup = read_cgroup_path(p.tgid);
+        auto cgroup = cgroup_path(p.cgroup_id);
         json j = {
             {"type", "connect"},
             {"time", wall_time(hdr.ktime_ns)},
@@ -138,7 +156,7 @@ std::optional<json> EventFormatter::format(const void* data, size_t size) {
             {"sha256", exe.sha256 ? json(*exe.sha256) : json(nullptr)},
             {"uid", p.uid},
             {"gid", p.gid},
-            {"cgroup", cgroup.empty() ? json(nullptr) : json(cgroup)},
+            {"cgroup", cgroup ? json(*cgroup) : json(nullptr)},
             {"cgroup_id", p.cgroup_id},
             {"spiffe_id", spiffe_id(p.ident)},
             {"attested_from_proc", (p.task_flags & KW_TASK_FROM_PROC) != 0},

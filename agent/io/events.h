@@ -25,7 +25,7 @@ struct PolicyView {
 
 class EventFormatter {
 public:
-    EventFormatter();
+    explicit EventFormatter(std::string cgroup_root = "/sys/fs/cgroup");
     void set_policy(std::shared_ptr<const PolicyView> view) { view_ = std::move(view); }
 
     // nullopt for a record that is truncated or of an unknown type/version.
@@ -35,16 +35,19 @@ public:
 
 private:
     std::string spiffe_id(uint32_t ident) const;
+    std::optional<std::string> cgroup_path(uint64_t id);
     struct ExeFacts {
         std::string path;
         std::optional<std::string> sha256;
     };
-    ExeFacts exe_facts(uint32_t tgid, const kw_file_key& key, int64_t ctime_sec, uint32_t ctime_nsec);
+    ExeFacts exe_facts(const kw_proc_info& p);
 
     std::shared_ptr<const PolicyView> view_;
     int64_t mono_to_real_ns_ = 0;
     // Hashes of unattested executables, by (dev, ino, ctime): computed once each.
     std::map<std::tuple<uint64_t, uint64_t, int64_t, uint32_t>, std::string> hash_cache_;
+    std::string cgroup_root_;
+    std::map<uint64_t, std::string> cgroup_paths_;
 };
 
 std::string format_address(const uint8_t addr[16]);

@@ -66,6 +66,88 @@ static __always_inline struct kw_task *kw_current_task_state(void)
 	return bpf_task_storage_get(&kw_tasks, bpf_get_current_task_btf(), 0, 0);
 }
 
+/*
+ * The absolute path of FILE, as d_path() would give it in the caller's mount tree.
+ * bpf_d_path() is not allowed in the hooks that need this (socket_connect), and the
+ * process may be gone by the time the agent reads the event, so walk it here: up the
+ * dentries to the mount's root, across to the mountpoint in the parent mount, until
+ * the root of the tree. Components are collected first, then written root-first.
+ * Both loops are bpf_loop() callbacks: verified once, whatever the depth (open-coded,
+ * their data-dependent branches exhaust the verifier).
+ */
+struct kw_walk {
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	__u32 n;   /* components collected */
+	__u32 off; /* bytes written */
+};
+
+static long kw_walk_up(__u32 i, struct kw_walk *w)
+{
+	__u32 zero = 0;
+	struct kw_path_buf *s = bpf_map_lookup_elem(&kw_path_scratch, &zero);
+	/* Locals, not w->x inside BPF_CORE_READ: CO-RE would relocate struct kw_walk. */
+	struct dentry *dentry = w->dentry;
+	struct vfsmount *vfsmnt = w->vfsmnt;
+	struct mount *mnt = w->mnt;
+	struct dentry *root = BPF_CORE_READ(vfsmnt, mnt_root);
+	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+
+	if (!s)
+		return 1;
+	if (dentry == root || dentry == parent) {
+		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+		if (up == mnt || !up)
+			return 1; /* the root of the mount tree */
+		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = up;
+		w->vfsmnt = __builtin_preserve_access_index(&up->mnt);
+		return 0;
+	}
+	s->names[w->n & (KW_PATH_DEPTH - 1)] = (__u64)BPF_CORE_READ(dentry, d_name.name);
+	s->lens[w->n & (KW_PATH_DEPTH - 1)] = BPF_CORE_READ(dentry, d_name.len);
+	w->n++;
+	w->dentry = parent;
+	return w->n >= KW_PATH_DEPTH;
+}
+
+static long kw_write_down(__u32 j, struct kw_walk *w)
+{
+	__u32 zero = 0;
+	struct kw_path_buf *s = bpf_map_lookup_elem(&kw_path_scratch, &zero);
+
+	if (!s || j >= w->n || w->off >= KW_PATH_MAX - 1)
+		return 1;
+	__u32 idx = (w->n - 1 - j) & (KW_PATH_DEPTH - 1);
+	s->buf[w->off & (KW_PATH_MAX - 1)] = '/';
+	w->off++;
+	bpf_probe_read_kernel_str(&s->buf[w->off & (KW_PATH_MAX - 1)], KW_PATH_MAX, (void *)s->names[idx]);
+	w->off += s->lens[idx] & (KW_PATH_MAX - 1);
+	return 0;
+}
+
+static __always_inline void kw_file_path(struct file *file, char *out)
+{
+	__u32 zero = 0;
+	struct kw_path_buf *s = bpf_map_lookup_elem(&kw_path_scratch, &zero);
+	struct kw_walk w = {};
+
+	if (!s)
+		return;
+	w.dentry = BPF_CORE_READ(file, f_path.dentry);
+	w.vfsmnt = BPF_CORE_READ(file, f_path.mnt);
+	w.mnt = container_of(w.vfsmnt, struct mount, mnt);
+	bpf_loop(KW_PATH_DEPTH, kw_walk_up, &w, 0);
+	s->buf[0] = '/';
+	s->buf[1] = 0;
+	bpf_loop(KW_PATH_DEPTH, kw_write_down, &w, 0);
+	if (w.n > 0)
+		s->buf[(w.off >= KW_PATH_MAX ? KW_PATH_MAX - 1 : w.off) & (KW_PATH_MAX - 1)] = 0;
+	__builtin_memcpy(out, s->buf, KW_PATH_MAX);
+	out[KW_PATH_MAX - 1] = 0;
+}
+
 /* Who is doing this, for events. */
 static __always_inline void kw_fill_proc(struct kw_proc_info *p)
 {
@@ -84,8 +166,10 @@ static __always_inline void kw_fill_proc(struct kw_proc_info *p)
 	p->pin_id = t ? t->pin_id : ~0u;
 	p->task_flags = t ? t->flags : 0;
 	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
-	if (exe)
+	if (exe) {
 		kw_file_facts(exe, &p->exe, &p->exe_ctime_sec, &p->exe_ctime_nsec);
+		kw_file_path(exe, p->exe_path);
+	}
 	bpf_get_current_comm(p->comm, sizeof(p->comm));
 }
 

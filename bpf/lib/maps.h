@@ -142,4 +142,19 @@ struct {
 	__type(value, struct kw_argv_buf);
 } kw_argv_scratch SEC(".maps");
 
+/* Per-CPU scratch for kw_file_path(): the components found walking up, and a buffer
+ * twice KW_PATH_MAX so that a copy of up to KW_PATH_MAX bytes at any offset below
+ * KW_PATH_MAX is provably in bounds for the verifier. */
+struct kw_path_buf {
+	__u64 names[KW_PATH_DEPTH];
+	__u32 lens[KW_PATH_DEPTH];
+	char buf[KW_PATH_MAX * 2];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kw_path_buf);
+} kw_path_scratch SEC(".maps");
+
 #endif /* KWARDEN_BPF_MAPS_H */
