@@ -32,7 +32,7 @@ unit: build
 vmtest: build
 	@set -e; for k in $(VM_KERNELS); do \
 	    echo "=== e2e on Debian kernel $$k"; \
-	    vmtest/run --kernel $$k -- test/e2e/run.sh; \
+	    vmtest/run --kernel $$k --timeout 1800 -- test/e2e/run.sh; \
 	done
 
 test: unit vmtest

@@ -1,0 +1,545 @@
+# shellcheck shell=bash
+# Shared by the VM end-to-end tests (test/e2e/t_*.sh) and their runner (run.sh).
+#
+# A test sources this file, gets `set -Eeuo pipefail`, a scratch directory $T (given by
+# run.sh, or made here), and an EXIT trap that cleans up whatever the test started:
+# the agent, background processes, test cgroups, network namespaces, pinned BPF state.
+# Every wait here is bounded. Failures print "FAIL: what was expected, what was seen";
+# run.sh shows the first such line as the test's reason.
+#
+# Never run outside the VM: tests deny traffic and change sysctls.
+
+if [[ -z ${KWARDEN_VM_KERNEL:-} ]]; then
+    echo "FAIL: test/e2e must run inside the VM (vmtest/run -- test/e2e/run.sh): KWARDEN_VM_KERNEL is not set" >&2
+    exit 2
+fi
+
+KW_E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TOP=${TOP:-$(cd "$KW_E2E_DIR/../.." && pwd)}
+KW_BUILD=${KW_BUILD:-$TOP/build}
+KW_TOOLS=${KW_TOOLS:-$KW_BUILD/e2e-tools}
+KWARDEN=${KWARDEN:-$KW_BUILD/kwarden}
+KW_PY=/usr/bin/python3
+KW_SCRATCH_ROOT=/tmp/kwe2e
+# The unprivileged identity the workloads run as, and their SPIFFE ID (used by tests).
+KW_UID=1000
+KW_GID=1000
+KW_TD=example.org
+KW_BILLING=spiffe://$KW_TD/billing
+export TOP KW_BUILD KW_TOOLS KWARDEN KW_UID KW_GID KW_TD KW_BILLING
+
+# ---- failing and logging ---------------------------------------------------------------
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+KW_T0=${EPOCHREALTIME:-0}
+note() { # logs with the time since the test started, to see where a slow run spends it
+    local now=${EPOCHREALTIME:-0}
+    printf '# [%6.1fs] %s\n' "$(awk -v a="$KW_T0" -v b="$now" 'BEGIN { print b - a }')" "$*" >&2
+}
+
+# ERR trap: only the test's own shell reports. In a command substitution a failure is
+# not fatal by itself (the command using it decides), so it must not print a reason.
+kw_on_err() {
+    local rc=$1 line=$2 cmd=$3
+    ((BASH_SUBSHELL == 0)) || return 0
+    echo "FAIL: line $line of ${KW_TEST_NAME:-test}: '$cmd' exited $rc" >&2
+}
+
+# ---- resources and cleanup ----------------------------------------------------------------
+
+kw_track() { # KIND VALUE: remember a resource for kw_cleanup (pids, cgroups, netns, sysctl)
+    echo "$2" >>"$T/.kw_$1"
+}
+
+kw_pid_alive() {
+    [[ -n $1 ]] && kill -0 "$1" 2>/dev/null
+}
+
+# Ends one process by pid: TERM, up to 5 s, then KILL.
+kw_kill_pid() {
+    local pid=$1 i
+    kw_pid_alive "$pid" || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        kw_pid_alive "$pid" || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 20; i++)); do
+        kw_pid_alive "$pid" || return 0
+        sleep 0.1
+    done
+}
+
+# Idempotent; called by the test's EXIT trap and again by run.sh.
+kw_cleanup() {
+    local t=$1 pid cg ns kv i
+    [[ -d $t ]] || return 0
+    if [[ -f $t/.kw_agent_pid ]]; then
+        kw_kill_pid "$(cat "$t/.kw_agent_pid")"
+    fi
+    if [[ -f $t/.kw_pids ]]; then
+        while read -r pid; do kw_kill_pid "$pid"; done <"$t/.kw_pids"
+    fi
+    if [[ -f $t/.kw_cgroups ]]; then
+        while read -r cg; do
+            [[ -d $cg ]] || continue
+            echo 1 >"$cg/cgroup.kill" 2>/dev/null || true
+            for ((i = 0; i < 50; i++)); do
+                rmdir "$cg" 2>/dev/null && break
+                sleep 0.1
+            done
+            [[ -d $cg ]] && echo "cleanup: could not remove cgroup $cg" >&2
+        done <"$t/.kw_cgroups"
+    fi
+    if [[ -f $t/.kw_netns ]]; then
+        while read -r ns; do ip netns del "$ns" 2>/dev/null || true; done <"$t/.kw_netns"
+    fi
+    if [[ -f $t/.kw_sysctl ]]; then
+        while read -r kv; do sysctl -q -w "$kv" >/dev/null 2>&1 || true; done <"$t/.kw_sysctl"
+    fi
+    if [[ -e /sys/fs/bpf/kwarden ]]; then
+        if [[ -x $KWARDEN ]]; then
+            "$KWARDEN" teardown >>"$t/teardown.log" 2>&1 || echo "cleanup: kwarden teardown failed (see $t/teardown.log)" >&2
+        fi
+        [[ -e /sys/fs/bpf/kwarden ]] && echo "cleanup: /sys/fs/bpf/kwarden still exists after teardown" >&2
+    fi
+    rm -f "$t"/.kw_agent_pid "$t"/.kw_pids "$t"/.kw_cgroups "$t"/.kw_netns "$t"/.kw_sysctl
+    return 0
+}
+
+# Sets a sysctl for this test and restores the old value at cleanup (VM only anyway).
+kw_sysctl() { # NAME VALUE
+    local old
+    old=$(sysctl -n "$1") || fail "cannot read sysctl $1"
+    kw_track sysctl "$1=$old"
+    sysctl -q -w "$1=$2" >/dev/null || fail "cannot set sysctl $1=$2"
+}
+
+# Runs CMD in the background, tracked for cleanup; its pid is in $KW_BG_PID.
+kw_bg() {
+    "$@" &
+    KW_BG_PID=$!
+    kw_track pids "$KW_BG_PID"
+}
+
+# Waits (bounded) until CMD succeeds.
+wait_until() { # SECONDS DESCRIPTION CMD...
+    local secs=$1 what=$2 deadline
+    shift 2
+    deadline=$((SECONDS + secs))
+    until "$@"; do
+        ((SECONDS < deadline)) || fail "timed out after ${secs}s waiting for: $what"
+        sleep 0.1
+    done
+}
+
+# ---- assertions ---------------------------------------------------------------------------
+
+assert_eq() { # WHAT EXPECTED ACTUAL
+    [[ $2 == "$3" ]] || fail "$1: expected '$2', saw '$3'"
+}
+
+assert_match() { # WHAT REGEX ACTUAL
+    [[ $3 =~ $2 ]] || fail "$1: expected a match for /$2/, saw '$3'"
+}
+
+errno_number() { # NAME -> number
+    "$KW_PY" -c 'import errno, sys; print(getattr(errno, sys.argv[1]))' "$1" 2>/dev/null ||
+        fail "unknown errno name '$1'"
+}
+
+# Runs CMD; its exit status must be the errno number of NAME (the tools' convention).
+# The output is kept in $KW_OUT.
+expect_errno() { # NAME CMD...
+    local name=$1 want rc=0
+    shift
+    want=$(errno_number "$name")
+    KW_OUT=$("$@" 2>&1) || rc=$?
+    note "$* -> status $rc: $KW_OUT"
+    [[ $rc -eq $want ]] || fail "expected $name ($want) from '$*', got exit status $rc; output: $KW_OUT"
+}
+
+# Runs CMD; it must succeed. The output is kept in $KW_OUT.
+expect_ok() {
+    local rc=0
+    KW_OUT=$("$@" 2>&1) || rc=$?
+    note "$* -> status $rc: $KW_OUT"
+    [[ $rc -eq 0 ]] || fail "expected success from '$*', got exit status $rc; output: $KW_OUT"
+}
+
+# Runs CMD; its exit status must be STATUS. The output is kept in $KW_OUT.
+expect_status() { # STATUS CMD...
+    local want=$1 rc=0
+    shift
+    KW_OUT=$("$@" 2>&1) || rc=$?
+    note "$* -> status $rc: $KW_OUT"
+    [[ $rc -eq $want ]] || fail "expected exit status $want from '$*', got $rc; output: $KW_OUT"
+}
+
+# ---- tools and binaries ---------------------------------------------------------------------
+
+# Copies the tools into $T/bin: readable by the unprivileged uid, on the scratch tmpfs.
+setup_tools() {
+    local t
+    mkdir -p "$T/bin"
+    for t in kw_client kw_sink kw_tfo_sendto kw_udp_sendto kw_uring_connect; do
+        [[ -x $KW_TOOLS/$t ]] || fail "tool $KW_TOOLS/$t is missing: build it first (cmake target $t)"
+        install -m 0755 "$KW_TOOLS/$t" "$T/bin/$t"
+    done
+}
+
+# A copy of kw_client that the policy attests: $KW_ATTESTED.
+make_attested() {
+    KW_ATTESTED=$T/bin/billing-client
+    install -m 0755 "$KW_TOOLS/kw_client" "$KW_ATTESTED"
+}
+
+# A copy of FILE that differs in exactly one byte (the marker), at DEST.
+make_patched_copy() { # FILE DEST
+    cp "$1" "$2"
+    sed -i 's/KWARDEN-BYTE-PATCH-A/KWARDEN-BYTE-PATCH-B/' "$2"
+    chmod 0755 "$2"
+    assert_eq "bytes differing between $1 and its patched copy" 1 "$({ cmp -l "$1" "$2" || true; } | wc -l)"
+}
+
+# Patches the marker of FILE in place (same inode), as an attacker editing the binary.
+patch_in_place() { # FILE
+    local off
+    off=$(grep -obUa KWARDEN-BYTE-PATCH-A "$1" | head -n1 | cut -d: -f1)
+    [[ -n $off ]] || fail "marker KWARDEN-BYTE-PATCH-A not found in $1"
+    printf 'Z' | dd of="$1" bs=1 seek=$((off + 19)) conv=notrunc status=none
+}
+
+sha256_of() {
+    sha256sum "$1" | cut -d' ' -f1
+}
+
+# ---- cgroup, uid, network namespace -------------------------------------------------------
+
+# Creates the test cgroup: $KW_CG_DIR (cgroupfs path), $KW_CG (policy selector path),
+# $KW_CG_ID (its cgroup id, the directory's inode).
+make_cgroup() {
+    KW_CG=/kwtest-$$
+    KW_CG_DIR=/sys/fs/cgroup$KW_CG
+    mkdir "$KW_CG_DIR" || fail "cannot create cgroup $KW_CG_DIR"
+    kw_track cgroups "$KW_CG_DIR"
+    KW_CG_ID=$(stat -c %i "$KW_CG_DIR")
+}
+
+# Runs CMD in the test cgroup as uid/gid $KW_UID (or --uid N: uid and gid N; 0 for root) with no
+# supplementary groups, bounded by $KW_TIMEOUT seconds (default 20). The pid that execs
+# CMD is written to PIDFILE, so a test can match the events of exactly this process.
+as_workload() { # [--pidfile FILE] [--uid N] CMD...
+    local pidfile=/dev/null uid=$KW_UID gid=$KW_GID
+    while [[ ${1:-} == --* ]]; do
+        case $1 in
+            --pidfile) pidfile=$2 ;;
+            --uid) uid=$2 gid=$2 ;;
+            *) fail "as_workload: unknown option $1" ;;
+        esac
+        shift 2
+    done
+    [[ -n ${KW_CG_DIR:-} ]] || fail "as_workload needs make_cgroup first"
+    timeout -k 2 "${KW_TIMEOUT:-20}" bash -c '
+        echo $$ >"$1" || exit 201
+        echo $$ >"$2/cgroup.procs" || exit 201
+        uid=$3 gid=$4
+        shift 4
+        exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@"
+    ' kw_workload "$pidfile" "$KW_CG_DIR" "$uid" "$gid" "$@"
+}
+
+# A network namespace joined by a veth pair: 10.203.0.1/30 here, 10.203.0.2/30 inside.
+# Sets $KW_NS.
+make_netns() {
+    KW_NS=kwns-$$
+    local host_if=kwv$$ peer_if=kwp$$
+    ip netns add "$KW_NS" || fail "cannot create netns $KW_NS"
+    kw_track netns "$KW_NS"
+    ip link add "$host_if" type veth peer name "$peer_if" || fail "cannot create veth pair"
+    ip link set "$peer_if" netns "$KW_NS"
+    ip addr add 10.203.0.1/30 dev "$host_if"
+    ip link set "$host_if" up
+    ip -n "$KW_NS" addr add 10.203.0.2/30 dev "$peer_if"
+    ip -n "$KW_NS" link set "$peer_if" up
+    ip -n "$KW_NS" link set lo up
+}
+
+# ---- sinks ---------------------------------------------------------------------------------
+
+# Starts a kw_sink named NAME: received bytes in $T/sink-NAME, connections in
+# $T/sink-NAME.conns. Options are kw_sink's; --netns NS runs it inside NS.
+start_sink() { # NAME [--netns NS] [kw_sink options] PORT
+    local name=$1 ns=""
+    shift
+    if [[ ${1:-} == --netns ]]; then
+        ns=$2
+        shift 2
+    fi
+    local out=$T/sink-$name
+    rm -f "$out.ready"
+    if [[ -n $ns ]]; then
+        kw_bg ip netns exec "$ns" "$T/bin/kw_sink" "$@" "$out" >>"$T/sink-$name.log" 2>&1
+    else
+        kw_bg "$T/bin/kw_sink" "$@" "$out" >>"$T/sink-$name.log" 2>&1
+    fi
+    local pid=$KW_BG_PID
+    wait_until 10 "sink $name to listen ($(cat "$T/sink-$name.log" 2>/dev/null))" \
+        kw_sink_ready "$out" "$pid"
+}
+
+kw_sink_ready() {
+    [[ -e $1.ready ]] && return 0
+    kw_pid_alive "$2" || fail "sink exited before listening: $(cat "$1.log" 2>/dev/null)"
+    return 1
+}
+
+kw_size() {
+    stat -c %s "$1" 2>/dev/null || echo 0
+}
+
+# Records how much sink NAME has received, for assert_sink_unchanged.
+sink_snapshot() { # NAME
+    local out=$T/sink-$1
+    echo "$(kw_size "$out") $(kw_size "$out.conns")" >"$out.snap"
+}
+
+# The sink received nothing (no connection, no byte) since its snapshot (or ever).
+# Waits a little first: a refused attempt must not arrive late either.
+assert_sink_unchanged() { # NAME
+    local out=$T/sink-$1 want="0 0" now
+    [[ -f $out.snap ]] && want=$(cat "$out.snap")
+    sleep 0.5
+    now="$(kw_size "$out") $(kw_size "$out.conns")"
+    [[ $now == "$want" ]] ||
+        fail "sink $1 received something: (bytes, connection-log bytes) expected '$want', saw '$now'; data tail: $(tail -c 200 "$out" | tr -c '[:print:]' '.')"
+}
+
+# Waits (bounded) until sink NAME has received TEXT.
+wait_sink_data() { # NAME TEXT
+    local out=$T/sink-$1
+    wait_until 10 "sink $1 to receive '$2' (has: $(tail -c 200 "$out" 2>/dev/null | tr -c '[:print:]' '.'))" \
+        grep -qF -- "$2" "$out"
+}
+
+sink_conns() { # NAME -> number of connections (or datagrams) seen
+    local out=$T/sink-$1.conns
+    [[ -f $out ]] || { echo 0; return; }
+    wc -l <"$out"
+}
+
+# ---- policies -----------------------------------------------------------------------------
+
+# The policy most tests use: $KW_ATTESTED, as uid $KW_UID in the test cgroup, is
+# $KW_BILLING, the only identity allowed to reach db (127.0.0.1:PORT, tcp).
+write_billing_policy() { # FILE PORT [MODE]
+    [[ -n ${KW_ATTESTED:-} && -n ${KW_CG:-} ]] || fail "write_billing_policy needs make_attested and make_cgroup first"
+    cat >"$1" <<JSON
+{ "version": 1, "trust_domain": "$KW_TD", "mode": "${3:-enforce}",
+  "workloads": [ { "id": "$KW_BILLING",
+                   "selectors": { "exe": "$KW_ATTESTED", "uid": $KW_UID, "cgroup": "$KW_CG" } } ],
+  "destinations": [ { "name": "db", "cidrs": ["127.0.0.1/32"], "ports": [$2], "protocol": "tcp" } ],
+  "rules": [ { "from": "$KW_BILLING", "to": "db" } ] }
+JSON
+}
+
+# ---- agent ------------------------------------------------------------------------------------
+
+KW_ADMIN=${KW_ADMIN:-}
+KW_EVENTS=${KW_EVENTS:-}
+
+# Starts the agent in the background with POLICY; events go to EVENTS (default
+# $T/events.jsonl); waits until `kwarden status` answers.
+start_agent() { # POLICY [EVENTS]
+    local policy=$1
+    KW_EVENTS=${2:-$T/events.jsonl}
+    [[ -x $KWARDEN ]] || fail "agent binary $KWARDEN is missing: build it first"
+    mkdir -p "$T/state"
+    note "starting agent: policy $policy, events $KW_EVENTS"
+    "$KWARDEN" agent --policy "$policy" --state-dir "$T/state" --events "$KW_EVENTS" \
+        --admin-socket "$KW_ADMIN" >>"$T/agent.log" 2>&1 &
+    KW_AGENT_PID=$!
+    echo "$KW_AGENT_PID" >"$T/.kw_agent_pid"
+    wait_agent_ready 120
+}
+
+kw_agent_ready() {
+    kw_pid_alive "$KW_AGENT_PID" ||
+        fail "agent (pid $KW_AGENT_PID) exited before it was ready; log tail: $(tail -n 20 "$T/agent.log")"
+    "$KWARDEN" status --json --admin-socket "$KW_ADMIN" >"$T/status.json" 2>>"$T/status.err"
+}
+
+wait_agent_ready() { # SECONDS
+    wait_until "$1" "agent to answer 'kwarden status' on $KW_ADMIN" kw_agent_ready
+    note "agent ready (pid $KW_AGENT_PID)"
+}
+
+# SIGTERM, bounded wait, then SIGKILL.
+stop_agent() {
+    [[ -n ${KW_AGENT_PID:-} ]] || return 0
+    kw_kill_pid "$KW_AGENT_PID"
+    wait "$KW_AGENT_PID" 2>/dev/null || true
+    KW_AGENT_PID=""
+    rm -f "$T/.kw_agent_pid"
+}
+
+# SIGKILL, as a crash: pinned programs must keep enforcing.
+kill_agent() {
+    local i
+    kill -KILL "$KW_AGENT_PID" || fail "cannot SIGKILL agent $KW_AGENT_PID"
+    for ((i = 0; i < 100; i++)); do
+        kw_pid_alive "$KW_AGENT_PID" || break
+        sleep 0.1
+    done
+    wait "$KW_AGENT_PID" 2>/dev/null || true
+    kw_pid_alive "$KW_AGENT_PID" && fail "agent $KW_AGENT_PID survived SIGKILL"
+    KW_AGENT_PID=""
+    rm -f "$T/.kw_agent_pid"
+}
+
+kwarden_cli() { # ARGS...: the CLI against this test's agent
+    "$KWARDEN" "$@" --admin-socket "$KW_ADMIN"
+}
+
+# The policy revision `kwarden status --json` reports, or "" if it has none we know.
+status_revision() {
+    "$KWARDEN" status --json --admin-socket "$KW_ADMIN" 2>/dev/null |
+        jq -r '[.. | objects | (.policy_revision? // .revision? // empty)] | first // empty | tostring' 2>/dev/null || true
+}
+
+# ---- events -------------------------------------------------------------------------------------
+
+KW_EV_MARK=0
+
+# From now on, event helpers only look at events written after this point.
+ev_mark() {
+    KW_EV_MARK=$(wc -l <"$KW_EVENTS" 2>/dev/null || echo 0)
+}
+
+# Prints the events (one compact JSON per line) after the mark that satisfy FILTER, a
+# jq boolean expression; extra jq arguments (--arg ...) follow.
+ev_select() { # FILTER [jq args...]
+    local filter=$1
+    shift
+    [[ -f $KW_EVENTS ]] || return 0
+    tail -n "+$((KW_EV_MARK + 1))" "$KW_EVENTS" |
+        jq -c -R "$@" "fromjson? // empty | select($filter)"
+}
+
+ev_count() {
+    ev_select "$@" | wc -l
+}
+
+# Waits (bounded) for events matching FILTER, then requires exactly one, and keeps it in
+# $KW_EVENT.
+expect_one_event() { # DESCRIPTION FILTER [jq args...]
+    local what=$1 deadline n
+    shift
+    deadline=$((SECONDS + 10))
+    while n=$(ev_count "$@"); ((n < 1)); do
+        ((SECONDS < deadline)) ||
+            fail "no event for $what after 10s; last events: $(tail -n 5 "$KW_EVENTS" 2>/dev/null)"
+        sleep 0.1
+    done
+    sleep 0.5 # a duplicate would arrive right behind the first
+    n=$(ev_count "$@")
+    [[ $n -eq 1 ]] || fail "expected exactly one event for $what, saw $n: $(ev_select "$@" | head -n 5)"
+    KW_EVENT=$(ev_select "$@")
+    note "event for $what: $KW_EVENT"
+}
+
+# Requires no event matching FILTER (after a short settle).
+expect_no_event() { # DESCRIPTION FILTER [jq args...]
+    local what=$1 n
+    shift
+    sleep 0.5
+    n=$(ev_count "$@")
+    [[ $n -eq 0 ]] || fail "expected no event for $what, saw $n: $(ev_select "$@" | head -n 3)"
+}
+
+# Checks fields of $KW_EVENT, all in one jq run (jq is slow to start under emulation).
+# Each CHECK is KEY=VALUE (the field, as a string, equals VALUE), KEY@=VALUE (the field
+# is an array containing VALUE), KEY~=REGEX, has:KEY (present, not null, not ""), or
+# cgroup:PATH:ID (the field "cgroup" is the cgroup PATH, or its id ID). Every failed
+# check is reported, not only the first.
+assert_event() { # CHECK...
+    local problems
+    problems=$(jq -r '
+        . as $e
+        | def shown($k): if ($e | has($k)) then ($e[$k] | tojson) else "<missing>" end;
+          $ARGS.positional[]
+        | if startswith("has:") then
+              .[4:] as $k
+              | if ($e | has($k)) and $e[$k] != null and $e[$k] != "" then empty
+                else "field \($k) missing or empty (\(shown($k)))" end
+          elif startswith("cgroup:") then
+              (.[7:] | capture("^(?<path>.*):(?<id>[0-9]*)$")) as $m
+              | ($e.cgroup | tostring) as $c
+              | if $c == $m.id or $c == $m.path or ($c | endswith($m.path)) then empty
+                else "field cgroup: expected \($m.path) (id \($m.id)), saw \(shown("cgroup"))" end
+          elif test("^[A-Za-z0-9_]+@=") then
+              capture("^(?<k>[A-Za-z0-9_]+)@=(?<v>.*)$"; "s") as $m
+              | if ($e[$m.k] | type) == "array" and ($e[$m.k] | index($m.v)) != null then empty
+                else "field \($m.k): expected an array containing \($m.v | tojson), saw \(shown($m.k))" end
+          elif test("^[A-Za-z0-9_]+~=") then
+              capture("^(?<k>[A-Za-z0-9_]+)~=(?<v>.*)$"; "s") as $m
+              | if ($e | has($m.k)) and ($e[$m.k] | tostring | test($m.v)) then empty
+                else "field \($m.k): expected a match for /\($m.v)/, saw \(shown($m.k))" end
+          else
+              capture("^(?<k>[A-Za-z0-9_]+)=(?<v>.*)$"; "s") as $m
+              | if ($e | has($m.k)) and ($e[$m.k] | tostring) == $m.v then empty
+                else "field \($m.k): expected \($m.v | tojson), saw \(shown($m.k))" end
+          end' --args "$@" <<<"$KW_EVENT" 2>&1) || fail "cannot check event $KW_EVENT: $problems"
+    [[ -z $problems ]] || fail "event: $(echo "$problems" | paste -sd ';' | sed 's/;/; /g'); event: $KW_EVENT"
+}
+
+# Every field a connect event must carry (issue 2, "Events").
+KW_CONNECT_FIELDS=(type time decision mode pid tgid exe sha256 uid gid cgroup spiffe_id
+    dst_addr dst_port protocol path destinations decided_by policy_revision)
+
+assert_event_has() { # FIELD...
+    assert_event "${@/#/has:}"
+}
+
+# Exactly one connect event of DECISION by process PID to PORT, with every required
+# field, the workload's uid, gid and cgroup, and the CHECKs (see assert_event).
+expect_connect_event() { # DECISION PID PORT CHECK...
+    local decision=$1 pid=$2 port=$3
+    shift 3
+    expect_one_event "$decision of tgid $pid to port $port" \
+        '.type == "connect" and .decision == $d and (.tgid | tostring) == $pid and (.dst_port | tostring) == $port' \
+        --arg d "$decision" --arg pid "$pid" --arg port "$port"
+    assert_event "${KW_CONNECT_FIELDS[@]/#/has:}" type=connect "decision=$decision" "tgid=$pid" \
+        "dst_port=$port" "uid=$KW_UID" "gid=$KW_GID" "cgroup:$KW_CG:$KW_CG_ID" "$@"
+}
+
+# The usual deny: enforce mode, unattested, by EXE (a path; compared resolved).
+expect_deny_event() { # PID PORT EXE CHECK...
+    local pid=$1 port=$2 exe
+    exe=$(readlink -f "$3")
+    shift 3
+    expect_connect_event deny "$pid" "$port" "exe=$exe" "sha256=$(sha256_of "$exe")" "$@"
+}
+
+# ---- test entry -------------------------------------------------------------------------------
+
+# When sourced by a test (not by run.sh): strict mode, scratch dir, cleanup trap.
+if [[ -z ${KW_LIB_RUNNER:-} ]]; then
+    set -Eeuo pipefail
+    KW_TEST_NAME=$(basename "${BASH_SOURCE[1]:-$0}" .sh)
+    if [[ -z ${T:-} ]]; then
+        mkdir -p "$KW_SCRATCH_ROOT"
+        T=$(mktemp -d "$KW_SCRATCH_ROOT/$KW_TEST_NAME.XXXXXX")
+        chmod 0755 "$T"
+    fi
+    export T
+    KW_ADMIN=${KW_ADMIN:-$T/admin.sock}
+    trap 'kw_on_err $? $LINENO "$BASH_COMMAND"' ERR
+    trap 'kw_cleanup "$T"' EXIT
+    cd "$T"
+fi

@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * kw_client: one TCP connect(2), the binary the e2e tests attest (a copy of it).
+ *
+ *   kw_client [--send TEXT] [--fork] [--exec-sh] HOST PORT
+ *
+ * --send TEXT  after connecting, write TEXT, half-close and wait for the peer to close
+ * --fork       connect in a forked child (it inherits the identity); exit = child's status
+ * --exec-sh    exec bash, which opens /dev/tcp/HOST/PORT itself (exec re-attests: the
+ *              shell is not the attested binary); exit = bash's status
+ *
+ * Exits 0 on success, else the errno of the failed call ("connect: EPERM (1)").
+ *
+ * The marker below is what a test patches (one byte, same length) to make a copy that
+ * differs from the attested binary by exactly one byte. The volatile pointer and its use
+ * in the usage text keep it in the binary.
+ */
+#include "kw_common.h"
+
+#include <sys/wait.h>
+
+static const char *volatile kw_marker = "KWARDEN-BYTE-PATCH-A";
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: kw_client [--send TEXT] [--fork] [--exec-sh] HOST PORT\n"
+		"  TCP connect to HOST (IPv4 or IPv6 literal) PORT; exit 0, or the errno.\n"
+		"  build marker: %s\n",
+		kw_marker);
+	exit(KW_EXIT_USAGE);
+}
+
+static int do_connect(const char *host, const char *port, const char *text)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (kw_parse_addr(host, port, &ss, &len))
+		return KW_EXIT_USAGE;
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		kw_die_errno("socket", errno);
+	if (connect(fd, (struct sockaddr *)&ss, len) < 0)
+		kw_die_errno("connect", errno);
+	if (text) {
+		if (kw_write_all(fd, text, strlen(text)) < 0)
+			kw_die_errno("send", errno);
+		kw_finish_stream(fd);
+		printf("connect: ok, sent %zu bytes\n", strlen(text));
+	} else {
+		printf("connect: ok\n");
+	}
+	close(fd);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *text = NULL;
+	int fork_child = 0, exec_sh = 0;
+	int i = 1;
+
+	for (; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {
+		if (!strcmp(argv[i], "--send") && i + 1 < argc)
+			text = argv[++i];
+		else if (!strcmp(argv[i], "--fork"))
+			fork_child = 1;
+		else if (!strcmp(argv[i], "--exec-sh"))
+			exec_sh = 1;
+		else
+			usage();
+	}
+	if (argc - i != 2)
+		usage();
+	const char *host = argv[i], *port = argv[i + 1];
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	if (exec_sh) {
+		char script[256];
+		snprintf(script, sizeof(script), "exec 3<>/dev/tcp/%s/%s && echo connected", host, port);
+		execl("/bin/bash", "bash", "-c", script, (char *)NULL);
+		kw_die_errno("execl /bin/bash", errno);
+	}
+	if (fork_child) {
+		pid_t pid = fork();
+		if (pid < 0)
+			kw_die_errno("fork", errno);
+		if (pid == 0) {
+			fflush(stdout);
+			_exit(do_connect(host, port, text));
+		}
+		int status;
+		while (waitpid(pid, &status, 0) < 0) {
+			if (errno != EINTR)
+				kw_die_errno("waitpid", errno);
+		}
+		if (WIFEXITED(status))
+			return WEXITSTATUS(status);
+		printf("child killed by signal %d\n", WTERMSIG(status));
+		return 128 + WTERMSIG(status);
+	}
+	return do_connect(host, port, text);
+}
