@@ -16,7 +16,7 @@ stamp="$cache/deps.stamp"
 mkdir -p "$cache"
 
 # Bump when the lists below change, so that existing checkouts install the new set.
-deps_version=3
+deps_version=4
 if [[ -f $stamp && $(cat "$stamp") == "$deps_version" ]]; then
     exit 0
 fi
@@ -52,7 +52,7 @@ host_pkgs=(
     android-libboringssl-dev
     liburing-dev python3 iproute2 socat curl jq openssl
     qemu-system-x86 udev busybox-static kmod cpio
-    python3-argcomplete python3-requests
+    python3-argcomplete python3-requests python3-jsonschema
 )
 $sudo apt-get install -y -qq --no-install-recommends "${host_pkgs[@]}" >/dev/null
 

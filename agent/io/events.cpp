@@ -151,6 +151,7 @@ std::optional<json> EventFormatter::format(const void* data, size_t size) {
             {"mode", e.mode == KW_MODE_AUDIT ? "audit" : "enforce"},
             {"pid", p.pid},
             {"tgid", p.tgid},
+            {"process_start_ns", p.start_ns},
             {"comm", std::string(p.comm, strnlen(p.comm, sizeof(p.comm)))},
             {"exe", exe.path},
             {"sha256", exe.sha256 ? json(*exe.sha256) : json(nullptr)},

@@ -60,6 +60,13 @@ for t in "${tests[@]}"; do
     T=$scratch timeout -k 10 "${KW_TEST_TIMEOUT:-300}" bash "$here/$t.sh" >"$scratch/test.log" 2>&1
     rc=$?
     kw_cleanup "$scratch" >>"$scratch/test.log" 2>&1
+    # Every event a passing test saw must match the documented schema.
+    events=("$scratch"/events*.jsonl)
+    if [[ $rc -eq 0 && -e ${events[0]} ]] &&
+        ! /usr/bin/python3 "$here/validate_events.py" "$TOP/policy/events.schema.json" "${events[@]}" >>"$scratch/test.log" 2>&1; then
+        echo "FAIL: events do not match policy/events.schema.json: $(tail -n 1 "$scratch/test.log")" >>"$scratch/test.log"
+        rc=1
+    fi
     took=$((SECONDS - start))
     if [[ $rc -eq 0 ]]; then
         echo "PASS $t (${took}s)"

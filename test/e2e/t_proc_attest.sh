@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Processes already running when the agent first loads are attested once from /proc:
+# a python3 process matching exe + argv + uid + cgroup, started before the agent,
+# reaches db afterwards; one running another script, same uid and cgroup, is refused.
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+PORT=7191
+setup_tools
+make_cgroup
+start_sink db "$PORT"
+cat >"$T/late.py" <<'PY'
+import os, socket, sys, time
+go, port, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+deadline = time.time() + 60
+while not os.path.exists(go):
+    if time.time() > deadline:
+        sys.exit(200)
+    time.sleep(0.1)
+try:
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(tag.encode())
+    s.close()
+except OSError as e:
+    print("connect: %s" % e)
+    sys.exit(e.errno or 255)
+PY
+cp "$T/late.py" "$T/other.py"
+chmod 0644 "$T/late.py" "$T/other.py"
+
+cat >"$T/policy.json" <<JSON
+{ "version": 1, "trust_domain": "$KW_TD", "mode": "enforce",
+  "workloads": [ { "id": "$KW_BILLING",
+                   "selectors": { "exe": "$KW_PY", "uid": $KW_UID, "cgroup": "$KW_CG",
+                                  "argv_prefix": ["$KW_PY", "$T/late.py"] } } ],
+  "destinations": [ { "name": "db", "cidrs": ["127.0.0.1/32"], "ports": [$PORT], "protocol": "tcp" } ],
+  "rules": [ { "from": "$KW_BILLING", "to": "db" } ] }
+JSON
+
+KW_TIMEOUT=90 as_workload --pidfile "$T/late.pid" "$KW_PY" "$T/late.py" "$T/go" "$PORT" "late-$$" &
+late=$!
+KW_TIMEOUT=90 as_workload --pidfile "$T/other.pid" "$KW_PY" "$T/other.py" "$T/go" "$PORT" "other-$$" &
+other=$!
+wait_until 10 "both python3 processes to start" test -s "$T/late.pid" -a -s "$T/other.pid"
+
+start_agent "$T/policy.json"
+grep -Eq "attested 1 of [0-9]+ running processes from /proc" "$T/agent.log" ||
+    fail "agent did not attest exactly one running process: $(grep -E 'running processes' "$T/agent.log")"
+assert_eq "identity of the running late.py" "$KW_BILLING" "$(kwarden_cli identity "$(cat "$T/late.pid")")"
+assert_eq "identity of the running other.py" unattested "$(kwarden_cli identity "$(cat "$T/other.pid")")"
+
+touch "$T/go"
+rc=0; wait "$late" || rc=$?
+assert_eq "exit status of late.py (attested from /proc)" 0 "$rc"
+wait_sink_data db "late-$$"
+rc=0; wait "$other" || rc=$?
+assert_eq "exit status of other.py (EPERM)" "$(errno_number EPERM)" "$rc"
+stop_agent
