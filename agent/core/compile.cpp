@@ -19,7 +19,9 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <set>
 #include <tuple>
+#include <unordered_map>
 
 #include "core/prefix.h"
 
@@ -82,6 +84,7 @@ public:
         if (auto r = pin_files(); !r) return r.error();
         index_active_files();
         if (auto r = compile_workloads(); !r) return r.error();
+        index_rules();
         compile_destinations();
         compile_allows();
         return std::move(out_);
@@ -270,25 +273,44 @@ private:
         return {};
     }
 
-    // Lowest index of a rule to DEST from FROM (a SPIFFE ID, or "*" itself).
+    // Lowest index of a rule to DEST from FROM (a SPIFFE ID, or "*" itself); with OR_ANY,
+    // a "*" rule to DEST counts too. Answered from index_rules(): policies of a thousand
+    // rules ask this a million times.
     std::optional<uint32_t> rule_to(size_t dest, const std::string& from, bool or_any) const {
+        std::optional<uint32_t> best;
+        if (from == "*") return any_rule_[dest];
+        if (auto it = rules_from_[dest].find(from); it != rules_from_[dest].end()) best = it->second;
+        if (or_any && any_rule_[dest] && (!best || *any_rule_[dest] < *best)) best = any_rule_[dest];
+        return best;
+    }
+
+    void index_rules() {
+        std::unordered_map<std::string, size_t> dest_index;
+        for (size_t d = 0; d < policy_.destinations.size(); ++d) dest_index.emplace(policy_.destinations[d].name, d);
+        rules_from_.assign(policy_.destinations.size(), {});
+        any_rule_.assign(policy_.destinations.size(), std::nullopt);
         for (uint32_t r = 0; r < policy_.rules.size(); ++r) {
             const Rule& rule = policy_.rules[r];
-            if (rule.to == policy_.destinations[dest].name && (rule.from == from || (or_any && rule.from == "*")))
-                return r;
+            auto d = dest_index.find(rule.to);
+            if (d == dest_index.end()) continue;  // the parser rejects these
+            if (rule.from == "*") {
+                if (!any_rule_[d->second]) any_rule_[d->second] = r;
+            } else {
+                rules_from_[d->second].emplace(rule.from, r);  // keeps the lowest index
+            }
         }
-        return std::nullopt;
     }
 
     void compile_destinations() {
         using Node = std::tuple<uint8_t, uint16_t, Addr16, uint8_t>;  // proto, port, masked addr, prefix_len
         std::vector<Node> nodes;
+        std::set<Node> seen;
         for (const Destination& d : policy_.destinations) {
             std::vector<uint16_t> ports = d.ports.empty() ? std::vector<uint16_t>{0} : d.ports;
             for (uint16_t port : ports)
                 for (const Cidr& c : d.cidrs) {
                     Node node{proto_of(d), port, mask_prefix(c.addr, c.prefix_len), c.prefix_len};
-                    if (std::find(nodes.begin(), nodes.end(), node) == nodes.end()) nodes.push_back(node);
+                    if (seen.insert(node).second) nodes.push_back(node);
                 }
         }
 
@@ -332,27 +354,35 @@ private:
     }
 
     void compile_allows() {
-        std::vector<std::string> froms;
+        std::unordered_map<std::string, size_t> from_order;
         for (const Rule& rule : policy_.rules)
-            if (rule.from != "*" && std::find(froms.begin(), froms.end(), rule.from) == froms.end())
-                froms.push_back(rule.from);
+            if (rule.from != "*") from_order.emplace(rule.from, from_order.size());
         std::vector<bool> any_allowed(out_.dset_members.size(), false);
         for (const auto& [key, val] : out_.dsts)
             if (val.flags & KW_DSET_ANY_ALLOWED) any_allowed[val.dset] = true;
 
-        for (const std::string& from : froms) {
-            auto ident = ids_.find(from);
-            if (!ident) continue;  // no workload has it: nothing can carry this identity
-            for (uint32_t dset = 0; dset < out_.dset_members.size(); ++dset) {
-                const std::vector<uint32_t>& members = out_.dset_members[dset];
-                if (any_allowed[dset]) continue;
+        // An identity allowed to a set that "*" does not cover has its own rule to every
+        // member without a "*" rule: that member's rules name all the candidates.
+        std::vector<std::tuple<size_t, uint32_t, uint32_t, uint32_t>> found;  // order, dset, ident, rule
+        for (uint32_t dset = 0; dset < out_.dset_members.size(); ++dset) {
+            if (any_allowed[dset]) continue;
+            const std::vector<uint32_t>& members = out_.dset_members[dset];
+            auto pivot = std::find_if(members.begin(), members.end(), [&](uint32_t d) { return !any_rule_[d]; });
+            if (pivot == members.end()) continue;
+            for (const auto& [from, r] : rules_from_[*pivot]) {
+                auto ident = ids_.find(from);
+                if (!ident) continue;  // no workload has it: nothing can carry this identity
                 if (!std::all_of(members.begin(), members.end(),
                                  [&](uint32_t d) { return rule_to(d, from, true).has_value(); }))
                     continue;
-                kw_allow_val val{};
-                val.rule = *rule_to(members.front(), from, true);
-                out_.allows.emplace_back(kw_allow_key{*ident, dset}, val);
+                found.emplace_back(from_order.at(from), dset, *ident, *rule_to(members.front(), from, true));
             }
+        }
+        std::sort(found.begin(), found.end());  // identities in rule order, then sets
+        for (const auto& [order, dset, ident, rule] : found) {
+            kw_allow_val val{};
+            val.rule = rule;
+            out_.allows.emplace_back(kw_allow_key{ident, dset}, val);
         }
     }
 
@@ -363,6 +393,8 @@ private:
     const CompileOptions& options_;
     CompiledPolicy out_;
     std::map<PinKey, uint32_t> pin_ids_;
+    std::vector<std::unordered_map<std::string, uint32_t>> rules_from_;  // per destination
+    std::vector<std::optional<uint32_t>> any_rule_;                        // per destination
     std::map<uint32_t, uint32_t> list_of_pin_;  // active pins only
 };
 
