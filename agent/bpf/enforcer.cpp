@@ -17,6 +17,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/unique_fd.h"
 #include "kw_attest.skel.h"
 #include "kw_gate.skel.h"
 #include "kw_sockops.skel.h"
@@ -46,16 +47,6 @@ int libbpf_log(enum libbpf_print_level level, const char* fmt, va_list args) {
     }
     return n;
 }
-
-struct Fd {
-    int fd = -1;
-    explicit Fd(int f) : fd(f) {}
-    ~Fd() {
-        if (fd >= 0) close(fd);
-    }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-};
 
 bool read_file(const std::string& path, std::string& out) {
     std::ifstream in(path);
@@ -193,9 +184,9 @@ Result<void> Enforcer::attach() {
         if (auto r = pin_replacing(link, links_dir + "/" + l.name); !r) return r;
     }
 
-    Fd cg(open(options_.cgroup_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (cg.fd < 0) return make_error("cannot open cgroup root " + options_.cgroup_root + ": " + errno_text(errno));
-    bpf_link* link = bpf_program__attach_cgroup(o.sockops->progs.kw_sockops, cg.fd);
+    core::UniqueFd cg(open(options_.cgroup_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!cg.valid()) return make_error("cannot open cgroup root " + options_.cgroup_root + ": " + errno_text(errno));
+    bpf_link* link = bpf_program__attach_cgroup(o.sockops->progs.kw_sockops, cg.get());
     if (!link) return make_error("cannot attach kw_sockops to " + options_.cgroup_root + ": " + errno_text(errno));
     o.links.push_back(link);
     if (auto r = pin_replacing(link, links_dir + "/kw_sockops"); !r) return r;

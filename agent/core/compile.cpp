@@ -27,7 +27,6 @@
 
 namespace kw::core {
 
-uint64_t kw_dev_from_user(uint64_t st_dev) { return (static_cast<uint64_t>(major(st_dev)) << 20) | minor(st_dev); }
 
 uint32_t IdentityTable::id_for(const std::string& spiffe_id) {
     if (auto id = find(spiffe_id)) return *id;

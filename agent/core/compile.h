@@ -17,7 +17,7 @@ namespace kw::core {
 
 // A file as the kernel knows it, and its content hash, taken from one open fd.
 struct PinnedContent {
-    kw_file_key key{};  // dev in the kernel's encoding (see kw_dev_from_user)
+    kw_file_key key{};  // as the kernel sees it (see kernel_file_facts in host_view_linux.h)
     int64_t ctime_sec = 0;
     uint32_t ctime_nsec = 0;
     std::string sha256;  // lowercase hex
@@ -39,8 +39,6 @@ public:
     virtual std::optional<CgroupRef> resolve_cgroup(const std::string& path) = 0;
 };
 
-// The kernel's internal dev_t (MAJOR << 20 | MINOR) from the value stat(2) returns.
-uint64_t kw_dev_from_user(uint64_t st_dev);
 
 // SPIFFE ID <-> identity id. Append-only: ids are never reused or renumbered while the
 // pinned maps live, so a reload never renames a running process. Id 0 is unattested.

@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <spdlog/spdlog.h>
 #include <sstream>
@@ -99,7 +100,10 @@ class Agent;
 
 class Session : public std::enable_shared_from_this<Session> {
 public:
-    Session(local::socket socket, Agent& agent) : socket_(std::move(socket)), agent_(agent) {}
+    // A request line may carry a policy (the parser refuses more than 16 MiB); a peer
+    // that sends more without a newline is cut off rather than buffered forever.
+    static constexpr size_t kMaxRequest = 17u << 20;
+    Session(local::socket socket, Agent& agent) : socket_(std::move(socket)), agent_(agent), in_(kMaxRequest) {}
     void start();
     void send(const std::string& line);
     bool following() const { return following_; }
@@ -176,6 +180,10 @@ void Session::start() {
 void Session::read_next() {
     auto self = shared_from_this();
     asio::async_read_until(socket_, in_, '\n', [self](boost::system::error_code ec, size_t n) {
+        if (ec == asio::error::not_found) {
+            self->send(json{{"ok", false}, {"error", "request line longer than 17 MiB: refused"}}.dump());
+            return;
+        }
         if (ec) return;
         std::string line(asio::buffers_begin(self->in_.data()), asio::buffers_begin(self->in_.data()) + n);
         self->in_.consume(n);
@@ -429,9 +437,10 @@ json Agent::handle(const json& request, const std::shared_ptr<Session>& session)
         return {{"ok", true}, {"end", true}};
     }
     if (op == "identity") {
-        if (!request.contains("pid") || !request["pid"].is_number_integer())
-            return {{"ok", false}, {"error", "identity needs an integer field \"pid\""}};
-        int pid = request["pid"];
+        if (!request.contains("pid") || !request["pid"].is_number_integer() || request["pid"].get<int64_t>() <= 0 ||
+            request["pid"].get<int64_t>() > std::numeric_limits<int>::max())
+            return {{"ok", false}, {"error", "identity needs a positive integer field \"pid\" (a process id)"}};
+        int pid = static_cast<int>(request["pid"].get<int64_t>());
         int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
         if (pidfd < 0) return {{"ok", false}, {"error", "no process " + std::to_string(pid) + ": " + std::strerror(errno)}};
         auto t = enforcer_->task_identity(pidfd);

@@ -149,11 +149,6 @@ bool gate_allows(const CompiledPolicy& c, uint32_t ident, uint8_t proto, uint16_
 
 }  // namespace
 
-TEST_CASE("the kernel dev_t is MAJOR << 20 | MINOR of the stat(2) value") {
-    CHECK(kw_dev_from_user(makedev(8, 1)) == ((8ull << 20) | 1));
-    CHECK(kw_dev_from_user(makedev(259, 65536 + 3)) == ((259ull << 20) | (65536 + 3)));
-}
-
 TEST_CASE("workloads are candidates in their script's list, else their exe's, else list 0, in policy order") {
     FakeHostView host;
     host.add_file("/usr/bin/curl", 11, kHashA, 111);
