@@ -7,13 +7,14 @@
 #   make vmtest    end-to-end tests in VMs, on each kernel of VM_KERNELS
 #   make test      unit + vmtest: what CI runs
 #   make demo      the agent with the embedded default policy, in a 6.12 VM
+#   make bench     benchmarks (SVID issuance throughput, for now)
 #   make vmlinux   regenerate third_party/vmlinux.h from the 6.12 guest's BTF
 
 BUILD      ?= build
 VM_KERNELS ?= 6.12 6.1
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build unit vmtest test demo vmlinux clean
+.PHONY: all deps build unit vmtest test demo bench vmlinux clean
 
 all: build
 
@@ -39,6 +40,9 @@ test: unit vmtest
 
 demo: build
 	vmtest/run --kernel 6.12 -- vmtest/demo.sh
+
+bench: build
+	$(BUILD)/kw_bench_issuance
 
 vmlinux: deps
 	vmtest/run --kernel 6.12 --rwdir third_party -- \

@@ -19,6 +19,7 @@
 
 #include "abi.h"
 #include "core/compile.h"
+#include "core/duration.h"
 #include "core/prefix.h"
 #include "core/sha256.h"
 #include "core/spiffe_id.h"
@@ -33,9 +34,10 @@ using json = nlohmann::json;
 constexpr size_t kPolicyFileMaxBytes = 16 << 20;
 constexpr uint64_t kMaxId = 4294967294;  // uid/gid: 4294967295 is (uid_t)-1, "no id"
 
-constexpr std::array<std::string_view, 7> kPolicyFields = {"version",   "trust_domain", "mode", "log_allowed",
-                                                           "workloads", "destinations", "rules"};
-constexpr std::array<std::string_view, 2> kWorkloadFields = {"id", "selectors"};
+constexpr std::array<std::string_view, 8> kPolicyFields = {"version",   "trust_domain", "mode",  "log_allowed",
+                                                           "workloads", "destinations", "rules", "federation"};
+constexpr std::array<std::string_view, 3> kWorkloadFields = {"id", "selectors", "svid_ttl"};
+constexpr std::array<std::string_view, 2> kFederationFields = {"trust_domain", "bundle"};
 constexpr std::array<std::string_view, 9> kSelectorFields = {"exe",         "sha256", "script", "script_sha256", "argv",
                                                              "argv_prefix", "uid",    "gid",    "cgroup"};
 constexpr std::array<std::string_view, 4> kDestinationFields = {"name", "cidrs", "ports", "protocol"};
@@ -238,6 +240,10 @@ public:
             for_each_object(*v, "/rules", [&](const json& r, const std::string& path) {
                 policy.rules.push_back(read_rule(r, path));
             });
+        if (const json* v = field(doc, "federation"))
+            for_each_object(*v, "/federation", [&](const json& f, const std::string& path) {
+                policy.federation.push_back(read_federation(f, path, policy.trust_domain));
+            });
         warn_about_unused_destinations(policy);
         return policy;
     }
@@ -339,7 +345,50 @@ private:
             else
                 error(sel_path, "must be an object");
         }
+        if (const json* v = field(w, "svid_ttl")) workload.svid_ttl = read_svid_ttl(*v, at(path, "svid_ttl"), workload.id);
         return workload;
+    }
+
+    // One ID has one SVID: entries that share an ID must not ask for different lifetimes.
+    std::optional<std::chrono::seconds> read_svid_ttl(const json& v, const std::string& path, const std::string& id) {
+        auto text = string_at(v, path);
+        if (!text) return std::nullopt;
+        auto ttl = parse_duration(*text);
+        if (!ttl) {
+            error(path, ttl.message());
+            return std::nullopt;
+        }
+        if (*ttl < kMinSvidTtl || *ttl > kMaxSvidTtl) {
+            error(path, "must be from " + format_duration(kMinSvidTtl) + " to " + format_duration(kMaxSvidTtl));
+            return std::nullopt;
+        }
+        auto [it, inserted] = svid_ttls_.emplace(id, std::pair{*ttl, path});
+        if (!inserted && it->second.first != *ttl)
+            error(path, "differs from " + it->second.second + ", which sets the svid_ttl of the same ID " +
+                            in_quotes(id));
+        return *ttl;
+    }
+
+    Federation read_federation(const json& f, const std::string& path, const std::string& own_trust_domain) {
+        Federation fed;
+        check_fields(f, path, kFederationFields);
+        if (const json* v = required(f, path, "trust_domain")) {
+            std::string td_path = at(path, "trust_domain");
+            if (auto td = string_at(*v, td_path)) {
+                if (auto valid = validate_trust_domain(*td); !valid)
+                    error(td_path, valid.message());
+                else if (*td == own_trust_domain)
+                    error(td_path, "is the policy's own trust domain: its bundle is the agent's CA, not a file");
+                else if (auto [it, inserted] = federation_paths_.emplace(*td, path); !inserted)
+                    error(td_path, "duplicate trust domain " + in_quotes(*td) + " (also " + it->second +
+                                       "): one bundle per trust domain, never merged");
+                fed.trust_domain = *td;
+            }
+        }
+        if (const json* v = required(f, path, "bundle")) {
+            if (auto file = file_path_at(*v, at(path, "bundle"))) fed.bundle = *file;
+        }
+        return fed;
     }
 
     std::optional<std::string> file_path_at(const json& v, const std::string& path) {
@@ -543,6 +592,8 @@ private:
     }
 
     std::set<std::string> workload_ids_;
+    std::map<std::string, std::pair<std::chrono::seconds, std::string>> svid_ttls_;  // id -> (ttl, JSON path)
+    std::map<std::string, std::string> federation_paths_;                          // trust domain -> JSON path
     std::map<std::string, std::string> destination_paths_;                    // name -> JSON path
     std::map<std::string, std::pair<std::string, std::string>> file_hashes_;  // file -> (sha256, JSON path)
     std::map<std::pair<std::string, std::string>, std::string> rule_paths_;   // (from, to) -> JSON path
@@ -576,6 +627,12 @@ Result<std::string> read_policy_text(const std::string& path) {
 }
 
 }  // namespace
+
+std::chrono::seconds svid_ttl_of(const Policy& policy, const std::string& id) {
+    for (const Workload& w : policy.workloads)
+        if (w.id == id && w.svid_ttl) return *w.svid_ttl;
+    return kDefaultSvidTtl;
+}
 
 ParseOutcome parse_policy(const std::string& text) {
     ParseOutcome out;

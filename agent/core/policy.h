@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -14,6 +15,12 @@
 namespace kw::core {
 
 inline constexpr int kPolicySchemaVersion = 1;
+
+// X.509-SVID lifetime (DESIGN.md §4): SPIRE's default, rotated at half-life; a workload
+// may set its own with "svid_ttl".
+inline constexpr std::chrono::seconds kDefaultSvidTtl{3600};
+inline constexpr std::chrono::seconds kMinSvidTtl{2};
+inline constexpr std::chrono::seconds kMaxSvidTtl{30 * 86400};
 
 enum class Mode { Enforce, Audit };
 enum class Protocol { Tcp, Udp };
@@ -44,6 +51,14 @@ struct Selectors {
 struct Workload {
     std::string id;  // SPIFFE ID
     Selectors selectors;
+    std::optional<std::chrono::seconds> svid_ttl;  // nullopt: kDefaultSvidTtl
+};
+
+// Another trust domain whose X.509-SVIDs we verify, with its own bundle file. Bundles of
+// different trust domains are never merged.
+struct Federation {
+    std::string trust_domain;
+    std::string bundle;  // absolute path of a SPIFFE bundle JSON file
 };
 
 struct Destination {
@@ -66,6 +81,7 @@ struct Policy {
     std::vector<Workload> workloads;
     std::vector<Destination> destinations;
     std::vector<Rule> rules;
+    std::vector<Federation> federation;
     std::string revision;  // sha256 (hex) of the policy text as loaded
 };
 
@@ -80,6 +96,9 @@ struct ParseOutcome {
     std::vector<PolicyProblem> errors;     // any error rejects the policy
     std::vector<PolicyProblem> warnings;   // accepted, but worth an operator's look
 };
+
+// The SVID lifetime of ID: the svid_ttl its workload entries give, or the default.
+std::chrono::seconds svid_ttl_of(const Policy& policy, const std::string& id);
 
 // Parses and validates policy JSON text. Never throws.
 ParseOutcome parse_policy(const std::string& text);

@@ -98,4 +98,5 @@ TEST_CASE("the full example uses every field that the schema declares") {
     CHECK(keys_used(full.at("workloads"), "selectors") == declared(defs.at("selectors")));
     CHECK(keys_used(full.at("destinations")) == declared(defs.at("destination")));
     CHECK(keys_used(full.at("rules")) == declared(defs.at("rule")));
+    CHECK(keys_used(full.at("federation")) == declared(defs.at("federation")));
 }

@@ -227,6 +227,43 @@ TEST_CASE("each malformed policy is refused with one error at the exact JSON pat
                {"id": "spiffe://example.org/a", "selectors": {"exe": "/bin/a"}},
                {"id": "spiffe://example.org/b", "selectors": {"argv": ["b", "-x"], "exe": "/bin/b", "exe": "/bin/c"}}]})"),
          "/workloads/1/selectors/exe", "duplicate key 'exe'"},
+        {"svid_ttl not a string", edit([](json& d) { d["workloads"][0]["svid_ttl"] = 60; }), "/workloads/0/svid_ttl",
+         "must be a string"},
+        {"svid_ttl without a unit", edit([](json& d) { d["workloads"][0]["svid_ttl"] = "60"; }),
+         "/workloads/0/svid_ttl", "has no unit"},
+        {"svid_ttl below the minimum", edit([](json& d) { d["workloads"][0]["svid_ttl"] = "1s"; }),
+         "/workloads/0/svid_ttl", "must be from 2s to 30d"},
+        {"svid_ttl above the maximum", edit([](json& d) { d["workloads"][0]["svid_ttl"] = "31d"; }),
+         "/workloads/0/svid_ttl", "must be from 2s to 30d"},
+        {"two entries of one ID with different svid_ttl", edit([](json& d) {
+             d["workloads"][0]["svid_ttl"] = "15m";
+             d["workloads"].push_back(
+                 {{"id", "spiffe://example.org/billing"}, {"selectors", {{"exe", "/bin/b2"}}}, {"svid_ttl", "1h"}});
+         }),
+         "/workloads/1/svid_ttl", "differs from /workloads/0/svid_ttl"},
+        {"federation not an array", edit([](json& d) { d["federation"] = json::object(); }), "/federation",
+         "must be an array"},
+        {"federation entry with an unknown field", edit([](json& d) {
+             d["federation"] = {{{"trust_domain", "partner.org"}, {"bundle", "/etc/p.json"}, {"url", "x"}}};
+         }),
+         "/federation/0/url", "unknown field 'url'"},
+        {"federation without a bundle",
+         edit([](json& d) { d["federation"] = {{{"trust_domain", "partner.org"}}}; }), "/federation/0",
+         "missing required field 'bundle'"},
+        {"federation with a relative bundle path",
+         edit([](json& d) { d["federation"] = {{{"trust_domain", "partner.org"}, {"bundle", "p.json"}}}; }),
+         "/federation/0/bundle", "absolute"},
+        {"federation with an invalid trust domain",
+         edit([](json& d) { d["federation"] = {{{"trust_domain", "Partner.org"}, {"bundle", "/etc/p.json"}}}; }),
+         "/federation/0/trust_domain", "outside [a-z0-9._-]"},
+        {"federation naming the policy's own trust domain",
+         edit([](json& d) { d["federation"] = {{{"trust_domain", "example.org"}, {"bundle", "/etc/p.json"}}}; }),
+         "/federation/0/trust_domain", "the policy's own trust domain"},
+        {"federation naming one trust domain twice", edit([](json& d) {
+             d["federation"] = {{{"trust_domain", "partner.org"}, {"bundle", "/etc/p.json"}},
+                                {{"trust_domain", "partner.org"}, {"bundle", "/etc/q.json"}}};
+         }),
+         "/federation/1/trust_domain", "never merged"},
     };
     for (const Malformed& c : cases) {
         DYNAMIC_SECTION(c.name) {
@@ -386,6 +423,21 @@ TEST_CASE("several workload entries may share one SPIFFE ID") {
     INFO(all_problems(out.errors));
     REQUIRE(out.policy);
     CHECK(out.policy->workloads.size() == 2);
+}
+
+TEST_CASE("svid_ttl and federation are parsed; an ID without svid_ttl gets the default") {
+    json doc = base_policy();
+    doc["workloads"][0]["svid_ttl"] = "15m";
+    doc["workloads"].push_back({{"id", "spiffe://example.org/web"}, {"selectors", {{"exe", "/usr/sbin/nginx"}}}});
+    doc["federation"] = {{{"trust_domain", "partner.org"}, {"bundle", "/etc/kwarden/partner.json"}}};
+    ParseOutcome out = parse_policy(doc.dump());
+    INFO(all_problems(out.errors));
+    REQUIRE(out.policy);
+    CHECK(kw::core::svid_ttl_of(*out.policy, "spiffe://example.org/billing") == std::chrono::minutes(15));
+    CHECK(kw::core::svid_ttl_of(*out.policy, "spiffe://example.org/web") == kw::core::kDefaultSvidTtl);
+    REQUIRE(out.policy->federation.size() == 1);
+    CHECK(out.policy->federation[0].trust_domain == "partner.org");
+    CHECK(out.policy->federation[0].bundle == "/etc/kwarden/partner.json");
 }
 
 TEST_CASE("a destination no rule mentions is accepted with a warning that it is refused") {
