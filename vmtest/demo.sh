@@ -23,6 +23,8 @@ agent=$!
 for _ in $(seq 100); do "$kw" status --admin-socket "$sock" >/dev/null 2>&1 && break; sleep 0.2; done
 cat "$work/agent.log"
 "$kw" status --admin-socket "$sock"
+say "X.509-SVIDs from the ephemeral trust domain (keys stay in the agent's locked memory)"
+"$kw" svid list --admin-socket "$sock"
 
 rc=0
 say "attested: curl (spiffe://kwarden.local/demo/client) -> 127.0.0.1:7070"

@@ -13,8 +13,11 @@
 #include <vector>
 
 #include "bpf/enforcer.h"
+#include "cli/args.h"
+#include "cli/identity_commands.h"
 #include "core/policy.h"
 #include "core/compile.h"
+#include "identity/trust_store.h"
 #include "io/admin_protocol.h"
 #include "io/agent.h"
 
@@ -27,89 +30,43 @@ constexpr const char* kUsage =
     R"(kwarden: workload identity enforced by the kernel
 
 usage:
-  kwarden agent [--policy FILE] [--state-dir DIR] [--events FILE|-] [--admin-socket PATH]
-                [--pin-dir DIR] [--log-level LEVEL]
+  kwarden agent [--policy FILE] [--state-dir DIR] [--ca-dir DIR] [--events FILE|-]
+                [--admin-socket PATH] [--pin-dir DIR] [--log-level LEVEL]
   kwarden policy check FILE
   kwarden policy apply FILE [--admin-socket PATH]
   kwarden status [--json] [--admin-socket PATH]
   kwarden events [--follow] [--admin-socket PATH]
   kwarden identity PID [--admin-socket PATH]
   kwarden teardown [--pin-dir DIR]
+  kwarden ca init --trust-domain TD --out DIR [--root-ttl D] [--intermediate-ttl D] [--force]
+  kwarden ca sign-intermediate --root DIR --out DIR [--ttl D] [--force]
+  kwarden svid list [--json] [--admin-socket PATH]
+  kwarden svid mint --ca DIR --id SPIFFE_ID --out DIR [--ttl D] [--force]
+  kwarden bundle show [--ca DIR | --trust-domain TD] [--admin-socket PATH]
   kwarden help
+
+durations: 90s, 15m, 1h30m, 7d
 )";
-
-constexpr const char* kDefaultAdminSocket = "/run/kwarden/admin.sock";
-
-struct Args {
-    std::vector<std::string> positional;
-    std::map<std::string, std::string> options;  // --name value
-    std::map<std::string, bool> flags;           // --name
-};
-
-// Parses ARGV against the options (taking a value) and flags a command accepts.
-std::optional<Args> parse(const std::vector<std::string>& argv, const std::vector<std::string>& with_value,
-                          const std::vector<std::string>& flags, const std::string& usage) {
-    Args a;
-    for (size_t i = 0; i < argv.size(); i++) {
-        const std::string& s = argv[i];
-        if (s.rfind("--", 0) == 0 && s.size() > 2) {
-            std::string name = s.substr(2), value;
-            bool inline_value = false;
-            if (auto eq = name.find('='); eq != std::string::npos) {
-                value = name.substr(eq + 1);
-                name = name.substr(0, eq);
-                inline_value = true;
-            }
-            if (std::find(with_value.begin(), with_value.end(), name) != with_value.end()) {
-                if (!inline_value) {
-                    if (i + 1 >= argv.size()) {
-                        std::cerr << "kwarden: option --" << name << " needs a value\nusage: " << usage << "\n";
-                        return std::nullopt;
-                    }
-                    value = argv[++i];
-                }
-                a.options[name] = value;
-            } else if (std::find(flags.begin(), flags.end(), name) != flags.end() && !inline_value) {
-                a.flags[name] = true;
-            } else {
-                std::cerr << "kwarden: unknown option --" << name << "\nusage: " << usage << "\n";
-                return std::nullopt;
-            }
-        } else {
-            a.positional.push_back(s);
-        }
-    }
-    return a;
-}
-
-std::string opt(const Args& a, const std::string& name, const std::string& fallback) {
-    auto it = a.options.find(name);
-    return it == a.options.end() ? fallback : it->second;
-}
-
-int fail(const std::string& message, int code = 1) {
-    std::cerr << "kwarden: " << message << "\n";
-    return code;
-}
 
 void print_problems(const char* kind, const std::vector<core::PolicyProblem>& problems) {
     for (const auto& p : problems) std::cerr << kind << ": " << p.to_string() << "\n";
 }
 
 int cmd_agent(const std::vector<std::string>& argv) {
-    const char* usage = "kwarden agent [--policy FILE] [--state-dir DIR] [--events FILE|-] [--admin-socket PATH] [--pin-dir DIR] [--log-level LEVEL]";
-    auto a = parse(argv, {"policy", "state-dir", "events", "admin-socket", "pin-dir", "log-level"}, {}, usage);
+    const char* usage = "kwarden agent [--policy FILE] [--state-dir DIR] [--ca-dir DIR] [--events FILE|-] [--admin-socket PATH] [--pin-dir DIR] [--log-level LEVEL]";
+    auto a = parse(argv, {"policy", "state-dir", "ca-dir", "events", "admin-socket", "pin-dir", "log-level"}, {}, usage);
     if (!a) return 2;
     if (!a->positional.empty()) return fail("agent takes no arguments, got '" + a->positional[0] + "'\nusage: " + usage, 2);
     io::AgentOptions o;
-    if (a->options.count("policy")) o.policy_path = a->options["policy"];
-    o.state_dir = opt(*a, "state-dir", o.state_dir);
-    o.events_path = opt(*a, "events", o.events_path);
-    o.admin_socket = opt(*a, "admin-socket", o.admin_socket);
-    o.pin_dir = opt(*a, "pin-dir", o.pin_dir);
-    auto level = spdlog::level::from_str(opt(*a, "log-level", "info"));
-    if (level == spdlog::level::off && opt(*a, "log-level", "info") != "off")
-        return fail("unknown --log-level '" + opt(*a, "log-level", "") + "' (trace, debug, info, warn, error)", 2);
+    if (a->has("policy")) o.policy_path = a->opt("policy", "");
+    o.state_dir = a->opt("state-dir", o.state_dir);
+    o.ca_dir = a->opt("ca-dir", o.state_dir + "/ca");
+    o.events_path = a->opt("events", o.events_path);
+    o.admin_socket = a->opt("admin-socket", o.admin_socket);
+    o.pin_dir = a->opt("pin-dir", o.pin_dir);
+    auto level = spdlog::level::from_str(a->opt("log-level", "info"));
+    if (level == spdlog::level::off && a->opt("log-level", "info") != "off")
+        return fail("unknown --log-level '" + a->opt("log-level", "") + "' (trace, debug, info, warn, error)", 2);
     spdlog::set_level(level);
     return io::run_agent(o);
 }
@@ -128,6 +85,11 @@ int cmd_policy(const std::vector<std::string>& argv) {
             std::cerr << a->positional[0] << ": invalid (" << out.errors.size() << " error(s))\n";
             return 1;
         }
+        // Federation bundle files are part of what the agent would load: check them too.
+        if (auto fed = identity::load_federation(*out.policy); !fed) {
+            std::cerr << "error: " << fed.message() << "\n" << a->positional[0] << ": invalid (1 error(s))\n";
+            return 1;
+        }
         std::cout << a->positional[0] << ": valid, revision " << out.policy->revision << "\n";
         return 0;
     }
@@ -142,7 +104,7 @@ int cmd_policy(const std::vector<std::string>& argv) {
         size_t n;
         while ((n = fread(buf, 1, sizeof(buf), f)) > 0) text.append(buf, n);
         fclose(f);
-        auto r = io::admin_request(opt(*a, "admin-socket", kDefaultAdminSocket), {{"op", "policy.apply"}, {"policy", text}});
+        auto r = io::admin_request(a->opt("admin-socket", kDefaultAdminSocket), {{"op", "policy.apply"}, {"policy", text}});
         if (!r) return fail(r.message());
         if (!(*r)["ok"].get<bool>()) {
             std::cerr << "kwarden: " << (*r)["error"].get<std::string>() << "\n";
@@ -158,11 +120,11 @@ int cmd_policy(const std::vector<std::string>& argv) {
 int cmd_status(const std::vector<std::string>& argv) {
     auto a = parse(argv, {"admin-socket"}, {"json"}, "kwarden status [--json] [--admin-socket PATH]");
     if (!a) return 2;
-    auto r = io::admin_request(opt(*a, "admin-socket", kDefaultAdminSocket), {{"op", "status"}});
+    auto r = io::admin_request(a->opt("admin-socket", kDefaultAdminSocket), {{"op", "status"}});
     if (!r) return fail(r.message());
     if (!(*r)["ok"].get<bool>()) return fail((*r)["error"].get<std::string>());
     const json& s = (*r)["status"];
-    if (a->flags["json"]) {
+    if (a->flag("json")) {
         std::cout << s.dump(2) << "\n";
         return 0;
     }
@@ -187,8 +149,8 @@ int cmd_status(const std::vector<std::string>& argv) {
 int cmd_events(const std::vector<std::string>& argv) {
     auto a = parse(argv, {"admin-socket"}, {"follow"}, "kwarden events [--follow] [--admin-socket PATH]");
     if (!a) return 2;
-    auto r = io::admin_request(opt(*a, "admin-socket", kDefaultAdminSocket),
-                               {{"op", "events"}, {"follow", a->flags["follow"]}},
+    auto r = io::admin_request(a->opt("admin-socket", kDefaultAdminSocket),
+                               {{"op", "events"}, {"follow", a->flag("follow")}},
                                [](const std::string& line) { std::cout << line << std::endl; });
     if (!r) return fail(r.message());
     if (!(*r)["ok"].get<bool>()) return fail((*r)["error"].get<std::string>());
@@ -202,7 +164,7 @@ int cmd_identity(const std::vector<std::string>& argv) {
     char* end = nullptr;
     long pid = std::strtol(a->positional[0].c_str(), &end, 10);
     if (*end || pid <= 0) return fail("'" + a->positional[0] + "' is not a process id", 2);
-    auto r = io::admin_request(opt(*a, "admin-socket", kDefaultAdminSocket), {{"op", "identity"}, {"pid", pid}});
+    auto r = io::admin_request(a->opt("admin-socket", kDefaultAdminSocket), {{"op", "identity"}, {"pid", pid}});
     if (!r) return fail(r.message());
     if (!(*r)["ok"].get<bool>()) return fail((*r)["error"].get<std::string>());
     std::cout << (*r)["spiffe_id"].get<std::string>() << "\n";
@@ -212,9 +174,9 @@ int cmd_identity(const std::vector<std::string>& argv) {
 int cmd_teardown(const std::vector<std::string>& argv) {
     auto a = parse(argv, {"pin-dir"}, {}, "kwarden teardown [--pin-dir DIR]");
     if (!a) return 2;
-    auto r = bpf::Enforcer::teardown(opt(*a, "pin-dir", bpf::kDefaultPinDir));
+    auto r = bpf::Enforcer::teardown(a->opt("pin-dir", bpf::kDefaultPinDir));
     if (!r) return fail(r.message());
-    std::cout << "removed " << opt(*a, "pin-dir", bpf::kDefaultPinDir)
+    std::cout << "removed " << a->opt("pin-dir", bpf::kDefaultPinDir)
               << ": enforcement stops when no agent holds the programs\n";
     return 0;
 }
@@ -237,6 +199,9 @@ int main(int argc, char** argv) {
         if (cmd == "events") return cmd_events(rest);
         if (cmd == "identity") return cmd_identity(rest);
         if (cmd == "teardown") return cmd_teardown(rest);
+        if (cmd == "ca") return cmd_ca(rest);
+        if (cmd == "svid") return cmd_svid(rest);
+        if (cmd == "bundle") return cmd_bundle(rest);
         if (cmd == "help" || cmd == "--help" || cmd == "-h") {
             std::cout << kUsage;
             return 0;

@@ -8,6 +8,11 @@
 //                                           or {"ok":false,"error":"...","problems":[...]}
 //   {"op":"events","follow":false}          -> recent event lines, then {"ok":true,"end":true}
 //   {"op":"identity","pid":N}               -> {"ok":true,"spiffe_id":"...",...}
+//   {"op":"svid.list"}                      -> {"ok":true,"trust_domain":"...","ca":"...","svids":[
+//                                                {"spiffe_id","serial","not_before","not_after","rotate_at",
+//                                                 "issued_at","ttl_seconds","sha256","certificate_pem",
+//                                                 "intermediates_pem"}]}   (never a key)
+//   {"op":"bundle.show"[,"trust_domain":"td"]} -> {"ok":true,"bundle":"<SPIFFE bundle JSON>"}
 #pragma once
 
 #include <nlohmann/json.hpp>

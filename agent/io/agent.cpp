@@ -28,7 +28,9 @@
 #include "bpf/proc_attest.h"
 #include "core/host_view_linux.h"
 #include "core/policy.h"
+#include "identity/node_identity.h"
 #include "io/events.h"
+#include "io/hygiene.h"
 
 namespace kw::io {
 namespace asio = boost::asio;
@@ -124,7 +126,14 @@ private:
 class Agent {
 public:
     Agent(const AgentOptions& options)
-        : options_(options), signals_(io_, SIGHUP, SIGTERM, SIGINT), acceptor_(io_), events_fd_(io_), timer_(io_), formatter_(options.cgroup_root) {}
+        : options_(options),
+          signals_(io_, SIGHUP, SIGTERM, SIGINT),
+          acceptor_(io_),
+          events_fd_(io_),
+          timer_(io_),
+          rotation_timer_(io_),
+          formatter_(options.cgroup_root),
+          identity_(options.ca_dir) {}
 
     int run();
     json handle(const json& request, const std::shared_ptr<Session>& session);
@@ -135,12 +144,15 @@ private:
         std::vector<core::PolicyProblem> warnings;
     };
     Result<Applied> apply(const std::string& text, bool repin, std::vector<core::PolicyProblem>* problems);
-    Result<void> publish(core::Policy policy, bool repin, std::vector<core::PolicyProblem>* warnings);
+    // NEW_POLICY: a policy change (start, apply, SIGHUP), which also re-issues every SVID;
+    // false for a recompile of the same policy (a cgroup came back with a new id).
+    Result<void> publish(core::Policy policy, bool repin, bool new_policy, std::vector<core::PolicyProblem>* warnings);
     std::string policy_text(std::string& error) const;
     void on_signal();
     void watch_events();
     void on_event(const void* data, size_t size);
     void tick();
+    void schedule_rotation();
     Result<void> open_admin_socket();
     void accept_next();
     json status() const;
@@ -151,11 +163,13 @@ private:
     local::acceptor acceptor_;
     asio::posix::stream_descriptor events_fd_;
     asio::steady_timer timer_;
+    asio::steady_timer rotation_timer_;
     std::unique_ptr<bpf::Enforcer> enforcer_;
     std::shared_ptr<const PolicyView> view_;
     core::IdentityTable ids_;
     core::PreviousPins pins_;
     EventFormatter formatter_;
+    identity::NodeIdentity identity_;
     std::ofstream events_file_;
     std::deque<std::string> recent_;
     std::vector<std::weak_ptr<Session>> followers_;
@@ -226,7 +240,16 @@ std::string Agent::policy_text(std::string& error) const {
     return read_text(*options_.policy_path, error);
 }
 
-Result<void> Agent::publish(core::Policy policy, bool repin, std::vector<core::PolicyProblem>* warnings) {
+Result<void> Agent::publish(core::Policy policy, bool repin, bool new_policy,
+                            std::vector<core::PolicyProblem>* warnings) {
+    // Identity first: a policy whose SVIDs cannot be issued (CA of another trust domain,
+    // unreadable federation bundle) changes nothing in the kernel.
+    std::optional<identity::NodeIdentity::Staged> staged;
+    if (new_policy) {
+        auto s = identity_.prepare(policy);
+        if (!s) return s.error();
+        staged = std::move(*s);
+    }
     core::LinuxHostView host(options_.cgroup_root);
     core::IdentityTable ids = ids_;  // committed only if the kernel takes the policy
     auto compiled = core::compile_policy(policy, host, ids, pins_, core::CompileOptions{.repin = repin});
@@ -234,6 +257,12 @@ Result<void> Agent::publish(core::Policy policy, bool repin, std::vector<core::P
     if (auto r = enforcer_->store_identities(ids); !r) return r;
     if (auto r = enforcer_->publish(*compiled); !r) return r;
     ids_ = ids;
+    if (staged) {
+        identity_.commit(std::move(*staged));
+        spdlog::info("issued {} X.509-SVIDs for trust domain {} (CA: {})", identity_.svids().all().size(),
+                     policy.trust_domain, identity_.svids().authority()->source());
+        schedule_rotation();
+    }
     save_pins(options_.state_dir + "/pins.json", *compiled, pins_);
     for (const auto& w : compiled->warnings) spdlog::warn("policy: {}", w.to_string());
     if (warnings) warnings->insert(warnings->end(), compiled->warnings.begin(), compiled->warnings.end());
@@ -261,7 +290,7 @@ Result<Agent::Applied> Agent::apply(const std::string& text, bool repin, std::ve
     Applied out;
     out.warnings = parsed.warnings;
     out.revision = parsed.policy->revision;
-    if (auto r = publish(std::move(*parsed.policy), repin, &out.warnings); !r)
+    if (auto r = publish(std::move(*parsed.policy), repin, /*new_policy=*/true, &out.warnings); !r)
         return make_error("policy not applied: " + r.message() + "; the previous policy stays in force");
     return out;
 }
@@ -321,6 +350,32 @@ void Agent::watch_events() {
     });
 }
 
+// SVID rotation runs on its own timer, set to the earliest rotation time, so a short
+// svid_ttl is rotated on time rather than on the next 1 s tick. A failed rotation (CA
+// expired) is retried every 5 s; the current SVID stays until it expires.
+void Agent::schedule_rotation() {
+    rotation_timer_.cancel();
+    auto next = identity_.svids().next_rotation();
+    if (!next) return;
+    auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(*next - std::chrono::system_clock::now()) +
+                 std::chrono::milliseconds(5);
+    rotation_timer_.expires_after(std::max(delay, std::chrono::milliseconds(5)));
+    rotation_timer_.async_wait([this](boost::system::error_code ec) {
+        if (ec) return;
+        auto report = identity_.tick();
+        for (const auto& line : report.rotated) spdlog::info("{}", line);
+        for (const auto& line : report.errors) spdlog::error("{}; the current SVID stays until it expires", line);
+        if (!report.errors.empty()) {
+            rotation_timer_.expires_after(std::chrono::seconds(5));
+            rotation_timer_.async_wait([this](boost::system::error_code ec2) {
+                if (!ec2) schedule_rotation();
+            });
+            return;
+        }
+        schedule_rotation();
+    });
+}
+
 void Agent::tick() {
     timer_.expires_after(std::chrono::seconds(1));
     timer_.async_wait([this](boost::system::error_code ec) {
@@ -344,7 +399,7 @@ void Agent::tick() {
             }
             if (changed) {
                 spdlog::info("a policy cgroup was created or re-created: recompiling");
-                if (auto r = publish(view_->policy, /*repin=*/false, nullptr); !r)
+                if (auto r = publish(view_->policy, /*repin=*/false, /*new_policy=*/false, nullptr); !r)
                     spdlog::error("cgroup re-resolution: {}; the previous policy stays in force", r.message());
             }
         }
@@ -410,6 +465,7 @@ json Agent::status() const {
         for (const auto& [id, name] : ids_.all()) ids[std::to_string(id)] = name;
         s["identities"] = ids;
     }
+    s["identity"] = identity_.status();
     return s;
 }
 
@@ -452,7 +508,20 @@ json Agent::handle(const json& request, const std::shared_ptr<Session>& session)
                 {"spiffe_id", name},
                 {"attested_from_proc", t && (t->flags & KW_TASK_FROM_PROC)}};
     }
-    return {{"ok", false}, {"error", "unknown op '" + op + "' (known: status, policy.apply, events, identity)"}};
+    if (op == "svid.list") return identity_.svid_list();
+    if (op == "bundle.show") {
+        std::optional<std::string> td;
+        if (request.contains("trust_domain")) {
+            if (!request["trust_domain"].is_string())
+                return {{"ok", false}, {"error", "bundle.show: \"trust_domain\" must be a string"}};
+            td = request["trust_domain"].get<std::string>();
+        }
+        auto bundle = identity_.bundle_json(td);
+        if (!bundle) return {{"ok", false}, {"error", bundle.message()}};
+        return {{"ok", true}, {"bundle", *bundle}};
+    }
+    return {{"ok", false},
+            {"error", "unknown op '" + op + "' (known: status, policy.apply, events, identity, svid.list, bundle.show)"}};
 }
 
 int Agent::run() {
@@ -472,6 +541,15 @@ int Agent::run() {
     }
     chmod(options_.state_dir.c_str(), 0700);
     pins_ = load_pins(options_.state_dir + "/pins.json");
+    // Before the first key exists: locked memory, no core dumps, no ptrace by the uid.
+    if (auto r = protect_key_memory(); !r) {
+        spdlog::error("{}", r.message());
+        return 1;
+    }
+    if (auto r = identity_.load_ca(); !r) {
+        spdlog::error("{}", r.message());
+        return 1;
+    }
 
     // Validate before touching the kernel: a bad policy at start changes nothing.
     std::string error;
@@ -498,7 +576,7 @@ int Agent::run() {
         return 1;
     }
     // Only an operator's apply re-pins: a restart re-verifies against the pins on record.
-    if (auto r = publish(std::move(*parsed.policy), /*repin=*/false, nullptr); !r) {
+    if (auto r = publish(std::move(*parsed.policy), /*repin=*/false, /*new_policy=*/true, nullptr); !r) {
         spdlog::error("{}", r.message());
         return 1;
     }

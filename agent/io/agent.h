@@ -10,6 +10,9 @@ namespace kw::io {
 struct AgentOptions {
     std::optional<std::string> policy_path;  // none: the embedded default policy
     std::string state_dir = "/var/lib/kwarden";
+    // The node's signing CA (identity/authority.h). Without intermediate.pem there the
+    // agent makes an ephemeral single-machine CA for the policy's trust domain.
+    std::string ca_dir = "/var/lib/kwarden/ca";
     std::string events_path;  // "" none, "-" stdout, else a file appended to
     std::string admin_socket = "/run/kwarden/admin.sock";
     std::string pin_dir = "/sys/fs/bpf/kwarden";

@@ -352,6 +352,8 @@ JSON
 
 KW_ADMIN=${KW_ADMIN:-}
 KW_EVENTS=${KW_EVENTS:-}
+KW_AGENT_WRAP=()
+KW_AGENT_ARGS=()
 
 # Starts the agent in the background with POLICY; events go to EVENTS (default
 # $T/events.jsonl); waits until `kwarden status` answers.
@@ -361,8 +363,9 @@ start_agent() { # POLICY [EVENTS]
     [[ -x $KWARDEN ]] || fail "agent binary $KWARDEN is missing: build it first"
     mkdir -p "$T/state"
     note "starting agent: policy $policy, events $KW_EVENTS"
-    "$KWARDEN" agent --policy "$policy" --state-dir "$T/state" --events "$KW_EVENTS" \
-        --admin-socket "$KW_ADMIN" >>"$T/agent.log" 2>&1 &
+    # KW_AGENT_WRAP: a command prefix (setpriv ...); KW_AGENT_ARGS: more agent options.
+    "${KW_AGENT_WRAP[@]}" "$KWARDEN" agent --policy "$policy" --state-dir "$T/state" --events "$KW_EVENTS" \
+        --admin-socket "$KW_ADMIN" "${KW_AGENT_ARGS[@]}" >>"$T/agent.log" 2>&1 &
     KW_AGENT_PID=$!
     echo "$KW_AGENT_PID" >"$T/.kw_agent_pid"
     wait_agent_ready 120
@@ -410,6 +413,45 @@ kwarden_cli() { # ARGS...: the CLI against this test's agent
 status_revision() {
     "$KWARDEN" status --json --admin-socket "$KW_ADMIN" 2>/dev/null |
         jq -r '[.. | objects | (.policy_revision? // .revision? // empty)] | first // empty | tostring' 2>/dev/null || true
+}
+
+# ---- identity -----------------------------------------------------------------------------------
+
+# Writes the X.509 authorities of a SPIFFE bundle (JSON on stdin) as PEM to FILE.
+bundle_to_pem() { # FILE
+    "$KW_PY" -c '
+import base64, json, sys, textwrap
+doc = json.load(sys.stdin)
+with open(sys.argv[1], "w") as out:
+    for key in doc["keys"]:
+        if key.get("use") != "x509-svid":
+            continue
+        b64 = key["x5c"][0]
+        base64.b64decode(b64, validate=True)
+        out.write("-----BEGIN CERTIFICATE-----\n" + "\n".join(textwrap.wrap(b64, 64)) + "\n-----END CERTIFICATE-----\n")
+' "$1"
+}
+
+# OpenSSL, as an independent verifier, must accept every SVID that `kwarden svid list`
+# shows, for client and server use, against ROOT_PEM, at the time it was issued (an SVID
+# with a TTL of seconds may expire while a slow VM runs openssl). Prints the number checked.
+verify_agent_svids() { # ROOT_PEM
+    local root=$1 dir=$T/svids n i purpose issued
+    mkdir -p "$dir"
+    kwarden_cli svid list --json >"$dir/list.json" || fail "kwarden svid list --json failed"
+    n=$(jq '.svids | length' "$dir/list.json")
+    ((n > 0)) || fail "the agent holds no SVIDs"
+    for ((i = 0; i < n; i++)); do
+        jq -r ".svids[$i].certificate_pem" "$dir/list.json" >"$dir/leaf-$i.pem"
+        jq -r ".svids[$i].intermediates_pem" "$dir/list.json" >"$dir/inter-$i.pem"
+        issued=$(date -d "$(jq -r ".svids[$i].issued_at" "$dir/list.json")" +%s)
+        for purpose in sslclient sslserver; do
+            openssl verify -x509_strict -attime "$issued" -purpose "$purpose" -CAfile "$root" -untrusted "$dir/inter-$i.pem" \
+                "$dir/leaf-$i.pem" >"$dir/verify.out" 2>&1 ||
+                fail "openssl rejects the SVID of $(jq -r ".svids[$i].spiffe_id" "$dir/list.json") ($purpose): $(cat "$dir/verify.out")"
+        done
+    done
+    echo "$n"
 }
 
 # ---- events -------------------------------------------------------------------------------------
