@@ -1,0 +1,268 @@
+// TLS 1.3 mutual handshake on a workload's socket (see handshake.h for the rules and
+// for what this BoringSSL allows in cipher selection).
+#include "tls/handshake.h"
+
+#include <openssl/err.h>
+#include <openssl/nid.h>
+#include <openssl/pool.h>
+#include <openssl/x509.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+namespace kw::tls {
+namespace {
+
+// Everything in BoringSSL's error queue, oldest first, and the queue cleared: a later
+// call must not report a stale failure.
+std::string drain_errors() {
+    std::string out;
+    while (uint32_t code = ERR_get_error()) {
+        char buf[160];
+        ERR_error_string_n(code, buf, sizeof buf);
+        if (!out.empty()) out += "; ";
+        out += buf;
+    }
+    return out.empty() ? "no detail from BoringSSL" : out;
+}
+
+// The index under which each SSL points back to its Handshake, for the verify callback.
+int handshake_ex_index() {
+    static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return index;
+}
+
+// Key exchange groups. The client's list is what steers the server's cipher choice (see
+// handshake.h); the server accepts all of them and lets the post-handshake check refuse a
+// cipher that is not the configured one, which names both suites.
+std::vector<int> client_groups(Cipher cipher) {
+    if (cipher == Cipher::aes_256_gcm) return {NID_CECPQ2};
+    return {NID_X25519, NID_X9_62_prime256v1};
+}
+const std::vector<int> kServerGroups = {NID_X25519, NID_X9_62_prime256v1, NID_CECPQ2};
+
+std::string negotiation_hint(Cipher configured) {
+    switch (configured) {
+    case Cipher::aes_128_gcm:
+        return "BoringSSL picks ChaCha20-Poly1305 when either end lacks AES hardware, AES-256-GCM when the client "
+               "offers only CECPQ2";
+    case Cipher::aes_256_gcm:
+        return "AES-256-GCM needs a client offering only the CECPQ2 group and AES hardware on the server";
+    case Cipher::chacha20_poly1305:
+        return "this BoringSSL cannot request ChaCha20-Poly1305; it is negotiated only when the client or the "
+               "server runs without AES hardware (no AES-NI, or OPENSSL_ia32cap=\"~0x200000000000000\")";
+    }
+    return {};
+}
+
+}  // namespace
+
+std::string_view role_name(Role role) { return role == Role::client ? "client" : "server"; }
+
+PeerCheck expect_peer_id(core::SpiffeId expected) {
+    return [expected = std::move(expected)](const core::SpiffeId& peer) -> Result<void> {
+        if (peer.str() == expected.str()) return {};
+        return make_error("expected " + expected.str());
+    };
+}
+
+Handshake::Handshake(int fd, HandshakeConfig config) : fd_(fd), config_(std::move(config)) {}
+
+Handshake::~Handshake() = default;
+
+Result<std::unique_ptr<Handshake>> Handshake::create(int fd, HandshakeConfig config) {
+    const std::string where = "TLS " + std::string(role_name(config.role)) + " on fd " + std::to_string(fd) + ": ";
+    if (!config.svid || !config.svid->cert || !config.svid->key)
+        return make_error(where + "no SVID (certificate and key) to present");
+    if (!config.trust) return make_error(where + "no trust store to verify the peer against");
+    if (!config.check_peer) return make_error(where + "no check for the peer's SPIFFE ID");
+    if (!config.clock) config.clock = identity::now_seconds;
+    std::unique_ptr<Handshake> hs(new Handshake(fd, std::move(config)));
+    if (auto r = hs->configure(); !r) return make_error(where + r.message());
+    return hs;
+}
+
+Result<void> Handshake::configure() {
+    ERR_clear_error();
+    auto lib_error = [](std::string_view what) { return make_error(std::string(what) + ": " + drain_errors()); };
+    const bool server = config_.role == Role::server;
+    const identity::Svid& svid = *config_.svid;
+
+    ctx_.reset(SSL_CTX_new(TLS_method()));
+    if (!ctx_) return lib_error("SSL_CTX_new");
+    if (!SSL_CTX_set_min_proto_version(ctx_.get(), TLS1_3_VERSION) ||
+        !SSL_CTX_set_max_proto_version(ctx_.get(), TLS1_3_VERSION))
+        return lib_error("restricting to TLS 1.3");
+    // No tickets either way: a NewSessionTicket after Finished would reach the workload
+    // through kTLS as a non-data record (EIO), and resumption would skip verify_svid.
+    SSL_CTX_set_session_cache_mode(ctx_.get(), SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(ctx_.get(), SSL_OP_NO_TICKET);
+    if (!SSL_CTX_set_num_tickets(ctx_.get(), 0)) return lib_error("SSL_CTX_set_num_tickets(0)");
+    SSL_CTX_set_early_data_enabled(ctx_.get(), 0);
+
+    const std::vector<int> groups = server ? kServerGroups : client_groups(config_.cipher);
+    if (!SSL_CTX_set1_curves(ctx_.get(), groups.data(), groups.size())) return lib_error("setting key exchange groups");
+
+    const std::string svid_name = "SVID " + svid.id.str();
+    if (!SSL_CTX_use_certificate(ctx_.get(), svid.cert.get())) return lib_error(svid_name + " certificate");
+    for (const identity::X509Ptr& inter : svid.intermediates)
+        if (!SSL_CTX_add1_chain_cert(ctx_.get(), inter.get())) return lib_error(svid_name + " chain");
+    if (!SSL_CTX_use_PrivateKey(ctx_.get(), svid.key.get()) || !SSL_CTX_check_private_key(ctx_.get()))
+        return lib_error(svid_name + " key");
+
+    // The server requires a client certificate; both ends verify with verify_svid only.
+    SSL_CTX_set_custom_verify(ctx_.get(), SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+                              &Handshake::verify_callback);
+
+    ssl_.reset(SSL_new(ctx_.get()));
+    if (!ssl_) return lib_error("SSL_new");
+    if (!SSL_set_ex_data(ssl_.get(), handshake_ex_index(), this)) return lib_error("SSL_set_ex_data");
+    // A plain socket BIO (BIO_NOCLOSE: the fd is not ours). It reads record by record,
+    // so bytes after the handshake stay in the kernel for kTLS.
+    if (!SSL_set_fd(ssl_.get(), fd_)) return lib_error("SSL_set_fd");
+    if (server)
+        SSL_set_accept_state(ssl_.get());
+    else
+        SSL_set_connect_state(ssl_.get());
+    return {};
+}
+
+Error Handshake::fail(std::string message) {
+    state_ = State::failed;
+    // The verify callback's reason is the precise one; what BoringSSL says after it
+    // (CERTIFICATE_VERIFY_FAILED) adds nothing.
+    if (failure_.empty()) failure_ = std::move(message);
+    return make_error(failure_);
+}
+
+Result<Progress> Handshake::step() {
+    if (state_ == State::done) return Progress::done;
+    if (state_ == State::failed) return make_error(failure_);
+    ERR_clear_error();
+    errno = 0;
+    const int rc = SSL_do_handshake(ssl_.get());
+    const int saved_errno = errno;
+    const std::string where = "TLS handshake (" + std::string(role_name(config_.role)) + ", fd " +
+                              std::to_string(fd_) + "): ";
+    if (rc == 1) {
+        if (auto r = check_negotiated(); !r) return fail(where + r.message());
+        state_ = State::done;
+        return Progress::done;
+    }
+    switch (SSL_get_error(ssl_.get(), rc)) {
+    case SSL_ERROR_WANT_READ:
+        return Progress::want_read;
+    case SSL_ERROR_WANT_WRITE:
+        return Progress::want_write;
+    case SSL_ERROR_ZERO_RETURN:
+        return fail(where + "the peer closed the connection");
+    case SSL_ERROR_SYSCALL:
+        if (ERR_peek_error() != 0) return fail(where + drain_errors());
+        if (rc == 0 || saved_errno == 0) return fail(where + "the peer closed the connection");
+        return fail(where + "socket error: " + std::strerror(saved_errno));
+    default:
+        return fail(where + drain_errors());
+    }
+}
+
+Result<void> Handshake::check_negotiated() const {
+    if (SSL_version(ssl_.get()) != TLS1_3_VERSION)
+        return make_error("negotiated " + std::string(SSL_get_version(ssl_.get())) + ", only TLS 1.3 is allowed");
+    if (!peer_verified_) return make_error("the peer's certificate was never verified");
+    if (SSL_session_reused(ssl_.get())) return make_error("a resumed session was negotiated; resumption is disabled");
+    const uint16_t negotiated = cipher_protocol_id();
+    if (negotiated != static_cast<uint16_t>(config_.cipher)) {
+        auto got = cipher_from_protocol_id(negotiated);
+        return make_error("negotiated " + std::string(got ? tls::cipher_name(*got) : cipher_name()) + " but " +
+                          std::string(tls::cipher_name(config_.cipher)) +
+                          " is configured: " + negotiation_hint(config_.cipher));
+    }
+    return {};
+}
+
+enum ssl_verify_result_t Handshake::verify_callback(SSL* ssl, uint8_t* out_alert) {
+    auto* self = static_cast<Handshake*>(SSL_get_ex_data(ssl, handshake_ex_index()));
+    if (self == nullptr) {
+        *out_alert = SSL_AD_INTERNAL_ERROR;
+        return ssl_verify_invalid;
+    }
+    return self->verify_peer(out_alert);
+}
+
+enum ssl_verify_result_t Handshake::verify_peer(uint8_t* out_alert) {
+    const std::string peer_role(role_name(config_.role == Role::client ? Role::server : Role::client));
+    auto refuse = [&](uint8_t alert, std::string reason) {
+        failure_ = std::move(reason);
+        *out_alert = alert;
+        return ssl_verify_invalid;
+    };
+
+    const STACK_OF(CRYPTO_BUFFER)* presented = SSL_get0_peer_certificates(ssl_.get());
+    if (presented == nullptr || sk_CRYPTO_BUFFER_num(presented) == 0)
+        return refuse(SSL_AD_CERTIFICATE_REQUIRED, peer_role + " presented no certificate");
+    std::vector<identity::X509Ptr> chain;
+    for (size_t i = 0; i < sk_CRYPTO_BUFFER_num(presented); ++i) {
+        identity::X509Ptr cert(X509_parse_from_buffer(sk_CRYPTO_BUFFER_value(presented, i)));
+        if (!cert) {
+            ERR_clear_error();
+            return refuse(SSL_AD_BAD_CERTIFICATE,
+                          peer_role + " certificate " + std::to_string(i) + " of its chain is not valid DER X.509");
+        }
+        chain.push_back(std::move(cert));
+    }
+    std::vector<X509*> intermediates;
+    for (size_t i = 1; i < chain.size(); ++i) intermediates.push_back(chain[i].get());
+
+    // A snapshot of the bundles as they are now; the TrustStore itself is immutable and
+    // kept alive by config_.trust for as long as this handshake runs.
+    const identity::BundleSet bundles = config_.trust->bundles();
+    auto verified = identity::verify_svid(chain[0].get(), intermediates, bundles, config_.clock());
+    if (!verified) {
+        // Name the ID the peer claims when its leaf is well-formed, for the event; the
+        // verdict stays verify_svid's.
+        auto claimed = identity::validate_leaf(chain[0].get());
+        const std::string who = claimed ? peer_role + " " + claimed->str() : peer_role + " X.509-SVID";
+        return refuse(SSL_AD_BAD_CERTIFICATE, who + " refused: " + verified.message());
+    }
+
+    auto allowed = config_.check_peer(verified->id);
+    if (!allowed)
+        return refuse(SSL_AD_ACCESS_DENIED, peer_role + " " + verified->id.str() + " refused: " + allowed.message());
+    peer_id_ = verified->id;
+    peer_verified_ = true;
+    return ssl_verify_ok;
+}
+
+uint16_t Handshake::cipher_protocol_id() const {
+    const SSL_CIPHER* c = SSL_get_current_cipher(ssl_.get());
+    return c == nullptr ? 0 : SSL_CIPHER_get_protocol_id(c);
+}
+
+std::string_view Handshake::cipher_name() const {
+    const SSL_CIPHER* c = SSL_get_current_cipher(ssl_.get());
+    return c == nullptr ? "none" : SSL_CIPHER_standard_name(c);
+}
+
+uint16_t Handshake::protocol_version() const { return static_cast<uint16_t>(SSL_version(ssl_.get())); }
+
+Result<TrafficKeys> Handshake::traffic_keys() const {
+    const std::string where = "traffic keys (" + std::string(role_name(config_.role)) + ", fd " +
+                              std::to_string(fd_) + "): ";
+    if (state_ != State::done) return make_error(where + "the handshake is not done");
+    // Never true with the socket BIO (no read-ahead in TLS); if it were, those bytes would
+    // be lost to TLS_RX.
+    if (SSL_has_pending(ssl_.get()))
+        return make_error(where + "BoringSSL holds bytes read past the handshake that kTLS would never see");
+    bssl::Span<const uint8_t> read_secret, write_secret;
+    if (!bssl::SSL_get_traffic_secrets(ssl_.get(), &read_secret, &write_secret))
+        return make_error(where + "SSL_get_traffic_secrets: " + drain_errors());
+    auto cipher = cipher_from_protocol_id(cipher_protocol_id());
+    if (!cipher) return make_error(where + cipher.message());
+    auto tx = Secret::from({write_secret.data(), write_secret.size()});
+    auto rx = Secret::from({read_secret.data(), read_secret.size()});
+    if (!tx || !rx) return make_error(where + (tx ? rx.message() : tx.message()));
+    return TrafficKeys{*cipher, *tx, SSL_get_write_sequence(ssl_.get()), *rx, SSL_get_read_sequence(ssl_.get())};
+}
+
+}  // namespace kw::tls
