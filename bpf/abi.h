@@ -92,6 +92,7 @@ struct kw_workload {
 
 enum kw_task_flags {
 	KW_TASK_FROM_PROC = 1u << 0, /* attested from /proc at agent start (weaker) */
+	KW_TASK_AGENT = 1u << 1,     /* the kwarden agent itself (set by the agent; exec clears it) */
 };
 
 /* Task local storage: the identity the kernel assigned at exec. */
@@ -141,6 +142,7 @@ struct kw_dst_key {
 
 enum kw_dset_flags {
 	KW_DSET_ANY_ALLOWED = 1u << 0, /* a "*" rule allows every destination of the set */
+	KW_DSET_MTLS = 1u << 1,	       /* a member is "tls": "mutual": only the agent connects */
 };
 
 /* The set of declared destinations that contain a trie node: the agent computes it,
@@ -193,6 +195,8 @@ enum kw_reason {
 	KW_REASON_RULE = 1,	    /* a rule for the process's identity */
 	KW_REASON_ANY_RULE = 2,	    /* a "*" rule */
 	KW_REASON_NO_RULE = 3,	    /* declared destination, no rule allows: default deny */
+	KW_REASON_MTLS_ONLY = 4,    /* mutual-TLS destination: only through the agent (kwarden exec) */
+	KW_REASON_AGENT = 5,	    /* the agent, connecting for an enrolled process it checked */
 };
 
 /* Which syscall path reached the gate. */

@@ -12,6 +12,12 @@
  * trie contains it. The trie is looked up twice, for the port and for "any port"
  * (port 0); every set found must allow the identity. Undeclared destinations return
  * 0 untouched. The decision is made in one pass of two LPM and up to two hash lookups.
+ *
+ * Mutual-TLS destinations ("tls": "mutual") are reached only by the agent, which connects
+ * the enrolled process's own socket, handshakes and installs kTLS (it checks the policy
+ * for that process itself). Anyone else, whatever the rules, gets EPERM: a process that
+ * was not enrolled, io_uring, or any other way around the seccomp hold never talks
+ * plaintext to such a service.
  */
 #include "lib/common.h"
 
@@ -81,6 +87,7 @@ static __always_inline int kw_sock_proto(struct socket *sock)
 
 struct kw_verdict {
 	int declared;
+	int mtls;
 	int allowed;
 	__u8 reason;
 	__u32 dset;
@@ -92,6 +99,8 @@ static __always_inline void kw_check_set(struct kw_dst_val *v, void *allow, __u3
 	if (!v)
 		return;
 	out->declared = 1;
+	if (v->flags & KW_DSET_MTLS)
+		out->mtls = 1;
 	if (!out->allowed)
 		return; /* an earlier set already refused */
 	out->dset = v->dset;
@@ -187,6 +196,12 @@ static __always_inline int kw_gate(struct socket *sock, struct sockaddr *sa, int
 	kw_check_set(bpf_map_lookup_elem(dsts, &key), allow, ident, &v);
 	if (!v.declared)
 		return 0;
+	if (v.mtls) {
+		int agent = task && (task->flags & KW_TASK_AGENT);
+		v.allowed = agent;
+		v.reason = agent ? KW_REASON_AGENT : KW_REASON_MTLS_ONLY;
+		v.rule = ~0u;
+	}
 
 	kw_count(KW_CNT_CONNECT_CHECKED);
 	struct kw_config *cfg = bpf_map_lookup_elem(&kw_cfg, &gen);

@@ -15,6 +15,8 @@
 #include "bpf/enforcer.h"
 #include "cli/args.h"
 #include "cli/identity_commands.h"
+#include "core/duration.h"
+#include "enroll/launcher.h"
 #include "core/policy.h"
 #include "core/compile.h"
 #include "identity/trust_store.h"
@@ -31,7 +33,9 @@ constexpr const char* kUsage =
 
 usage:
   kwarden agent [--policy FILE] [--state-dir DIR] [--ca-dir DIR] [--events FILE|-]
-                [--admin-socket PATH] [--pin-dir DIR] [--log-level LEVEL]
+                [--admin-socket PATH] [--enroll-socket PATH] [--handshake-timeout D]
+                [--tls-cipher NAME] [--pin-dir DIR] [--log-level LEVEL]
+  kwarden exec [--enroll-socket PATH] [--] CMD [ARGS...]
   kwarden policy check FILE
   kwarden policy apply FILE [--admin-socket PATH]
   kwarden status [--json] [--admin-socket PATH]
@@ -53,8 +57,13 @@ void print_problems(const char* kind, const std::vector<core::PolicyProblem>& pr
 }
 
 int cmd_agent(const std::vector<std::string>& argv) {
-    const char* usage = "kwarden agent [--policy FILE] [--state-dir DIR] [--ca-dir DIR] [--events FILE|-] [--admin-socket PATH] [--pin-dir DIR] [--log-level LEVEL]";
-    auto a = parse(argv, {"policy", "state-dir", "ca-dir", "events", "admin-socket", "pin-dir", "log-level"}, {}, usage);
+    const char* usage =
+        "kwarden agent [--policy FILE] [--state-dir DIR] [--ca-dir DIR] [--events FILE|-] [--admin-socket PATH] "
+        "[--enroll-socket PATH] [--handshake-timeout D] [--tls-cipher NAME] [--pin-dir DIR] [--log-level LEVEL]";
+    auto a = parse(argv,
+                   {"policy", "state-dir", "ca-dir", "events", "admin-socket", "enroll-socket", "handshake-timeout",
+                    "tls-cipher", "pin-dir", "log-level"},
+                   {}, usage);
     if (!a) return 2;
     if (!a->positional.empty()) return fail("agent takes no arguments, got '" + a->positional[0] + "'\nusage: " + usage, 2);
     io::AgentOptions o;
@@ -64,6 +73,13 @@ int cmd_agent(const std::vector<std::string>& argv) {
     o.events_path = a->opt("events", o.events_path);
     o.admin_socket = a->opt("admin-socket", o.admin_socket);
     o.pin_dir = a->opt("pin-dir", o.pin_dir);
+    o.enroll_socket = a->opt("enroll-socket", o.enroll_socket);
+    o.tls_cipher = a->opt("tls-cipher", o.tls_cipher);
+    if (a->has("handshake-timeout")) {
+        auto d = core::parse_duration(a->opt("handshake-timeout", ""));
+        if (!d) return fail("--handshake-timeout: " + d.message(), 2);
+        o.handshake_timeout = *d;
+    }
     auto level = spdlog::level::from_str(a->opt("log-level", "info"));
     if (level == spdlog::level::off && a->opt("log-level", "info") != "off")
         return fail("unknown --log-level '" + a->opt("log-level", "") + "' (trace, debug, info, warn, error)", 2);
@@ -171,6 +187,28 @@ int cmd_identity(const std::vector<std::string>& argv) {
     return 0;
 }
 
+// Options end at "--" or at the first argument that is not one: the rest is the command.
+int cmd_exec(const std::vector<std::string>& argv) {
+    std::string socket = enroll::kDefaultEnrollSocket;
+    size_t i = 0;
+    for (; i < argv.size(); ++i) {
+        if (argv[i] == "--") {
+            ++i;
+            break;
+        }
+        if (argv[i] == "--enroll-socket" && i + 1 < argv.size()) {
+            socket = argv[++i];
+        } else if (argv[i].rfind("--enroll-socket=", 0) == 0) {
+            socket = argv[i].substr(16);
+        } else if (argv[i].rfind("--", 0) == 0) {
+            return fail("unknown option " + argv[i] + "\nusage: kwarden exec [--enroll-socket PATH] [--] CMD [ARGS...]", 2);
+        } else {
+            break;
+        }
+    }
+    return enroll::exec_enrolled(socket, std::vector<std::string>(argv.begin() + static_cast<long>(i), argv.end()));
+}
+
 int cmd_teardown(const std::vector<std::string>& argv) {
     auto a = parse(argv, {"pin-dir"}, {}, "kwarden teardown [--pin-dir DIR]");
     if (!a) return 2;
@@ -200,6 +238,7 @@ int main(int argc, char** argv) {
         if (cmd == "identity") return cmd_identity(rest);
         if (cmd == "teardown") return cmd_teardown(rest);
         if (cmd == "ca") return cmd_ca(rest);
+        if (cmd == "exec") return cmd_exec(rest);
         if (cmd == "svid") return cmd_svid(rest);
         if (cmd == "bundle") return cmd_bundle(rest);
         if (cmd == "help" || cmd == "--help" || cmd == "-h") {

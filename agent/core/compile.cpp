@@ -334,6 +334,9 @@ private:
                 val.flags = KW_DSET_ANY_ALLOWED;
                 val.any_rule = *rule_to(members.front(), "*", false);
             }
+            if (std::any_of(members.begin(), members.end(),
+                            [&](uint32_t d) { return policy_.destinations[d].tls == Tls::Mutual; }))
+                val.flags |= KW_DSET_MTLS;
             out_.dsts.emplace_back(key, val);
         }
     }

@@ -36,11 +36,13 @@ constexpr uint64_t kMaxId = 4294967294;  // uid/gid: 4294967295 is (uid_t)-1, "n
 
 constexpr std::array<std::string_view, 8> kPolicyFields = {"version",   "trust_domain", "mode",  "log_allowed",
                                                            "workloads", "destinations", "rules", "federation"};
-constexpr std::array<std::string_view, 3> kWorkloadFields = {"id", "selectors", "svid_ttl"};
+constexpr std::array<std::string_view, 4> kWorkloadFields = {"id", "selectors", "svid_ttl", "listen"};
+constexpr std::array<std::string_view, 2> kListenFields = {"port", "tls"};
 constexpr std::array<std::string_view, 2> kFederationFields = {"trust_domain", "bundle"};
 constexpr std::array<std::string_view, 9> kSelectorFields = {"exe",         "sha256", "script", "script_sha256", "argv",
                                                              "argv_prefix", "uid",    "gid",    "cgroup"};
-constexpr std::array<std::string_view, 4> kDestinationFields = {"name", "cidrs", "ports", "protocol"};
+constexpr std::array<std::string_view, 6> kDestinationFields = {"name",     "cidrs", "ports",
+                                                                "protocol", "tls",   "identity"};
 constexpr std::array<std::string_view, 2> kRuleFields = {"from", "to"};
 
 std::string pointer_token(std::string_view key) {
@@ -244,6 +246,7 @@ public:
             for_each_object(*v, "/federation", [&](const json& f, const std::string& path) {
                 policy.federation.push_back(read_federation(f, path, policy.trust_domain));
             });
+        check_server_trust_domains(policy);
         warn_about_unused_destinations(policy);
         return policy;
     }
@@ -346,7 +349,32 @@ private:
                 error(sel_path, "must be an object");
         }
         if (const json* v = field(w, "svid_ttl")) workload.svid_ttl = read_svid_ttl(*v, at(path, "svid_ttl"), workload.id);
+        if (const json* v = field(w, "listen"))
+            for_each_object(*v, at(path, "listen"), [&](const json& l, const std::string& lpath) {
+                workload.listen.push_back(read_listen(l, lpath, workload.listen));
+            });
         return workload;
+    }
+
+    Listen read_listen(const json& l, const std::string& path, const std::vector<Listen>& earlier) {
+        Listen listen;
+        check_fields(l, path, kListenFields);
+        if (const json* v = required(l, path, "port")) {
+            if (auto port = integer_at(*v, at(path, "port"), 1, 65535)) {
+                listen.port = static_cast<uint16_t>(*port);
+                for (const Listen& e : earlier)
+                    if (e.port == listen.port) error(at(path, "port"), "duplicate listen port " + std::to_string(*port));
+            }
+        }
+        if (const json* v = required(l, path, "tls")) listen.tls = read_tls(*v, at(path, "tls"));
+        return listen;
+    }
+
+    Tls read_tls(const json& v, const std::string& path) {
+        auto text = string_at(v, path);
+        if (text && *text == "mutual") return Tls::Mutual;
+        if (text) error(path, "must be \"mutual\" (the only TLS mode kwarden runs)");
+        return Tls::None;
     }
 
     // One ID has one SVID: entries that share an ID must not ask for different lifetimes.
@@ -511,6 +539,26 @@ private:
                     error(proto_path, "must be \"tcp\" or \"udp\"");
             }
         }
+        if (const json* v = field(d, "tls")) {
+            dest.tls = read_tls(*v, at(path, "tls"));
+            if (dest.tls == Tls::Mutual && dest.protocol != Protocol::Tcp)
+                error(at(path, "tls"), "mutual TLS needs protocol \"tcp\"");
+            if (dest.tls == Tls::Mutual && !d.contains("identity"))
+                error(path, "missing required field 'identity': the SPIFFE ID the server must present");
+        }
+        if (const json* v = field(d, "identity")) {
+            std::string id_path = at(path, "identity");
+            if (!d.contains("tls")) error(id_path, "names the server's identity for mutual TLS: it needs \"tls\": \"mutual\"");
+            if (auto text = string_at(*v, id_path)) {
+                if (auto id = parse_spiffe_id(*text); !id)
+                    error(id_path, id.message());
+                else if (id->path.empty())
+                    error(id_path, "names only the trust domain: a server identity needs a path");
+                else
+                    server_identities_.emplace(id->trust_domain, id_path);
+                dest.identity = *text;
+            }
+        }
         return dest;
     }
 
@@ -577,6 +625,17 @@ private:
         return rule;
     }
 
+    // A server identity must be of a trust domain whose bundle we hold: ours or federated.
+    void check_server_trust_domains(const Policy& policy) {
+        for (const auto& [td, path] : server_identities_) {
+            if (td == policy.trust_domain || policy.trust_domain.empty()) continue;
+            bool federated = std::any_of(policy.federation.begin(), policy.federation.end(),
+                                         [&](const Federation& f) { return f.trust_domain == td; });
+            if (!federated)
+                error(path, "trust domain " + in_quotes(td) + " is neither the policy's nor in \"federation\": no bundle could verify this server");
+        }
+    }
+
     void warn_about_unused_destinations(const Policy& policy) {
         for (size_t i = 0; i < policy.destinations.size(); ++i) {
             const std::string& name = policy.destinations[i].name;
@@ -594,6 +653,7 @@ private:
     std::set<std::string> workload_ids_;
     std::map<std::string, std::pair<std::chrono::seconds, std::string>> svid_ttls_;  // id -> (ttl, JSON path)
     std::map<std::string, std::string> federation_paths_;                          // trust domain -> JSON path
+    std::multimap<std::string, std::string> server_identities_;                     // trust domain -> JSON path
     std::map<std::string, std::string> destination_paths_;                    // name -> JSON path
     std::map<std::string, std::pair<std::string, std::string>> file_hashes_;  // file -> (sha256, JSON path)
     std::map<std::pair<std::string, std::string>, std::string> rule_paths_;   // (from, to) -> JSON path

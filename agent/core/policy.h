@@ -48,10 +48,20 @@ struct Selectors {
     std::optional<std::string> cgroup;  // cgroup v2 path below the mount, starts with '/'
 };
 
+enum class Tls { None, Mutual };
+
+// A port an enrolled server of this workload accepts on; with Tls::Mutual the agent
+// handshakes every accepted connection before the app sees it.
+struct Listen {
+    uint16_t port = 0;
+    Tls tls = Tls::None;
+};
+
 struct Workload {
     std::string id;  // SPIFFE ID
     Selectors selectors;
     std::optional<std::chrono::seconds> svid_ttl;  // nullopt: kDefaultSvidTtl
+    std::vector<Listen> listen;
 };
 
 // Another trust domain whose X.509-SVIDs we verify, with its own bundle file. Bundles of
@@ -66,6 +76,10 @@ struct Destination {
     std::vector<Cidr> cidrs;
     std::vector<uint16_t> ports;  // empty: every port
     Protocol protocol = Protocol::Tcp;
+    // Tls::Mutual: only the agent connects here, on behalf of enrolled processes, and the
+    // server must present `identity` (a SPIFFE ID of our or a federated trust domain).
+    Tls tls = Tls::None;
+    std::string identity;
 };
 
 struct Rule {

@@ -13,6 +13,7 @@
 
 #include <boost/asio.hpp>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -28,7 +29,10 @@
 #include "bpf/proc_attest.h"
 #include "core/host_view_linux.h"
 #include "core/policy.h"
+#include "core/unique_fd.h"
 #include "identity/node_identity.h"
+#include "tls/ktls.h"
+#include "io/enrollment.h"
 #include "io/events.h"
 #include "io/hygiene.h"
 
@@ -151,8 +155,11 @@ private:
     void on_signal();
     void watch_events();
     void on_event(const void* data, size_t size);
+    void emit(const json& event);
+    Result<void> start_enrollment();
     void tick();
     void schedule_rotation();
+    Result<void> mark_self_as_agent();
     Result<void> open_admin_socket();
     void accept_next();
     json status() const;
@@ -170,6 +177,7 @@ private:
     core::PreviousPins pins_;
     EventFormatter formatter_;
     identity::NodeIdentity identity_;
+    std::unique_ptr<EnrollmentService> enrollment_;
     std::ofstream events_file_;
     std::deque<std::string> recent_;
     std::vector<std::weak_ptr<Session>> followers_;
@@ -323,7 +331,13 @@ void Agent::on_event(const void* data, size_t size) {
         spdlog::warn("dropped an event record of {} bytes that this agent cannot decode", size);
         return;
     }
-    std::string line = j->dump();
+    emit(*j);
+}
+
+// One event line to the events file (or stdout), the recent buffer and every follower:
+// kernel events and the agent's own (enrolment, handshakes) alike.
+void Agent::emit(const json& event) {
+    std::string line = event.dump();
     if (events_file_.is_open()) {
         events_file_ << line << '\n';
         events_file_.flush();
@@ -466,6 +480,7 @@ json Agent::status() const {
         s["identities"] = ids;
     }
     s["identity"] = identity_.status();
+    s["enrolled_processes"] = enrollment_ ? enrollment_->enrolled() : 0;
     return s;
 }
 
@@ -522,6 +537,43 @@ json Agent::handle(const json& request, const std::shared_ptr<Session>& session)
     }
     return {{"ok", false},
             {"error", "unknown op '" + op + "' (known: status, policy.apply, events, identity, svid.list, bundle.show)"}};
+}
+
+Result<void> Agent::mark_self_as_agent() {
+    core::UniqueFd self(static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0)));
+    if (!self.valid()) return make_error(std::string("pidfd_open(self): ") + std::strerror(errno));
+    kw_task task = enforcer_->task_identity(self.get()).value_or(kw_task{});
+    task.flags |= KW_TASK_AGENT;
+    if (auto r = enforcer_->set_task_identity(self.get(), task); !r)
+        return make_error("cannot mark the agent in task storage: " + r.message());
+    return {};
+}
+
+// kTLS must work before any process is enrolled: the tls module is loaded here (autoload
+// needs CAP_NET_ADMIN in the init namespace), and a kernel without it stops the agent.
+Result<void> Agent::start_enrollment() {
+    auto cipher = tls::parse_cipher(options_.tls_cipher);
+    if (!cipher) return make_error("--tls-cipher: " + cipher.message());
+    if (!tls::probe_ktls(*cipher)) {
+        int rc = std::system("/sbin/modprobe tls >/dev/null 2>&1");
+        (void)rc;
+    }
+    if (auto probe = tls::probe_ktls(*cipher); !probe)
+        return make_error("kTLS is not available (" + probe.message() +
+                          "): load the tls module (modprobe tls) or use a kernel with CONFIG_TLS");
+    EnrollContext ctx;
+    ctx.policy = [this] { return view_; };
+    ctx.identity_of = [this](int pidfd) -> std::optional<std::string> {
+        auto t = enforcer_->task_identity(pidfd);
+        if (!t || t->ident == KW_IDENT_NONE) return std::nullopt;
+        return ids_.name(t->ident);
+    };
+    ctx.identity = &identity_;
+    ctx.emit = [this](const json& e) { emit(e); };
+    ctx.handshake_timeout = options_.handshake_timeout;
+    ctx.cipher = *cipher;
+    enrollment_ = std::make_unique<EnrollmentService>(io_, std::move(ctx));
+    return enrollment_->listen(options_.enroll_socket);
 }
 
 int Agent::run() {
@@ -584,6 +636,13 @@ int Agent::run() {
         spdlog::error("{}", r.message());
         return 1;
     }
+    // The gate lets only this process connect to mutual-TLS destinations (for enrolled
+    // processes, after its own policy check). Task storage is per thread: the Asio loop,
+    // which makes those connections, is this main thread.
+    if (auto r = mark_self_as_agent(); !r) {
+        spdlog::error("{}", r.message());
+        return 1;
+    }
     spdlog::info("{} kernel programs under {} (kernel {})",
                  enforcer_->took_over() ? "took over the pinned" : "attached and pinned", options_.pin_dir,
                  kernel_release_);
@@ -609,6 +668,10 @@ int Agent::run() {
         spdlog::error("{}", r.message());
         return 1;
     }
+    if (auto r = start_enrollment(); !r) {
+        spdlog::error("{}", r.message());
+        return 1;
+    }
     dropped_reported_ = enforcer_->counters()[KW_CNT_EVENTS_DROPPED];
 
     on_signal();
@@ -619,6 +682,7 @@ int Agent::run() {
     io_.run();
     enforcer_->poll_events(0);  // what the kernel reported before we stopped
     ::unlink(options_.admin_socket.c_str());
+    ::unlink(options_.enroll_socket.c_str());
     return 0;
 }
 

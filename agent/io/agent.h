@@ -2,6 +2,7 @@
 // atomically (start, SIGHUP, admin socket), streams events, and serves the admin socket.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 
@@ -15,6 +16,9 @@ struct AgentOptions {
     std::string ca_dir = "/var/lib/kwarden/ca";
     std::string events_path;  // "" none, "-" stdout, else a file appended to
     std::string admin_socket = "/run/kwarden/admin.sock";
+    std::string enroll_socket = "/run/kwarden/enroll.sock";  // kwarden exec hands listeners here
+    std::chrono::milliseconds handshake_timeout{10000};
+    std::string tls_cipher = "TLS_AES_128_GCM_SHA256";
     std::string pin_dir = "/sys/fs/bpf/kwarden";
     std::string cgroup_root = "/sys/fs/cgroup";
 };

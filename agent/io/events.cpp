@@ -135,6 +135,11 @@ std::optional<json> EventFormatter::format(const void* data, size_t size) {
         const std::string dst_names = names.empty() ? "?" : names.dump();
         if (e.reason == KW_REASON_NO_RULE) {
             decided_by = "default deny: no rule allows " + spiffe_id(p.ident) + " to reach " + dst_names;
+        } else if (e.reason == KW_REASON_MTLS_ONLY) {
+            decided_by = "mutual TLS destination " + dst_names +
+                         ": reached only through the agent (kwarden exec), never directly";
+        } else if (e.reason == KW_REASON_AGENT) {
+            decided_by = "the kwarden agent, connecting for an enrolled process";
         } else if (view_ && e.rule < view_->policy.rules.size()) {
             const auto& r = view_->policy.rules[e.rule];
             decided_by = "rule " + std::to_string(e.rule) + " (" + r.from + " -> " + r.to + ")";

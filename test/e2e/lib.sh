@@ -417,6 +417,15 @@ status_revision() {
 
 # ---- identity -----------------------------------------------------------------------------------
 
+# A trust domain made with the CA tooling, as an operator would: the root (and a first
+# intermediate) in $T/root, offline; a node intermediate in $T/state/ca, where the agent
+# started by start_agent reads it.
+make_node_ca() {
+    mkdir -p "$T/state"
+    expect_ok "$KWARDEN" ca init --trust-domain "$KW_TD" --out "$T/root"
+    expect_ok "$KWARDEN" ca sign-intermediate --root "$T/root" --out "$T/state/ca" --ttl 1d
+}
+
 # Writes the X.509 authorities of a SPIFFE bundle (JSON on stdin) as PEM to FILE.
 bundle_to_pem() { # FILE
     "$KW_PY" -c '

@@ -10,9 +10,7 @@ source "$(dirname "$0")/lib.sh"
 setup_tools
 make_attested
 make_cgroup
-mkdir -p "$T/state"
-expect_ok "$KWARDEN" ca init --trust-domain "$KW_TD" --out "$T/root"
-expect_ok "$KWARDEN" ca sign-intermediate --root "$T/root" --out "$T/state/ca" --ttl 1d
+make_node_ca
 [[ ! -e $T/state/ca/root.key ]] || fail "sign-intermediate copied the root key to the node"
 assert_eq "mode of the node CA directory" 700 "$(stat -c %a "$T/state/ca")"
 assert_eq "mode of the node intermediate key" 600 "$(stat -c %a "$T/state/ca/intermediate.key")"

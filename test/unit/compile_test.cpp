@@ -682,3 +682,22 @@ TEST_CASE("an exe selector on an interpreter alone draws a lint warning, with a 
     CHECK(advice[1].path == "/workloads/3/selectors/exe");
     CHECK(advice[1].message.find("'java'") != std::string::npos);
 }
+
+TEST_CASE("a set with a mutual-TLS member is flagged for the kernel: only the agent connects there") {
+    FakeHostView host;
+    Policy p = policy_of(R"({"id": "spiffe://example.org/billing", "selectors": {"uid": 1}})",
+                         R"(
+        {"name": "internal", "cidrs": ["10.0.0.0/8"]},
+        {"name": "ledger", "cidrs": ["10.0.0.7/32"], "ports": [8443], "tls": "mutual",
+         "identity": "spiffe://example.org/ledger"},
+        {"name": "ledger-too", "cidrs": ["10.0.0.0/24"], "ports": [8443]})",
+                         R"({"from": "spiffe://example.org/billing", "to": "ledger"},
+                            {"from": "*", "to": "internal"}, {"from": "*", "to": "ledger-too"})");
+    CompiledPolicy c = compile_ok(p, host);
+    auto ledger = lookup(c, KW_PROTO_TCP, 8443, "10.0.0.7");
+    CHECK(dset_names(c, p, ledger) == std::vector<std::string>{"ledger", "ledger-too"});
+    CHECK((ledger->flags & KW_DSET_MTLS) != 0);
+    // Neighbours without a mutual-TLS member keep their plain flags.
+    CHECK((lookup(c, KW_PROTO_TCP, 8443, "10.0.0.8")->flags & KW_DSET_MTLS) == 0);
+    CHECK((lookup(c, KW_PROTO_TCP, 0, "10.0.0.7")->flags & KW_DSET_MTLS) == 0);
+}

@@ -99,4 +99,8 @@ TEST_CASE("the full example uses every field that the schema declares") {
     CHECK(keys_used(full.at("destinations")) == declared(defs.at("destination")));
     CHECK(keys_used(full.at("rules")) == declared(defs.at("rule")));
     CHECK(keys_used(full.at("federation")) == declared(defs.at("federation")));
+    json listens = json::array();
+    for (const json& w : full.at("workloads"))
+        for (const json& l : w.value("listen", json::array())) listens.push_back(l);
+    CHECK(keys_used(listens) == declared(defs.at("listen")));
 }

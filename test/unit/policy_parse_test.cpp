@@ -264,6 +264,41 @@ TEST_CASE("each malformed policy is refused with one error at the exact JSON pat
                                 {{"trust_domain", "partner.org"}, {"bundle", "/etc/q.json"}}};
          }),
          "/federation/1/trust_domain", "never merged"},
+        {"tls other than mutual", edit([](json& d) {
+             d["destinations"][0]["tls"] = "optional";
+             d["destinations"][0]["identity"] = "spiffe://example.org/db";
+         }),
+         "/destinations/0/tls", "must be \"mutual\""},
+        {"mutual TLS without identity", edit([](json& d) { d["destinations"][0]["tls"] = "mutual"; }), "/destinations/0",
+         "missing required field 'identity'"},
+        {"identity without tls", edit([](json& d) { d["destinations"][0]["identity"] = "spiffe://example.org/db"; }),
+         "/destinations/0/identity", "it needs \"tls\": \"mutual\""},
+        {"mutual TLS over udp", edit([](json& d) {
+             d["destinations"][0]["protocol"] = "udp";
+             d["destinations"][0]["tls"] = "mutual";
+             d["destinations"][0]["identity"] = "spiffe://example.org/db";
+         }),
+         "/destinations/0/tls", "needs protocol \"tcp\""},
+        {"server identity of an unknown trust domain", edit([](json& d) {
+             d["destinations"][0]["tls"] = "mutual";
+             d["destinations"][0]["identity"] = "spiffe://partner.org/db";
+         }),
+         "/destinations/0/identity", "neither the policy's nor in \"federation\""},
+        {"server identity without a path", edit([](json& d) {
+             d["destinations"][0]["tls"] = "mutual";
+             d["destinations"][0]["identity"] = "spiffe://example.org";
+         }),
+         "/destinations/0/identity", "a server identity needs a path"},
+        {"listen port twice", edit([](json& d) {
+             d["workloads"][0]["listen"] = {{{"port", 8443}, {"tls", "mutual"}}, {{"port", 8443}, {"tls", "mutual"}}};
+         }),
+         "/workloads/0/listen/1/port", "duplicate listen port 8443"},
+        {"listen without tls", edit([](json& d) { d["workloads"][0]["listen"] = {{{"port", 8443}}}; }),
+         "/workloads/0/listen/0", "missing required field 'tls'"},
+        {"listen port out of range", edit([](json& d) {
+             d["workloads"][0]["listen"] = {{{"port", 0}, {"tls", "mutual"}}};
+         }),
+         "/workloads/0/listen/0/port", "from 1 to 65535"},
     };
     for (const Malformed& c : cases) {
         DYNAMIC_SECTION(c.name) {
@@ -423,6 +458,22 @@ TEST_CASE("several workload entries may share one SPIFFE ID") {
     INFO(all_problems(out.errors));
     REQUIRE(out.policy);
     CHECK(out.policy->workloads.size() == 2);
+}
+
+TEST_CASE("mutual TLS destinations and listen ports are parsed, federated server identities included") {
+    json doc = base_policy();
+    doc["destinations"][0]["tls"] = "mutual";
+    doc["destinations"][0]["identity"] = "spiffe://partner.org/db";
+    doc["federation"] = {{{"trust_domain", "partner.org"}, {"bundle", "/etc/kwarden/partner.json"}}};
+    doc["workloads"][0]["listen"] = {{{"port", 8443}, {"tls", "mutual"}}};
+    ParseOutcome out = parse_policy(doc.dump());
+    INFO(all_problems(out.errors));
+    REQUIRE(out.policy);
+    CHECK(out.policy->destinations[0].tls == kw::core::Tls::Mutual);
+    CHECK(out.policy->destinations[0].identity == "spiffe://partner.org/db");
+    REQUIRE(out.policy->workloads[0].listen.size() == 1);
+    CHECK(out.policy->workloads[0].listen[0].port == 8443);
+    CHECK(out.policy->workloads[0].listen[0].tls == kw::core::Tls::Mutual);
 }
 
 TEST_CASE("svid_ttl and federation are parsed; an ID without svid_ttl gets the default") {

@@ -2,9 +2,11 @@
 /*
  * kw_client: one TCP connect(2), the binary the e2e tests attest (a copy of it).
  *
- *   kw_client [--send TEXT] [--fork] [--exec-sh] HOST PORT
+ *   kw_client [--send TEXT [--expect REPLY]] [--fork] [--exec-sh] HOST PORT
  *
  * --send TEXT  after connecting, write TEXT, half-close and wait for the peer to close
+ * --expect R   with --send: do not half-close; read until R arrives (exit 0) or the peer
+ *              closes or 15 s pass (exit EBADMSG); what was read is printed
  * --fork       connect in a forked child (it inherits the identity); exit = child's status
  * --exec-sh    exec bash, which opens /dev/tcp/HOST/PORT itself (exec re-attests: the
  *              shell is not the attested binary); exit = bash's status
@@ -24,12 +26,42 @@ static const char *volatile kw_marker = "KWARDEN-BYTE-PATCH-A";
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: kw_client [--send TEXT] [--fork] [--exec-sh] HOST PORT\n"
+		"usage: kw_client [--send TEXT [--expect REPLY]] [--fork] [--exec-sh] HOST PORT\n"
 		"  TCP connect to HOST (IPv4 or IPv6 literal) PORT; exit 0, or the errno.\n"
 		"  build marker: %s\n",
 		kw_marker);
 	exit(KW_EXIT_USAGE);
 }
+
+/* Reads FD until EXPECT shows up; 0 if it did, else EBADMSG. */
+static int read_expecting(int fd, const char *expect)
+{
+	char buf[65536];
+	size_t got = 0;
+	struct timeval tv = { .tv_sec = 15 };
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while (got < sizeof(buf) - 1) {
+		ssize_t n = read(fd, buf + got, sizeof(buf) - 1 - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			kw_die_errno("read", errno);
+		if (n == 0)
+			break;
+		got += (size_t)n;
+		buf[got] = '\0';
+		if (strstr(buf, expect)) {
+			printf("received: %s\n", buf);
+			return 0;
+		}
+	}
+	buf[got] = '\0';
+	printf("read: expected '%s', got %zu bytes: '%s'\n", expect, got, buf);
+	return EBADMSG;
+}
+
+static const char *expect_reply;
 
 static int do_connect(const char *host, const char *port, const char *text)
 {
@@ -46,6 +78,11 @@ static int do_connect(const char *host, const char *port, const char *text)
 	if (text) {
 		if (kw_write_all(fd, text, strlen(text)) < 0)
 			kw_die_errno("send", errno);
+		if (expect_reply) {
+			int rc = read_expecting(fd, expect_reply);
+			close(fd);
+			return rc;
+		}
 		kw_finish_stream(fd);
 		printf("connect: ok, sent %zu bytes\n", strlen(text));
 	} else {
@@ -64,6 +101,8 @@ int main(int argc, char **argv)
 	for (; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {
 		if (!strcmp(argv[i], "--send") && i + 1 < argc)
 			text = argv[++i];
+		else if (!strcmp(argv[i], "--expect") && i + 1 < argc)
+			expect_reply = argv[++i];
 		else if (!strcmp(argv[i], "--fork"))
 			fork_child = 1;
 		else if (!strcmp(argv[i], "--exec-sh"))

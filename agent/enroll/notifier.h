@@ -1,0 +1,61 @@
+// The agent's side of one enrolled process's seccomp listener: receive a held call,
+// read its arguments from the process's memory, and answer it (continue, fail with an
+// errno, succeed with a value). DESIGN.md §2: notif.pid is a thread id; every read of
+// the target's memory is followed by SECCOMP_IOCTL_NOTIF_ID_VALID before it is trusted,
+// since the thread may have died and its id been reused.
+#pragma once
+
+#include <linux/seccomp.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "core/result.h"
+#include "core/unique_fd.h"
+
+namespace kw::enroll {
+
+struct Call {
+    uint64_t id = 0;
+    pid_t tid = 0;
+    int nr = 0;
+    uint64_t args[6] = {};
+};
+
+class Notifier {
+public:
+    explicit Notifier(core::UniqueFd listener) : listener_(std::move(listener)) {}
+
+    int fd() const { return listener_.get(); }
+
+    // The next held call, or nullopt when the caller died before we took it (ENOENT) or
+    // nothing is pending (EAGAIN with a non-blocking listener).
+    Result<std::optional<Call>> receive();
+
+    // Whether the call is still held: the thread is alive and still waits for us.
+    bool valid(uint64_t id) const;
+
+    // Copies LEN bytes at ADDR in thread TID's memory, then checks that call ID is still
+    // held (so the bytes came from that thread, not from a process that reused its id).
+    Result<std::vector<uint8_t>> read_memory(const Call& call, uint64_t addr, size_t len) const;
+
+    // Answers: run the call as the process made it; fail it with ERRNO; or return VALUE
+    // without running it. ENOENT (the caller is gone) is not an error.
+    Result<void> allow(uint64_t id) const;
+    Result<void> fail(uint64_t id, int error) const;
+    Result<void> succeed(uint64_t id, int64_t value) const;
+    // Installs FD in the caller and returns it as the call's result, atomically
+    // (SECCOMP_ADDFD_FLAG_SEND): for accept().
+    Result<int> send_fd(uint64_t id, int fd, unsigned int newfd_flags) const;
+
+private:
+    Result<void> respond(uint64_t id, int64_t value, int error, uint32_t flags) const;
+    core::UniqueFd listener_;
+};
+
+// The thread group (process) of thread TID, from /proc/TID/status.
+Result<pid_t> tgid_of(pid_t tid);
+
+}  // namespace kw::enroll

@@ -1,0 +1,543 @@
+// Enrolment socket and held calls of enrolled processes (see enrollment.h).
+#include "io/enrollment.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+
+#include "core/mtls.h"
+#include "core/unique_fd.h"
+#include "enroll/notifier.h"
+#include "tls/handshake.h"
+
+namespace kw::io {
+namespace asio = boost::asio;
+using local = asio::local::stream_protocol;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr size_t kMaxSockaddr = 128;
+
+std::string now_rfc3339() {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    tm t{};
+    gmtime_r(&ts.tv_sec, &t);
+    char buf[64];
+    size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &t);
+    std::snprintf(buf + n, sizeof buf - n, ".%09ldZ", ts.tv_nsec);
+    return buf;
+}
+
+int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+int pidfd_getfd(int pidfd, int fd) { return static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0)); }
+
+// Where a held call wants to go: an IPv4 or IPv6 sockaddr read from the process.
+struct Target {
+    core::Addr16 addr{};
+    uint16_t port = 0;
+    bool v4 = false;
+    std::vector<uint8_t> raw;  // the sockaddr as the process gave it
+    std::string text() const {
+        char buf[INET6_ADDRSTRLEN] = "?";
+        if (v4)
+            inet_ntop(AF_INET, addr.data() + 12, buf, sizeof buf);
+        else
+            inet_ntop(AF_INET6, addr.data(), buf, sizeof buf);
+        return buf;
+    }
+};
+
+std::optional<Target> parse_sockaddr(std::vector<uint8_t> raw) {
+    Target t;
+    sa_family_t family = 0;
+    if (raw.size() < sizeof(family)) return std::nullopt;
+    std::memcpy(&family, raw.data(), sizeof(family));
+    if (family == AF_INET && raw.size() >= sizeof(sockaddr_in)) {
+        sockaddr_in in{};
+        std::memcpy(&in, raw.data(), sizeof(in));
+        t.addr[10] = t.addr[11] = 0xff;
+        std::memcpy(t.addr.data() + 12, &in.sin_addr, 4);
+        t.port = ntohs(in.sin_port);
+        t.v4 = true;
+    } else if (family == AF_INET6 && raw.size() >= sizeof(sockaddr_in6)) {
+        sockaddr_in6 in6{};
+        std::memcpy(&in6, raw.data(), sizeof(in6));
+        std::memcpy(t.addr.data(), &in6.sin6_addr, 16);
+        t.port = ntohs(in6.sin6_port);
+        // An IPv6 socket reaches IPv4 services through v4-mapped addresses.
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        t.v4 = std::memcmp(t.addr.data(), mapped, 12) == 0;
+    } else {
+        return std::nullopt;
+    }
+    t.raw = std::move(raw);
+    return t;
+}
+
+}  // namespace
+
+// One enrolled process tree (the filter is inherited by its children): its listener and
+// the calls it holds.
+class EnrolledProcess : public std::enable_shared_from_this<EnrolledProcess> {
+public:
+    EnrolledProcess(EnrollmentService& service, core::UniqueFd listener, pid_t pid, uid_t uid, std::string command)
+        : service_(service),
+          notifier_(std::move(listener)),
+          watch_(service.io(), ::dup(notifier_.fd())),
+          pid_(pid),
+          uid_(uid),
+          command_(std::move(command)) {}
+
+    void start() { wait_next(); }
+    const enroll::Notifier& notifier() const { return notifier_; }
+    EnrollmentService& service() { return service_; }
+    pid_t pid() const { return pid_; }
+    const std::string& command() const { return command_; }
+
+private:
+    void wait_next();
+    void handle(const enroll::Call& call);
+    void handle_connect(const enroll::Call& call);
+    void handle_accept(const enroll::Call& call);
+    void handle_fastopen(const enroll::Call& call);
+    EnrollmentService& service_;
+    enroll::Notifier notifier_;
+    asio::posix::stream_descriptor watch_;
+    pid_t pid_;
+    uid_t uid_;
+    std::string command_;
+};
+
+// The client side of one mTLS connection made for a held connect().
+class ClientConnect : public std::enable_shared_from_this<ClientConnect> {
+public:
+    ClientConnect(std::shared_ptr<EnrolledProcess> process, enroll::Call call, Target target)
+        : process_(std::move(process)),
+          ctx_(process_->service().context()),
+          call_(call),
+          target_(std::move(target)),
+          socket_(process_->service().io()),
+          timer_(process_->service().io()),
+          started_(std::chrono::steady_clock::now()) {}
+
+    void run();
+
+private:
+    void wait_connected();
+    void drive();
+    void finish_ok();
+    void finish_fail(int error, const std::string& reason);
+    void restore_flags();
+    json event(const char* result) const;
+
+    std::shared_ptr<EnrolledProcess> process_;
+    const EnrollContext& ctx_;
+    enroll::Call call_;
+    Target target_;
+    pid_t tgid_ = 0;
+    core::UniqueFd pidfd_;
+    std::string spiffe_id_ = "unattested";
+    std::string destination_;
+    std::string expected_;
+    asio::posix::stream_descriptor socket_;  // our pidfd_getfd copy of the process's socket
+    int saved_flags_ = -1;
+    bool connected_ = false;
+    bool finished_ = false;
+    asio::steady_timer timer_;
+    std::unique_ptr<tls::Handshake> handshake_;
+    std::chrono::steady_clock::time_point started_;
+};
+
+// ---- EnrolledProcess ---------------------------------------------------------------
+
+void EnrolledProcess::wait_next() {
+    auto self = shared_from_this();
+    watch_.async_wait(asio::posix::stream_descriptor::wait_read, [self](boost::system::error_code ec) {
+        if (ec) return;
+        // No task uses the filter any more: the whole process tree is gone.
+        pollfd p{self->notifier_.fd(), POLLIN, 0};
+        if (::poll(&p, 1, 0) == 1 && (p.revents & POLLHUP) && !(p.revents & POLLIN)) {
+            spdlog::info("enrolled process {} ({}) and its children have exited", self->pid_, self->command_);
+            self->service_.forget(self.get());
+            return;
+        }
+        auto call = self->notifier_.receive();
+        if (!call) {
+            spdlog::error("enrolled process {}: {}", self->pid_, call.message());
+            self->service_.forget(self.get());
+            return;
+        }
+        if (*call) self->handle(**call);
+        self->wait_next();
+    });
+}
+
+void EnrolledProcess::handle(const enroll::Call& call) {
+    switch (call.nr) {
+        case __NR_connect:
+            handle_connect(call);
+            return;
+        case __NR_accept:
+        case __NR_accept4:
+            handle_accept(call);
+            return;
+        case __NR_sendto:
+        case __NR_sendmsg:
+            handle_fastopen(call);
+            return;
+        default:
+            (void)notifier_.allow(call.id);
+    }
+}
+
+void EnrolledProcess::handle_connect(const enroll::Call& call) {
+    size_t len = std::min<uint64_t>(call.args[2], kMaxSockaddr);
+    auto raw = notifier_.read_memory(call, call.args[1], len);
+    if (!raw) {  // a bad pointer: let the kernel give the process its EFAULT
+        (void)notifier_.allow(call.id);
+        return;
+    }
+    auto target = parse_sockaddr(std::move(*raw));
+    auto view = service_.context().policy();
+    if (!target || !view || !core::mtls_destination(view->policy, target->addr, target->port)) {
+        (void)notifier_.allow(call.id);  // not ours: the BPF gate decides as for anyone
+        return;
+    }
+    std::make_shared<ClientConnect>(shared_from_this(), call, std::move(*target))->run();
+}
+
+void EnrolledProcess::handle_accept(const enroll::Call& call) {
+    // Server-side mTLS is not served yet: a listener on a "listen" port with tls mutual
+    // must not hand out plaintext connections, so such accepts fail; others continue.
+    auto view = service_.context().policy();
+    bool managed = false;
+    if (view) {
+        auto tgid = enroll::tgid_of(call.tid);
+        core::UniqueFd pidfd(tgid ? pidfd_open(*tgid) : -1);
+        if (pidfd.valid() && notifier_.valid(call.id)) {
+            core::UniqueFd sock(pidfd_getfd(pidfd.get(), static_cast<int>(call.args[0])));
+            sockaddr_storage ss{};
+            socklen_t sl = sizeof(ss);
+            if (sock.valid() && ::getsockname(sock.get(), reinterpret_cast<sockaddr*>(&ss), &sl) == 0) {
+                uint16_t port = ss.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port)
+                                : ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
+                                                           : 0;
+                for (const auto& w : view->policy.workloads)
+                    for (const auto& l : w.listen) managed |= l.tls == core::Tls::Mutual && l.port == port;
+            }
+        }
+    }
+    if (managed) {
+        spdlog::warn("enrolled process {}: accept on a mutual-TLS listen port refused: server-side mTLS is not "
+                     "available in this agent yet",
+                     pid_);
+        (void)notifier_.fail(call.id, EOPNOTSUPP);
+        return;
+    }
+    (void)notifier_.allow(call.id);
+}
+
+void EnrolledProcess::handle_fastopen(const enroll::Call& call) {
+    // TCP Fast Open sends data before any handshake could run; kTLS refuses it too. To a
+    // mutual-TLS destination it fails; elsewhere it continues (the BPF gate decides).
+    uint64_t addr = 0, len = 0;
+    if (call.nr == __NR_sendto) {
+        addr = call.args[4];
+        len = call.args[5];
+    } else if (auto msg = notifier_.read_memory(call, call.args[1], sizeof(msghdr)); msg) {
+        msghdr m{};
+        std::memcpy(&m, msg->data(), sizeof(m));
+        addr = reinterpret_cast<uint64_t>(m.msg_name);
+        len = m.msg_namelen;
+    }
+    auto view = service_.context().policy();
+    if (addr && view) {
+        auto raw = notifier_.read_memory(call, addr, std::min<uint64_t>(len, kMaxSockaddr));
+        auto target = raw ? parse_sockaddr(std::move(*raw)) : std::nullopt;
+        if (target && core::mtls_destination(view->policy, target->addr, target->port)) {
+            (void)notifier_.fail(call.id, EOPNOTSUPP);
+            return;
+        }
+    }
+    (void)notifier_.allow(call.id);
+}
+
+// ---- ClientConnect -----------------------------------------------------------------
+
+void ClientConnect::run() {
+    const enroll::Notifier& n = process_->notifier();
+    auto view = ctx_.policy();
+    auto index = core::mtls_destination(view->policy, target_.addr, target_.port);
+    const core::Destination& dest = view->policy.destinations[*index];
+    destination_ = dest.name;
+    expected_ = dest.identity;
+
+    // Thread -> process -> kernel-assigned identity, race-free: the pidfd is taken first,
+    // then the call is checked to be still held (so the thread, hence its tgid, is alive).
+    auto tgid = enroll::tgid_of(call_.tid);
+    if (tgid) {
+        tgid_ = *tgid;
+        pidfd_ = core::UniqueFd(pidfd_open(tgid_));
+    }
+    if (!pidfd_.valid() || !n.valid(call_.id)) return;  // the caller is gone
+    if (auto id = ctx_.identity_of(pidfd_.get())) spiffe_id_ = *id;
+    if (spiffe_id_ == "unattested")
+        return finish_fail(EPERM, "the process is unattested: it has no SVID for mutual TLS");
+    if (!core::rule_allowing(view->policy, spiffe_id_, destination_))
+        return finish_fail(EPERM, "no rule allows " + spiffe_id_ + " to reach " + destination_);
+    auto svid = ctx_.identity->svids().find(spiffe_id_);
+    if (!svid) return finish_fail(EPERM, "no SVID for " + spiffe_id_);
+    auto expected = core::parse_spiffe_id(expected_);
+    if (!expected) return finish_fail(ECONNREFUSED, "destination identity: " + expected.message());
+
+    int fd = pidfd_getfd(pidfd_.get(), static_cast<int>(call_.args[0]));
+    if (fd < 0) return finish_fail(EBADF, std::string("pidfd_getfd: ") + std::strerror(errno));
+    socket_.assign(fd);
+    int type = 0, proto = 0;
+    socklen_t sl = sizeof(int);
+    ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &sl);
+    sl = sizeof(int);
+    ::getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &sl);
+    if (type != SOCK_STREAM || proto != IPPROTO_TCP) {
+        socket_.close();
+        (void)n.allow(call_.id);  // not TCP: the mutual-TLS destination is TCP only
+        return;
+    }
+    // The app's socket is one open file with ours: the flags are shared. Work
+    // non-blocking, and put back what the app had before it sees the socket again.
+    saved_flags_ = ::fcntl(fd, F_GETFL);
+    ::fcntl(fd, F_SETFL, saved_flags_ | O_NONBLOCK);
+
+    // The handshake is bounded by the agent's timeout and by the app's SO_SNDTIMEO: once
+    // we hold the call, only SIGKILL interrupts the app.
+    auto limit = ctx_.handshake_timeout;
+    timeval tv{};
+    sl = sizeof(tv);
+    if (::getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &sl) == 0 && (tv.tv_sec || tv.tv_usec)) {
+        auto app = std::chrono::milliseconds(tv.tv_sec * 1000 + tv.tv_usec / 1000);
+        if (app > std::chrono::milliseconds(0) && app < limit) limit = app;
+    }
+    auto self = shared_from_this();
+    timer_.expires_after(limit);
+    timer_.async_wait([self, limit](boost::system::error_code ec) {
+        if (!ec) self->finish_fail(ETIMEDOUT, "no connection and handshake within " + std::to_string(limit.count()) + " ms");
+    });
+
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(target_.raw.data()), static_cast<socklen_t>(target_.raw.size())) ==
+        0) {
+        connected_ = true;
+        return drive();
+    }
+    if (errno != EINPROGRESS) return finish_fail(errno, std::string("connect: ") + std::strerror(errno));
+    wait_connected();
+}
+
+void ClientConnect::wait_connected() {
+    auto self = shared_from_this();
+    socket_.async_wait(asio::posix::stream_descriptor::wait_write, [self](boost::system::error_code ec) {
+        if (ec || self->finished_) return;
+        int err = 0;
+        socklen_t sl = sizeof(err);
+        ::getsockopt(self->socket_.native_handle(), SOL_SOCKET, SO_ERROR, &err, &sl);
+        if (err) return self->finish_fail(err, std::string("connect: ") + std::strerror(err));
+        self->connected_ = true;
+        self->drive();
+    });
+}
+
+void ClientConnect::drive() {
+    if (finished_) return;
+    if (!handshake_) {
+        auto expected = core::parse_spiffe_id(expected_);
+        tls::HandshakeConfig cfg;
+        cfg.role = tls::Role::client;
+        cfg.svid = ctx_.identity->svids().find(spiffe_id_);
+        cfg.trust = std::make_shared<const identity::TrustStore>(ctx_.identity->trust());
+        cfg.check_peer = tls::expect_peer_id(*expected);
+        cfg.cipher = ctx_.cipher;
+        auto hs = tls::Handshake::create(socket_.native_handle(), std::move(cfg));
+        if (!hs) return finish_fail(ECONNREFUSED, hs.message());
+        handshake_ = std::move(*hs);
+    }
+    auto progress = handshake_->step();
+    if (!progress) return finish_fail(ECONNREFUSED, handshake_->failure().empty() ? progress.message() : handshake_->failure());
+    if (*progress == tls::Progress::done) return finish_ok();
+    auto self = shared_from_this();
+    auto wait = *progress == tls::Progress::want_read ? asio::posix::stream_descriptor::wait_read
+                                                       : asio::posix::stream_descriptor::wait_write;
+    socket_.async_wait(wait, [self](boost::system::error_code ec) {
+        if (!ec) self->drive();
+    });
+}
+
+void ClientConnect::restore_flags() {
+    if (saved_flags_ >= 0 && socket_.is_open()) ::fcntl(socket_.native_handle(), F_SETFL, saved_flags_);
+}
+
+json ClientConnect::event(const char* result) const {
+    auto took = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started_);
+    json e = {{"type", "tls"},
+              {"time", now_rfc3339()},
+              {"role", "client"},
+              {"result", result},
+              {"pid", call_.tid},
+              {"tgid", tgid_},
+              {"spiffe_id", spiffe_id_},
+              {"peer_id", handshake_ && handshake_->done() ? json(handshake_->peer_id().str()) : json(nullptr)},
+              {"expected_peer_id", expected_},
+              {"destination", destination_},
+              {"dst_addr", target_.text()},
+              {"dst_port", target_.port},
+              {"cipher", handshake_ && handshake_->done() ? json(std::string(handshake_->cipher_name())) : json(nullptr)},
+              {"duration_ns", took.count()},
+              {"error", nullptr}};
+    return e;
+}
+
+void ClientConnect::finish_ok() {
+    if (finished_) return;
+    auto keys = handshake_->traffic_keys();
+    if (!keys) return finish_fail(ECONNREFUSED, "traffic keys: " + keys.message());
+    if (auto r = tls::install_ktls(socket_.native_handle(), *keys); !r)
+        return finish_fail(ECONNREFUSED, "kTLS: " + r.message());
+    finished_ = true;
+    timer_.cancel();
+    restore_flags();
+    boost::system::error_code ignored;
+    socket_.close(ignored);  // the app's descriptor is the one left
+    (void)process_->notifier().succeed(call_.id, 0);
+    json e = event("ok");
+    spdlog::info("mTLS {} -> {} ({}:{}) as {}: {}, kTLS installed", spiffe_id_, e["peer_id"].get<std::string>(),
+                 target_.text(), target_.port, "client", e["cipher"].get<std::string>());
+    ctx_.emit(e);
+}
+
+void ClientConnect::finish_fail(int error, const std::string& reason) {
+    if (finished_) return;
+    finished_ = true;
+    timer_.cancel();
+    if (socket_.is_open()) {
+        // Whatever state the connection is in, nothing may pass on it in plaintext.
+        if (connected_) ::shutdown(socket_.native_handle(), SHUT_RDWR);
+        restore_flags();
+        boost::system::error_code ignored;
+        socket_.cancel(ignored);
+        socket_.close(ignored);
+    }
+    (void)process_->notifier().fail(call_.id, error);
+    json e = event("failed");
+    e["error"] = reason;
+    e["errno"] = error;
+    spdlog::warn("mTLS for {} (pid {}) to {}:{} failed, connect() gets {}: {}", spiffe_id_, tgid_, target_.text(),
+                 target_.port, std::strerror(error), reason);
+    ctx_.emit(e);
+}
+
+// ---- EnrollmentService -------------------------------------------------------------
+
+EnrollmentService::EnrollmentService(asio::io_context& io, EnrollContext context)
+    : io_(io), context_(std::move(context)), acceptor_(io) {}
+
+EnrollmentService::~EnrollmentService() = default;
+
+Result<void> EnrollmentService::listen(const std::string& path) {
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+    ::unlink(path.c_str());
+    boost::system::error_code bec;
+    acceptor_.open(local(), bec);
+    if (!bec) acceptor_.bind(local::endpoint(path), bec);
+    if (!bec) acceptor_.listen(asio::socket_base::max_listen_connections, bec);
+    if (bec) return make_error("cannot listen on enrolment socket " + path + ": " + bec.message());
+    ::chmod(path.c_str(), 0666);  // any user enrols their own processes; the agent checks who
+    accept_next();
+    return {};
+}
+
+void EnrollmentService::accept_next() {
+    acceptor_.async_accept([this](boost::system::error_code ec, local::socket socket) {
+        if (ec) return;
+        on_hello(std::make_shared<local::socket>(std::move(socket)));
+        accept_next();
+    });
+}
+
+void EnrollmentService::forget(EnrolledProcess* process) { processes_.erase(process); }
+
+void EnrollmentService::on_hello(std::shared_ptr<local::socket> socket) {
+    socket->async_wait(local::socket::wait_read, [this, socket](boost::system::error_code ec) {
+        if (ec) return;
+        auto reply = [&](const json& j) {
+            std::string line = j.dump() + "\n";
+            boost::system::error_code ignored;
+            asio::write(*socket, asio::buffer(line), ignored);
+        };
+        char buf[4096];
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
+        iovec iov{buf, sizeof(buf) - 1};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof(control);
+        ssize_t n = ::recvmsg(socket->native_handle(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+        std::vector<core::UniqueFd> fds;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+            size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < count; ++i) {
+                int fd;
+                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                fds.emplace_back(fd);
+            }
+        }
+        if (n <= 0) return;
+        buf[n] = '\0';
+        auto request = json::parse(std::string(buf, static_cast<size_t>(n)), nullptr, false);
+        ucred cred{};
+        socklen_t cl = sizeof(cred);
+        if (::getsockopt(socket->native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0)
+            return reply({{"ok", false}, {"error", "cannot read the peer's credentials"}});
+        if (!request.is_object() || request.value("op", "") != "enroll" || !request.contains("pid") ||
+            !request["pid"].is_number_integer())
+            return reply({{"ok", false}, {"error", "expected {\"op\":\"enroll\",\"pid\":N} with one listener fd"}});
+        if (fds.size() != 1) return reply({{"ok", false}, {"error", "expected exactly one file descriptor, the seccomp listener"}});
+        // A process enrols itself: the pid it names is the one on the other end.
+        if (request["pid"].get<int64_t>() != cred.pid)
+            return reply({{"ok", false}, {"error", "the pid in the request is not the caller's"}});
+        core::UniqueFd pidfd(pidfd_open(cred.pid));
+        if (!pidfd.valid()) return reply({{"ok", false}, {"error", "the caller is gone"}});
+        // The descriptor must be a seccomp listener: NOTIF_ID_VALID on one answers ENOENT
+        // for an unknown id; on anything else it fails otherwise.
+        uint64_t probe = 0;
+        if (::ioctl(fds[0].get(), SECCOMP_IOCTL_NOTIF_ID_VALID, &probe) == 0 || errno != ENOENT)
+            return reply({{"ok", false}, {"error", "the descriptor is not a seccomp listener"}});
+        std::string command = request.value("command", "?");
+        auto process = std::make_shared<EnrolledProcess>(*this, std::move(fds[0]), cred.pid, cred.uid, command);
+        processes_[process.get()] = process;
+        process->start();
+        spdlog::info("enrolled process {} (uid {}, {})", cred.pid, cred.uid, command);
+        context_.emit({{"type", "enroll"}, {"time", now_rfc3339()}, {"pid", cred.pid}, {"uid", cred.uid}, {"command", command}});
+        reply({{"ok", true}});
+    });
+}
+
+}  // namespace kw::io

@@ -1,0 +1,65 @@
+// Enrolled processes (issue 4): the enrolment socket that `kwarden exec` hands its
+// seccomp listener to, and the service of every call those processes hold.
+//
+// A held connect() to a mutual-TLS destination: the agent maps the thread to its
+// process's kernel-assigned identity (pidfd, then SECCOMP_IOCTL_NOTIF_ID_VALID), checks
+// the policy, takes the socket (pidfd_getfd), connects it, runs the TLS 1.3 handshake
+// with the process's SVID, installs kTLS TX and RX, and lets connect() return 0. Any
+// failure shuts the socket down and fails connect() (EPERM for a policy refusal,
+// ECONNREFUSED otherwise), with an event. Calls that need no mTLS continue untouched.
+#pragma once
+
+#include <utility>  // before Asio (Boost 1.74 with GCC 12 and C++20)
+
+#include <boost/asio.hpp>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "core/result.h"
+#include "identity/node_identity.h"
+#include "io/events.h"
+#include "tls/ktls.h"
+
+namespace kw::io {
+
+struct EnrollContext {
+    std::function<std::shared_ptr<const PolicyView>()> policy;
+    // The SPIFFE ID the kernel assigned to the process of PIDFD; nullopt: unattested.
+    std::function<std::optional<std::string>(int pidfd)> identity_of;
+    const identity::NodeIdentity* identity = nullptr;
+    std::function<void(const nlohmann::json&)> emit;
+    std::chrono::milliseconds handshake_timeout{10000};
+    tls::Cipher cipher = tls::Cipher::aes_128_gcm;
+};
+
+class EnrolledProcess;
+
+class EnrollmentService {
+public:
+    EnrollmentService(boost::asio::io_context& io, EnrollContext context);
+    ~EnrollmentService();
+
+    // Listens on PATH, mode 0666: any user may enrol their own processes.
+    Result<void> listen(const std::string& path);
+    size_t enrolled() const { return processes_.size(); }
+    const EnrollContext& context() const { return context_; }
+    boost::asio::io_context& io() { return io_; }
+    void forget(EnrolledProcess* process);
+
+private:
+    void accept_next();
+    void on_hello(std::shared_ptr<boost::asio::local::stream_protocol::socket> socket);
+
+    boost::asio::io_context& io_;
+    EnrollContext context_;
+    boost::asio::local::stream_protocol::acceptor acceptor_;
+    std::map<EnrolledProcess*, std::shared_ptr<EnrolledProcess>> processes_;
+};
+
+}  // namespace kw::io
