@@ -41,7 +41,10 @@ struct kw_exec_facts {
 	__u32 uid;
 	__u32 gid;
 	__u32 argv_state; /* 0 unread, 1 in the per-CPU scratch, 2 unreadable */
-	__u32 argv_len;	  /* total bytes of argv, may exceed KW_ARGV_MAX */
+	__u32 argv_len;	  /* total bytes of argv, ~0u when longer than KW_ARGV_MAX */
+	__u64 argv_addr;  /* bprm->p: argv[0] in the new image's (not yet placed) stack */
+	__u32 argv_avail; /* bytes readable there, at most KW_ARGV_MAX */
+	__u32 argc;
 };
 
 static __always_inline int kw_key_eq(const struct kw_file_key *a, const struct kw_file_key *b)
@@ -54,24 +57,30 @@ static __always_inline int kw_key_zero(const struct kw_file_key *a)
 	return a->dev == 0 && a->ino == 0;
 }
 
-/* argv of the new image, read from its stack into the per-CPU scratch. The exec runs
- * on this CPU until bprm_committed_creds returns, so the scratch stays ours. */
+/* argv of the new image, read into the per-CPU scratch. At bprm_committed_creds the
+ * new mm is current but mm->arg_start is not set yet (create_elf_tables runs later), so
+ * read from bprm->p, where copy_strings() left argv[0], argv[1], ... followed by envp
+ * and the filename. The exec runs on this CPU until the hook returns, so the scratch
+ * stays ours. argv's total length is where its argc-th NUL ends. */
 static __always_inline int kw_load_argv(struct kw_exec_facts *f, struct kw_argv_buf *buf)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 start, end, len;
+	__u32 len = f->argv_avail;
+	__u32 nuls = 0;
 
-	start = BPF_CORE_READ(task, mm, arg_start);
-	end = BPF_CORE_READ(task, mm, arg_end);
-	if (end <= start)
+	f->argv_len = ~0u;
+	if (!f->argv_addr || len == 0 || len > KW_ARGV_MAX)
 		return -1;
-	len = end - start;
-	f->argv_len = len > 0xffffffff ? 0xffffffff : len;
-	if (len > KW_ARGV_MAX)
-		len = KW_ARGV_MAX;
 	__builtin_memset(buf->buf, 0, sizeof(buf->buf));
-	if (bpf_probe_read_user(buf->buf, len & (KW_ARGV_MAX * 2 - 1), (void *)start))
+	if (bpf_probe_read_user(buf->buf, len & (KW_ARGV_MAX * 2 - 1), (void *)f->argv_addr))
 		return -1;
+	for (__u32 i = 0; i < KW_ARGV_MAX; i++) {
+		if (i >= len)
+			break;
+		if (buf->buf[i] == 0 && ++nuls == f->argc) {
+			f->argv_len = i + 1;
+			break;
+		}
+	}
 	return 0;
 }
 
@@ -199,6 +208,11 @@ int BPF_PROG(kw_exec_commit, struct linux_binprm *bprm)
 
 	f.uid = (__u32)uid_gid;
 	f.gid = uid_gid >> 32;
+	f.argv_addr = BPF_CORE_READ(bprm, p);
+	f.argc = BPF_CORE_READ(bprm, argc);
+	__u64 stack_end = BPF_CORE_READ(bprm, vma, vm_end);
+	if (stack_end > f.argv_addr)
+		f.argv_avail = stack_end - f.argv_addr > KW_ARGV_MAX ? KW_ARGV_MAX : stack_end - f.argv_addr;
 	kw_file_facts(bprm->file, &exe, &exe_sec, &exe_nsec);
 	given = bpf_map_lookup_elem(&kw_execs, &tid);
 
