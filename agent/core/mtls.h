@@ -20,4 +20,11 @@ std::optional<size_t> mtls_destination(const Policy& policy, const Addr16& addr,
 // that rule, or nullopt.
 std::optional<size_t> rule_allowing(const Policy& policy, const std::string& spiffe_id, const std::string& dest);
 
+// Whether an enrolled server of SERVER_ID may accept CLIENT_ID: some rule lets the client
+// reach a mutual-TLS destination whose identity is the server's. The rule's index.
+std::optional<size_t> rule_admitting(const Policy& policy, const std::string& client_id, const std::string& server_id);
+
+// Whether SPIFFE_ID's workload entries declare PORT as a mutual-TLS listen port.
+bool serves_mtls(const Policy& policy, const std::string& spiffe_id, uint16_t port);
+
 }  // namespace kw::core

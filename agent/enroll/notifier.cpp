@@ -50,6 +50,18 @@ Result<std::vector<uint8_t>> Notifier::read_memory(const Call& call, uint64_t ad
     return out;
 }
 
+Result<void> Notifier::write_memory(const Call& call, uint64_t addr, const void* bytes, size_t len) const {
+    if (len == 0) return {};
+    if (!valid(call.id)) return make_error("the call of thread " + std::to_string(call.tid) + " is gone");
+    iovec local{const_cast<void*>(bytes), len};
+    iovec remote{reinterpret_cast<void*>(addr), len};
+    ssize_t n = ::process_vm_writev(call.tid, &local, 1, &remote, 1, 0);
+    if (n < 0 || static_cast<size_t>(n) != len)
+        return make_error("writing " + std::to_string(len) + " bytes to thread " + std::to_string(call.tid) + ": " +
+                          (n < 0 ? errno_text(errno) : std::string("short write")));
+    return {};
+}
+
 Result<void> Notifier::respond(uint64_t id, int64_t value, int error, uint32_t flags) const {
     seccomp_notif_resp resp;
     std::memset(&resp, 0, sizeof(resp));

@@ -40,6 +40,9 @@ public:
     // Copies LEN bytes at ADDR in thread TID's memory, then checks that call ID is still
     // held (so the bytes came from that thread, not from a process that reused its id).
     Result<std::vector<uint8_t>> read_memory(const Call& call, uint64_t addr, size_t len) const;
+    // Writes BYTES at ADDR in the calling thread's memory (accept's peer address), if the
+    // call is still held.
+    Result<void> write_memory(const Call& call, uint64_t addr, const void* bytes, size_t len) const;
 
     // Answers: run the call as the process made it; fail it with ERRNO; or return VALUE
     // without running it. ENOENT (the caller is gone) is not an error.

@@ -92,6 +92,55 @@ std::optional<Target> parse_sockaddr(std::vector<uint8_t> raw) {
     return t;
 }
 
+// What a "tls" event says (policy/events.schema.json); "error" is set by the caller.
+struct TlsEventFacts {
+    const char* role;
+    const char* result;
+    const enroll::Call& call;
+    pid_t tgid;
+    const std::string& spiffe_id;
+    const tls::Handshake* handshake;
+    std::string expected_peer;
+    std::string destination;
+    std::string addr;
+    uint16_t port;
+    std::chrono::steady_clock::time_point started;
+};
+
+json tls_event(const TlsEventFacts& f) {
+    auto took = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - f.started);
+    bool done = f.handshake && f.handshake->done();
+    return {{"type", "tls"},
+            {"time", now_rfc3339()},
+            {"role", f.role},
+            {"result", f.result},
+            {"pid", f.call.tid},
+            {"tgid", f.tgid},
+            {"spiffe_id", f.spiffe_id},
+            {"peer_id", done ? json(f.handshake->peer_id().str()) : json(nullptr)},
+            {"expected_peer_id", f.expected_peer},
+            {"destination", f.destination},
+            {"dst_addr", f.addr},
+            {"dst_port", f.port},
+            {"cipher", done ? json(std::string(f.handshake->cipher_name())) : json(nullptr)},
+            {"duration_ns", took.count()},
+            {"error", nullptr}};
+}
+
+// One step of HS on the socket SD: DONE when the handshake is finished, FAILED with the
+// reason when it cannot be, else AGAIN once SD is ready for what the handshake waits on.
+void step_handshake(tls::Handshake& hs, asio::posix::stream_descriptor& sd, const std::function<void()>& done,
+                    const std::function<void(const std::string&)>& failed, std::function<void()> again) {
+    auto progress = hs.step();
+    if (!progress) return failed(hs.failure().empty() ? progress.message() : hs.failure());
+    if (*progress == tls::Progress::done) return done();
+    auto wait = *progress == tls::Progress::want_read ? asio::posix::stream_descriptor::wait_read
+                                                       : asio::posix::stream_descriptor::wait_write;
+    sd.async_wait(wait, [again = std::move(again)](boost::system::error_code ec) {
+        if (!ec) again();
+    });
+}
+
 }  // namespace
 
 // One enrolled process tree (the filter is inherited by its children): its listener and
@@ -166,6 +215,54 @@ private:
     std::chrono::steady_clock::time_point started_;
 };
 
+// The server side: one held accept()/accept4() on a workload's mutual-TLS listen port.
+// The agent accepts on its copy of the listener, handshakes as server (client
+// certificate required, the client's identity checked against the rules), installs kTLS
+// and hands the connection over with ADDFD|SEND, writing the peer address. A connection
+// whose handshake fails is dropped and the next one taken: the app never sees it.
+class ServerAccept : public std::enable_shared_from_this<ServerAccept> {
+public:
+    ServerAccept(std::shared_ptr<EnrolledProcess> process, enroll::Call call, pid_t tgid, std::string spiffe_id,
+                 core::UniqueFd listener, uint16_t port)
+        : process_(std::move(process)),
+          ctx_(process_->service().context()),
+          call_(call),
+          tgid_(tgid),
+          spiffe_id_(std::move(spiffe_id)),
+          port_(port),
+          listener_(process_->service().io(), listener.release()),
+          conn_(process_->service().io()),
+          timer_(process_->service().io()) {}
+
+    void run();
+
+private:
+    void try_accept();
+    void drive();
+    void drop(const std::string& reason);
+    void finish_ok();
+    void finish(int error);
+    json event(const char* result, const std::string& error) const;
+
+    std::shared_ptr<EnrolledProcess> process_;
+    const EnrollContext& ctx_;
+    enroll::Call call_;
+    pid_t tgid_;
+    std::string spiffe_id_;
+    uint16_t port_;
+    asio::posix::stream_descriptor listener_;  // our copy of the app's listening socket
+    int listener_flags_ = -1;
+    bool app_nonblocking_ = false;
+    asio::posix::stream_descriptor conn_;
+    sockaddr_storage peer_{};
+    socklen_t peer_len_ = 0;
+    std::string peer_text_;
+    asio::steady_timer timer_;
+    std::unique_ptr<tls::Handshake> handshake_;
+    std::chrono::steady_clock::time_point started_;
+    bool finished_ = false;
+};
+
 // ---- EnrolledProcess ---------------------------------------------------------------
 
 void EnrolledProcess::wait_next() {
@@ -225,34 +322,31 @@ void EnrolledProcess::handle_connect(const enroll::Call& call) {
 }
 
 void EnrolledProcess::handle_accept(const enroll::Call& call) {
-    // Server-side mTLS is not served yet: a listener on a "listen" port with tls mutual
-    // must not hand out plaintext connections, so such accepts fail; others continue.
+    // Ours only when the process is the workload that declares this port as a
+    // mutual-TLS listen port; any other accept runs as the process made it.
     auto view = service_.context().policy();
-    bool managed = false;
-    if (view) {
-        auto tgid = enroll::tgid_of(call.tid);
-        core::UniqueFd pidfd(tgid ? pidfd_open(*tgid) : -1);
-        if (pidfd.valid() && notifier_.valid(call.id)) {
-            core::UniqueFd sock(pidfd_getfd(pidfd.get(), static_cast<int>(call.args[0])));
-            sockaddr_storage ss{};
-            socklen_t sl = sizeof(ss);
-            if (sock.valid() && ::getsockname(sock.get(), reinterpret_cast<sockaddr*>(&ss), &sl) == 0) {
-                uint16_t port = ss.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port)
-                                : ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
-                                                           : 0;
-                for (const auto& w : view->policy.workloads)
-                    for (const auto& l : w.listen) managed |= l.tls == core::Tls::Mutual && l.port == port;
-            }
-        }
-    }
-    if (managed) {
-        spdlog::warn("enrolled process {}: accept on a mutual-TLS listen port refused: server-side mTLS is not "
-                     "available in this agent yet",
-                     pid_);
-        (void)notifier_.fail(call.id, EOPNOTSUPP);
+    auto tgid = enroll::tgid_of(call.tid);
+    core::UniqueFd pidfd(tgid ? pidfd_open(*tgid) : -1);
+    if (!view || !pidfd.valid() || !notifier_.valid(call.id)) {
+        (void)notifier_.allow(call.id);
         return;
     }
-    (void)notifier_.allow(call.id);
+    auto id = service_.context().identity_of(pidfd.get());
+    core::UniqueFd listener(pidfd_getfd(pidfd.get(), static_cast<int>(call.args[0])));
+    sockaddr_storage ss{};
+    socklen_t sl = sizeof(ss);
+    uint16_t port = 0;
+    if (listener.valid() && ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&ss), &sl) == 0) {
+        if (ss.ss_family == AF_INET) port = ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+        if (ss.ss_family == AF_INET6) port = ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+    }
+    if (!id || !port || !core::serves_mtls(view->policy, *id, port)) {
+        spdlog::debug("enrolled process {}: accept on port {} by {} is not a mutual-TLS listen port: continues", pid_,
+                      port, id.value_or("unattested"));
+        (void)notifier_.allow(call.id);
+        return;
+    }
+    std::make_shared<ServerAccept>(shared_from_this(), call, *tgid, *id, std::move(listener), port)->run();
 }
 
 void EnrolledProcess::handle_fastopen(const enroll::Call& call) {
@@ -377,15 +471,10 @@ void ClientConnect::drive() {
         if (!hs) return finish_fail(ECONNREFUSED, hs.message());
         handshake_ = std::move(*hs);
     }
-    auto progress = handshake_->step();
-    if (!progress) return finish_fail(ECONNREFUSED, handshake_->failure().empty() ? progress.message() : handshake_->failure());
-    if (*progress == tls::Progress::done) return finish_ok();
     auto self = shared_from_this();
-    auto wait = *progress == tls::Progress::want_read ? asio::posix::stream_descriptor::wait_read
-                                                       : asio::posix::stream_descriptor::wait_write;
-    socket_.async_wait(wait, [self](boost::system::error_code ec) {
-        if (!ec) self->drive();
-    });
+    step_handshake(
+        *handshake_, socket_, [self] { self->finish_ok(); },
+        [self](const std::string& why) { self->finish_fail(ECONNREFUSED, why); }, [self] { self->drive(); });
 }
 
 void ClientConnect::restore_flags() {
@@ -393,23 +482,8 @@ void ClientConnect::restore_flags() {
 }
 
 json ClientConnect::event(const char* result) const {
-    auto took = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started_);
-    json e = {{"type", "tls"},
-              {"time", now_rfc3339()},
-              {"role", "client"},
-              {"result", result},
-              {"pid", call_.tid},
-              {"tgid", tgid_},
-              {"spiffe_id", spiffe_id_},
-              {"peer_id", handshake_ && handshake_->done() ? json(handshake_->peer_id().str()) : json(nullptr)},
-              {"expected_peer_id", expected_},
-              {"destination", destination_},
-              {"dst_addr", target_.text()},
-              {"dst_port", target_.port},
-              {"cipher", handshake_ && handshake_->done() ? json(std::string(handshake_->cipher_name())) : json(nullptr)},
-              {"duration_ns", took.count()},
-              {"error", nullptr}};
-    return e;
+    return tls_event({"client", result, call_, tgid_, spiffe_id_, handshake_.get(), expected_, destination_,
+                      target_.text(), target_.port, started_});
 }
 
 void ClientConnect::finish_ok() {
@@ -449,6 +523,140 @@ void ClientConnect::finish_fail(int error, const std::string& reason) {
     spdlog::warn("mTLS for {} (pid {}) to {}:{} failed, connect() gets {}: {}", spiffe_id_, tgid_, target_.text(),
                  target_.port, std::strerror(error), reason);
     ctx_.emit(e);
+}
+
+// ---- ServerAccept ------------------------------------------------------------------
+
+void ServerAccept::run() {
+    int fd = listener_.native_handle();
+    listener_flags_ = ::fcntl(fd, F_GETFL);
+    app_nonblocking_ = listener_flags_ >= 0 && (listener_flags_ & O_NONBLOCK);
+    ::fcntl(fd, F_SETFL, listener_flags_ | O_NONBLOCK);
+    // A client that connects and stays silent is not accepted until its ClientHello
+    // arrives (or the timeout passes), so it cannot hold the app's accept().
+    int defer = static_cast<int>(std::max<int64_t>(1, ctx_.handshake_timeout.count() / 1000));
+    ::setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer));
+    try_accept();
+}
+
+void ServerAccept::try_accept() {
+    if (finished_) return;
+    peer_len_ = sizeof(peer_);
+    int fd = ::accept4(listener_.native_handle(), reinterpret_cast<sockaddr*>(&peer_), &peer_len_,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+        int err = errno;
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            if (app_nonblocking_) return finish(EAGAIN);
+            // A blocking accept(): the app waits with us for the next connection.
+            auto self = shared_from_this();
+            listener_.async_wait(asio::posix::stream_descriptor::wait_read, [self](boost::system::error_code ec) {
+                if (!ec) self->try_accept();
+            });
+            return;
+        }
+        if (err == ECONNABORTED || err == EINTR) return try_accept();
+        return finish(err);
+    }
+    auto parsed = parse_sockaddr(std::vector<uint8_t>(reinterpret_cast<uint8_t*>(&peer_),
+                                                      reinterpret_cast<uint8_t*>(&peer_) + peer_len_));
+    peer_text_ = parsed ? parsed->text() + ":" + std::to_string(parsed->port) : "?";
+    conn_.assign(fd);
+    started_ = std::chrono::steady_clock::now();
+    auto view = ctx_.policy();
+    tls::HandshakeConfig cfg;
+    cfg.role = tls::Role::server;
+    cfg.svid = ctx_.identity->svids().find(spiffe_id_);
+    cfg.trust = std::make_shared<const identity::TrustStore>(ctx_.identity->trust());
+    cfg.cipher = ctx_.cipher;
+    std::string server = spiffe_id_;
+    cfg.check_peer = [view, server](const core::SpiffeId& peer) -> Result<void> {
+        if (view && core::rule_admitting(view->policy, peer.str(), server)) return {};
+        return make_error("no rule lets " + peer.str() + " reach " + server);
+    };
+    if (!cfg.svid) return finish(ECONNABORTED);
+    auto hs = tls::Handshake::create(conn_.native_handle(), std::move(cfg));
+    if (!hs) return drop(hs.message());
+    handshake_ = std::move(*hs);
+    auto self = shared_from_this();
+    timer_.expires_after(ctx_.handshake_timeout);
+    timer_.async_wait([self](boost::system::error_code ec) {
+        if (!ec) self->drop("no handshake within " + std::to_string(self->ctx_.handshake_timeout.count()) + " ms");
+    });
+    drive();
+}
+
+void ServerAccept::drive() {
+    if (finished_ || !handshake_) return;
+    auto self = shared_from_this();
+    step_handshake(
+        *handshake_, conn_, [self] { self->finish_ok(); }, [self](const std::string& why) { self->drop(why); },
+        [self] { self->drive(); });
+}
+
+json ServerAccept::event(const char* result, const std::string& error) const {
+    json e = tls_event({"server", result, call_, tgid_, spiffe_id_, handshake_.get(), "any client a rule admits",
+                        "listen:" + std::to_string(port_), peer_text_, port_, started_});
+    if (!error.empty()) e["error"] = error;
+    return e;
+}
+
+// A connection that failed its handshake never reaches the app: close it, take the next.
+void ServerAccept::drop(const std::string& reason) {
+    if (finished_) return;
+    timer_.cancel();
+    json e = event("failed", reason);
+    spdlog::warn("mTLS server {} (pid {}) dropped a connection from {}: {}", spiffe_id_, tgid_, peer_text_, reason);
+    ctx_.emit(e);
+    handshake_.reset();
+    boost::system::error_code ignored;
+    conn_.cancel(ignored);
+    conn_.close(ignored);
+    try_accept();
+}
+
+void ServerAccept::finish_ok() {
+    timer_.cancel();
+    auto keys = handshake_->traffic_keys();
+    if (!keys) return drop("traffic keys: " + keys.message());
+    int fd = conn_.native_handle();
+    if (auto r = tls::install_ktls(fd, *keys); !r) return drop("kTLS: " + r.message());
+    // The app asked for these flags with accept4 (none with accept).
+    int flags = call_.nr == __NR_accept4 ? static_cast<int>(call_.args[3]) : 0;
+    int fl = ::fcntl(fd, F_GETFL);
+    ::fcntl(fd, F_SETFL, (flags & SOCK_NONBLOCK) ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK));
+    const enroll::Notifier& n = process_->notifier();
+    if (call_.args[1] && call_.args[2]) {  // the peer address, as accept() writes it
+        auto len = n.read_memory(call_, call_.args[2], sizeof(socklen_t));
+        if (len) {
+            socklen_t room = 0;
+            std::memcpy(&room, len->data(), sizeof(room));
+            (void)n.write_memory(call_, call_.args[1], &peer_, std::min(room, peer_len_));
+            (void)n.write_memory(call_, call_.args[2], &peer_len_, sizeof(peer_len_));
+        }
+    }
+    finished_ = true;
+    if (listener_flags_ >= 0) ::fcntl(listener_.native_handle(), F_SETFL, listener_flags_);
+    auto sent = n.send_fd(call_.id, fd, (flags & SOCK_CLOEXEC) ? O_CLOEXEC : 0);
+    json e = event(sent ? "ok" : "failed", sent ? "" : sent.message());
+    if (sent)
+        spdlog::info("mTLS {} <- {} ({}) as server: {}, kTLS installed", spiffe_id_, handshake_->peer_id().str(),
+                     peer_text_, handshake_->cipher_name());
+    ctx_.emit(e);
+    boost::system::error_code ignored;
+    conn_.close(ignored);
+    listener_.close(ignored);
+}
+
+void ServerAccept::finish(int error) {
+    if (finished_) return;
+    finished_ = true;
+    timer_.cancel();
+    if (listener_flags_ >= 0) ::fcntl(listener_.native_handle(), F_SETFL, listener_flags_);
+    (void)process_->notifier().fail(call_.id, error);
+    boost::system::error_code ignored;
+    conn_.close(ignored);
+    listener_.close(ignored);
 }
 
 // ---- EnrollmentService -------------------------------------------------------------

@@ -6,7 +6,10 @@
 // the policy, takes the socket (pidfd_getfd), connects it, runs the TLS 1.3 handshake
 // with the process's SVID, installs kTLS TX and RX, and lets connect() return 0. Any
 // failure shuts the socket down and fails connect() (EPERM for a policy refusal,
-// ECONNREFUSED otherwise), with an event. Calls that need no mTLS continue untouched.
+// ECONNREFUSED otherwise), with an event. A held accept() on a workload's mutual-TLS
+// listen port: the agent accepts on its copy of the listener, handshakes as server,
+// installs kTLS and hands the connection in with ADDFD|SEND; failed handshakes never
+// reach the app. Calls that need no mTLS continue untouched.
 #pragma once
 
 #include <utility>  // before Asio (Boost 1.74 with GCC 12 and C++20)

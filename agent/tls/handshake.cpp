@@ -166,12 +166,24 @@ Result<Progress> Handshake::step() {
     }
 }
 
+Cipher Handshake::cipher() const {
+    auto got = cipher_from_protocol_id(cipher_protocol_id());
+    return got ? *got : config_.cipher;
+}
+
 Result<void> Handshake::check_negotiated() const {
     if (SSL_version(ssl_.get()) != TLS1_3_VERSION)
         return make_error("negotiated " + std::string(SSL_get_version(ssl_.get())) + ", only TLS 1.3 is allowed");
     if (!peer_verified_) return make_error("the peer's certificate was never verified");
     if (SSL_session_reused(ssl_.get())) return make_error("a resumed session was negotiated; resumption is disabled");
     const uint16_t negotiated = cipher_protocol_id();
+    // In TLS 1.3 the client's offer decides; the server takes any suite kTLS carries, so
+    // peers that prefer another suite (OpenSSL offers AES-256-GCM first) still connect.
+    if (config_.role == Role::server) {
+        if (auto got = cipher_from_protocol_id(negotiated); !got)
+            return make_error("negotiated " + std::string(cipher_name()) + ", which kTLS cannot carry");
+        return {};
+    }
     if (negotiated != static_cast<uint16_t>(config_.cipher)) {
         auto got = cipher_from_protocol_id(negotiated);
         return make_error("negotiated " + std::string(got ? tls::cipher_name(*got) : cipher_name()) + " but " +

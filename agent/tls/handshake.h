@@ -25,8 +25,10 @@
 //   - ChaCha20-Poly1305: cannot be requested per connection. It is negotiated only when
 //     the server, or the client, runs without AES hardware in BoringSSL's view: a machine
 //     without AES-NI, or a process started with OPENSSL_ia32cap="~0x200000000000000".
-// Both ends check after the handshake that the negotiated suite is the configured one
-// and fail the handshake otherwise (the failure says both names and why).
+// The client checks after the handshake that the negotiated suite is the configured one
+// and fails the handshake otherwise (the failure says both names and why). The server
+// takes any suite kTLS carries: in TLS 1.3 the client's offer decides, and third-party
+// clients (OpenSSL offers AES-256-GCM first) must still get in.
 #pragma once
 
 #include <openssl/base.h>
@@ -94,7 +96,7 @@ public:
 
     // ---- after done() ----------------------------------------------------------------
     const core::SpiffeId& peer_id() const { return peer_id_; }
-    Cipher cipher() const { return config_.cipher; }  // equal to the negotiated one
+    Cipher cipher() const;                            // the negotiated suite
     uint16_t cipher_protocol_id() const;              // IANA number, e.g. 0x1301
     std::string_view cipher_name() const;             // IANA name, e.g. TLS_AES_128_GCM_SHA256
     uint16_t protocol_version() const;                // TLS1_3_VERSION

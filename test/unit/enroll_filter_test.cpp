@@ -113,3 +113,20 @@ TEST_CASE("a mutual-TLS destination is found by address and port; rules decide w
     CHECK_FALSE(kw::core::rule_allowing(p, "spiffe://example.org/other", "ledger"));
     CHECK(kw::core::rule_allowing(p, "spiffe://example.org/other", "plain") == 1u);
 }
+
+TEST_CASE("an enrolled server admits a client only if a rule lets it reach the server's identity") {
+    kw::core::Policy p;
+    kw::core::Destination ledger{"ledger", {}, {8443}, kw::core::Protocol::Tcp, kw::core::Tls::Mutual,
+                                 "spiffe://example.org/ledger"};
+    kw::core::Destination plain{"plain", {}, {8443}, kw::core::Protocol::Tcp};
+    p.destinations = {ledger, plain};
+    p.rules = {{"spiffe://example.org/web", "plain"}, {"spiffe://example.org/billing", "ledger"}};
+    kw::core::Workload server{"spiffe://example.org/ledger", {}, std::nullopt, {{8443, kw::core::Tls::Mutual}}};
+    p.workloads = {server};
+    CHECK(kw::core::rule_admitting(p, "spiffe://example.org/billing", "spiffe://example.org/ledger") == 1u);
+    CHECK_FALSE(kw::core::rule_admitting(p, "spiffe://example.org/web", "spiffe://example.org/ledger"));
+    CHECK_FALSE(kw::core::rule_admitting(p, "spiffe://example.org/billing", "spiffe://example.org/other"));
+    CHECK(kw::core::serves_mtls(p, "spiffe://example.org/ledger", 8443));
+    CHECK_FALSE(kw::core::serves_mtls(p, "spiffe://example.org/ledger", 8444));
+    CHECK_FALSE(kw::core::serves_mtls(p, "spiffe://example.org/billing", 8443));
+}
