@@ -275,6 +275,10 @@ struct kw_sk {
 	__u8 addr[16];
 };
 
+enum kw_ktls_flags {
+	KW_KTLS_MANAGED = 1u << 0, /* kTLS installed by the agent for an enrolled process */
+};
+
 enum kw_counter {
 	KW_CNT_CONNECT_CHECKED = 0,
 	KW_CNT_CONNECT_ALLOWED,

@@ -246,3 +246,42 @@ int BPF_PROG(kw_sendmsg, struct socket *sock, struct msghdr *msg, int size, int 
 		return 0; /* TCP ignores the address unless it opens the connection (TFO) */
 	return kw_gate(sock, name, namelen, KW_PATH_SENDMSG);
 }
+
+/*
+ * The traffic keys of a socket the agent set up can be read back with
+ * getsockopt(SOL_TLS, TLS_TX/TLS_RX), and replaced with setsockopt: only the agent may
+ * do either. Sockets kTLS was not installed on by the agent are not touched.
+ */
+#define SOL_TLS 282
+
+static __always_inline int kw_tls_guard(struct socket *sock, int level)
+{
+	if (level != SOL_TLS)
+		return 0;
+	struct sock *sk = sock->sk; /* a trusted BTF pointer, as bpf_sk_storage_get needs */
+	if (!sk)
+		return 0;
+	__u32 *flags = bpf_sk_storage_get(&kw_ktls, sk, 0, 0);
+	if (!flags || !(*flags & KW_KTLS_MANAGED))
+		return 0;
+	struct kw_task *task = kw_current_task_state();
+	if (task && (task->flags & KW_TASK_AGENT))
+		return 0;
+	return -EPERM;
+}
+
+SEC("lsm/socket_getsockopt")
+int BPF_PROG(kw_getsockopt, struct socket *sock, int level, int optname, int ret)
+{
+	if (ret)
+		return ret;
+	return kw_tls_guard(sock, level);
+}
+
+SEC("lsm/socket_setsockopt")
+int BPF_PROG(kw_setsockopt, struct socket *sock, int level, int optname, int ret)
+{
+	if (ret)
+		return ret;
+	return kw_tls_guard(sock, level);
+}

@@ -176,6 +176,8 @@ Result<void> Enforcer::attach() {
         {o.attest->progs.kw_exec_commit, "kw_exec_commit"},
         {o.gate->progs.kw_connect, "kw_connect"},
         {o.gate->progs.kw_sendmsg, "kw_sendmsg"},
+        {o.gate->progs.kw_getsockopt, "kw_getsockopt"},
+        {o.gate->progs.kw_setsockopt, "kw_setsockopt"},
     };
     for (const auto& l : lsms) {
         bpf_link* link = bpf_program__attach_lsm(l.prog);
@@ -299,6 +301,13 @@ std::optional<kw_task> Enforcer::task_identity(int pidfd) const {
     kw_task t{};
     if (bpf_map_lookup_elem(map_fd("kw_tasks"), &pidfd, &t) != 0) return std::nullopt;
     return t;
+}
+
+Result<void> Enforcer::mark_managed_socket(int fd) {
+    uint32_t flags = KW_KTLS_MANAGED;
+    if (bpf_map_update_elem(map_fd("kw_ktls"), &fd, &flags, BPF_ANY) != 0)
+        return make_error("cannot mark the socket as managed (kw_ktls): " + errno_text(errno));
+    return {};
 }
 
 Result<void> Enforcer::set_task_identity(int pidfd, const kw_task& task) {

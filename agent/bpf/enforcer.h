@@ -64,6 +64,9 @@ public:
     // The identity the kernel recorded for the process behind PIDFD (task storage).
     std::optional<kw_task> task_identity(int pidfd) const;
     Result<void> set_task_identity(int pidfd, const kw_task& task);
+    // Records that the agent installed kTLS on the socket FD refers to: from then on
+    // only the agent may getsockopt/setsockopt(SOL_TLS) on it.
+    Result<void> mark_managed_socket(int fd);
 
     std::array<uint64_t, KW_CNT_MAX> counters() const;
 

@@ -570,6 +570,7 @@ Result<void> Agent::start_enrollment() {
     };
     ctx.identity = &identity_;
     ctx.emit = [this](const json& e) { emit(e); };
+    ctx.mark_managed = [this](int fd) { return enforcer_->mark_managed_socket(fd); };
     ctx.handshake_timeout = options_.handshake_timeout;
     ctx.cipher = *cipher;
     enrollment_ = std::make_unique<EnrollmentService>(io_, std::move(ctx));

@@ -492,6 +492,8 @@ void ClientConnect::finish_ok() {
     if (!keys) return finish_fail(ECONNREFUSED, "traffic keys: " + keys.message());
     if (auto r = tls::install_ktls(socket_.native_handle(), *keys); !r)
         return finish_fail(ECONNREFUSED, "kTLS: " + r.message());
+    // Fail closed: a socket whose keys the app could read back is not handed over.
+    if (auto r = ctx_.mark_managed(socket_.native_handle()); !r) return finish_fail(ECONNREFUSED, r.message());
     finished_ = true;
     timer_.cancel();
     restore_flags();
@@ -621,6 +623,7 @@ void ServerAccept::finish_ok() {
     if (!keys) return drop("traffic keys: " + keys.message());
     int fd = conn_.native_handle();
     if (auto r = tls::install_ktls(fd, *keys); !r) return drop("kTLS: " + r.message());
+    if (auto r = ctx_.mark_managed(fd); !r) return drop(r.message());
     // The app asked for these flags with accept4 (none with accept).
     int flags = call_.nr == __NR_accept4 ? static_cast<int>(call_.args[3]) : 0;
     int fl = ::fcntl(fd, F_GETFL);

@@ -37,6 +37,8 @@ struct EnrollContext {
     std::function<std::optional<std::string>(int pidfd)> identity_of;
     const identity::NodeIdentity* identity = nullptr;
     std::function<void(const nlohmann::json&)> emit;
+    // After kTLS is installed on FD: only the agent may touch SOL_TLS on it from now on.
+    std::function<Result<void>(int fd)> mark_managed;
     std::chrono::milliseconds handshake_timeout{10000};
     tls::Cipher cipher = tls::Cipher::aes_128_gcm;
 };

@@ -117,6 +117,17 @@ struct {
 	KW_PIN;
 } kw_socks SEC(".maps");
 
+/* Sockets whose kTLS keys the agent installed (value: enum kw_ktls_flags). Written by
+ * the agent through the socket's fd right after TLS_TX/TLS_RX; read by the SOL_TLS
+ * guards. A map of its own so kw_sk keeps its layout across agent upgrades. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u32);
+	KW_PIN;
+} kw_ktls SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 22);

@@ -5,7 +5,8 @@
 # installs kTLS, and the unmodified client reads and writes plaintext that s_server
 # sees decrypted (it echoes each line reversed). The kTLS counters rise. Refused, each
 # with the exact errno: the same client not enrolled (EPERM, kernel), an enrolled but
-# unattested process (EPERM), a server presenting an unexpected identity (ECONNREFUSED).
+# unattested process (EPERM), a server presenting an unexpected identity (ECONNREFUSED),
+# and the client reading its socket's kTLS keys back with getsockopt(SOL_TLS) (EPERM).
 # Enrolled processes keep every other connection and lose io_uring (ENOSYS).
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -61,6 +62,12 @@ grep -q "Verification: OK" "$T/s_server.log" ||
     fail "s_server did not verify the client's SVID: $(tail -n 5 "$T/s_server.log")"
 ((  $(tls_stat TlsTxSw) > tx_before )) || fail "TlsTxSw did not rise ($tx_before -> $(tls_stat TlsTxSw)): no kTLS TX was installed"
 (( $(tls_stat TlsRxSw) > rx_before )) || fail "TlsRxSw did not rise ($rx_before -> $(tls_stat TlsRxSw)): no kTLS RX was installed"
+
+# The process owns a kTLS socket but cannot read its keys back (or set new ones).
+marker2="kwarden-keys-$$-$RANDOM"
+expect_errno EPERM enrolled "$KW_ATTESTED" --send "$marker2"$'\n' --expect "$(rev <<<"$marker2")" --tls-getsockopt \
+    127.0.0.1 "$PORT"
+assert_match "the refused call" "getsockopt SOL_TLS TLS_TX: EPERM" "$KW_OUT"
 
 # The same attested binary without enrolment: the kernel lets only the agent connect there.
 ev_mark

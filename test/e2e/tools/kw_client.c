@@ -2,11 +2,13 @@
 /*
  * kw_client: one TCP connect(2), the binary the e2e tests attest (a copy of it).
  *
- *   kw_client [--send TEXT [--expect REPLY]] [--fork] [--exec-sh] HOST PORT
+ *   kw_client [--send TEXT [--expect REPLY [--tls-getsockopt]]] [--fork] [--exec-sh] HOST PORT
  *
  * --send TEXT  after connecting, write TEXT, half-close and wait for the peer to close
  * --expect R   with --send: do not half-close; read until R arrives (exit 0) or the peer
  *              closes or 15 s pass (exit EBADMSG); what was read is printed
+ * --tls-getsockopt  then read the socket's kTLS TX keys back: getsockopt(SOL_TLS,
+ *              TLS_TX); exit 0 if that worked, else its errno
  * --fork       connect in a forked child (it inherits the identity); exit = child's status
  * --exec-sh    exec bash, which opens /dev/tcp/HOST/PORT itself (exec re-attests: the
  *              shell is not the attested binary); exit = bash's status
@@ -19,14 +21,19 @@
  */
 #include "kw_common.h"
 
+#include <linux/tls.h>
 #include <sys/wait.h>
+
+#ifndef SOL_TLS
+#define SOL_TLS 282
+#endif
 
 static const char *volatile kw_marker = "KWARDEN-BYTE-PATCH-A";
 
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: kw_client [--send TEXT [--expect REPLY]] [--fork] [--exec-sh] HOST PORT\n"
+		"usage: kw_client [--send TEXT [--expect REPLY [--tls-getsockopt]]] [--fork] [--exec-sh] HOST PORT\n"
 		"  TCP connect to HOST (IPv4 or IPv6 literal) PORT; exit 0, or the errno.\n"
 		"  build marker: %s\n",
 		kw_marker);
@@ -62,6 +69,19 @@ static int read_expecting(int fd, const char *expect)
 }
 
 static const char *expect_reply;
+static int tls_getsockopt;
+
+/* What a workload holding a kTLS socket could try: read its traffic keys. */
+static int read_tls_keys(int fd)
+{
+	struct tls12_crypto_info_aes_gcm_128 info;
+	socklen_t len = sizeof(info);
+
+	if (getsockopt(fd, SOL_TLS, TLS_TX, &info, &len) < 0)
+		kw_die_errno("getsockopt SOL_TLS TLS_TX", errno);
+	printf("getsockopt SOL_TLS TLS_TX: ok, cipher %u\n", info.info.cipher_type);
+	return 0;
+}
 
 static int do_connect(const char *host, const char *port, const char *text)
 {
@@ -80,6 +100,8 @@ static int do_connect(const char *host, const char *port, const char *text)
 			kw_die_errno("send", errno);
 		if (expect_reply) {
 			int rc = read_expecting(fd, expect_reply);
+			if (rc == 0 && tls_getsockopt)
+				rc = read_tls_keys(fd);
 			close(fd);
 			return rc;
 		}
@@ -103,6 +125,8 @@ int main(int argc, char **argv)
 			text = argv[++i];
 		else if (!strcmp(argv[i], "--expect") && i + 1 < argc)
 			expect_reply = argv[++i];
+		else if (!strcmp(argv[i], "--tls-getsockopt"))
+			tls_getsockopt = 1;
 		else if (!strcmp(argv[i], "--fork"))
 			fork_child = 1;
 		else if (!strcmp(argv[i], "--exec-sh"))
