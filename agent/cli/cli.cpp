@@ -17,6 +17,7 @@
 #include "cli/identity_commands.h"
 #include "core/duration.h"
 #include "enroll/launcher.h"
+#include "tls/ktls.h"
 #include "core/policy.h"
 #include "core/compile.h"
 #include "identity/trust_store.h"
@@ -75,6 +76,7 @@ int cmd_agent(const std::vector<std::string>& argv) {
     o.pin_dir = a->opt("pin-dir", o.pin_dir);
     o.enroll_socket = a->opt("enroll-socket", o.enroll_socket);
     o.tls_cipher = a->opt("tls-cipher", o.tls_cipher);
+    if (auto c = tls::parse_cipher(o.tls_cipher); !c) return fail("--tls-cipher: " + c.message(), 2);
     if (a->has("handshake-timeout")) {
         auto d = core::parse_duration(a->opt("handshake-timeout", ""));
         if (!d) return fail("--handshake-timeout: " + d.message(), 2);

@@ -156,7 +156,8 @@ private:
     void watch_events();
     void on_event(const void* data, size_t size);
     void emit(const json& event);
-    Result<void> start_enrollment();
+    Result<tls::Cipher> ensure_ktls() const;
+    Result<void> start_enrollment(tls::Cipher cipher);
     void tick();
     void schedule_rotation();
     Result<void> mark_self_as_agent();
@@ -550,8 +551,9 @@ Result<void> Agent::mark_self_as_agent() {
 }
 
 // kTLS must work before any process is enrolled: the tls module is loaded here (autoload
-// needs CAP_NET_ADMIN in the init namespace), and a kernel without it stops the agent.
-Result<void> Agent::start_enrollment() {
+// needs CAP_NET_ADMIN in the init namespace), and a kernel without it stops the agent
+// before it touches the kernel's programs.
+Result<tls::Cipher> Agent::ensure_ktls() const {
     auto cipher = tls::parse_cipher(options_.tls_cipher);
     if (!cipher) return make_error("--tls-cipher: " + cipher.message());
     if (!tls::probe_ktls(*cipher)) {
@@ -561,6 +563,10 @@ Result<void> Agent::start_enrollment() {
     if (auto probe = tls::probe_ktls(*cipher); !probe)
         return make_error("kTLS is not available (" + probe.message() +
                           "): load the tls module (modprobe tls) or use a kernel with CONFIG_TLS");
+    return cipher;
+}
+
+Result<void> Agent::start_enrollment(tls::Cipher cipher) {
     EnrollContext ctx;
     ctx.policy = [this] { return view_; };
     ctx.identity_of = [this](int pidfd) -> std::optional<std::string> {
@@ -572,7 +578,7 @@ Result<void> Agent::start_enrollment() {
     ctx.emit = [this](const json& e) { emit(e); };
     ctx.mark_managed = [this](int fd) { return enforcer_->mark_managed_socket(fd); };
     ctx.handshake_timeout = options_.handshake_timeout;
-    ctx.cipher = *cipher;
+    ctx.cipher = cipher;
     enrollment_ = std::make_unique<EnrollmentService>(io_, std::move(ctx));
     return enrollment_->listen(options_.enroll_socket);
 }
@@ -615,6 +621,12 @@ int Agent::run() {
     if (!parsed.errors.empty() || !parsed.policy) {
         spdlog::error("policy {} rejected:", options_.policy_path.value_or("(embedded)"));
         for (const auto& e : parsed.errors) spdlog::error("  {}", e.to_string());
+        return 1;
+    }
+
+    auto cipher = ensure_ktls();
+    if (!cipher) {
+        spdlog::error("{}", cipher.message());
         return 1;
     }
 
@@ -669,7 +681,7 @@ int Agent::run() {
         spdlog::error("{}", r.message());
         return 1;
     }
-    if (auto r = start_enrollment(); !r) {
+    if (auto r = start_enrollment(*cipher); !r) {
         spdlog::error("{}", r.message());
         return 1;
     }

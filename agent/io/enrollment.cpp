@@ -18,8 +18,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
 #include <ctime>
 #include <filesystem>
+#include <string_view>
 
 #include "core/mtls.h"
 #include "core/unique_fd.h"
@@ -48,6 +50,13 @@ std::string now_rfc3339() {
 
 int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 int pidfd_getfd(int pidfd, int fd) { return static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0)); }
+
+bool is_seccomp_listener(int fd) {
+    char link[64] = {};
+    std::string path = "/proc/self/fd/" + std::to_string(fd);
+    ssize_t n = ::readlink(path.c_str(), link, sizeof(link) - 1);
+    return n > 0 && std::string_view(link, static_cast<size_t>(n)) == "anon_inode:seccomp notify";
+}
 
 // Where a held call wants to go: an IPv4 or IPv6 sockaddr read from the process.
 struct Target {
@@ -178,11 +187,14 @@ private:
 // The client side of one mTLS connection made for a held connect().
 class ClientConnect : public std::enable_shared_from_this<ClientConnect> {
 public:
-    ClientConnect(std::shared_ptr<EnrolledProcess> process, enroll::Call call, Target target)
+    ClientConnect(std::shared_ptr<EnrolledProcess> process, enroll::Call call, Target target,
+                  const core::Destination& dest)
         : process_(std::move(process)),
           ctx_(process_->service().context()),
           call_(call),
           target_(std::move(target)),
+          destination_(dest.name),
+          expected_(dest.identity),
           socket_(process_->service().io()),
           timer_(process_->service().io()),
           started_(std::chrono::steady_clock::now()) {}
@@ -205,7 +217,9 @@ private:
     core::UniqueFd pidfd_;
     std::string spiffe_id_ = "unattested";
     std::string destination_;
-    std::string expected_;
+    std::string expected_;  // the server's SPIFFE ID, as the policy names it
+    std::shared_ptr<const identity::Svid> svid_;
+    std::optional<core::SpiffeId> expected_id_;
     asio::posix::stream_descriptor socket_;  // our pidfd_getfd copy of the process's socket
     int saved_flags_ = -1;
     bool connected_ = false;
@@ -314,20 +328,30 @@ void EnrolledProcess::handle_connect(const enroll::Call& call) {
     }
     auto target = parse_sockaddr(std::move(*raw));
     auto view = service_.context().policy();
-    if (!target || !view || !core::mtls_destination(view->policy, target->addr, target->port)) {
+    auto index = target && view ? core::mtls_destination(view->policy, target->addr, target->port) : std::nullopt;
+    if (!index) {
         (void)notifier_.allow(call.id);  // not ours: the BPF gate decides as for anyone
         return;
     }
-    std::make_shared<ClientConnect>(shared_from_this(), call, std::move(*target))->run();
+    std::make_shared<ClientConnect>(shared_from_this(), call, std::move(*target), view->policy.destinations[*index])
+        ->run();
 }
 
 void EnrolledProcess::handle_accept(const enroll::Call& call) {
     // Ours only when the process is the workload that declares this port as a
     // mutual-TLS listen port; any other accept runs as the process made it.
     auto view = service_.context().policy();
+    // Most policies declare no mutual-TLS listen port: then no accept is ours, and the
+    // lookups below (/proc, pidfd, the listener) are skipped.
+    bool any_listen = view && std::any_of(view->policy.workloads.begin(), view->policy.workloads.end(),
+                                          [](const core::Workload& w) { return !w.listen.empty(); });
+    if (!any_listen) {
+        (void)notifier_.allow(call.id);
+        return;
+    }
     auto tgid = enroll::tgid_of(call.tid);
     core::UniqueFd pidfd(tgid ? pidfd_open(*tgid) : -1);
-    if (!view || !pidfd.valid() || !notifier_.valid(call.id)) {
+    if (!pidfd.valid() || !notifier_.valid(call.id)) {
         (void)notifier_.allow(call.id);
         return;
     }
@@ -379,10 +403,6 @@ void EnrolledProcess::handle_fastopen(const enroll::Call& call) {
 void ClientConnect::run() {
     const enroll::Notifier& n = process_->notifier();
     auto view = ctx_.policy();
-    auto index = core::mtls_destination(view->policy, target_.addr, target_.port);
-    const core::Destination& dest = view->policy.destinations[*index];
-    destination_ = dest.name;
-    expected_ = dest.identity;
 
     // Thread -> process -> kernel-assigned identity, race-free: the pidfd is taken first,
     // then the call is checked to be still held (so the thread, hence its tgid, is alive).
@@ -397,10 +417,11 @@ void ClientConnect::run() {
         return finish_fail(EPERM, "the process is unattested: it has no SVID for mutual TLS");
     if (!core::rule_allowing(view->policy, spiffe_id_, destination_))
         return finish_fail(EPERM, "no rule allows " + spiffe_id_ + " to reach " + destination_);
-    auto svid = ctx_.identity->svids().find(spiffe_id_);
-    if (!svid) return finish_fail(EPERM, "no SVID for " + spiffe_id_);
+    svid_ = ctx_.identity->svids().find(spiffe_id_);
+    if (!svid_) return finish_fail(EPERM, "no SVID for " + spiffe_id_);
     auto expected = core::parse_spiffe_id(expected_);
     if (!expected) return finish_fail(ECONNREFUSED, "destination identity: " + expected.message());
+    expected_id_ = *expected;
 
     int fd = pidfd_getfd(pidfd_.get(), static_cast<int>(call_.args[0]));
     if (fd < 0) return finish_fail(EBADF, std::string("pidfd_getfd: ") + std::strerror(errno));
@@ -460,12 +481,11 @@ void ClientConnect::wait_connected() {
 void ClientConnect::drive() {
     if (finished_) return;
     if (!handshake_) {
-        auto expected = core::parse_spiffe_id(expected_);
         tls::HandshakeConfig cfg;
         cfg.role = tls::Role::client;
-        cfg.svid = ctx_.identity->svids().find(spiffe_id_);
+        cfg.svid = svid_;  // the SVID checked in run(), even if it rotated since
         cfg.trust = std::make_shared<const identity::TrustStore>(ctx_.identity->trust());
-        cfg.check_peer = tls::expect_peer_id(*expected);
+        cfg.check_peer = tls::expect_peer_id(*expected_id_);
         cfg.cipher = ctx_.cipher;
         auto hs = tls::Handshake::create(socket_.native_handle(), std::move(cfg));
         if (!hs) return finish_fail(ECONNREFUSED, hs.message());
@@ -736,10 +756,9 @@ void EnrollmentService::on_hello(std::shared_ptr<local::socket> socket) {
             return reply({{"ok", false}, {"error", "the pid in the request is not the caller's"}});
         core::UniqueFd pidfd(pidfd_open(cred.pid));
         if (!pidfd.valid()) return reply({{"ok", false}, {"error", "the caller is gone"}});
-        // The descriptor must be a seccomp listener: NOTIF_ID_VALID on one answers ENOENT
-        // for an unknown id; on anything else it fails otherwise.
-        uint64_t probe = 0;
-        if (::ioctl(fds[0].get(), SECCOMP_IOCTL_NOTIF_ID_VALID, &probe) == 0 || errno != ENOENT)
+        // The descriptor must be a seccomp listener, told by its anonymous inode before any
+        // ioctl is sent to it (an ioctl on an arbitrary file could do anything).
+        if (!is_seccomp_listener(fds[0].get()))
             return reply({{"ok", false}, {"error", "the descriptor is not a seccomp listener"}});
         std::string command = request.value("command", "?");
         auto process = std::make_shared<EnrolledProcess>(*this, std::move(fds[0]), cred.pid, cred.uid, command);

@@ -94,6 +94,27 @@ expect_errno ECONNREFUSED enrolled "$KW_ATTESTED" --send "wrong-server-$$" 127.0
 expect_one_event "the refused server" '.type == "tls" and .result == "failed"'
 assert_event "error~=someone-else" "error~=$LEDGER" errno=111
 
+# The enrolment socket takes nothing but a process's own seccomp listener: a pipe, or a
+# pid that is not the caller's, is refused by name, and the agent keeps serving.
+enroll_raw() { # PID_OFFSET: send a pipe as the "listener", claiming getpid()+PID_OFFSET
+    as_workload "$KW_PY" - "$T/enroll.sock" "$1" <<'PY'
+import json, os, socket, sys
+r, w = os.pipe()
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+req = json.dumps({"op": "enroll", "pid": os.getpid() + int(sys.argv[2])}).encode() + b"\n"
+s.sendmsg([req], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, r.to_bytes(4, sys.byteorder))])
+print(s.makefile().readline().strip())
+PY
+}
+expect_ok enroll_raw 0
+assert_eq "answer to a pipe handed over as a listener" "false the descriptor is not a seccomp listener" \
+    "$(jq -r '"\(.ok) \(.error)"' <<<"$KW_OUT")"
+expect_ok enroll_raw 1
+assert_eq "answer to a pid that is not the caller's" "false the pid in the request is not the caller's" \
+    "$(jq -r '"\(.ok) \(.error)"' <<<"$KW_OUT")"
+kw_agent_ready || fail "the agent stopped answering after bad enrolment requests"
+
 # No agent: exec says so and does not run the command.
 expect_status 1 "$KWARDEN" exec --enroll-socket "$T/nothing.sock" -- /bin/echo should-not-run
 assert_match "kwarden exec without an agent" "no kwarden agent answers" "$KW_OUT"
