@@ -16,6 +16,7 @@
 #include "cli/args.h"
 #include "cli/identity_commands.h"
 #include "core/duration.h"
+#include "enroll/holder.h"
 #include "enroll/launcher.h"
 #include "tls/ktls.h"
 #include "core/policy.h"
@@ -34,9 +35,11 @@ constexpr const char* kUsage =
 
 usage:
   kwarden agent [--policy FILE] [--state-dir DIR] [--ca-dir DIR] [--events FILE|-]
-                [--admin-socket PATH] [--enroll-socket PATH] [--handshake-timeout D]
-                [--tls-cipher NAME] [--pin-dir DIR] [--log-level LEVEL]
+                [--admin-socket PATH] [--enroll-socket PATH] [--holder-socket PATH]
+                [--handshake-timeout D] [--tls-cipher NAME] [--pin-dir DIR] [--log-level LEVEL]
   kwarden exec [--enroll-socket PATH] [--] CMD [ARGS...]
+  kwarden holder [--socket PATH] [--exit-when-idle]
+  kwarden holder status [--socket PATH]
   kwarden policy check FILE
   kwarden policy apply FILE [--admin-socket PATH]
   kwarden status [--json] [--admin-socket PATH]
@@ -60,10 +63,11 @@ void print_problems(const char* kind, const std::vector<core::PolicyProblem>& pr
 int cmd_agent(const std::vector<std::string>& argv) {
     const char* usage =
         "kwarden agent [--policy FILE] [--state-dir DIR] [--ca-dir DIR] [--events FILE|-] [--admin-socket PATH] "
-        "[--enroll-socket PATH] [--handshake-timeout D] [--tls-cipher NAME] [--pin-dir DIR] [--log-level LEVEL]";
+        "[--enroll-socket PATH] [--holder-socket PATH] [--handshake-timeout D] [--tls-cipher NAME] [--pin-dir DIR] "
+        "[--log-level LEVEL]";
     auto a = parse(argv,
-                   {"policy", "state-dir", "ca-dir", "events", "admin-socket", "enroll-socket", "handshake-timeout",
-                    "tls-cipher", "pin-dir", "log-level"},
+                   {"policy", "state-dir", "ca-dir", "events", "admin-socket", "enroll-socket", "holder-socket",
+                    "handshake-timeout", "tls-cipher", "pin-dir", "log-level"},
                    {}, usage);
     if (!a) return 2;
     if (!a->positional.empty()) return fail("agent takes no arguments, got '" + a->positional[0] + "'\nusage: " + usage, 2);
@@ -75,6 +79,8 @@ int cmd_agent(const std::vector<std::string>& argv) {
     o.admin_socket = a->opt("admin-socket", o.admin_socket);
     o.pin_dir = a->opt("pin-dir", o.pin_dir);
     o.enroll_socket = a->opt("enroll-socket", o.enroll_socket);
+    o.holder_socket = a->opt("holder-socket", o.holder_socket);
+    if (o.holder_socket.empty()) return fail("--holder-socket: empty path", 2);
     o.tls_cipher = a->opt("tls-cipher", o.tls_cipher);
     if (auto c = tls::parse_cipher(o.tls_cipher); !c) return fail("--tls-cipher: " + c.message(), 2);
     if (a->has("handshake-timeout")) {
@@ -211,6 +217,30 @@ int cmd_exec(const std::vector<std::string>& argv) {
     return enroll::exec_enrolled(socket, std::vector<std::string>(argv.begin() + static_cast<long>(i), argv.end()));
 }
 
+// `kwarden holder`: the listener holder (enroll/holder.h). The agent starts one itself
+// when none runs; under systemd it is a unit of its own, so that restarting the agent's
+// unit does not take the listeners along.
+int cmd_holder(const std::vector<std::string>& argv) {
+    const char* usage = "kwarden holder [--socket PATH] [--exit-when-idle] | kwarden holder status [--socket PATH]";
+    bool status = !argv.empty() && argv[0] == "status";
+    std::vector<std::string> rest(argv.begin() + (status ? 1 : 0), argv.end());
+    auto a = parse(rest, {"socket"}, status ? std::vector<std::string>{} : std::vector<std::string>{"exit-when-idle"},
+                   usage);
+    if (!a) return 2;
+    if (!a->positional.empty()) return fail("holder: unexpected argument '" + a->positional[0] + "'\nusage: " + usage, 2);
+    std::string socket = a->opt("socket", enroll::kDefaultHolderSocket);
+    if (status) {
+        auto r = enroll::HolderClient::status(socket);
+        if (!r) return fail(r.message());
+        std::cout << r->dump(2) << "\n";
+        return 0;
+    }
+    enroll::HolderOptions o;
+    o.socket_path = socket;
+    o.exit_when_idle = a->flag("exit-when-idle");
+    return enroll::run_holder(o);
+}
+
 int cmd_teardown(const std::vector<std::string>& argv) {
     auto a = parse(argv, {"pin-dir"}, {}, "kwarden teardown [--pin-dir DIR]");
     if (!a) return 2;
@@ -241,6 +271,7 @@ int main(int argc, char** argv) {
         if (cmd == "teardown") return cmd_teardown(rest);
         if (cmd == "ca") return cmd_ca(rest);
         if (cmd == "exec") return cmd_exec(rest);
+        if (cmd == "holder") return cmd_holder(rest);
         if (cmd == "svid") return cmd_svid(rest);
         if (cmd == "bundle") return cmd_bundle(rest);
         if (cmd == "help" || cmd == "--help" || cmd == "-h") {

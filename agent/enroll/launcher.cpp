@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/unique_fd.h"
+#include "enroll/fd_message.h"
 #include "enroll/filter.h"
 
 namespace kw::enroll {
@@ -20,26 +21,6 @@ namespace {
 int fail(const std::string& message, int code = 1) {
     std::cerr << "kwarden exec: " << message << "\n";
     return code;
-}
-
-Result<void> send_with_fd(int sock, const std::string& line, int fd) {
-    iovec iov{const_cast<char*>(line.data()), line.size()};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    ssize_t n;
-    do n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    if (n != static_cast<ssize_t>(line.size())) return make_error(std::string("sending the listener: ") + std::strerror(errno));
-    return {};
 }
 
 Result<std::string> read_line(int sock) {
@@ -71,7 +52,7 @@ int exec_enrolled(const std::string& enroll_socket, const std::vector<std::strin
     auto listener = install_filter();
     if (!listener) return fail(listener.message());
     nlohmann::json request = {{"op", "enroll"}, {"pid", ::getpid()}, {"command", argv[0]}};
-    if (auto r = send_with_fd(sock.get(), request.dump() + "\n", listener->get()); !r) return fail(r.message());
+    if (auto r = send_message(sock.get(), request.dump() + "\n", {listener->get()}); !r) return fail(r.message());
     auto answer = read_line(sock.get());
     if (!answer) return fail("no answer from the agent: " + answer.message());
     auto reply = nlohmann::json::parse(*answer, nullptr, false);

@@ -4,6 +4,8 @@
 #include <sys/ioctl.h>
 #include <sys/uio.h>
 
+#include <spdlog/spdlog.h>
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -28,6 +30,12 @@ Result<std::optional<Call>> Notifier::receive() {
     call.tid = static_cast<pid_t>(notif.pid);
     call.nr = notif.data.nr;
     for (int i = 0; i < 6; ++i) call.args[i] = notif.data.args[i];
+    // Written before anything else is done about the call: an agent killed from here on
+    // leaves it to the next one (journal.h).
+    if (journal_ && !journal_->record(call))
+        spdlog::warn("the journal of held calls is full ({} slots): call {} of thread {} would not survive an agent "
+                     "restart",
+                     Journal::kSlots, call.id, call.tid);
     return std::optional<Call>(call);
 }
 
@@ -69,8 +77,10 @@ Result<void> Notifier::respond(uint64_t id, int64_t value, int error, uint32_t f
     resp.val = value;
     resp.error = error ? -error : 0;
     resp.flags = flags;
+    // A call still held after a failed answer stays in the journal for the next agent.
     if (::ioctl(listener_.get(), SECCOMP_IOCTL_NOTIF_SEND, &resp) != 0 && errno != ENOENT)
         return make_error("SECCOMP_IOCTL_NOTIF_SEND: " + errno_text(errno));
+    note_answered(id);
     return {};
 }
 
@@ -86,7 +96,12 @@ Result<int> Notifier::send_fd(uint64_t id, int fd, unsigned int newfd_flags) con
     addfd.srcfd = static_cast<uint32_t>(fd);
     addfd.newfd_flags = newfd_flags;
     int rc = ::ioctl(listener_.get(), SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
-    if (rc < 0) return make_error("SECCOMP_IOCTL_NOTIF_ADDFD: " + errno_text(errno));
+    if (rc < 0) {
+        int err = errno;
+        if (err == ENOENT) note_answered(id);  // the caller is gone: nothing left to answer
+        return make_error("SECCOMP_IOCTL_NOTIF_ADDFD: " + errno_text(err));
+    }
+    note_answered(id);
     return rc;
 }
 

@@ -14,21 +14,27 @@
 
 #include "core/result.h"
 #include "core/unique_fd.h"
+#include "enroll/call.h"
+#include "enroll/journal.h"
 
 namespace kw::enroll {
 
-struct Call {
-    uint64_t id = 0;
-    pid_t tid = 0;
-    int nr = 0;
-    uint64_t args[6] = {};
-};
-
 class Notifier {
 public:
-    explicit Notifier(core::UniqueFd listener) : listener_(std::move(listener)) {}
+    // JOURNAL, when given, records every call received and not yet answered (journal.h).
+    explicit Notifier(core::UniqueFd listener, std::optional<Journal> journal = std::nullopt)
+        : listener_(std::move(listener)), journal_(std::move(journal)) {}
 
     int fd() const { return listener_.get(); }
+    const std::optional<Journal>& journal() const { return journal_; }
+    // The socket flags the agent found before it changed them, for the next agent.
+    void note_saved_flags(uint64_t id, int flags) const {
+        if (journal_) journal_->set_saved_flags(id, flags);
+    }
+    // Call ID needs no answer any more (answered, or its caller is gone).
+    void note_answered(uint64_t id) const {
+        if (journal_) journal_->clear(id);
+    }
 
     // The next held call, or nullopt when the caller died before we took it (ENOENT) or
     // nothing is pending (EAGAIN with a non-blocking listener).
@@ -56,6 +62,7 @@ public:
 private:
     Result<void> respond(uint64_t id, int64_t value, int error, uint32_t flags) const;
     core::UniqueFd listener_;
+    mutable std::optional<Journal> journal_;  // shared memory, not this object's state
 };
 
 // The thread group (process) of thread TID, from /proc/TID/status.

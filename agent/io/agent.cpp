@@ -482,6 +482,8 @@ json Agent::status() const {
     }
     s["identity"] = identity_.status();
     s["enrolled_processes"] = enrollment_ ? enrollment_->enrolled() : 0;
+    s["listener_holder"] = {{"socket", options_.holder_socket},
+                            {"attached", enrollment_ && enrollment_->holder_attached()}};
     return s;
 }
 
@@ -579,7 +581,14 @@ Result<void> Agent::start_enrollment(tls::Cipher cipher) {
     ctx.mark_managed = [this](int fd) { return enforcer_->mark_managed_socket(fd); };
     ctx.handshake_timeout = options_.handshake_timeout;
     ctx.cipher = cipher;
+    ctx.holder_socket = options_.holder_socket;
     enrollment_ = std::make_unique<EnrollmentService>(io_, std::move(ctx));
+    // The processes a previous agent served come back first, with the calls they hold.
+    // Without a holder the agent still runs; each enrolment tries to reach one again.
+    if (auto adopted = enrollment_->adopt(); !adopted)
+        spdlog::error("listener holder at {}: {}", options_.holder_socket, adopted.message());
+    else if (*adopted)
+        spdlog::info("adopted {} enrolled process(es) from the listener holder", *adopted);
     return enrollment_->listen(options_.enroll_socket);
 }
 

@@ -17,6 +17,8 @@ struct AgentOptions {
     std::string events_path;  // "" none, "-" stdout, else a file appended to
     std::string admin_socket = "/run/kwarden/admin.sock";
     std::string enroll_socket = "/run/kwarden/enroll.sock";  // kwarden exec hands listeners here
+    // Keeps the listeners across agent restarts (enroll/holder.h); started if none runs.
+    std::string holder_socket = "/run/kwarden/holder.sock";
     std::chrono::milliseconds handshake_timeout{10000};
     std::string tls_cipher = "TLS_AES_128_GCM_SHA256";
     std::string pin_dir = "/sys/fs/bpf/kwarden";

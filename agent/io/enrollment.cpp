@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/kcmp.h>
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -25,6 +26,7 @@
 
 #include "core/mtls.h"
 #include "core/unique_fd.h"
+#include "enroll/fd_message.h"
 #include "enroll/notifier.h"
 #include "tls/handshake.h"
 
@@ -50,6 +52,12 @@ std::string now_rfc3339() {
 
 int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 int pidfd_getfd(int pidfd, int fd) { return static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0)); }
+
+// Whether descriptors A and B of this process are the same open file (kcmp(2)).
+bool same_open_file(int a, int b) {
+    pid_t self = ::getpid();
+    return ::syscall(SYS_kcmp, self, self, KCMP_FILE, a, b) == 0;
+}
 
 bool is_seccomp_listener(int fd) {
     char link[64] = {};
@@ -156,21 +164,26 @@ void step_handshake(tls::Handshake& hs, asio::posix::stream_descriptor& sd, cons
 // the calls it holds.
 class EnrolledProcess : public std::enable_shared_from_this<EnrolledProcess> {
 public:
-    EnrolledProcess(EnrollmentService& service, core::UniqueFd listener, pid_t pid, uid_t uid, std::string command)
+    EnrolledProcess(EnrollmentService& service, core::UniqueFd listener, std::optional<enroll::Journal> journal,
+                    pid_t pid, uid_t uid, std::string command)
         : service_(service),
-          notifier_(std::move(listener)),
+          notifier_(std::move(listener), std::move(journal)),
           watch_(service.io(), ::dup(notifier_.fd())),
           pid_(pid),
           uid_(uid),
           command_(std::move(command)) {}
 
-    void start() { wait_next(); }
+    // Serves the calls the process makes from now on, after answering those a previous
+    // agent had taken and not answered. Returns how many of those there were.
+    size_t start();
     const enroll::Notifier& notifier() const { return notifier_; }
     EnrollmentService& service() { return service_; }
     pid_t pid() const { return pid_; }
+    uid_t uid() const { return uid_; }
     const std::string& command() const { return command_; }
 
 private:
+    void resume(const enroll::JournalEntry& entry);
     void wait_next();
     void handle(const enroll::Call& call);
     void handle_connect(const enroll::Call& call);
@@ -278,6 +291,65 @@ private:
 };
 
 // ---- EnrolledProcess ---------------------------------------------------------------
+
+size_t EnrolledProcess::start() {
+    size_t resumed = 0;
+    if (notifier_.journal()) {
+        for (const auto& entry : notifier_.journal()->held()) {
+            if (!notifier_.valid(entry.call.id)) {  // answered, or the caller is gone
+                notifier_.note_answered(entry.call.id);
+                continue;
+            }
+            ++resumed;
+            resume(entry);
+        }
+    }
+    wait_next();
+    return resumed;
+}
+
+// A call the previous agent received and died before answering. Nothing was handed to
+// the app yet: the app's socket flags are put back, and the call is served anew, except
+// a connect whose socket the previous agent had already connected (a handshake cut in
+// the middle cannot be resumed): that one is shut down and fails.
+void EnrolledProcess::resume(const enroll::JournalEntry& entry) {
+    const enroll::Call& call = entry.call;
+    spdlog::info("enrolled process {}: call {} (syscall {}) of thread {} was taken by the previous agent and not "
+                 "answered: serving it",
+                 pid_, call.id, call.nr, call.tid);
+    bool on_socket = call.nr == __NR_connect || call.nr == __NR_accept || call.nr == __NR_accept4;
+    auto tgid = on_socket ? enroll::tgid_of(call.tid) : Result<pid_t>(make_error("not a socket call"));
+    core::UniqueFd pidfd(tgid ? pidfd_open(*tgid) : -1);
+    core::UniqueFd sock(pidfd.valid() ? pidfd_getfd(pidfd.get(), static_cast<int>(call.args[0])) : -1);
+    if (sock.valid() && entry.saved_flags >= 0) ::fcntl(sock.get(), F_SETFL, entry.saved_flags);
+    if (sock.valid() && call.nr == __NR_connect && notifier_.valid(call.id)) {
+        tcp_info info{};
+        socklen_t len = sizeof(info);
+        if (::getsockopt(sock.get(), IPPROTO_TCP, TCP_INFO, &info, &len) == 0 && info.tcpi_state != TCP_CLOSE) {
+            ::shutdown(sock.get(), SHUT_RDWR);
+            (void)notifier_.fail(call.id, ECONNREFUSED);
+            sockaddr_storage peer{};
+            socklen_t pl = sizeof(peer);
+            ::getpeername(sock.get(), reinterpret_cast<sockaddr*>(&peer), &pl);
+            auto target = parse_sockaddr(std::vector<uint8_t>(reinterpret_cast<uint8_t*>(&peer),
+                                                              reinterpret_cast<uint8_t*>(&peer) + pl));
+            auto id = service_.context().identity_of(pidfd.get());
+            auto view = service_.context().policy();
+            auto index = target && view ? core::mtls_destination(view->policy, target->addr, target->port) : std::nullopt;
+            const core::Destination* dest = index ? &view->policy.destinations[*index] : nullptr;
+            std::string reason = "the agent restarted during the handshake";
+            json e = tls_event({"client", "failed", call, *tgid, id.value_or("unattested"), nullptr,
+                                dest ? dest->identity : "", dest ? dest->name : "", target ? target->text() : "?",
+                                target ? target->port : uint16_t{0}, std::chrono::steady_clock::now()});
+            e["error"] = reason;
+            e["errno"] = ECONNREFUSED;
+            spdlog::warn("enrolled process {}: connect() of thread {} gets ECONNREFUSED: {}", pid_, call.tid, reason);
+            service_.context().emit(e);
+            return;
+        }
+    }
+    handle(call);
+}
 
 void EnrolledProcess::wait_next() {
     auto self = shared_from_this();
@@ -439,6 +511,7 @@ void ClientConnect::run() {
     // The app's socket is one open file with ours: the flags are shared. Work
     // non-blocking, and put back what the app had before it sees the socket again.
     saved_flags_ = ::fcntl(fd, F_GETFL);
+    n.note_saved_flags(call_.id, saved_flags_);  // for the next agent, should this one die now
     ::fcntl(fd, F_SETFL, saved_flags_ | O_NONBLOCK);
 
     // The handshake is bounded by the agent's timeout and by the app's SO_SNDTIMEO: once
@@ -552,6 +625,7 @@ void ClientConnect::finish_fail(int error, const std::string& reason) {
 void ServerAccept::run() {
     int fd = listener_.native_handle();
     listener_flags_ = ::fcntl(fd, F_GETFL);
+    process_->notifier().note_saved_flags(call_.id, listener_flags_);
     app_nonblocking_ = listener_flags_ >= 0 && (listener_flags_ & O_NONBLOCK);
     ::fcntl(fd, F_SETFL, listener_flags_ | O_NONBLOCK);
     // A client that connects and stays silent is not accepted until its ClientHello
@@ -713,6 +787,95 @@ void EnrollmentService::accept_next() {
 
 void EnrollmentService::forget(EnrolledProcess* process) { processes_.erase(process); }
 
+Result<size_t> EnrollmentService::adopt() {
+    if (context_.holder_socket.empty()) return size_t{0};
+    auto attached = enroll::HolderClient::attach_or_spawn(context_.holder_socket, ::getpid());
+    if (!attached) return attached.error();
+    holder_.emplace(std::move(attached->client));
+    watch_holder();
+    size_t adopted = 0;
+    for (auto& held : attached->held) {
+        std::optional<enroll::Journal> journal;
+        if (held.journal.valid()) {
+            auto j = enroll::Journal::adopt(std::move(held.journal));
+            if (j)
+                journal.emplace(std::move(*j));
+            else
+                spdlog::warn("adopted process {}: its journal is unusable ({}): calls the previous agent held are lost",
+                             held.pid, j.message());
+        }
+        auto process = std::make_shared<EnrolledProcess>(*this, std::move(held.listener), std::move(journal), held.pid,
+                                                         held.uid, held.command);
+        processes_[process.get()] = process;
+        size_t resumed = process->start();
+        ++adopted;
+        spdlog::info("adopted enrolled process {} (uid {}, {}) from the listener holder, {} held call(s) resumed",
+                     held.pid, held.uid, held.command, resumed);
+        context_.emit({{"type", "enroll"},
+                       {"time", now_rfc3339()},
+                       {"pid", held.pid},
+                       {"uid", held.uid},
+                       {"command", held.command},
+                       {"adopted", true},
+                       {"resumed_calls", resumed}});
+    }
+    return adopted;
+}
+
+// The holder's end of our connection closes only when it died: a new one is started and
+// given every listener again, before this agent could die too and take them along.
+void EnrollmentService::watch_holder() {
+    if (!holder_) return;
+    if (!holder_watch_) holder_watch_.emplace(io_, ::dup(holder_->fd()));
+    holder_watch_->async_wait(asio::posix::stream_descriptor::wait_read, [this](boost::system::error_code ec) {
+        if (ec || !holder_) return;
+        char byte;
+        ssize_t n = ::recv(holder_->fd(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n != 0 && !(n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) return watch_holder();
+        spdlog::error("the listener holder went away: starting a new one and depositing {} listener(s) again",
+                      processes_.size());
+        if (auto r = reattach(); !r) spdlog::error("{}", r.message());
+    });
+}
+
+Result<void> EnrollmentService::reattach() {
+    holder_watch_.reset();
+    holder_.reset();
+    auto attached = enroll::HolderClient::attach_or_spawn(context_.holder_socket, ::getpid());
+    if (!attached)
+        return make_error("no listener holder (" + attached.message() +
+                          "): enrolled processes would not survive an agent restart");
+    holder_.emplace(std::move(attached->client));
+    watch_holder();
+    for (auto& [raw, process] : processes_) {
+        const auto& n = process->notifier();
+        // The same holder, met again (our connection failed, not the holder): what it
+        // still keeps is not deposited twice.
+        bool kept = std::any_of(attached->held.begin(), attached->held.end(), [&](const enroll::HeldListener& h) {
+            return same_open_file(h.listener.get(), n.fd());
+        });
+        if (kept) continue;
+        auto key = holder_->deposit(process->pid(), process->uid(), process->command(), n.fd(),
+                                    n.journal() ? n.journal()->fd() : -1);
+        if (!key) return make_error("depositing the listener of process " + std::to_string(process->pid()) + ": " +
+                                    key.message());
+    }
+    return {};
+}
+
+Result<void> EnrollmentService::deposit(EnrolledProcess& process) {
+    if (context_.holder_socket.empty()) return {};
+    const auto& n = process.notifier();
+    if (holder_) {
+        auto key = holder_->deposit(process.pid(), process.uid(), process.command(), n.fd(),
+                                    n.journal() ? n.journal()->fd() : -1);
+        if (key) return {};
+        spdlog::warn("listener holder: {}: attaching again", key.message());
+    }
+    // Re-attaching deposits every listener we serve, this one included.
+    return reattach();
+}
+
 void EnrollmentService::on_hello(std::shared_ptr<local::socket> socket) {
     socket->async_wait(local::socket::wait_read, [this, socket](boost::system::error_code ec) {
         if (ec) return;
@@ -721,28 +884,9 @@ void EnrollmentService::on_hello(std::shared_ptr<local::socket> socket) {
             boost::system::error_code ignored;
             asio::write(*socket, asio::buffer(line), ignored);
         };
-        char buf[4096];
-        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
-        iovec iov{buf, sizeof(buf) - 1};
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof(control);
-        ssize_t n = ::recvmsg(socket->native_handle(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-        std::vector<core::UniqueFd> fds;
-        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-            size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (size_t i = 0; i < count; ++i) {
-                int fd;
-                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                fds.emplace_back(fd);
-            }
-        }
-        if (n <= 0) return;
-        buf[n] = '\0';
-        auto request = json::parse(std::string(buf, static_cast<size_t>(n)), nullptr, false);
+        auto msg = enroll::receive_message(socket->native_handle(), 4095, MSG_DONTWAIT);
+        if (!msg) return;
+        auto request = json::parse(msg->text, nullptr, false);
         ucred cred{};
         socklen_t cl = sizeof(cred);
         if (::getsockopt(socket->native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0)
@@ -750,7 +894,8 @@ void EnrollmentService::on_hello(std::shared_ptr<local::socket> socket) {
         if (!request.is_object() || request.value("op", "") != "enroll" || !request.contains("pid") ||
             !request["pid"].is_number_integer())
             return reply({{"ok", false}, {"error", "expected {\"op\":\"enroll\",\"pid\":N} with one listener fd"}});
-        if (fds.size() != 1) return reply({{"ok", false}, {"error", "expected exactly one file descriptor, the seccomp listener"}});
+        if (msg->fds.size() != 1)
+            return reply({{"ok", false}, {"error", "expected exactly one file descriptor, the seccomp listener"}});
         // A process enrols itself: the pid it names is the one on the other end.
         if (request["pid"].get<int64_t>() != cred.pid)
             return reply({{"ok", false}, {"error", "the pid in the request is not the caller's"}});
@@ -758,11 +903,25 @@ void EnrollmentService::on_hello(std::shared_ptr<local::socket> socket) {
         if (!pidfd.valid()) return reply({{"ok", false}, {"error", "the caller is gone"}});
         // The descriptor must be a seccomp listener, told by its anonymous inode before any
         // ioctl is sent to it (an ioctl on an arbitrary file could do anything).
-        if (!is_seccomp_listener(fds[0].get()))
+        if (!is_seccomp_listener(msg->fds[0].get()))
             return reply({{"ok", false}, {"error", "the descriptor is not a seccomp listener"}});
         std::string command = request.value("command", "?");
-        auto process = std::make_shared<EnrolledProcess>(*this, std::move(fds[0]), cred.pid, cred.uid, command);
+        std::optional<enroll::Journal> journal;
+        if (!context_.holder_socket.empty()) {
+            auto j = enroll::Journal::create();
+            if (!j) return reply({{"ok", false}, {"error", "the agent cannot journal held calls: " + j.message()}});
+            journal.emplace(std::move(*j));
+        }
+        auto process = std::make_shared<EnrolledProcess>(*this, std::move(msg->fds[0]), std::move(journal), cred.pid,
+                                                         cred.uid, command);
+        // Fail closed on availability too: a listener the holder does not keep would make
+        // every trapped call of the process fail with ENOSYS after an agent restart.
         processes_[process.get()] = process;
+        if (auto r = deposit(*process); !r) {
+            processes_.erase(process.get());
+            spdlog::error("refusing to enrol process {} ({}): {}", cred.pid, command, r.message());
+            return reply({{"ok", false}, {"error", "the agent cannot keep the listener across restarts: " + r.message()}});
+        }
         process->start();
         spdlog::info("enrolled process {} (uid {}, {})", cred.pid, cred.uid, command);
         context_.emit({{"type", "enroll"}, {"time", now_rfc3339()}, {"pid", cred.pid}, {"uid", cred.uid}, {"command", command}});

@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/result.h"
+#include "enroll/holder.h"
 #include "identity/node_identity.h"
 #include "io/events.h"
 #include "tls/ktls.h"
@@ -41,6 +42,9 @@ struct EnrollContext {
     std::function<Result<void>(int fd)> mark_managed;
     std::chrono::milliseconds handshake_timeout{10000};
     tls::Cipher cipher = tls::Cipher::aes_128_gcm;
+    // The listener holder (enroll/holder.h): every listener is deposited there, and a
+    // restarted agent adopts them back. Empty: none (listeners die with the agent).
+    std::string holder_socket;
 };
 
 class EnrolledProcess;
@@ -50,9 +54,14 @@ public:
     EnrollmentService(boost::asio::io_context& io, EnrollContext context);
     ~EnrollmentService();
 
+    // Attaches to the listener holder (starting one if none runs) and adopts the
+    // listeners it holds: the processes a previous agent served, with their held calls.
+    // Returns how many were adopted.
+    Result<size_t> adopt();
     // Listens on PATH, mode 0666: any user may enrol their own processes.
     Result<void> listen(const std::string& path);
     size_t enrolled() const { return processes_.size(); }
+    bool holder_attached() const { return holder_.has_value(); }
     const EnrollContext& context() const { return context_; }
     boost::asio::io_context& io() { return io_; }
     void forget(EnrolledProcess* process);
@@ -60,11 +69,18 @@ public:
 private:
     void accept_next();
     void on_hello(std::shared_ptr<boost::asio::local::stream_protocol::socket> socket);
+    // Deposits PROCESS's listener and journal with the holder, re-attaching (and
+    // re-depositing every listener) if the holder went away.
+    Result<void> deposit(EnrolledProcess& process);
+    Result<void> reattach();
+    void watch_holder();
 
     boost::asio::io_context& io_;
     EnrollContext context_;
     boost::asio::local::stream_protocol::acceptor acceptor_;
     std::map<EnrolledProcess*, std::shared_ptr<EnrolledProcess>> processes_;
+    std::optional<enroll::HolderClient> holder_;
+    std::optional<boost::asio::posix::stream_descriptor> holder_watch_;
 };
 
 }  // namespace kw::io

@@ -96,6 +96,8 @@ kw_cleanup() {
             [[ -d $cg ]] && echo "cleanup: could not remove cgroup $cg" >&2
         done <"$t/.kw_cgroups"
     fi
+    # The listener holder ends by itself once its processes are gone; make sure.
+    pkill -f -- "holder --socket $t/holder.sock" 2>/dev/null || true
     if [[ -f $t/.kw_netns ]]; then
         while read -r ns; do ip netns del "$ns" 2>/dev/null || true; done <"$t/.kw_netns"
     fi
@@ -364,8 +366,9 @@ start_agent() { # POLICY [EVENTS]
     mkdir -p "$T/state"
     note "starting agent: policy $policy, events $KW_EVENTS"
     # KW_AGENT_WRAP: a command prefix (setpriv ...); KW_AGENT_ARGS: more agent options.
+    # The listener holder the agent starts (or finds) is this test's own.
     "${KW_AGENT_WRAP[@]}" "$KWARDEN" agent --policy "$policy" --state-dir "$T/state" --events "$KW_EVENTS" \
-        --admin-socket "$KW_ADMIN" "${KW_AGENT_ARGS[@]}" >>"$T/agent.log" 2>&1 &
+        --admin-socket "$KW_ADMIN" --holder-socket "$T/holder.sock" "${KW_AGENT_ARGS[@]}" >>"$T/agent.log" 2>&1 &
     KW_AGENT_PID=$!
     echo "$KW_AGENT_PID" >"$T/.kw_agent_pid"
     wait_agent_ready 120
