@@ -275,8 +275,18 @@ struct kw_sk {
 	__u8 addr[16];
 };
 
+/*
+ * State of a socket the agent takes over for mutual TLS (value of kw_ktls). The agent
+ * writes the whole value each time, so a socket is in one state at a time:
+ *   HANDSHAKE  set on the app's socket before the agent connects it; until kTLS is in
+ *              place no task but the agent may move data on it. Left as is when the
+ *              handshake fails: such a socket never carries plaintext (fail closed).
+ *   MANAGED    kTLS installed by the agent: data moves (encrypted), SOL_TLS is the
+ *              agent's only.
+ */
 enum kw_ktls_flags {
-	KW_KTLS_MANAGED = 1u << 0, /* kTLS installed by the agent for an enrolled process */
+	KW_KTLS_MANAGED = 1u << 0,   /* kTLS installed by the agent for an enrolled process */
+	KW_KTLS_HANDSHAKE = 1u << 1, /* the agent's handshake is running, or failed */
 };
 
 enum kw_counter {

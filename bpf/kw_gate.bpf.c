@@ -18,6 +18,11 @@
  * for that process itself). Anyone else, whatever the rules, gets EPERM: a process that
  * was not enrolled, io_uring, or any other way around the seccomp hold never talks
  * plaintext to such a service.
+ *
+ * The sockets the agent runs mutual TLS on (kw_ktls) are guarded too: while the handshake
+ * runs nobody else moves data on them (socket_sendmsg, socket_recvmsg, file_permission),
+ * and once kTLS is in, only the agent reads or sets their keys (socket_getsockopt,
+ * socket_setsockopt).
  */
 #include "lib/common.h"
 
@@ -222,6 +227,81 @@ static __always_inline int kw_gate(struct socket *sock, struct sockaddr *sa, int
 	return 0;
 }
 
+/* EPERM when SK is in one of STATES (enum kw_ktls_flags) and the caller is not the agent. */
+static __always_inline int kw_agent_only(struct sock *sk, __u32 states)
+{
+	if (!sk)
+		return 0;
+	__u32 *state = bpf_sk_storage_get(&kw_ktls, sk, 0, 0);
+	if (!state || !(*state & states))
+		return 0;
+	struct kw_task *task = kw_current_task_state();
+	if (task && (task->flags & KW_TASK_AGENT))
+		return 0;
+	return -EPERM;
+}
+
+/*
+ * Data guard. From the moment the agent takes an app's socket for mutual TLS until kTLS
+ * is installed (KW_KTLS_HANDSHAKE), the socket is the agent's alone: another thread of
+ * the app, or any process the descriptor was passed to, must neither write plaintext to
+ * the mutual-TLS peer nor read the handshake away from the agent. A failed handshake
+ * leaves the mark in place, so such a socket never carries plaintext. The agent's own
+ * task (KW_TASK_AGENT) passes. Every way data moves through a socket file meets one of:
+ *
+ *   socket_sendmsg   send, sendto, sendmsg, sendmmsg, and write/writev (sock_write_iter),
+ *                    io_uring's send; on 6.12 also splice/sendfile to a socket
+ *                    (splice_to_socket -> sock_sendmsg)
+ *   socket_recvmsg   recv, recvfrom, recvmsg, recvmmsg, read/readv (sock_read_iter),
+ *                    io_uring's recv
+ *   file_permission  rw_verify_area(): read, write, readv, writev, and sendfile and
+ *                    splice in either direction. The only one on two paths: splice from
+ *                    a socket (sock_splice_read -> tcp_splice_read, no recvmsg), and on
+ *                    6.1 splice or sendfile to a socket (sock_sendpage -> kernel_sendpage,
+ *                    no sendmsg).
+ *
+ * Cost on sockets: one socket-storage lookup (a NULL test of sk->sk_bpf_storage for a
+ * socket nobody stored anything on) per send/recv.
+ */
+static __always_inline int kw_data_guard(struct sock *sk)
+{
+	return kw_agent_only(sk, KW_KTLS_HANDSHAKE);
+}
+
+SEC("lsm/socket_recvmsg")
+int BPF_PROG(kw_recvmsg, struct socket *sock, struct msghdr *msg, int size, int flags, int ret)
+{
+	if (ret)
+		return ret;
+	return kw_data_guard(sock->sk);
+}
+
+#define S_IFMT 0170000
+#define S_IFSOCK 0140000
+
+/*
+ * file_permission runs on every read and write of every file in the system (and
+ * readdir): for anything that is not a socket this is the trampoline, two loads and a
+ * compare. Socket files then cost a helper call (bpf_sock_from_file checks f_op, which is
+ * what makes file->private_data a struct socket) and the lookup of kw_data_guard.
+ * bpf_sock_from_file is reached through tracing_prog_func_proto, which bpf_lsm_func_proto
+ * falls back to on 6.1 and 6.12; it returns a BTF pointer whose ->sk the sk-storage
+ * helper takes, where a read of the void * private_data would only give a scalar.
+ */
+SEC("lsm/file_permission")
+int BPF_PROG(kw_file_perm, struct file *file, int mask, int ret)
+{
+	if (ret)
+		return ret;
+	struct inode *inode = file->f_inode;
+	if (!inode || (inode->i_mode & S_IFMT) != S_IFSOCK)
+		return 0;
+	struct socket *sock = bpf_sock_from_file(file);
+	if (!sock)
+		return 0;
+	return kw_data_guard(sock->sk);
+}
+
 SEC("lsm/socket_connect")
 int BPF_PROG(kw_connect, struct socket *sock, struct sockaddr *address, int addrlen, int ret)
 {
@@ -238,6 +318,9 @@ int BPF_PROG(kw_sendmsg, struct socket *sock, struct msghdr *msg, int size, int 
 
 	if (ret)
 		return ret;
+	ret = kw_data_guard(sock->sk);
+	if (ret)
+		return ret;
 	name = BPF_CORE_READ(msg, msg_name);
 	if (!name)
 		return 0; /* connected socket: its connect() was gated */
@@ -250,24 +333,26 @@ int BPF_PROG(kw_sendmsg, struct socket *sock, struct msghdr *msg, int size, int 
 /*
  * The traffic keys of a socket the agent set up can be read back with
  * getsockopt(SOL_TLS, TLS_TX/TLS_RX), and replaced with setsockopt: only the agent may
- * do either. Sockets kTLS was not installed on by the agent are not touched.
+ * do either, from the start of its handshake (install_ktls runs before the socket is
+ * marked MANAGED: the keys are in the socket a moment earlier). During the handshake
+ * getsockopt(TCP_ZEROCOPY_RECEIVE) is data movement too (it maps received data into the
+ * caller's memory without recvmsg). Sockets the agent did not mark are not touched.
  */
+#define SOL_TCP 6
+#define TCP_ZEROCOPY_RECEIVE 35
 #define SOL_TLS 282
 
-static __always_inline int kw_tls_guard(struct socket *sock, int level)
+static __always_inline int kw_sockopt_guard(struct socket *sock, int level, int optname)
 {
-	if (level != SOL_TLS)
+	__u32 guarded;
+
+	if (level == SOL_TLS)
+		guarded = KW_KTLS_MANAGED | KW_KTLS_HANDSHAKE;
+	else if (level == SOL_TCP && optname == TCP_ZEROCOPY_RECEIVE)
+		guarded = KW_KTLS_HANDSHAKE;
+	else
 		return 0;
-	struct sock *sk = sock->sk; /* a trusted BTF pointer, as bpf_sk_storage_get needs */
-	if (!sk)
-		return 0;
-	__u32 *flags = bpf_sk_storage_get(&kw_ktls, sk, 0, 0);
-	if (!flags || !(*flags & KW_KTLS_MANAGED))
-		return 0;
-	struct kw_task *task = kw_current_task_state();
-	if (task && (task->flags & KW_TASK_AGENT))
-		return 0;
-	return -EPERM;
+	return kw_agent_only(sock->sk, guarded);
 }
 
 SEC("lsm/socket_getsockopt")
@@ -275,7 +360,7 @@ int BPF_PROG(kw_getsockopt, struct socket *sock, int level, int optname, int ret
 {
 	if (ret)
 		return ret;
-	return kw_tls_guard(sock, level);
+	return kw_sockopt_guard(sock, level, optname);
 }
 
 SEC("lsm/socket_setsockopt")
@@ -283,5 +368,5 @@ int BPF_PROG(kw_setsockopt, struct socket *sock, int level, int optname, int ret
 {
 	if (ret)
 		return ret;
-	return kw_tls_guard(sock, level);
+	return kw_sockopt_guard(sock, level, optname);
 }

@@ -176,6 +176,8 @@ Result<void> Enforcer::attach() {
         {o.attest->progs.kw_exec_commit, "kw_exec_commit"},
         {o.gate->progs.kw_connect, "kw_connect"},
         {o.gate->progs.kw_sendmsg, "kw_sendmsg"},
+        {o.gate->progs.kw_recvmsg, "kw_recvmsg"},
+        {o.gate->progs.kw_file_perm, "kw_file_perm"},
         {o.gate->progs.kw_getsockopt, "kw_getsockopt"},
         {o.gate->progs.kw_setsockopt, "kw_setsockopt"},
     };
@@ -303,12 +305,18 @@ std::optional<kw_task> Enforcer::task_identity(int pidfd) const {
     return t;
 }
 
-Result<void> Enforcer::mark_managed_socket(int fd) {
-    uint32_t flags = KW_KTLS_MANAGED;
-    if (bpf_map_update_elem(map_fd("kw_ktls"), &fd, &flags, BPF_ANY) != 0)
-        return make_error("cannot mark the socket as managed (kw_ktls): " + errno_text(errno));
+// The whole value is written: a socket is in exactly one state (bpf/abi.h, kw_ktls_flags).
+Result<void> Enforcer::set_socket_state(int fd, uint32_t state, const char* what) {
+    if (bpf_map_update_elem(map_fd("kw_ktls"), &fd, &state, BPF_ANY) != 0)
+        return make_error(std::string("cannot mark the socket as ") + what + " (kw_ktls): " + errno_text(errno));
     return {};
 }
+
+Result<void> Enforcer::mark_handshake_socket(int fd) {
+    return set_socket_state(fd, KW_KTLS_HANDSHAKE, "in handshake");
+}
+
+Result<void> Enforcer::mark_managed_socket(int fd) { return set_socket_state(fd, KW_KTLS_MANAGED, "managed"); }
 
 Result<void> Enforcer::set_task_identity(int pidfd, const kw_task& task) {
     if (bpf_map_update_elem(map_fd("kw_tasks"), &pidfd, &task, BPF_ANY) != 0)

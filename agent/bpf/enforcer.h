@@ -64,8 +64,14 @@ public:
     // The identity the kernel recorded for the process behind PIDFD (task storage).
     std::optional<kw_task> task_identity(int pidfd) const;
     Result<void> set_task_identity(int pidfd, const kw_task& task);
-    // Records that the agent installed kTLS on the socket FD refers to: from then on
-    // only the agent may getsockopt/setsockopt(SOL_TLS) on it.
+    // Records that the agent starts a TLS handshake on the socket FD refers to: until
+    // mark_managed_socket, nobody but the agent moves data on it (send/recv, read/write,
+    // sendfile, splice) or touches SOL_TLS. The agent never clears it: a socket whose
+    // handshake failed keeps refusing data, so it never carries plaintext.
+    Result<void> mark_handshake_socket(int fd);
+    // Records that the agent installed kTLS on the socket FD refers to (replacing the
+    // handshake mark): data moves again, and only the agent may
+    // getsockopt/setsockopt(SOL_TLS) on it.
     Result<void> mark_managed_socket(int fd);
 
     std::array<uint64_t, KW_CNT_MAX> counters() const;
@@ -90,6 +96,7 @@ private:
     Enforcer() = default;
     struct Objects;
     int map_fd(const char* name) const;
+    Result<void> set_socket_state(int fd, uint32_t state, const char* what);
 
     std::unique_ptr<Objects> objs_;
     LoadOptions options_;

@@ -24,6 +24,9 @@
 #include "identity/trust_store.h"
 #include "io/admin_protocol.h"
 #include "io/agent.h"
+#ifdef KW_TEST_HOOKS
+#include "testhooks/key_dump.h"
+#endif
 
 namespace kw::cli {
 namespace {
@@ -61,14 +64,18 @@ void print_problems(const char* kind, const std::vector<core::PolicyProblem>& pr
 }
 
 int cmd_agent(const std::vector<std::string>& argv) {
-    const char* usage =
+    std::string usage =
         "kwarden agent [--policy FILE] [--state-dir DIR] [--ca-dir DIR] [--events FILE|-] [--admin-socket PATH] "
         "[--enroll-socket PATH] [--holder-socket PATH] [--handshake-timeout D] [--tls-cipher NAME] [--pin-dir DIR] "
         "[--log-level LEVEL]";
-    auto a = parse(argv,
-                   {"policy", "state-dir", "ca-dir", "events", "admin-socket", "enroll-socket", "holder-socket",
-                    "handshake-timeout", "tls-cipher", "pin-dir", "log-level"},
-                   {}, usage);
+    std::vector<std::string> options = {"policy",        "state-dir",     "ca-dir",            "events",
+                                        "admin-socket",  "enroll-socket", "holder-socket",     "handshake-timeout",
+                                        "tls-cipher",    "pin-dir",       "log-level"};
+#ifdef KW_TEST_HOOKS
+    usage += " [--test-key-dump FILE]";
+    options.push_back("test-key-dump");
+#endif
+    auto a = parse(argv, options, {}, usage);
     if (!a) return 2;
     if (!a->positional.empty()) return fail("agent takes no arguments, got '" + a->positional[0] + "'\nusage: " + usage, 2);
     io::AgentOptions o;
@@ -92,6 +99,11 @@ int cmd_agent(const std::vector<std::string>& argv) {
     if (level == spdlog::level::off && a->opt("log-level", "info") != "off")
         return fail("unknown --log-level '" + a->opt("log-level", "") + "' (trace, debug, info, warn, error)", 2);
     spdlog::set_level(level);
+#ifdef KW_TEST_HOOKS
+    if (a->has("test-key-dump"))
+        if (auto r = testhooks::open_key_dump(a->opt("test-key-dump", "")); !r)
+            return fail("--test-key-dump: " + r.message(), 2);
+#endif
     return io::run_agent(o);
 }
 

@@ -35,6 +35,9 @@
 #include "io/enrollment.h"
 #include "io/events.h"
 #include "io/hygiene.h"
+#ifdef KW_TEST_HOOKS
+#include "testhooks/key_dump.h"
+#endif
 
 namespace kw::io {
 namespace asio = boost::asio;
@@ -268,6 +271,9 @@ Result<void> Agent::publish(core::Policy policy, bool repin, bool new_policy,
     ids_ = ids;
     if (staged) {
         identity_.commit(std::move(*staged));
+#ifdef KW_TEST_HOOKS
+        testhooks::dump_svid_keys(identity_.svids());
+#endif
         spdlog::info("issued {} X.509-SVIDs for trust domain {} (CA: {})", identity_.svids().all().size(),
                      policy.trust_domain, identity_.svids().authority()->source());
         schedule_rotation();
@@ -378,6 +384,9 @@ void Agent::schedule_rotation() {
     rotation_timer_.async_wait([this](boost::system::error_code ec) {
         if (ec) return;
         auto report = identity_.tick();
+#ifdef KW_TEST_HOOKS
+        testhooks::dump_svid_keys(identity_.svids());
+#endif
         for (const auto& line : report.rotated) spdlog::info("{}", line);
         for (const auto& line : report.errors) spdlog::error("{}; the current SVID stays until it expires", line);
         if (!report.errors.empty()) {
@@ -578,6 +587,7 @@ Result<void> Agent::start_enrollment(tls::Cipher cipher) {
     };
     ctx.identity = &identity_;
     ctx.emit = [this](const json& e) { emit(e); };
+    ctx.mark_handshake = [this](int fd) { return enforcer_->mark_handshake_socket(fd); };
     ctx.mark_managed = [this](int fd) { return enforcer_->mark_managed_socket(fd); };
     ctx.handshake_timeout = options_.handshake_timeout;
     ctx.cipher = cipher;

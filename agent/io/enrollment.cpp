@@ -29,6 +29,9 @@
 #include "enroll/fd_message.h"
 #include "enroll/notifier.h"
 #include "tls/handshake.h"
+#ifdef KW_TEST_HOOKS
+#include "testhooks/key_dump.h"
+#endif
 
 namespace kw::io {
 namespace asio = boost::asio;
@@ -158,6 +161,20 @@ void step_handshake(tls::Handshake& hs, asio::posix::stream_descriptor& sd, cons
     });
 }
 
+// Calls GONE once the process of PIDFD has exited (a pidfd is readable then), taking
+// PIDFD into WATCH. SIGKILL is the one signal that ends a held call: work the agent does
+// for that call stops at once, and nothing of it (a connection, a listener copy) outlives
+// the process. Without a watch (the pidfd cannot be polled), the timeouts still bound it.
+void watch_exit(asio::posix::stream_descriptor& watch, core::UniqueFd& pidfd, std::function<void()> gone) {
+    boost::system::error_code ec;
+    watch.assign(pidfd.get(), ec);
+    if (ec) return;
+    (void)pidfd.release();  // WATCH owns it now
+    watch.async_wait(asio::posix::stream_descriptor::wait_read, [gone = std::move(gone)](boost::system::error_code e) {
+        if (!e) gone();
+    });
+}
+
 }  // namespace
 
 // One enrolled process tree (the filter is inherited by its children): its listener and
@@ -210,6 +227,7 @@ public:
           expected_(dest.identity),
           socket_(process_->service().io()),
           timer_(process_->service().io()),
+          exit_watch_(process_->service().io()),
           started_(std::chrono::steady_clock::now()) {}
 
     void run();
@@ -238,6 +256,8 @@ private:
     bool connected_ = false;
     bool finished_ = false;
     asio::steady_timer timer_;
+    // The caller's pidfd once the handshake runs: readable when the process has exited.
+    asio::posix::stream_descriptor exit_watch_;
     std::unique_ptr<tls::Handshake> handshake_;
     std::chrono::steady_clock::time_point started_;
 };
@@ -259,7 +279,8 @@ public:
           port_(port),
           listener_(process_->service().io(), listener.release()),
           conn_(process_->service().io()),
-          timer_(process_->service().io()) {}
+          timer_(process_->service().io()),
+          exit_watch_(process_->service().io()) {}
 
     void run();
 
@@ -285,6 +306,8 @@ private:
     socklen_t peer_len_ = 0;
     std::string peer_text_;
     asio::steady_timer timer_;
+    // The caller's pidfd: readable when the process has exited.
+    asio::posix::stream_descriptor exit_watch_;
     std::unique_ptr<tls::Handshake> handshake_;
     std::chrono::steady_clock::time_point started_;
     bool finished_ = false;
@@ -508,6 +531,11 @@ void ClientConnect::run() {
         (void)n.allow(call_.id);  // not TCP: the mutual-TLS destination is TCP only
         return;
     }
+    // Before the socket goes anywhere: until kTLS is in, the kernel lets only the agent
+    // move data on it, so another thread of the app can neither send plaintext to the
+    // peer nor read the handshake. Unmarked, it is not connected (fail closed). A failed
+    // handshake leaves the mark: that socket never carries plaintext.
+    if (auto r = ctx_.mark_handshake(fd); !r) return finish_fail(ECONNREFUSED, r.message());
     // The app's socket is one open file with ours: the flags are shared. Work
     // non-blocking, and put back what the app had before it sees the socket again.
     saved_flags_ = ::fcntl(fd, F_GETFL);
@@ -528,6 +556,9 @@ void ClientConnect::run() {
     timer_.async_wait([self, limit](boost::system::error_code ec) {
         if (!ec) self->finish_fail(ETIMEDOUT, "no connection and handshake within " + std::to_string(limit.count()) + " ms");
     });
+    // The handshake of a process that died is given up, not finished for no one.
+    watch_exit(exit_watch_, pidfd_,
+               [self] { self->finish_fail(ECONNABORTED, "the process exited during the handshake"); });
 
     if (::connect(fd, reinterpret_cast<const sockaddr*>(target_.raw.data()), static_cast<socklen_t>(target_.raw.size())) ==
         0) {
@@ -585,12 +616,16 @@ void ClientConnect::finish_ok() {
     if (!keys) return finish_fail(ECONNREFUSED, "traffic keys: " + keys.message());
     if (auto r = tls::install_ktls(socket_.native_handle(), *keys); !r)
         return finish_fail(ECONNREFUSED, "kTLS: " + r.message());
+#ifdef KW_TEST_HOOKS
+    testhooks::dump_traffic_keys("client", tgid_, spiffe_id_, socket_.native_handle(), *keys);
+#endif
     // Fail closed: a socket whose keys the app could read back is not handed over.
     if (auto r = ctx_.mark_managed(socket_.native_handle()); !r) return finish_fail(ECONNREFUSED, r.message());
     finished_ = true;
     timer_.cancel();
     restore_flags();
     boost::system::error_code ignored;
+    exit_watch_.close(ignored);
     socket_.close(ignored);  // the app's descriptor is the one left
     (void)process_->notifier().succeed(call_.id, 0);
     json e = event("ok");
@@ -603,9 +638,20 @@ void ClientConnect::finish_fail(int error, const std::string& reason) {
     if (finished_) return;
     finished_ = true;
     timer_.cancel();
+    boost::system::error_code closed;
+    exit_watch_.close(closed);
     if (socket_.is_open()) {
-        // Whatever state the connection is in, nothing may pass on it in plaintext.
-        if (connected_) ::shutdown(socket_.native_handle(), SHUT_RDWR);
+        // Whatever state the connection is in, nothing may pass on it in plaintext. The
+        // handshake mark stays (the kernel keeps refusing data to the app). A connect
+        // still in progress is aborted (AF_UNSPEC disconnects), so it never completes
+        // behind the app's back.
+        if (connected_) {
+            ::shutdown(socket_.native_handle(), SHUT_RDWR);
+        } else {
+            sockaddr unspec{};
+            unspec.sa_family = AF_UNSPEC;
+            ::connect(socket_.native_handle(), &unspec, sizeof(unspec));
+        }
         restore_flags();
         boost::system::error_code ignored;
         socket_.cancel(ignored);
@@ -623,6 +669,12 @@ void ClientConnect::finish_fail(int error, const std::string& reason) {
 // ---- ServerAccept ------------------------------------------------------------------
 
 void ServerAccept::run() {
+    // A server killed in accept() must not leave its port listening in the agent (our
+    // copy of the listener) until some client happens to connect.
+    core::UniqueFd pidfd(pidfd_open(tgid_));
+    if (!pidfd.valid() || !process_->notifier().valid(call_.id)) return finish(ECONNABORTED);  // the caller is gone
+    auto self = shared_from_this();
+    watch_exit(exit_watch_, pidfd, [self] { self->finish(ECONNABORTED); });
     int fd = listener_.native_handle();
     listener_flags_ = ::fcntl(fd, F_GETFL);
     process_->notifier().note_saved_flags(call_.id, listener_flags_);
@@ -717,6 +769,9 @@ void ServerAccept::finish_ok() {
     if (!keys) return drop("traffic keys: " + keys.message());
     int fd = conn_.native_handle();
     if (auto r = tls::install_ktls(fd, *keys); !r) return drop("kTLS: " + r.message());
+#ifdef KW_TEST_HOOKS
+    testhooks::dump_traffic_keys("server", tgid_, spiffe_id_, fd, *keys);
+#endif
     if (auto r = ctx_.mark_managed(fd); !r) return drop(r.message());
     // The app asked for these flags with accept4 (none with accept).
     int flags = call_.nr == __NR_accept4 ? static_cast<int>(call_.args[3]) : 0;
@@ -741,6 +796,7 @@ void ServerAccept::finish_ok() {
                      peer_text_, handshake_->cipher_name());
     ctx_.emit(e);
     boost::system::error_code ignored;
+    exit_watch_.close(ignored);
     conn_.close(ignored);
     listener_.close(ignored);
 }
@@ -752,6 +808,7 @@ void ServerAccept::finish(int error) {
     if (listener_flags_ >= 0) ::fcntl(listener_.native_handle(), F_SETFL, listener_flags_);
     (void)process_->notifier().fail(call_.id, error);
     boost::system::error_code ignored;
+    exit_watch_.close(ignored);
     conn_.close(ignored);
     listener_.close(ignored);
 }

@@ -4,9 +4,11 @@
 // A held connect() to a mutual-TLS destination: the agent maps the thread to its
 // process's kernel-assigned identity (pidfd, then SECCOMP_IOCTL_NOTIF_ID_VALID), checks
 // the policy, takes the socket (pidfd_getfd), connects it, runs the TLS 1.3 handshake
-// with the process's SVID, installs kTLS TX and RX, and lets connect() return 0. Any
-// failure shuts the socket down and fails connect() (EPERM for a policy refusal,
-// ECONNREFUSED otherwise), with an event. A held accept() on a workload's mutual-TLS
+// with the process's SVID, installs kTLS TX and RX, and lets connect() return 0. From
+// the moment it takes the socket until kTLS is in, the kernel refuses data movement on it
+// to anyone but the agent (the app's other threads included). Any failure shuts the
+// socket down, leaves it refusing data for good, and fails connect() (EPERM for a policy
+// refusal, ECONNREFUSED otherwise), with an event. A held accept() on a workload's mutual-TLS
 // listen port: the agent accepts on its copy of the listener, handshakes as server,
 // installs kTLS and hands the connection in with ADDFD|SEND; failed handshakes never
 // reach the app. Calls that need no mTLS continue untouched.
@@ -38,6 +40,9 @@ struct EnrollContext {
     std::function<std::optional<std::string>(int pidfd)> identity_of;
     const identity::NodeIdentity* identity = nullptr;
     std::function<void(const nlohmann::json&)> emit;
+    // Before the agent connects the app's socket FD for a client handshake: until
+    // mark_managed, only the agent moves data on it; a failed handshake leaves it so.
+    std::function<Result<void>(int fd)> mark_handshake;
     // After kTLS is installed on FD: only the agent may touch SOL_TLS on it from now on.
     std::function<Result<void>(int fd)> mark_managed;
     std::chrono::milliseconds handshake_timeout{10000};

@@ -117,9 +117,10 @@ struct {
 	KW_PIN;
 } kw_socks SEC(".maps");
 
-/* Sockets whose kTLS keys the agent installed (value: enum kw_ktls_flags). Written by
- * the agent through the socket's fd right after TLS_TX/TLS_RX; read by the SOL_TLS
- * guards. A map of its own so kw_sk keeps its layout across agent upgrades. */
+/* Sockets the agent runs mutual TLS on (value: enum kw_ktls_flags). Written by the agent
+ * through the socket's fd: HANDSHAKE before it connects the socket, MANAGED right after
+ * TLS_TX/TLS_RX; read by the data and SOL_TLS guards of kw_gate. A map of its own so
+ * kw_sk keeps its layout across agent upgrades. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);

@@ -429,6 +429,27 @@ make_node_ca() {
     expect_ok "$KWARDEN" ca sign-intermediate --root "$T/root" --out "$T/state/ca" --ttl 1d
 }
 
+# A mutual-TLS peer kwarden does not manage: make_node_ca, then an SVID for ID in $T/ledger.
+make_mtls_peer() { # ID
+    make_node_ca
+    expect_ok "$KWARDEN" svid mint --ca "$T/root" --id "$1" --out "$T/ledger" --ttl 1h
+}
+
+# `openssl s_server` on 127.0.0.1:PORT holding the SVID of make_mtls_peer: TLS 1.3 only, no
+# tickets (kTLS cannot take them), a client certificate required and verified against
+# $T/root; -rev answers each line reversed. Logs to $T/s_server.log; returns once listening.
+start_s_server() { # PORT
+    openssl s_server -accept "127.0.0.1:$1" -tls1_3 -num_tickets 0 -ciphersuites TLS_AES_128_GCM_SHA256 \
+        -cert "$T/ledger/svid.pem" -cert_chain "$T/ledger/svid.pem" -key "$T/ledger/svid_key.pem" \
+        -CAfile "$T/root/root.pem" -Verify 1 -verify_return_error -rev >"$T/s_server.log" 2>&1 </dev/null &
+    kw_track pids $!
+    wait_until 20 "openssl s_server on port $1" kw_tcp_listening "$1"
+}
+
+kw_tcp_listening() { # PORT
+    ss -Htln "sport = :$1" | grep -q .
+}
+
 # Writes the X.509 authorities of a SPIFFE bundle (JSON on stdin) as PEM to FILE.
 bundle_to_pem() { # FILE
     "$KW_PY" -c '

@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * kw_hold: one TCP exchange, then the connection is held open until the process is
+ * killed, so that a test can look at a live process that owns an established (kTLS)
+ * connection: its memory, its sockets.
+ *
+ *   kw_hold serve PORT            listen on 127.0.0.1:PORT, accept one connection, read
+ *                                 one line L, answer "ack:L\n"
+ *   kw_hold connect HOST PORT L   connect, send "L\n", read the answer line
+ *
+ * Prints "received: LINE" (what the peer sent), then "held" once the exchange is done,
+ * and sleeps. Exits with the errno of a failed call ("accept: EPERM (1)"), or EBADMSG
+ * when no full line arrives within 15 s.
+ */
+#include "kw_common.h"
+
+#include <sys/time.h>
+
+static void usage(void)
+{
+	kw_usage("usage: kw_hold serve PORT | kw_hold connect HOST PORT LINE\n"
+		 "  one line each way over TCP, then hold the connection until killed.\n");
+}
+
+/* Reads one line (without its newline) into BUF; exits EBADMSG if none comes. */
+static void read_line(int fd, char *buf, size_t size)
+{
+	struct timeval tv = { .tv_sec = 15 };
+	size_t got = 0;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while (got < size - 1) {
+		ssize_t n = read(fd, buf + got, 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			kw_die_errno("read", errno);
+		if (n == 0 || buf[got] == '\n')
+			break;
+		got++;
+	}
+	buf[got] = '\0';
+	if (got == size - 1 || got == 0) {
+		printf("read: no complete line (%zu bytes: '%s')\n", got, buf);
+		exit(EBADMSG);
+	}
+}
+
+static void send_line(int fd, const char *prefix, const char *line)
+{
+	if (kw_write_all(fd, prefix, strlen(prefix)) < 0 || kw_write_all(fd, line, strlen(line)) < 0 ||
+	    kw_write_all(fd, "\n", 1) < 0)
+		kw_die_errno("write", errno);
+}
+
+/* The connection stays open: the process holds it until it is killed. */
+static void serve(const char *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int one = 1;
+	char line[4096];
+
+	if (kw_parse_addr("127.0.0.1", port, &ss, &len))
+		exit(KW_EXIT_USAGE);
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0)
+		kw_die_errno("socket", errno);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(lfd, (struct sockaddr *)&ss, len) < 0)
+		kw_die_errno("bind", errno);
+	if (listen(lfd, 4) < 0)
+		kw_die_errno("listen", errno);
+	int fd = accept(lfd, NULL, NULL);
+	if (fd < 0)
+		kw_die_errno("accept", errno);
+	read_line(fd, line, sizeof(line));
+	printf("received: %s\n", line);
+	send_line(fd, "ack:", line);
+}
+
+static void connect_to(const char *host, const char *port, const char *text)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char line[4096];
+
+	if (kw_parse_addr(host, port, &ss, &len))
+		exit(KW_EXIT_USAGE);
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		kw_die_errno("socket", errno);
+	if (connect(fd, (struct sockaddr *)&ss, len) < 0)
+		kw_die_errno("connect", errno);
+	send_line(fd, "", text);
+	read_line(fd, line, sizeof(line));
+	printf("received: %s\n", line);
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc == 3 && !strcmp(argv[1], "serve"))
+		serve(argv[2]);
+	else if (argc == 5 && !strcmp(argv[1], "connect"))
+		connect_to(argv[2], argv[3], argv[4]);
+	else
+		usage();
+	printf("held\n");
+	for (;;)
+		pause();
+}
