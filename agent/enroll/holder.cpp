@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "enroll/fd_message.h"
+#include "core/json_field.h"
 
 namespace kw::enroll {
 namespace {
@@ -137,7 +138,7 @@ void Holder::serve(Peer& peer) {
         return;
     }
     auto req = json::parse(msg->text, nullptr, false);
-    std::string op = req.is_object() && req.contains("op") && req["op"].is_string() ? req["op"].get<std::string>() : "";
+    std::string op = core::json_string(req, "op", "");
     if (op == "hello") {
         for (const Peer& other : peers_)
             if (other.agent && other.fd.valid() && &other != &peer)
@@ -162,7 +163,7 @@ void Holder::serve(Peer& peer) {
             return reply(peer, {{"ok", false},
                                 {"error", "deposit: expected {\"op\":\"deposit\",\"pid\":N,...} with a listener "
                                           "and an optional journal"}});
-        Record r{next_key_++, req["pid"].get<pid_t>(), req.value("uid", 0u), req.value("command", std::string("?")),
+        Record r{next_key_++, req["pid"].get<pid_t>(), core::json_int<uid_t>(req, "uid", 0), core::json_string(req, "command", "?"),
                  std::move(msg->fds[0]), msg->fds.size() > 1 ? std::move(msg->fds[1]) : core::UniqueFd()};
         uint64_t key = r.key;
         records_.push_back(std::move(r));
@@ -259,7 +260,7 @@ Result<json> HolderClient::request(const json& message, const std::vector<int>& 
     if (!answer) return make_error("holder: " + answer.message());
     auto j = json::parse(answer->text, nullptr, false);
     if (!j.is_object()) return make_error("holder: an answer that is not a JSON object");
-    if (!j.value("ok", false)) return make_error("holder: " + j.value("error", std::string("refused")));
+    if (!core::json_bool(j, "ok", false)) return make_error("holder: " + core::json_string(j, "error", "refused"));
     return j;
 }
 
@@ -273,14 +274,14 @@ Result<HolderClient::Attached> HolderClient::attach(const std::string& path, pid
         auto msg = receive_from_holder(out.client.fd());
         if (!msg) return make_error("holder: while adopting listeners: " + msg.message());
         auto j = json::parse(msg->text, nullptr, false);
-        std::string op = j.is_object() ? j.value("op", std::string()) : "";
+        std::string op = core::json_string(j, "op", "");
         if (op == "end") break;
         if (op != "held" || msg->fds.empty()) return make_error("holder: unexpected message while adopting: " + msg->text);
         HeldListener h;
-        h.key = j.value("key", uint64_t{0});
-        h.pid = j.value("pid", 0);
-        h.uid = j.value("uid", 0u);
-        h.command = j.value("command", std::string("?"));
+        h.key = core::json_int<uint64_t>(j, "key", 0);
+        h.pid = core::json_int<pid_t>(j, "pid", 0);
+        h.uid = core::json_int<uid_t>(j, "uid", 0);
+        h.command = core::json_string(j, "command", "?");
         h.listener = std::move(msg->fds[0]);
         if (msg->fds.size() > 1) h.journal = std::move(msg->fds[1]);
         out.held.push_back(std::move(h));
@@ -341,7 +342,7 @@ Result<uint64_t> HolderClient::deposit(pid_t pid, uid_t uid, const std::string& 
     if (journal >= 0) fds.push_back(journal);
     auto r = request({{"op", "deposit"}, {"pid", pid}, {"uid", uid}, {"command", command}}, fds);
     if (!r) return r.error();
-    return r->value("key", uint64_t{0});
+    return core::json_int<uint64_t>(*r, "key", 0);
 }
 
 }  // namespace kw::enroll

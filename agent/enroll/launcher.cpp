@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/unique_fd.h"
+#include "core/json_field.h"
 #include "enroll/fd_message.h"
 #include "enroll/filter.h"
 
@@ -56,9 +57,9 @@ int exec_enrolled(const std::string& enroll_socket, const std::vector<std::strin
     auto answer = read_line(sock.get());
     if (!answer) return fail("no answer from the agent: " + answer.message());
     auto reply = nlohmann::json::parse(*answer, nullptr, false);
-    if (!reply.is_object() || !reply.value("ok", false))
+    if (!core::json_bool(reply, "ok", false))
         return fail("the agent refused to enrol this process: " +
-                    (reply.is_object() ? reply.value("error", *answer) : *answer));
+                    core::json_string(reply, "error", *answer));
     listener->reset();  // the agent holds it now
     sock.reset();
 

@@ -25,6 +25,7 @@
 #include <string_view>
 
 #include "core/mtls.h"
+#include "core/json_field.h"
 #include "core/unique_fd.h"
 #include "enroll/fd_message.h"
 #include "enroll/notifier.h"
@@ -948,7 +949,7 @@ void EnrollmentService::on_hello(std::shared_ptr<local::socket> socket) {
         socklen_t cl = sizeof(cred);
         if (::getsockopt(socket->native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0)
             return reply({{"ok", false}, {"error", "cannot read the peer's credentials"}});
-        if (!request.is_object() || request.value("op", "") != "enroll" || !request.contains("pid") ||
+        if (!request.is_object() || core::json_string(request, "op", "") != "enroll" || !request.contains("pid") ||
             !request["pid"].is_number_integer())
             return reply({{"ok", false}, {"error", "expected {\"op\":\"enroll\",\"pid\":N} with one listener fd"}});
         if (msg->fds.size() != 1)
@@ -962,7 +963,7 @@ void EnrollmentService::on_hello(std::shared_ptr<local::socket> socket) {
         // ioctl is sent to it (an ioctl on an arbitrary file could do anything).
         if (!is_seccomp_listener(msg->fds[0].get()))
             return reply({{"ok", false}, {"error", "the descriptor is not a seccomp listener"}});
-        std::string command = request.value("command", "?");
+        std::string command = core::json_string(request, "command", "?");
         std::optional<enroll::Journal> journal;
         if (!context_.holder_socket.empty()) {
             auto j = enroll::Journal::create();

@@ -95,14 +95,17 @@ expect_one_event "the refused server" '.type == "tls" and .result == "failed"'
 assert_event "error~=someone-else" "error~=$LEDGER" errno=111
 
 # The enrolment socket takes nothing but a process's own seccomp listener: a pipe, or a
-# pid that is not the caller's, is refused by name, and the agent keeps serving.
-enroll_raw() { # PID_OFFSET: send a pipe as the "listener", claiming getpid()+PID_OFFSET
-    as_workload "$KW_PY" - "$T/enroll.sock" "$1" <<'PY'
+# pid that is not the caller's, or a field of the wrong type, is refused by name, and the
+# agent keeps serving.
+enroll_raw() { # PID_OFFSET [JSON]: send a pipe as the "listener", claiming getpid()+PID_OFFSET
+    as_workload "$KW_PY" - "$T/enroll.sock" "$1" "${2:-{\}}" <<'PY'
 import json, os, socket, sys
 r, w = os.pipe()
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
-req = json.dumps({"op": "enroll", "pid": os.getpid() + int(sys.argv[2])}).encode() + b"\n"
+req = {"op": "enroll", "pid": os.getpid() + int(sys.argv[2])}
+req.update(json.loads(sys.argv[3]))
+req = json.dumps(req).encode() + b"\n"
 s.sendmsg([req], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, r.to_bytes(4, sys.byteorder))])
 print(s.makefile().readline().strip())
 PY
@@ -112,6 +115,10 @@ assert_eq "answer to a pipe handed over as a listener" "false the descriptor is 
     "$(jq -r '"\(.ok) \(.error)"' <<<"$KW_OUT")"
 expect_ok enroll_raw 1
 assert_eq "answer to a pid that is not the caller's" "false the pid in the request is not the caller's" \
+    "$(jq -r '"\(.ok) \(.error)"' <<<"$KW_OUT")"
+# An "op" that is not a string (nlohmann's value() would have thrown in the agent's loop).
+expect_ok enroll_raw 0 '{"op": 1}'
+assert_eq "answer to a numeric op" 'false expected {"op":"enroll","pid":N} with one listener fd' \
     "$(jq -r '"\(.ok) \(.error)"' <<<"$KW_OUT")"
 kw_agent_ready || fail "the agent stopped answering after bad enrolment requests"
 

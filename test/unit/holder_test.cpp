@@ -210,7 +210,17 @@ TEST_CASE("holder: bad requests get an error that names the problem") {
     CHECK(ask(R"({"op":"deposit","pid":5})", {b.get()}).find("say hello first") != std::string::npos);
     CHECK(ask(R"({"op":"steal"})", {}).find("unknown op 'steal'") != std::string::npos);
     CHECK(ask("not json", {}).find("unknown op ''") != std::string::npos);
-    CHECK(held_count(holder.path) == 1);
+    CHECK(ask(R"({"op":7})", {}).find("unknown op ''") != std::string::npos);
+    // Fields of the wrong type from the attached agent fall back; the holder stays up.
+    REQUIRE(send_message(attached->client.fd(), R"({"op":"deposit","pid":9,"uid":"root","command":5})", {b.get()}));
+    auto answer = receive_message(attached->client.fd());
+    REQUIRE(answer);
+    CHECK(answer->text.find("\"ok\":true") != std::string::npos);
+    CHECK(held_count(holder.path) == 2);
+    auto st = HolderClient::status(holder.path);
+    REQUIRE(st);
+    CHECK((*st)["listeners"][1]["command"] == "?");
+    CHECK((*st)["listeners"][1]["uid"] == 0);
 
     // A path that is not a holder.
     auto none = HolderClient::attach(holder.dir + "/nothing.sock", 1);
@@ -221,5 +231,5 @@ TEST_CASE("holder: bad requests get an error that names the problem") {
     HolderOptions o;
     o.socket_path = holder.path;
     CHECK(run_holder(o) == 1);
-    CHECK(held_count(holder.path) == 1);
+    CHECK(held_count(holder.path) == 2);
 }
