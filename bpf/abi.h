@@ -16,7 +16,7 @@
 #include <linux/types.h>
 #endif
 
-#define KW_ABI_VERSION 1
+#define KW_ABI_VERSION 2
 
 /* Identity 0 is "unattested". Identity ids are assigned by the agent, append-only for
  * the lifetime of the pinned maps, so a policy reload never renames a running process. */
@@ -75,6 +75,11 @@ enum kw_sel_flags {
 	KW_SEL_CGROUP = 1u << 4,
 	KW_SEL_ARGV = 1u << 5,	      /* argv equals argv[] exactly */
 	KW_SEL_ARGV_PREFIX = 1u << 6, /* argv starts with argv[] (whole arguments) */
+	/* Loader variables the workload entry tolerates in the exec's environment
+	 * ("allow_env"); without them an exec that sets one gets no identity. */
+	KW_SEL_ALLOW_LD_PRELOAD = 1u << 7,
+	KW_SEL_ALLOW_LD_AUDIT = 1u << 8,
+	KW_SEL_ALLOW_LD_LIBRARY_PATH = 1u << 9,
 };
 
 struct kw_workload {
@@ -93,6 +98,7 @@ struct kw_workload {
 enum kw_task_flags {
 	KW_TASK_FROM_PROC = 1u << 0, /* attested from /proc at agent start (weaker) */
 	KW_TASK_AGENT = 1u << 1,     /* the kwarden agent itself (set by the agent; exec clears it) */
+	KW_TASK_ENROLLED = 1u << 2,  /* enrolled for mutual TLS (kwarden exec): kept across exec and fork */
 };
 
 /* Task local storage: the identity the kernel assigned at exec. */
@@ -176,6 +182,88 @@ struct kw_config {
 	__u64 revision; /* first 8 bytes of the policy's content hash */
 };
 
+/* ---- guard: process binding and self-protection ------------------------------------ */
+
+/*
+ * Settings of the guard (single-entry array, pinned). While enabled, only the agent
+ * (KW_TASK_AGENT) touches kwarden's BPF objects, pins and state directory, and nobody
+ * but the agent or a listed debugger attaches to an attested or enrolled process. The
+ * agent is recognised at exec: root running exactly agent_exe (dev, ino, ctime), not
+ * traced, with no loader variable in its environment. agent_exe is what the kernel saw
+ * at the agent's own exec (capture_tgid), not what stat(2) says: the two differ on
+ * overlayfs, where container images live.
+ */
+struct kw_guard_cfg {
+	__u32 enabled;
+	__u32 capture_tgid; /* the next file_open of this process records its exe as agent_exe */
+	struct kw_file_key agent_exe;
+	__s64 agent_ctime_sec;
+	__u32 agent_ctime_nsec;
+	__u32 _pad2;
+	__u64 pin_dev;	 /* superblock of the bpf filesystem holding the pins (kernel dev_t) */
+	__u64 state_dev; /* superblock of the agent's state directory */
+};
+
+/* Key of kw_guard_ids: the BPF objects of kwarden (maps, inner maps, programs, links). */
+enum kw_guard_obj {
+	KW_OBJ_MAP = 1,
+	KW_OBJ_PROG = 2,
+	KW_OBJ_LINK = 3,
+};
+struct kw_guard_id {
+	__u32 kind; /* enum kw_guard_obj */
+	__u32 id;
+};
+
+/* Value of kw_guard_inodes, keyed by struct kw_file_key. */
+enum kw_guard_inode {
+	KW_INODE_PIN = 1,	/* a pinned map or link */
+	KW_INODE_PIN_DIR = 2,	/* a directory of the pin tree */
+	KW_INODE_STATE = 3,	/* a file of the agent's state directory (CA keys) */
+	KW_INODE_STATE_DIR = 4, /* a directory of the state tree: its entries are the agent's */
+};
+
+/* Key of kw_debuggers (policy "allow_debuggers"): an identity or an executable. */
+enum kw_debugger_kind {
+	KW_DEBUGGER_IDENT = 1,
+	KW_DEBUGGER_EXE = 2,
+};
+struct kw_debugger_key {
+	__u32 kind;
+	__u32 ident;		/* KW_DEBUGGER_IDENT */
+	struct kw_file_key exe; /* KW_DEBUGGER_EXE */
+};
+
+/* What a guard event is about. */
+enum kw_guard_action {
+	KW_GUARD_PTRACE = 1,	 /* ptrace attach, /proc/PID/mem, process_vm_*, pidfd_getfd */
+	KW_GUARD_FD_RECEIVE = 2, /* SCM_RIGHTS (or any fd passing) of a managed socket */
+	KW_GUARD_BPF = 3,	 /* an fd for one of kwarden's BPF objects */
+	KW_GUARD_PIN = 4,	 /* open, unlink or rename of a pin, umount of their filesystem */
+	KW_GUARD_STATE = 5,	 /* open, link, unlink or rename in the agent's state directory */
+	KW_GUARD_EXEC = 6,	 /* an exec that would have been attested but was not (detail says why) */
+};
+
+/* detail of KW_GUARD_EXEC: why the identity was withheld (bits). */
+enum kw_exec_refusal {
+	KW_EXEC_LD_PRELOAD = 1u << 0,
+	KW_EXEC_LD_AUDIT = 1u << 1,
+	KW_EXEC_LD_LIBRARY_PATH = 1u << 2,
+	KW_EXEC_ENV_UNREAD = 1u << 3, /* the environment could not be read in full */
+	KW_EXEC_ANON = 1u << 4,	      /* memfd, O_TMPFILE or deleted file: no name on disk */
+	KW_EXEC_TRACED = 1u << 5,     /* ptraced by someone who is not an allowed debugger */
+};
+
+/* detail of KW_GUARD_PIN and KW_GUARD_STATE. */
+enum kw_inode_op {
+	KW_OP_OPEN = 1,
+	KW_OP_UNLINK = 2,
+	KW_OP_RENAME = 3,
+	KW_OP_LINK = 4,
+	KW_OP_CREATE = 5,
+	KW_OP_UMOUNT = 6,
+};
+
 /* ---- events ----------------------------------------------------------------------- */
 
 enum kw_event_type {
@@ -183,6 +271,7 @@ enum kw_event_type {
 	KW_EV_ESTABLISHED = 2,
 	KW_EV_CLOSED = 3,
 	KW_EV_EXEC = 4,
+	KW_EV_GUARD = 5,
 };
 
 enum kw_decision {
@@ -247,6 +336,22 @@ struct kw_ev_connect {
 	__u64 revision;
 };
 
+/* A guard decision: a refusal, or a debugger let in by allow_debuggers. */
+struct kw_ev_guard {
+	struct kw_ev_hdr hdr;
+	struct kw_proc_info proc; /* who tried */
+	__u8 action;		  /* enum kw_guard_action */
+	__u8 decision;		  /* enum kw_decision */
+	__u16 _pad;
+	__s32 err;	    /* the errno the caller got (positive), 0 when allowed */
+	__u32 detail;	    /* ptrace mode, bpf command, enum kw_inode_op, enum kw_exec_refusal */
+	__u32 target_tgid;  /* PTRACE: the process asked for */
+	__u32 target_ident; /* PTRACE: the target's; FD_RECEIVE: the socket owner's; EXEC: the workload's */
+	__u32 obj_id;	    /* BPF: the object id; EXEC: workload index */
+	struct kw_file_key inode; /* PIN, STATE: the inode */
+	char name[32];		  /* PTRACE: target comm; PIN, STATE: the file name */
+};
+
 /* sockops lifecycle of a connection the gate allowed to a declared destination. */
 struct kw_ev_sock {
 	struct kw_ev_hdr hdr;
@@ -289,6 +394,11 @@ enum kw_ktls_flags {
 	KW_KTLS_HANDSHAKE = 1u << 1, /* the agent's handshake is running, or failed */
 };
 
+struct kw_ktls_state {
+	__u32 flags; /* enum kw_ktls_flags */
+	__u32 ident; /* identity of the process the socket belongs to: only it may receive it */
+};
+
 enum kw_counter {
 	KW_CNT_CONNECT_CHECKED = 0,
 	KW_CNT_CONNECT_ALLOWED,
@@ -297,6 +407,7 @@ enum kw_counter {
 	KW_CNT_EXEC_ATTESTED,
 	KW_CNT_EXEC_CLEARED, /* an attested process exec'd something that is not attested */
 	KW_CNT_EVENTS_DROPPED,
+	KW_CNT_GUARD_DENIED, /* refusals of the guard (ptrace, fd passing, BPF objects, pins, state) */
 	KW_CNT_MAX,
 };
 
@@ -321,5 +432,10 @@ KW_ASSERT_SIZE(struct kw_proc_info, 88 + KW_PATH_MAX);
 KW_ASSERT_SIZE(struct kw_ev_connect, 144 + KW_PATH_MAX);
 KW_ASSERT_SIZE(struct kw_ev_sock, 80);
 KW_ASSERT_SIZE(struct kw_sk, 40);
+KW_ASSERT_SIZE(struct kw_ktls_state, 8);
+KW_ASSERT_SIZE(struct kw_guard_cfg, 56);
+KW_ASSERT_SIZE(struct kw_guard_id, 8);
+KW_ASSERT_SIZE(struct kw_debugger_key, 24);
+KW_ASSERT_SIZE(struct kw_ev_guard, 16 + 88 + KW_PATH_MAX + 24 + 16 + 32);
 
 #endif /* KWARDEN_BPF_ABI_H */

@@ -16,8 +16,14 @@
  * Files are recognised by (dev, ino) and the ctime recorded when the agent hashed
  * them: any write, chmod or replacement changes one of them and the file then matches
  * nothing (fail closed) until an operator applies the policy again.
+ *
+ * No identity for injected code: an exec whose environment sets LD_PRELOAD, LD_AUDIT or
+ * LD_LIBRARY_PATH matches a workload entry only if the entry allows that variable; an
+ * executable with no name on disk (memfd, O_TMPFILE, deleted) or an exec under ptrace by
+ * a tracer that is not an allowed debugger matches none. When such a reason is all that
+ * kept a workload from matching, a guard event says so.
  */
-#include "lib/common.h"
+#include "lib/guard.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -45,6 +51,13 @@ struct kw_exec_facts {
 	__u64 argv_addr;  /* bprm->p: argv[0] in the new image's (not yet placed) stack */
 	__u32 argv_avail; /* bytes readable there, at most KW_ARGV_MAX */
 	__u32 argc;
+	__u32 envc;
+	__u32 env_state; /* 0 unread, 1 read into env_bits */
+	__u32 env_bits;	 /* KW_EXEC_LD_* found, KW_EXEC_ENV_UNREAD */
+	__u32 withheld;	 /* KW_EXEC_ANON, KW_EXEC_TRACED: no workload may match */
+	__u32 refused;	 /* reasons that kept the first refused workload from matching */
+	__u32 refused_ident; /* identity of that workload, ~0u none */
+	__u64 env_end;	 /* bprm->exec: the filename, right after the environment */
 };
 
 static __always_inline int kw_key_eq(const struct kw_file_key *a, const struct kw_file_key *b)
@@ -106,6 +119,102 @@ static __always_inline int kw_argv_prefix_eq(const __u8 *have, const __u8 *want,
 	return 1;
 }
 
+/*
+ * The environment of the new image: after argv on the exec stack (bprm->p), argc then
+ * envc NUL-terminated strings, up to bprm->exec. Each step reads at most 255 bytes of one
+ * string: a string start is compared with the loader variables, a longer string is
+ * crossed 255 bytes at a time. An environment that does not fit the step budget (about
+ * 16 MiB, far above the kernel's own limit for most stacks) counts as unread: fail closed.
+ */
+struct kw_env_scan {
+	__u64 pos;
+	__u64 end;
+	__u32 strings; /* strings passed, argv first */
+	__u32 argc;
+	__u32 total;	/* argc + envc */
+	__u32 at_start; /* pos is at the start of a string */
+	__u32 bits;
+	__u32 done;
+};
+
+#define KW_ENV_STEP 256
+#define KW_ENV_STEPS (1u << 16)
+
+static __always_inline int kw_has_prefix(const char *s, const char *p, __u32 n)
+{
+	for (__u32 i = 0; i < 16; i++) {
+		if (i >= n)
+			return 1;
+		if (s[i] != p[i])
+			return 0;
+	}
+	return 1;
+}
+
+static long kw_env_step(__u32 i, struct kw_env_scan *sc)
+{
+	__u32 zero = 0;
+	struct kw_argv_buf *buf = bpf_map_lookup_elem(&kw_env_scratch, &zero);
+
+	if (!buf)
+		return 1;
+	if (sc->strings >= sc->total || sc->pos >= sc->end) {
+		sc->done = 1;
+		return 1;
+	}
+	long n = bpf_probe_read_user_str(buf->buf, KW_ENV_STEP, (void *)sc->pos);
+	if (n <= 0)
+		return 1; /* unreadable: not done */
+	if (sc->at_start && sc->strings >= sc->argc) {
+		const char *b = (const char *)buf->buf;
+		if (kw_has_prefix(b, "LD_PRELOAD=", 11))
+			sc->bits |= KW_EXEC_LD_PRELOAD;
+		else if (kw_has_prefix(b, "LD_AUDIT=", 9))
+			sc->bits |= KW_EXEC_LD_AUDIT;
+		else if (kw_has_prefix(b, "LD_LIBRARY_PATH=", 16))
+			sc->bits |= KW_EXEC_LD_LIBRARY_PATH;
+	}
+	if (n < KW_ENV_STEP) {
+		sc->pos += n; /* the whole string and its NUL */
+		sc->strings++;
+		sc->at_start = 1;
+	} else {
+		sc->pos += KW_ENV_STEP - 1; /* the string goes on */
+		sc->at_start = 0;
+	}
+	return 0;
+}
+
+static __always_inline __u32 kw_env_bits(struct kw_exec_facts *f)
+{
+	struct kw_env_scan sc = {
+		.pos = f->argv_addr,
+		.end = f->env_end,
+		.argc = f->argc,
+		.total = f->argc + f->envc,
+		.at_start = 1,
+	};
+	if (!f->argv_addr)
+		return KW_EXEC_ENV_UNREAD;
+	bpf_loop(KW_ENV_STEPS, kw_env_step, &sc, 0);
+	return sc.done ? sc.bits : (sc.bits | KW_EXEC_ENV_UNREAD);
+}
+
+/* The loader variables workload flags tolerate, as kw_exec_refusal bits. */
+static __always_inline __u32 kw_allowed_env(__u32 flags)
+{
+	__u32 ok = 0;
+	if (flags & KW_SEL_ALLOW_LD_PRELOAD)
+		ok |= KW_EXEC_LD_PRELOAD;
+	if (flags & KW_SEL_ALLOW_LD_AUDIT)
+		ok |= KW_EXEC_LD_AUDIT;
+	if (flags & KW_SEL_ALLOW_LD_LIBRARY_PATH)
+		ok |= KW_EXEC_LD_LIBRARY_PATH;
+	return ok;
+}
+
+/* Selectors first; the exec's own condition (environment, origin, tracer) last, so that
+ * a refusal is recorded only for a workload that would otherwise have matched. */
 __noinline int kw_workload_matches(struct kw_exec_facts *f, struct kw_workload *w)
 {
 	if (!f || !w)
@@ -143,6 +252,21 @@ __noinline int kw_workload_matches(struct kw_exec_facts *f, struct kw_workload *
 			return 0;
 		if (!kw_argv_prefix_eq(buf->buf, w->argv, n))
 			return 0;
+	}
+	__u32 why = f->withheld;
+	if (!why) {
+		if (f->env_state == 0) {
+			f->env_bits = kw_env_bits(f);
+			f->env_state = 1;
+		}
+		why = f->env_bits & ~kw_allowed_env(flags);
+	}
+	if (why) {
+		if (f->refused_ident == ~0u) {
+			f->refused = why;
+			f->refused_ident = w->ident;
+		}
+		return 0;
 	}
 	return 1;
 }
@@ -189,6 +313,49 @@ static __always_inline struct kw_file_val *kw_pinned(void *files, struct kw_file
 	return v;
 }
 
+#define MNT_INTERNAL 0x4000
+
+/* An executable with no name on disk: memfd (an internal mount), O_TMPFILE or deleted. */
+static __always_inline int kw_anonymous_file(struct file *file)
+{
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	int mnt_flags = BPF_CORE_READ(file, f_path.mnt, mnt_flags);
+	return (mnt_flags & MNT_INTERNAL) || BPF_CORE_READ(inode, __i_nlink) == 0;
+}
+
+/* Traced by someone the policy does not list as a debugger (by executable; the tracer
+ * is task->parent while traced). */
+static __always_inline int kw_traced_by_stranger(struct task_struct *task)
+{
+	if (!BPF_CORE_READ(task, ptrace))
+		return 0;
+	struct task_struct *tracer = BPF_CORE_READ(task, parent);
+	if (!tracer)
+		return 1;
+	/* By its executable: a pointer read from another task cannot key task storage. */
+	return !kw_debugger_of(tracer, 0);
+}
+
+/* Root running the recorded kwarden binary, untraced, with no loader variable: the agent
+ * (or its CLI), which may then take over the guarded pins and maps. */
+static __always_inline int kw_is_agent_exec(struct kw_exec_facts *f, struct kw_file_key *exe, __s64 sec, __u32 nsec,
+					    struct task_struct *task)
+{
+	struct kw_guard_cfg *g = kw_guard_cfg();
+	if (!g || !g->enabled || f->uid != 0 || g->agent_exe.ino == 0)
+		return 0;
+	if (g->agent_exe.dev != exe->dev || g->agent_exe.ino != exe->ino || g->agent_ctime_sec != sec ||
+	    g->agent_ctime_nsec != nsec)
+		return 0;
+	if (BPF_CORE_READ(task, ptrace))
+		return 0;
+	if (f->env_state == 0) {
+		f->env_bits = kw_env_bits(f);
+		f->env_state = 1;
+	}
+	return f->env_bits == 0;
+}
+
 SEC("lsm/bprm_committed_creds")
 int BPF_PROG(kw_exec_commit, struct linux_binprm *bprm)
 {
@@ -205,16 +372,24 @@ int BPF_PROG(kw_exec_commit, struct linux_binprm *bprm)
 	void *files = bpf_map_lookup_elem(&kw_files, &gen);
 	void *lists = bpf_map_lookup_elem(&kw_lists, &gen);
 	void *wls = bpf_map_lookup_elem(&kw_wls, &gen);
+	struct task_struct *task = bpf_get_current_task_btf();
 
 	f.uid = (__u32)uid_gid;
 	f.gid = uid_gid >> 32;
 	f.argv_addr = BPF_CORE_READ(bprm, p);
 	f.argc = BPF_CORE_READ(bprm, argc);
+	f.envc = BPF_CORE_READ(bprm, envc);
+	f.env_end = BPF_CORE_READ(bprm, exec);
+	f.refused_ident = ~0u;
 	__u64 stack_end = BPF_CORE_READ(bprm, vma, vm_end);
 	if (stack_end > f.argv_addr)
 		f.argv_avail = stack_end - f.argv_addr > KW_ARGV_MAX ? KW_ARGV_MAX : stack_end - f.argv_addr;
 	kw_file_facts(bprm->file, &exe, &exe_sec, &exe_nsec);
 	given = bpf_map_lookup_elem(&kw_execs, &tid);
+	if (kw_anonymous_file(bprm->file))
+		f.withheld |= KW_EXEC_ANON;
+	if (kw_traced_by_stranger(task))
+		f.withheld |= KW_EXEC_TRACED;
 
 	if (files) {
 		exe_val = kw_pinned(files, &exe, exe_sec, exe_nsec);
@@ -237,8 +412,13 @@ int BPF_PROG(kw_exec_commit, struct linux_binprm *bprm)
 		kw_eval_list(&f, &best, lists, wls, exe_val->list_id, exe_val->pin_id);
 	kw_eval_list(&f, &best, lists, wls, KW_LIST_ANY, ~0u);
 
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct kw_task *t;
+	/* What survives an exec: enrolment (the seccomp filter does too), and the agent's
+	 * mark when this exec is the agent's binary. */
+	struct kw_task *t = bpf_task_storage_get(&kw_tasks, task, 0, 0);
+	__u32 flags = t ? (t->flags & KW_TASK_ENROLLED) : 0;
+	if (kw_is_agent_exec(&f, &exe, exe_sec, exe_nsec, task))
+		flags |= KW_TASK_AGENT;
+
 	if (best.wl != ~0u) {
 		__u32 idx = best.wl;
 		struct kw_workload *w = wls ? bpf_map_lookup_elem(wls, &idx) : 0;
@@ -249,20 +429,32 @@ int BPF_PROG(kw_exec_commit, struct linux_binprm *bprm)
 			return 0; /* no memory: the process stays unattested (fail closed) */
 		t->ident = w->ident;
 		t->wl = idx + 1;
-		t->flags = 0;
+		t->flags = flags;
 		t->pin_id = best.pin;
 		t->exec_ns = bpf_ktime_get_ns();
 		kw_count(KW_CNT_EXEC_ATTESTED);
-	} else {
-		/* exec of anything that is not attested loses the identity. */
-		t = bpf_task_storage_get(&kw_tasks, task, 0, 0);
-		if (t && t->ident != KW_IDENT_NONE) {
-			t->ident = KW_IDENT_NONE;
-			t->wl = 0;
-			t->flags = 0;
-			t->pin_id = ~0u;
+		return 0;
+	}
+	/* exec of anything that is not attested loses the identity. */
+	if (!t && flags)
+		t = bpf_task_storage_get(&kw_tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (t) {
+		if (t->ident != KW_IDENT_NONE)
 			kw_count(KW_CNT_EXEC_CLEARED);
-		}
+		t->ident = KW_IDENT_NONE;
+		t->wl = 0;
+		t->flags = flags;
+		t->pin_id = ~0u;
+	}
+	/* After the clearing: the event shows the process as it now is, unattested. */
+	if (f.refused_ident != ~0u) {
+		struct kw_guard_target g = {
+			.action = KW_GUARD_EXEC,
+			.decision = KW_DECISION_DENY,
+			.detail = f.refused,
+			.ident = f.refused_ident,
+		};
+		kw_emit_guard(&g);
 	}
 	return 0;
 }
@@ -273,11 +465,13 @@ int BPF_PROG(kw_task_alloc, struct task_struct *task, unsigned long clone_flags)
 	struct kw_task *parent = kw_current_task_state();
 	struct kw_task *child;
 
-	if (!parent || parent->ident == KW_IDENT_NONE)
+	if (!parent || (parent->ident == KW_IDENT_NONE && !(parent->flags & KW_TASK_ENROLLED)))
 		return 0;
 	child = bpf_task_storage_get(&kw_tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (child)
+	if (child) {
 		*child = *parent;
+		child->flags &= ~KW_TASK_AGENT; /* the agent is one process, not its children */
+	}
 	/* Without memory the child simply stays unattested: its connections are refused. */
 	return 0;
 }

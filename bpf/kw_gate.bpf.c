@@ -227,18 +227,19 @@ static __always_inline int kw_gate(struct socket *sock, struct sockaddr *sa, int
 	return 0;
 }
 
-/* EPERM when SK is in one of STATES (enum kw_ktls_flags) and the caller is not the agent. */
-static __always_inline int kw_agent_only(struct sock *sk, __u32 states)
+/* EPERM when a socket's STATE is one of STATES (enum kw_ktls_flags) and the caller is
+ * not the agent. */
+static __always_inline int kw_agent_only_state(struct kw_ktls_state *state, __u32 states)
 {
-	if (!sk)
-		return 0;
-	__u32 *state = bpf_sk_storage_get(&kw_ktls, sk, 0, 0);
-	if (!state || !(*state & states))
+	if (!state || !(state->flags & states))
 		return 0;
 	struct kw_task *task = kw_current_task_state();
-	if (task && (task->flags & KW_TASK_AGENT))
-		return 0;
-	return -EPERM;
+	return task && (task->flags & KW_TASK_AGENT) ? 0 : -EPERM;
+}
+
+static __always_inline int kw_agent_only(struct sock *sk, __u32 states)
+{
+	return sk ? kw_agent_only_state(bpf_sk_storage_get(&kw_ktls, sk, 0, 0), states) : 0;
 }
 
 /*
@@ -276,30 +277,18 @@ int BPF_PROG(kw_recvmsg, struct socket *sock, struct msghdr *msg, int size, int 
 	return kw_data_guard(sock->sk);
 }
 
-#define S_IFMT 0170000
-#define S_IFSOCK 0140000
-
 /*
  * file_permission runs on every read and write of every file in the system (and
  * readdir): for anything that is not a socket this is the trampoline, two loads and a
- * compare. Socket files then cost a helper call (bpf_sock_from_file checks f_op, which is
- * what makes file->private_data a struct socket) and the lookup of kw_data_guard.
- * bpf_sock_from_file is reached through tracing_prog_func_proto, which bpf_lsm_func_proto
- * falls back to on 6.1 and 6.12; it returns a BTF pointer whose ->sk the sk-storage
- * helper takes, where a read of the void * private_data would only give a scalar.
+ * compare (kw_ktls_of_file). Socket files then cost a helper call and the socket-storage
+ * lookup.
  */
 SEC("lsm/file_permission")
 int BPF_PROG(kw_file_perm, struct file *file, int mask, int ret)
 {
 	if (ret)
 		return ret;
-	struct inode *inode = file->f_inode;
-	if (!inode || (inode->i_mode & S_IFMT) != S_IFSOCK)
-		return 0;
-	struct socket *sock = bpf_sock_from_file(file);
-	if (!sock)
-		return 0;
-	return kw_data_guard(sock->sk);
+	return kw_agent_only_state(kw_ktls_of_file(file), KW_KTLS_HANDSHAKE);
 }
 
 SEC("lsm/socket_connect")

@@ -15,11 +15,14 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "core/unique_fd.h"
 #include "kw_attest.skel.h"
+#include "core/host_view_linux.h"
 #include "kw_gate.skel.h"
+#include "kw_guard.skel.h"
 #include "kw_sockops.skel.h"
 
 namespace kw::bpf {
@@ -90,11 +93,13 @@ KernelProbe probe_kernel(const std::string& pin_dir) {
 struct Enforcer::Objects {
     kw_attest* attest = nullptr;
     kw_gate* gate = nullptr;
+    kw_guard* guard = nullptr;
     kw_sockops* sockops = nullptr;
     std::vector<bpf_link*> links;
     ~Objects() {
         for (auto* l : links) bpf_link__destroy(l);  // pins keep them attached
         kw_sockops__destroy(sockops);
+        kw_guard__destroy(guard);
         kw_gate__destroy(gate);
         kw_attest__destroy(attest);
     }
@@ -119,6 +124,11 @@ Result<std::unique_ptr<Enforcer>> Enforcer::load(const LoadOptions& options) {
     LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = maps_dir.c_str());
     auto fail = [&](const char* what, int err) {
         std::string msg = std::string("cannot ") + what + ": " + errno_text(err);
+        if (e->took_over_ && err == -EPERM)
+            msg += " (the pins under " + options.pin_dir +
+                   " are guarded: only root running the kwarden binary that turned the guard on may take them "
+                   "over; turn the guard off first with 'kwarden stop', or 'kwarden agent --unprotect' run from "
+                   "that binary)";
         if (e->took_over_ && err == -EINVAL)
             msg += " (maps pinned under " + maps_dir +
                    " may come from another kwarden version: 'kwarden teardown' removes them and stops enforcement)";
@@ -130,6 +140,8 @@ Result<std::unique_ptr<Enforcer>> Enforcer::load(const LoadOptions& options) {
     if (int err = kw_attest__load(o.attest)) return fail("load the attestation programs (kw_attest)", err);
     if (!(o.gate = kw_gate__open_opts(&opts))) return fail("open the gate programs", -errno);
     if (int err = kw_gate__load(o.gate)) return fail("load the gate programs (kw_gate)", err);
+    if (!(o.guard = kw_guard__open_opts(&opts))) return fail("open the guard programs", -errno);
+    if (int err = kw_guard__load(o.guard)) return fail("load the guard programs (kw_guard)", err);
     if (!(o.sockops = kw_sockops__open_opts(&opts))) return fail("open the sockops program", -errno);
     if (int err = kw_sockops__load(o.sockops)) return fail("load the sockops program (kw_sockops)", err);
     return e;
@@ -180,6 +192,18 @@ Result<void> Enforcer::attach() {
         {o.gate->progs.kw_file_perm, "kw_file_perm"},
         {o.gate->progs.kw_getsockopt, "kw_getsockopt"},
         {o.gate->progs.kw_setsockopt, "kw_setsockopt"},
+        {o.guard->progs.kw_ptrace_access, "kw_ptrace_access"},
+        {o.guard->progs.kw_ptrace_traceme, "kw_ptrace_traceme"},
+        {o.guard->progs.kw_file_receive, "kw_file_receive"},
+        {o.guard->progs.kw_bpf, "kw_bpf"},
+        {o.guard->progs.kw_inode_perm, "kw_inode_perm"},
+        {o.guard->progs.kw_file_open, "kw_file_open"},
+        {o.guard->progs.kw_inode_unlink, "kw_inode_unlink"},
+        {o.guard->progs.kw_inode_rmdir, "kw_inode_rmdir"},
+        {o.guard->progs.kw_inode_rename, "kw_inode_rename"},
+        {o.guard->progs.kw_inode_link, "kw_inode_link"},
+        {o.guard->progs.kw_inode_create, "kw_inode_create"},
+        {o.guard->progs.kw_sb_umount, "kw_sb_umount"},
     };
     for (const auto& l : lsms) {
         bpf_link* link = bpf_program__attach_lsm(l.prog);
@@ -266,8 +290,20 @@ Result<void> Enforcer::publish(const core::CompiledPolicy& c) {
     uint32_t zero = 0;
     if (result && bpf_map_update_elem(map_fd("kw_active"), &zero, &next, BPF_ANY) != 0)
         result = make_error("cannot switch to generation " + std::to_string(next) + ": " + errno_text(errno));
-    for (auto& in : inners)
-        if (in.fd) close(*in.fd);  // the outer maps hold them now
+    for (auto& in : inners) {
+        if (!in.fd) continue;
+        // Inner maps are kwarden's objects too: nobody else may get an fd for them.
+        if (result) {
+            bpf_map_info info{};
+            uint32_t len = sizeof(info);
+            if (bpf_obj_get_info_by_fd(*in.fd, &info, &len) == 0)
+                if (auto r = guard_object(KW_OBJ_MAP, info.id); !r) result = r;
+        }
+        close(*in.fd);  // the outer maps hold them now
+    }
+    // Debuggers are not generation-buffered: an entry the policy drops is removed only
+    // after the new ones are in.
+    if (result) result = set_debuggers(c.debuggers);
     return result;
 }
 
@@ -306,17 +342,19 @@ std::optional<kw_task> Enforcer::task_identity(int pidfd) const {
 }
 
 // The whole value is written: a socket is in exactly one state (bpf/abi.h, kw_ktls_flags).
-Result<void> Enforcer::set_socket_state(int fd, uint32_t state, const char* what) {
+Result<void> Enforcer::set_socket_state(int fd, kw_ktls_state state, const char* what) {
     if (bpf_map_update_elem(map_fd("kw_ktls"), &fd, &state, BPF_ANY) != 0)
         return make_error(std::string("cannot mark the socket as ") + what + " (kw_ktls): " + errno_text(errno));
     return {};
 }
 
-Result<void> Enforcer::mark_handshake_socket(int fd) {
-    return set_socket_state(fd, KW_KTLS_HANDSHAKE, "in handshake");
+Result<void> Enforcer::mark_handshake_socket(int fd, uint32_t owner) {
+    return set_socket_state(fd, {KW_KTLS_HANDSHAKE, owner}, "in handshake");
 }
 
-Result<void> Enforcer::mark_managed_socket(int fd) { return set_socket_state(fd, KW_KTLS_MANAGED, "managed"); }
+Result<void> Enforcer::mark_managed_socket(int fd, uint32_t owner) {
+    return set_socket_state(fd, {KW_KTLS_MANAGED, owner}, "managed");
+}
 
 Result<void> Enforcer::set_task_identity(int pidfd, const kw_task& task) {
     if (bpf_map_update_elem(map_fd("kw_tasks"), &pidfd, &task, BPF_ANY) != 0)
@@ -367,8 +405,179 @@ std::vector<Enforcer::ProgramInfo> Enforcer::programs() const {
     };
     add(objs_->attest->obj);
     add(objs_->gate->obj);
+    add(objs_->guard->obj);
     add(objs_->sockops->obj);
     return out;
+}
+
+Result<void> Enforcer::guard_object(uint32_t kind, uint32_t id) {
+    kw_guard_id key{kind, id};
+    uint32_t one = 1;
+    if (bpf_map_update_elem(map_fd("kw_guard_ids"), &key, &one, BPF_ANY) != 0)
+        return make_error("cannot record BPF object " + std::to_string(id) + " in kw_guard_ids: " + errno_text(errno));
+    return {};
+}
+
+namespace {
+
+uint32_t object_id(int fd) {
+    // bpf_prog_info, bpf_map_info and bpf_link_info all start with type, id.
+    struct {
+        uint32_t type;
+        uint32_t id;
+        uint8_t rest[256];
+    } info{};
+    uint32_t len = sizeof(info);
+    return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
+}
+
+Result<core::KernelFileFacts> path_facts(const std::string& path) {
+    core::UniqueFd fd(open(path.c_str(), O_PATH | O_CLOEXEC));
+    if (!fd.valid()) return make_error("cannot open " + path + ": " + errno_text(errno));
+    auto f = core::kernel_file_facts(fd.get());
+    if (!f) return make_error(path + ": " + f.message());
+    return f;
+}
+
+}  // namespace
+
+// The inodes of the pin tree and of the state tree, each with its kind. Entries from an
+// earlier call that are gone (a replaced link pin) are removed after the new ones are in.
+Result<void> Enforcer::guard_inodes(const std::vector<std::string>& state_dirs) {
+    std::map<std::pair<uint64_t, uint64_t>, uint32_t> want;
+    auto walk = [&](const std::string& root, uint32_t file_kind, uint32_t dir_kind) -> Result<void> {
+        auto top = path_facts(root);
+        if (!top) return top.error();
+        want[{top->key.dev, top->key.ino}] = dir_kind;
+        std::error_code ec;
+        for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator();
+             it.increment(ec)) {
+            auto f = path_facts(it->path().string());
+            if (!f) return f.error();
+            want[{f->key.dev, f->key.ino}] = it->is_directory(ec) ? dir_kind : file_kind;
+        }
+        if (ec) return make_error("cannot walk " + root + ": " + ec.message());
+        return {};
+    };
+    if (auto r = walk(options_.pin_dir, KW_INODE_PIN, KW_INODE_PIN_DIR); !r) return r;
+    for (const auto& dir : state_dirs) {
+        std::error_code ec;
+        if (!fs::exists(dir, ec)) continue;  // no CA directory: an ephemeral CA in memory
+        if (auto r = walk(dir, KW_INODE_STATE, KW_INODE_STATE_DIR); !r) return r;
+    }
+
+    int fd = map_fd("kw_guard_inodes");
+    for (const auto& [k, kind] : want) {
+        kw_file_key key{k.first, k.second};
+        if (bpf_map_update_elem(fd, &key, &kind, BPF_ANY) != 0)
+            return make_error("cannot record an inode in kw_guard_inodes: " + errno_text(errno));
+    }
+    std::vector<kw_file_key> stale;
+    kw_file_key key{}, next{};
+    kw_file_key* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        if (!want.count({next.dev, next.ino})) stale.push_back(next);
+        key = next;
+        prev = &key;
+    }
+    for (const auto& k : stale) bpf_map_delete_elem(fd, &k);
+    return {};
+}
+
+// The kernel records the executable (kw_file_open, on this process's next open): the
+// (dev, ino, ctime) exec will compare, which stat(2) does not give on overlayfs.
+Result<void> Enforcer::record_agent_exe() {
+    const int fd = map_fd("kw_guard");
+    uint32_t zero = 0;
+    kw_guard_cfg cfg{};
+    bpf_map_lookup_elem(fd, &zero, &cfg);
+    cfg.agent_exe = {};
+    cfg.capture_tgid = static_cast<uint32_t>(getpid());
+    if (bpf_map_update_elem(fd, &zero, &cfg, BPF_ANY) != 0)
+        return make_error("cannot write kw_guard: " + errno_text(errno));
+    core::UniqueFd any(open("/proc/self/stat", O_RDONLY | O_CLOEXEC));
+    if (bpf_map_lookup_elem(fd, &zero, &cfg) != 0 || cfg.capture_tgid != 0 || cfg.agent_exe.ino == 0)
+        return make_error("the kernel did not record the agent's executable (kw_file_open attached?)");
+    return {};
+}
+
+Result<void> Enforcer::protect(const std::vector<std::string>& state_dirs) {
+    if (state_dirs.empty()) return make_error("protect: no state directory");
+    auto& o = *objs_;
+    for (bpf_object* obj : {o.attest->obj, o.gate->obj, o.guard->obj, o.sockops->obj}) {
+        bpf_map* m;
+        bpf_object__for_each_map(m, obj) {
+            if (uint32_t id = object_id(bpf_map__fd(m)))
+                if (auto r = guard_object(KW_OBJ_MAP, id); !r) return r;
+        }
+        bpf_program* p;
+        bpf_object__for_each_program(p, obj) {
+            if (uint32_t id = object_id(bpf_program__fd(p)))
+                if (auto r = guard_object(KW_OBJ_PROG, id); !r) return r;
+        }
+    }
+    for (bpf_link* l : o.links)
+        if (uint32_t id = object_id(bpf_link__fd(l)))
+            if (auto r = guard_object(KW_OBJ_LINK, id); !r) return r;
+    if (auto r = guard_inodes(state_dirs); !r) return r;
+    if (auto r = record_agent_exe(); !r) return r;
+
+    auto pins = path_facts(options_.pin_dir);
+    auto state = path_facts(state_dirs[0]);
+    if (!pins) return pins.error();
+    if (!state) return state.error();
+    for (size_t i = 1; i < state_dirs.size(); i++) {
+        auto other = path_facts(state_dirs[i]);
+        if (other && other->key.dev != state->key.dev)
+            spdlog::warn("{} is on another filesystem than {}: the guard refuses changes to it, but reads of its "
+                         "files only on the state directory's filesystem",
+                         state_dirs[i], state_dirs[0]);
+    }
+    uint32_t zero = 0;
+    kw_guard_cfg cfg{};
+    bpf_map_lookup_elem(map_fd("kw_guard"), &zero, &cfg);
+    cfg.pin_dev = pins->key.dev;
+    cfg.state_dev = state->key.dev;
+    cfg.enabled = 1;
+    if (bpf_map_update_elem(map_fd("kw_guard"), &zero, &cfg, BPF_ANY) != 0)
+        return make_error("cannot turn the guard on (kw_guard): " + errno_text(errno));
+    return {};
+}
+
+Result<void> Enforcer::unprotect() {
+    uint32_t zero = 0;
+    kw_guard_cfg cfg{};
+    bpf_map_lookup_elem(map_fd("kw_guard"), &zero, &cfg);
+    cfg.enabled = 0;
+    if (bpf_map_update_elem(map_fd("kw_guard"), &zero, &cfg, BPF_ANY) != 0)
+        return make_error("cannot turn the guard off (kw_guard): " + errno_text(errno));
+    return {};
+}
+
+bool Enforcer::guard_enabled() const {
+    uint32_t zero = 0;
+    kw_guard_cfg cfg{};
+    return bpf_map_lookup_elem(map_fd("kw_guard"), &zero, &cfg) == 0 && cfg.enabled;
+}
+
+// Replaces the debuggers: new entries first, then the ones the policy dropped.
+Result<void> Enforcer::set_debuggers(const std::vector<std::pair<kw_debugger_key, uint32_t>>& debuggers) {
+    int fd = map_fd("kw_debuggers");
+    for (const auto& [k, idx] : debuggers)
+        if (bpf_map_update_elem(fd, &k, &idx, BPF_ANY) != 0)
+            return make_error("cannot record a debugger in kw_debuggers: " + errno_text(errno));
+    std::vector<kw_debugger_key> stale;
+    kw_debugger_key key{}, next{};
+    kw_debugger_key* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        bool keep = false;
+        for (const auto& [k, idx] : debuggers) keep = keep || std::memcmp(&k, &next, sizeof(k)) == 0;
+        if (!keep) stale.push_back(next);
+        key = next;
+        prev = &key;
+    }
+    for (const auto& k : stale) bpf_map_delete_elem(fd, &k);
+    return {};
 }
 
 Result<void> Enforcer::teardown(const std::string& pin_dir) {

@@ -68,11 +68,27 @@ public:
     // mark_managed_socket, nobody but the agent moves data on it (send/recv, read/write,
     // sendfile, splice) or touches SOL_TLS. The agent never clears it: a socket whose
     // handshake failed keeps refusing data, so it never carries plaintext.
-    Result<void> mark_handshake_socket(int fd);
+    // OWNER is the kernel identity of the process the socket is for: only a process of
+    // that identity (or the agent) may receive the socket by fd passing.
+    Result<void> mark_handshake_socket(int fd, uint32_t owner);
     // Records that the agent installed kTLS on the socket FD refers to (replacing the
     // handshake mark): data moves again, and only the agent may
     // getsockopt/setsockopt(SOL_TLS) on it.
-    Result<void> mark_managed_socket(int fd);
+    Result<void> mark_managed_socket(int fd, uint32_t owner);
+
+    // The guard (bpf/kw_guard.bpf.c). protect() records what is kwarden's (its maps,
+    // programs and links, the inodes of the pin tree and of STATE_DIR) and this process's
+    // executable as the agent's, then turns the guard on. Call it after attach() and
+    // again after anything re-pins. unprotect() turns it off (the operator's way out).
+    // STATE_DIRS: the state directory first, then others (the CA's) on the same filesystem.
+    Result<void> protect(const std::vector<std::string>& state_dirs);
+    Result<void> unprotect();
+    bool guard_enabled() const;
+    // allow_debuggers of the policy: who may ptrace guarded processes (each time an event).
+    Result<void> set_debuggers(const std::vector<std::pair<kw_debugger_key, uint32_t>>& debuggers);
+    // Records the executable that is the agent from now on: root running exactly that
+    // file is marked as the agent at exec (a restart, the CLI's teardown).
+    Result<void> record_agent_exe();
 
     std::array<uint64_t, KW_CNT_MAX> counters() const;
 
@@ -96,7 +112,9 @@ private:
     Enforcer() = default;
     struct Objects;
     int map_fd(const char* name) const;
-    Result<void> set_socket_state(int fd, uint32_t state, const char* what);
+    Result<void> set_socket_state(int fd, kw_ktls_state state, const char* what);
+    Result<void> guard_object(uint32_t kind, uint32_t id);
+    Result<void> guard_inodes(const std::vector<std::string>& state_dirs);
 
     std::unique_ptr<Objects> objs_;
     LoadOptions options_;

@@ -9,9 +9,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <fstream>
+#include <optional>
 
 #include "core/host_view_linux.h"
+#include "core/proc_facts.h"
 #include "core/unique_fd.h"
 #include <sstream>
 #include <string>
@@ -28,9 +31,48 @@ std::string slurp(const std::string& path) {
     return ss.str();
 }
 
+// The whole file, or nullopt if it cannot be read (slurp() cannot tell that from empty).
+std::optional<std::string> read_whole(const std::string& path) {
+    core::UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return std::nullopt;
+    std::string text;
+    char buf[16384];
+    for (;;) {
+        ssize_t n = read(fd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return std::nullopt;
+        if (n == 0) return text;
+        text.append(buf, static_cast<size_t>(n));
+    }
+}
+
+// What the kernel checks of an exec's condition (loader variables, an exe with no name
+// on disk, a tracer), read now. Unreadable facts count against the process.
+void read_condition(const std::string& dir, const std::string& status, core::ProcessFacts& facts) {
+    auto env = read_whole(dir + "/environ");
+    facts.ld_env = env ? core::loader_env_bits(*env) : uint32_t{KW_EXEC_ENV_UNREAD};
+    char link[4096];
+    ssize_t n = readlink((dir + "/exe").c_str(), link, sizeof link);
+    facts.anon_exe = n <= 0 || static_cast<size_t>(n) == sizeof link ||
+                     core::is_anonymous_exe(std::string_view(link, static_cast<size_t>(n)));
+    facts.traced = core::tracer_pid(status).value_or(1) != 0;
+}
+
+// Why a process whose selectors match a workload was not attested: "LD_PRELOAD, traced".
+std::string refusal_text(const core::ProcessFacts& facts) {
+    std::string text;
+    auto add = [&](std::string_view why) { text += (text.empty() ? "" : ", ") + std::string(why); };
+    for (const auto& l : core::kLoaderVars)
+        if (facts.ld_env & l.var) add(l.name);
+    if (facts.ld_env & KW_EXEC_ENV_UNREAD) add("environment unreadable");
+    if (facts.anon_exe) add("exe has no name on disk");
+    if (facts.traced) add("traced");
+    return text;
+}
+
 // Real uid and gid from /proc/PID/status ("Uid:\treal\teffective...").
-bool read_ids(const std::string& dir, uint32_t& uid, uint32_t& gid) {
-    std::istringstream in(slurp(dir + "/status"));
+bool read_ids(const std::string& status, uint32_t& uid, uint32_t& gid) {
+    std::istringstream in(status);
     std::string line;
     int found = 0;
     while (std::getline(in, line)) {
@@ -89,7 +131,8 @@ ProcScanStats attest_running_processes(Enforcer& enforcer, const core::CompiledP
         bool known = enforcer.task_identity(pidfd).has_value();
         core::UniqueFd exe(open((dir + "/exe").c_str(), O_RDONLY | O_CLOEXEC));
         auto exe_facts = exe.valid() ? core::kernel_file_facts(exe.get()) : Result<core::KernelFileFacts>(Error{});
-        if (!known && exe_facts && read_ids(dir, facts.uid, facts.gid)) {
+        const std::string status = slurp(dir + "/status");
+        if (!known && exe_facts && read_ids(status, facts.uid, facts.gid)) {
             const auto& f = *exe_facts;
             for (const auto& [k, v] : compiled.files) {
                 if (k.dev == f.key.dev && k.ino == f.key.ino && v.ctime_sec == f.ctime_sec &&
@@ -98,7 +141,17 @@ ProcScanStats attest_running_processes(Enforcer& enforcer, const core::CompiledP
             }
             facts.cgroup_ancestors = cgroup_ancestors(dir, cgroup_root);
             facts.argv = slurp(dir + "/cmdline");
-            if (auto wl = core::match_workload(compiled, facts)) {
+            read_condition(dir, status, facts);
+            auto wl = core::match_workload(compiled, facts);
+            if (!wl && (facts.ld_env || facts.anon_exe || facts.traced)) {
+                core::ProcessFacts unconditioned = facts;
+                unconditioned.ld_env = 0;
+                unconditioned.anon_exe = unconditioned.traced = false;
+                if (auto would = core::match_workload(compiled, unconditioned))
+                    spdlog::info("running process {} not attested from /proc as workload {}: {}", pid, *would,
+                                 refusal_text(facts));
+            }
+            if (wl) {
                 kw_task t{};
                 t.ident = compiled.workloads[*wl].ident;
                 t.wl = *wl + 1;

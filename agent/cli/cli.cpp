@@ -16,6 +16,7 @@
 #include "cli/args.h"
 #include "cli/identity_commands.h"
 #include "core/duration.h"
+#include "core/json_field.h"
 #include "enroll/holder.h"
 #include "enroll/launcher.h"
 #include "tls/ktls.h"
@@ -40,6 +41,8 @@ usage:
   kwarden agent [--policy FILE] [--state-dir DIR] [--ca-dir DIR] [--events FILE|-]
                 [--admin-socket PATH] [--enroll-socket PATH] [--holder-socket PATH]
                 [--handshake-timeout D] [--tls-cipher NAME] [--pin-dir DIR] [--log-level LEVEL]
+                [--unprotect]
+  kwarden stop [--admin-socket PATH]
   kwarden exec [--enroll-socket PATH] [--] CMD [ARGS...]
   kwarden holder [--socket PATH] [--exit-when-idle]
   kwarden holder status [--socket PATH]
@@ -67,7 +70,7 @@ int cmd_agent(const std::vector<std::string>& argv) {
     std::string usage =
         "kwarden agent [--policy FILE] [--state-dir DIR] [--ca-dir DIR] [--events FILE|-] [--admin-socket PATH] "
         "[--enroll-socket PATH] [--holder-socket PATH] [--handshake-timeout D] [--tls-cipher NAME] [--pin-dir DIR] "
-        "[--log-level LEVEL]";
+        "[--log-level LEVEL] [--unprotect]";
     std::vector<std::string> options = {"policy",        "state-dir",     "ca-dir",            "events",
                                         "admin-socket",  "enroll-socket", "holder-socket",     "handshake-timeout",
                                         "tls-cipher",    "pin-dir",       "log-level"};
@@ -75,7 +78,7 @@ int cmd_agent(const std::vector<std::string>& argv) {
     usage += " [--test-key-dump FILE]";
     options.push_back("test-key-dump");
 #endif
-    auto a = parse(argv, options, {}, usage);
+    auto a = parse(argv, options, {"unprotect"}, usage);
     if (!a) return 2;
     if (!a->positional.empty()) return fail("agent takes no arguments, got '" + a->positional[0] + "'\nusage: " + usage, 2);
     io::AgentOptions o;
@@ -88,6 +91,7 @@ int cmd_agent(const std::vector<std::string>& argv) {
     o.enroll_socket = a->opt("enroll-socket", o.enroll_socket);
     o.holder_socket = a->opt("holder-socket", o.holder_socket);
     if (o.holder_socket.empty()) return fail("--holder-socket: empty path", 2);
+    o.unprotect = a->flag("unprotect");
     o.tls_cipher = a->opt("tls-cipher", o.tls_cipher);
     if (auto c = tls::parse_cipher(o.tls_cipher); !c) return fail("--tls-cipher: " + c.message(), 2);
     if (a->has("handshake-timeout")) {
@@ -253,6 +257,20 @@ int cmd_holder(const std::vector<std::string>& argv) {
     return enroll::run_holder(o);
 }
 
+// The operator's way to stop kwarden for an upgrade or removal: the agent turns the guard
+// off (an event), answers, and exits; the pinned programs keep enforcing, unguarded.
+int cmd_stop(const std::vector<std::string>& argv) {
+    auto a = parse(argv, {"admin-socket"}, {}, "kwarden stop [--admin-socket PATH]");
+    if (!a) return 2;
+    if (!a->positional.empty()) return fail("stop takes no arguments, got '" + a->positional[0] + "'", 2);
+    auto r = io::admin_request(a->opt("admin-socket", kDefaultAdminSocket), {{"op", "stop"}});
+    if (!r) return fail(r.message());
+    if (!core::json_bool(*r, "ok", false)) return fail(core::json_string(*r, "error", "the agent refused"));
+    std::cout << "the agent turned its guard off and is stopping: the pinned programs keep enforcing; "
+                 "'kwarden teardown' removes them\n";
+    return 0;
+}
+
 int cmd_teardown(const std::vector<std::string>& argv) {
     auto a = parse(argv, {"pin-dir"}, {}, "kwarden teardown [--pin-dir DIR]");
     if (!a) return 2;
@@ -281,6 +299,7 @@ int main(int argc, char** argv) {
         if (cmd == "events") return cmd_events(rest);
         if (cmd == "identity") return cmd_identity(rest);
         if (cmd == "teardown") return cmd_teardown(rest);
+        if (cmd == "stop") return cmd_stop(rest);
         if (cmd == "ca") return cmd_ca(rest);
         if (cmd == "exec") return cmd_exec(rest);
         if (cmd == "holder") return cmd_holder(rest);

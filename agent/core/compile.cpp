@@ -17,6 +17,7 @@
 #include <sys/sysmacros.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstring>
 #include <set>
@@ -63,6 +64,28 @@ std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
 
 std::string workload_path(size_t index) { return "/workloads/" + std::to_string(index); }
 
+// allow_env in the kernel's terms: the workload flag that tolerates each loader variable.
+// ProcessFacts::ld_env and the kernel's refusal bits use the LoaderVar values themselves.
+static_assert(uint32_t{kLdPreload} == uint32_t{KW_EXEC_LD_PRELOAD} &&
+              uint32_t{kLdAudit} == uint32_t{KW_EXEC_LD_AUDIT} &&
+              uint32_t{kLdLibraryPath} == uint32_t{KW_EXEC_LD_LIBRARY_PATH});
+constexpr std::array<std::pair<LoaderVar, uint32_t>, 3> kAllowFlags = {
+    {{kLdPreload, KW_SEL_ALLOW_LD_PRELOAD},
+     {kLdAudit, KW_SEL_ALLOW_LD_AUDIT},
+     {kLdLibraryPath, KW_SEL_ALLOW_LD_LIBRARY_PATH}}};
+
+// The KW_EXEC_LD_* bits the workload flags FLAGS tolerate.
+uint32_t allowed_env(uint32_t flags) {
+    uint32_t vars = 0;
+    for (const auto& [var, flag] : kAllowFlags)
+        if (flags & flag) vars |= var;
+    return vars;
+}
+
+bool same_debugger(const kw_debugger_key& a, const kw_debugger_key& b) {
+    return a.kind == b.kind && a.ident == b.ident && same_file(a.exe, b.exe);
+}
+
 uint64_t revision_prefix(const std::string& revision) {
     uint64_t value = 0;
     if (revision.size() < 16) return 0;
@@ -83,6 +106,7 @@ public:
         if (auto r = pin_files(); !r) return r.error();
         index_active_files();
         if (auto r = compile_workloads(); !r) return r.error();
+        compile_debuggers();
         index_rules();
         compile_destinations();
         compile_allows();
@@ -229,10 +253,51 @@ private:
                 k.flags |= sel.argv->prefix ? KW_SEL_ARGV_PREFIX : KW_SEL_ARGV;
                 if (auto r = encode_argv(sel.argv->args, k, i); !r) return r;
             }
+            for (const auto& [var, flag] : kAllowFlags)
+                if (w.allow_env & var) k.flags |= flag;
             if (auto r = add_candidate(sel, static_cast<uint32_t>(i)); !r) return r;
             out_.workloads.push_back(k);
         }
         return {};
+    }
+
+    // A debugger named by path is the file now at that path, as the kernel sees it. Its
+    // content is not pinned: the entry trusts whoever may replace that file, and a
+    // replaced file (another inode) no longer matches until the policy is applied again.
+    void compile_debuggers() {
+        for (uint32_t i = 0; i < policy_.allow_debuggers.size(); ++i) {
+            const std::string& entry = policy_.allow_debuggers[i];
+            kw_debugger_key key{};
+            if (entry.starts_with('/')) {
+                auto file = debugger_file(entry);
+                if (!file) {
+                    out_.warnings.push_back({"/allow_debuggers/" + std::to_string(i),
+                                             "debugger " + in_quotes(entry) + " lets nobody in: " + file.message()});
+                    continue;
+                }
+                key.kind = KW_DEBUGGER_EXE;
+                key.exe = *file;
+            } else {
+                key.kind = KW_DEBUGGER_IDENT;
+                key.ident = ids_.id_for(entry);
+            }
+            // Paths that reach one file (hard links, symlinks) keep the first index.
+            if (std::none_of(out_.debuggers.begin(), out_.debuggers.end(),
+                             [&](const auto& d) { return same_debugger(d.first, key); }))
+                out_.debuggers.emplace_back(key, i);
+        }
+    }
+
+    // A file that a workload also names as its exe was looked at by pin_files(): not twice.
+    Result<kw_file_key> debugger_file(const std::string& path) {
+        if (auto pin = pin_ids_.find({path, PinRole::Exe}); pin != pin_ids_.end()) {
+            const PinnedFile& pinned = out_.pins[pin->second];
+            if (pinned.actual) return pinned.actual->key;
+            return make_error(pinned.problem);
+        }
+        auto content = host_.pin_file(path);
+        if (!content) return content.error();
+        return content->key;
     }
 
     kw_file_key active_key(const std::string& path, PinRole role, size_t index, const std::string& id) {
@@ -416,6 +481,11 @@ bool selectors_match(const kw_workload& w, const ProcessFacts& facts) {
     return true;
 }
 
+// The process's own condition, checked after the selectors as the kernel does.
+bool refused(const kw_workload& w, const ProcessFacts& facts) {
+    return facts.anon_exe || facts.traced || (facts.ld_env & ~allowed_env(w.flags)) != 0;
+}
+
 std::optional<uint32_t> list_of_file(const CompiledPolicy& compiled, const kw_file_key& key) {
     for (const auto& [file, val] : compiled.files)
         if (same_file(file, key)) return val.list_id;
@@ -445,7 +515,8 @@ std::optional<uint32_t> match_workload(const CompiledPolicy& compiled, const Pro
         for (uint32_t i = 0; i < std::min<uint32_t>(list.n, KW_CAND_MAX); ++i) {
             uint32_t wl = list.wl[i];
             if (best && wl >= *best) break;
-            if (wl < compiled.workloads.size() && selectors_match(compiled.workloads[wl], facts)) {
+            if (wl < compiled.workloads.size() && selectors_match(compiled.workloads[wl], facts) &&
+                !refused(compiled.workloads[wl], facts)) {
                 best = wl;
                 break;
             }

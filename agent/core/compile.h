@@ -90,6 +90,10 @@ struct CompiledPolicy {
     std::vector<PinnedFile> pins;                  // index = pin_id
     std::vector<std::vector<uint32_t>> dset_members;  // dset -> destination indices
     std::vector<std::optional<CgroupRef>> cgroups;    // per workload, as resolved
+    // kw_debuggers: "allow_debuggers" entry -> its index in the policy. A SPIFFE ID is
+    // {KW_DEBUGGER_IDENT, its identity id}; a path {KW_DEBUGGER_EXE, 0, the file's key now}
+    // (no entry while the file is missing: a warning). One key, the lowest index.
+    std::vector<std::pair<kw_debugger_key, uint32_t>> debuggers;
     std::vector<PolicyProblem> warnings;
 };
 
@@ -109,8 +113,15 @@ struct ProcessFacts {
     uint32_t gid = 0;
     std::vector<uint64_t> cgroup_ancestors;  // ids from the root (index = level)
     std::string argv;                        // NUL-separated, as in /proc/PID/cmdline
+    uint32_t ld_env = 0;    // KW_EXEC_LD_* set in the environment, KW_EXEC_ENV_UNREAD
+    bool anon_exe = false;  // the exe has no name on disk: memfd, O_TMPFILE, deleted
+    bool traced = false;    // under ptrace (by anyone: /proc cannot tell a debugger)
 };
-// Index of the first workload (policy order) whose selectors all match, if any.
+// Index of the first workload (policy order) whose selectors all match and that the
+// process's condition does not refuse, if any. As in the kernel, a workload is refused
+// when the environment sets a loader variable its allow_env does not list (an unread
+// environment is never allowed), and every workload when the exe is anonymous or the
+// process is traced; a refused workload does not match, and later ones are tried.
 std::optional<uint32_t> match_workload(const CompiledPolicy& compiled, const ProcessFacts& facts);
 
 // Words of advice for `kwarden policy check` that need no host access: an `exe`

@@ -1,8 +1,10 @@
 // lint_policy (declared in compile.h): advice that needs no host access. At exec the kernel
 // sees the interpreter, not the script it runs, so an exe selector on an interpreter
-// alone attests whatever code that interpreter is asked to run.
+// alone attests whatever code that interpreter is asked to run; a workload that allows
+// LD_PRELOAD or LD_AUDIT attests whatever library the caller injects.
 #include <algorithm>
 #include <array>
+#include <string>
 #include <string_view>
 
 #include "core/compile.h"
@@ -31,12 +33,29 @@ bool is_interpreter(std::string_view name) {
            is_versioned_python(name);
 }
 
+// LD_PRELOAD and LD_AUDIT load a library of the caller's choosing into the process; the
+// identity then vouches for code nobody pinned. (LD_LIBRARY_PATH only changes where the
+// exe's own libraries are found.)
+void warn_about_injection(const Workload& w, size_t index, std::vector<PolicyProblem>& advice) {
+    std::string names;
+    for (LoaderVar var : {kLdPreload, kLdAudit}) {
+        if (!(w.allow_env & var)) continue;
+        auto known = std::find_if(kLoaderVars.begin(), kLoaderVars.end(),
+                                  [&](const LoaderVarName& l) { return l.var == var; });
+        names += (names.empty() ? "" : " and ") + std::string(known->name);
+    }
+    if (!names.empty())
+        advice.push_back({"/workloads/" + std::to_string(index) + "/allow_env",
+                          names + " allowed: any process of this identity may run injected code"});
+}
+
 }  // namespace
 
 std::vector<PolicyProblem> lint_policy(const Policy& policy) {
     std::vector<PolicyProblem> advice;
     for (size_t i = 0; i < policy.workloads.size(); ++i) {
         const Selectors& sel = policy.workloads[i].selectors;
+        warn_about_injection(policy.workloads[i], i, advice);
         if (!sel.exe || sel.script || sel.argv) continue;
         std::string_view exe = *sel.exe;
         std::string_view name = exe.substr(exe.rfind('/') + 1);

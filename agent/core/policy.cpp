@@ -34,9 +34,10 @@ using json = nlohmann::json;
 constexpr size_t kPolicyFileMaxBytes = 16 << 20;
 constexpr uint64_t kMaxId = 4294967294;  // uid/gid: 4294967295 is (uid_t)-1, "no id"
 
-constexpr std::array<std::string_view, 8> kPolicyFields = {"version",   "trust_domain", "mode",  "log_allowed",
-                                                           "workloads", "destinations", "rules", "federation"};
-constexpr std::array<std::string_view, 4> kWorkloadFields = {"id", "selectors", "svid_ttl", "listen"};
+constexpr std::array<std::string_view, 9> kPolicyFields = {"version",    "trust_domain", "mode",
+                                                           "log_allowed", "workloads",   "destinations",
+                                                           "rules",      "federation",  "allow_debuggers"};
+constexpr std::array<std::string_view, 5> kWorkloadFields = {"id", "selectors", "svid_ttl", "listen", "allow_env"};
 constexpr std::array<std::string_view, 2> kListenFields = {"port", "tls"};
 constexpr std::array<std::string_view, 2> kFederationFields = {"trust_domain", "bundle"};
 constexpr std::array<std::string_view, 9> kSelectorFields = {"exe",         "sha256", "script", "script_sha256", "argv",
@@ -246,6 +247,7 @@ public:
             for_each_object(*v, "/federation", [&](const json& f, const std::string& path) {
                 policy.federation.push_back(read_federation(f, path, policy.trust_domain));
             });
+        if (const json* v = field(doc, "allow_debuggers")) policy.allow_debuggers = read_allow_debuggers(*v);
         check_server_trust_domains(policy);
         warn_about_unused_destinations(policy);
         return policy;
@@ -353,7 +355,68 @@ private:
             for_each_object(*v, at(path, "listen"), [&](const json& l, const std::string& lpath) {
                 workload.listen.push_back(read_listen(l, lpath, workload.listen));
             });
+        if (const json* v = field(w, "allow_env")) workload.allow_env = read_allow_env(*v, at(path, "allow_env"));
         return workload;
+    }
+
+    // Each loader variable lets code the pinned exe does not contain run under the
+    // identity: the list names exactly which ones, nothing else.
+    uint32_t read_allow_env(const json& v, const std::string& path) {
+        uint32_t vars = 0;
+        if (!v.is_array()) {
+            error(path, "must be an array of strings");
+            return vars;
+        }
+        for (size_t i = 0; i < v.size(); ++i) {
+            std::string item_path = at(path, i);
+            auto name = string_at(v[i], item_path);
+            if (!name) continue;
+            auto known = std::find_if(kLoaderVars.begin(), kLoaderVars.end(),
+                                      [&](const LoaderVarName& l) { return l.name == *name; });
+            if (known == kLoaderVars.end())
+                error(item_path, "unknown loader variable " + in_quotes(*name) +
+                                     ": must be \"LD_PRELOAD\", \"LD_AUDIT\" or \"LD_LIBRARY_PATH\"");
+            else if (vars & known->var)
+                error(item_path, "duplicate loader variable " + in_quotes(*name));
+            else
+                vars |= known->var;
+        }
+        return vars;
+    }
+
+    // A debugger is named by the identity it runs under (a workload's SPIFFE ID: the kernel
+    // knows no other) or by its executable. Read after the workloads, whose IDs it checks.
+    std::vector<std::string> read_allow_debuggers(const json& v) {
+        const std::string path = "/allow_debuggers";
+        std::vector<std::string> debuggers;
+        if (!v.is_array()) {
+            error(path, "must be an array of strings");
+            return debuggers;
+        }
+        std::map<std::string, std::string> seen;  // entry -> JSON path
+        for (size_t i = 0; i < v.size(); ++i) {
+            std::string item_path = at(path, i);
+            auto text = string_at(v[i], item_path);
+            if (!text) continue;
+            if (text->starts_with('/')) {
+                if (auto problem = absolute_path_problem(*text, false)) {
+                    error(item_path, *problem);
+                    continue;
+                }
+            } else if (auto id = parse_spiffe_id(*text); !id) {
+                error(item_path, id.message() + " (or the absolute path of a debugger's executable)");
+                continue;
+            } else if (!workload_ids_.contains(*text)) {
+                error(item_path, "no workload has this SPIFFE ID: no process can carry it");
+                continue;
+            }
+            if (auto [it, inserted] = seen.emplace(*text, item_path); !inserted) {
+                error(item_path, "duplicate of " + it->second);
+                continue;
+            }
+            debuggers.push_back(*text);
+        }
+        return debuggers;
     }
 
     Listen read_listen(const json& l, const std::string& path, const std::vector<Listen>& earlier) {

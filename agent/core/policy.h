@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/result.h"
@@ -57,11 +58,28 @@ struct Listen {
     Tls tls = Tls::None;
 };
 
+// Dynamic-loader variables that make ld.so run code the exe does not contain: an exec
+// that sets one gets no identity unless its workload entry lists it in "allow_env"
+// (bits of Workload::allow_env; the same values as the kernel's KW_EXEC_LD_* refusal
+// bits, asserted in compile.cpp).
+enum LoaderVar : uint32_t {
+    kLdPreload = 1u << 0,
+    kLdAudit = 1u << 1,
+    kLdLibraryPath = 1u << 2,
+};
+struct LoaderVarName {
+    LoaderVar var;
+    std::string_view name;
+};
+inline constexpr std::array<LoaderVarName, 3> kLoaderVars = {
+    {{kLdPreload, "LD_PRELOAD"}, {kLdAudit, "LD_AUDIT"}, {kLdLibraryPath, "LD_LIBRARY_PATH"}}};
+
 struct Workload {
     std::string id;  // SPIFFE ID
     Selectors selectors;
     std::optional<std::chrono::seconds> svid_ttl;  // nullopt: kDefaultSvidTtl
     std::vector<Listen> listen;
+    uint32_t allow_env = 0;  // LoaderVar bits; 0: no loader variable tolerated
 };
 
 // Another trust domain whose X.509-SVIDs we verify, with its own bundle file. Bundles of
@@ -96,6 +114,10 @@ struct Policy {
     std::vector<Destination> destinations;
     std::vector<Rule> rules;
     std::vector<Federation> federation;
+    // "allow_debuggers": who may ptrace or read the memory of attested and enrolled
+    // processes. Each entry is a SPIFFE ID of a workload ("spiffe://...") or the absolute
+    // path of an executable, in policy order (events report the index). Empty: nobody.
+    std::vector<std::string> allow_debuggers;
     std::string revision;  // sha256 (hex) of the policy text as loaded
 };
 

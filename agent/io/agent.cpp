@@ -58,6 +58,7 @@ const char* counter_name(int i) {
         case KW_CNT_EXEC_ATTESTED: return "exec_attested";
         case KW_CNT_EXEC_CLEARED: return "exec_cleared";
         case KW_CNT_EVENTS_DROPPED: return "events_dropped";
+        case KW_CNT_GUARD_DENIED: return "guard_denied";
     }
     return "unknown";
 }
@@ -144,6 +145,8 @@ public:
 
     int run();
     json handle(const json& request, const std::shared_ptr<Session>& session);
+    // A peer that is not root knocked on the admin socket: a guard event.
+    void refused_admin_peer(const struct ucred& cred);
 
 private:
     struct Applied {
@@ -164,6 +167,7 @@ private:
     void tick();
     void schedule_rotation();
     Result<void> mark_self_as_agent();
+    void emit_protection(bool on, const std::string& by);
     Result<void> open_admin_socket();
     void accept_next();
     json status() const;
@@ -194,6 +198,7 @@ void Session::start() {
     socklen_t len = sizeof(cred);
     if (getsockopt(socket_.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != 0) {
         spdlog::warn("admin socket: refused peer pid {} uid {}: root only", cred.pid, cred.uid);
+        agent_.refused_admin_peer(cred);
         send(json{{"ok", false},
                   {"error", "permission denied: the admin socket answers root only (peer uid " +
                                 std::to_string(cred.uid) + ")"}}
@@ -443,7 +448,9 @@ Result<void> Agent::open_admin_socket() {
     umask(old);
     if (!bec) acceptor_.listen(asio::socket_base::max_listen_connections, bec);
     if (bec) return make_error("cannot listen on admin socket " + path.string() + ": " + bec.message());
-    chmod(path.c_str(), 0600);
+    // Anyone may connect, so that a refused peer is seen (a guard event); the session
+    // answers root peers only (SO_PEERCRED).
+    chmod(path.c_str(), 0666);
     return {};
 }
 
@@ -459,6 +466,7 @@ json Agent::status() const {
     json s;
     s["kernel"] = kernel_release_;
     s["took_over_pins"] = enforcer_->took_over();
+    s["guard"] = enforcer_->guard_enabled() ? "on" : "off";
     s["generation"] = enforcer_->active_generation();
     s["policy_source"] = options_.policy_path ? *options_.policy_path : "embedded default";
     json progs = json::array();
@@ -496,11 +504,38 @@ json Agent::status() const {
     return s;
 }
 
+void Agent::refused_admin_peer(const struct ucred& cred) {
+    emit({{"type", "guard"},
+          {"time", now_rfc3339()},
+          {"action", "admin_socket"},
+          {"decision", "deny"},
+          {"errno", "EPERM"},
+          {"pid", cred.pid},
+          {"uid", cred.uid},
+          {"gid", cred.gid},
+          {"decided_by", "the admin socket answers root only"}});
+}
+
+// The guard went on or off: operators see who switched kwarden's self-protection.
+void Agent::emit_protection(bool on, const std::string& by) {
+    emit({{"type", "protection"}, {"time", now_rfc3339()}, {"guard", on ? "on" : "off"}, {"by", by}});
+}
+
 json Agent::handle(const json& request, const std::shared_ptr<Session>& session) {
     if (!request.is_object() || !request.contains("op") || !request["op"].is_string())
         return {{"ok", false}, {"error", "request must be a JSON object with a string field \"op\""}};
     const std::string op = request["op"];
     if (op == "status") return {{"ok", true}, {"status", status()}};
+    if (op == "stop") {
+        // The documented way out (upgrade, removal): guard off, then exit; the pinned
+        // programs keep enforcing the policy in force, unguarded, until teardown.
+        if (auto r = enforcer_->unprotect(); !r) return {{"ok", false}, {"error", r.message()}};
+        emit_protection(false, "kwarden stop (admin socket)");
+        spdlog::warn("admin: stop: guard off, exiting; the pinned programs keep enforcing");
+        auto t = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(200));
+        t->async_wait([this, t](boost::system::error_code) { io_.stop(); });
+        return {{"ok", true}};
+    }
     if (op == "policy.apply") {
         if (!request.contains("policy") || !request["policy"].is_string())
             return {{"ok", false}, {"error", "policy.apply needs a string field \"policy\" with the policy text"}};
@@ -548,7 +583,7 @@ json Agent::handle(const json& request, const std::shared_ptr<Session>& session)
         return {{"ok", true}, {"bundle", *bundle}};
     }
     return {{"ok", false},
-            {"error", "unknown op '" + op + "' (known: status, policy.apply, events, identity, svid.list, bundle.show)"}};
+            {"error", "unknown op '" + op + "' (known: status, policy.apply, events, identity, svid.list, bundle.show, stop)"}};
 }
 
 Result<void> Agent::mark_self_as_agent() {
@@ -587,8 +622,17 @@ Result<void> Agent::start_enrollment(tls::Cipher cipher) {
     };
     ctx.identity = &identity_;
     ctx.emit = [this](const json& e) { emit(e); };
-    ctx.mark_handshake = [this](int fd) { return enforcer_->mark_handshake_socket(fd); };
-    ctx.mark_managed = [this](int fd) { return enforcer_->mark_managed_socket(fd); };
+    ctx.mark_handshake = [this](int fd, const std::string& owner) {
+        return enforcer_->mark_handshake_socket(fd, ids_.find(owner).value_or(KW_IDENT_NONE));
+    };
+    ctx.mark_managed = [this](int fd, const std::string& owner) {
+        return enforcer_->mark_managed_socket(fd, ids_.find(owner).value_or(KW_IDENT_NONE));
+    };
+    ctx.mark_enrolled = [this](int pidfd) -> Result<void> {
+        kw_task task = enforcer_->task_identity(pidfd).value_or(kw_task{.pin_id = ~0u});
+        task.flags |= KW_TASK_ENROLLED;
+        return enforcer_->set_task_identity(pidfd, task);
+    };
     ctx.handshake_timeout = options_.handshake_timeout;
     ctx.cipher = cipher;
     ctx.holder_socket = options_.holder_socket;
@@ -675,6 +719,14 @@ int Agent::run() {
         spdlog::error("{}", r.message());
         return 1;
     }
+    // The guard: from here on only this process (and root running this binary again)
+    // touches the pins, the maps and the state directory.
+    auto guard = options_.unprotect ? enforcer_->unprotect() : enforcer_->protect({options_.state_dir, options_.ca_dir});
+    if (!guard) {
+        spdlog::error("{}", guard.message());
+        return 1;
+    }
+    if (options_.unprotect) spdlog::warn("--unprotect: the guard is off: kwarden's pins, maps and keys are unguarded");
     spdlog::info("{} kernel programs under {} (kernel {})",
                  enforcer_->took_over() ? "took over the pinned" : "attached and pinned", options_.pin_dir,
                  kernel_release_);
@@ -696,6 +748,7 @@ int Agent::run() {
         return 1;
     }
     events_fd_.assign(::dup(enforcer_->events_epoll_fd()));
+    emit_protection(!options_.unprotect, options_.unprotect ? "kwarden agent --unprotect" : "agent start");
     if (auto r = open_admin_socket(); !r) {
         spdlog::error("{}", r.message());
         return 1;

@@ -23,6 +23,9 @@ struct AgentOptions {
     std::string tls_cipher = "TLS_AES_128_GCM_SHA256";
     std::string pin_dir = "/sys/fs/bpf/kwarden";
     std::string cgroup_root = "/sys/fs/cgroup";
+    // Start with the guard off (bpf/kw_guard.bpf.c): the documented way to upgrade or
+    // remove kwarden. Without it the guard is turned on at start.
+    bool unprotect = false;
 };
 
 // Runs until SIGTERM/SIGINT; returns the process exit code. Enforcement outlives it.

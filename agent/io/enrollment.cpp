@@ -43,17 +43,6 @@ namespace {
 
 constexpr size_t kMaxSockaddr = 128;
 
-std::string now_rfc3339() {
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    tm t{};
-    gmtime_r(&ts.tv_sec, &t);
-    char buf[64];
-    size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &t);
-    std::snprintf(buf + n, sizeof buf - n, ".%09ldZ", ts.tv_nsec);
-    return buf;
-}
-
 int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 int pidfd_getfd(int pidfd, int fd) { return static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0)); }
 
@@ -536,7 +525,7 @@ void ClientConnect::run() {
     // move data on it, so another thread of the app can neither send plaintext to the
     // peer nor read the handshake. Unmarked, it is not connected (fail closed). A failed
     // handshake leaves the mark: that socket never carries plaintext.
-    if (auto r = ctx_.mark_handshake(fd); !r) return finish_fail(ECONNREFUSED, r.message());
+    if (auto r = ctx_.mark_handshake(fd, spiffe_id_); !r) return finish_fail(ECONNREFUSED, r.message());
     // The app's socket is one open file with ours: the flags are shared. Work
     // non-blocking, and put back what the app had before it sees the socket again.
     saved_flags_ = ::fcntl(fd, F_GETFL);
@@ -621,7 +610,7 @@ void ClientConnect::finish_ok() {
     testhooks::dump_traffic_keys("client", tgid_, spiffe_id_, socket_.native_handle(), *keys);
 #endif
     // Fail closed: a socket whose keys the app could read back is not handed over.
-    if (auto r = ctx_.mark_managed(socket_.native_handle()); !r) return finish_fail(ECONNREFUSED, r.message());
+    if (auto r = ctx_.mark_managed(socket_.native_handle(), spiffe_id_); !r) return finish_fail(ECONNREFUSED, r.message());
     finished_ = true;
     timer_.cancel();
     restore_flags();
@@ -773,7 +762,7 @@ void ServerAccept::finish_ok() {
 #ifdef KW_TEST_HOOKS
     testhooks::dump_traffic_keys("server", tgid_, spiffe_id_, fd, *keys);
 #endif
-    if (auto r = ctx_.mark_managed(fd); !r) return drop(r.message());
+    if (auto r = ctx_.mark_managed(fd, spiffe_id_); !r) return drop(r.message());
     // The app asked for these flags with accept4 (none with accept).
     int flags = call_.nr == __NR_accept4 ? static_cast<int>(call_.args[3]) : 0;
     int fl = ::fcntl(fd, F_GETFL);
@@ -980,6 +969,9 @@ void EnrollmentService::on_hello(std::shared_ptr<local::socket> socket) {
             spdlog::error("refusing to enrol process {} ({}): {}", cred.pid, command, r.message());
             return reply({{"ok", false}, {"error", "the agent cannot keep the listener across restarts: " + r.message()}});
         }
+        if (context_.mark_enrolled)
+            if (auto r = context_.mark_enrolled(pidfd.get()); !r)
+                spdlog::warn("enrolled process {}: {}", cred.pid, r.message());
         process->start();
         spdlog::info("enrolled process {} (uid {}, {})", cred.pid, cred.uid, command);
         context_.emit({{"type", "enroll"}, {"time", now_rfc3339()}, {"pid", cred.pid}, {"uid", cred.uid}, {"command", command}});

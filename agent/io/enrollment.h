@@ -42,9 +42,14 @@ struct EnrollContext {
     std::function<void(const nlohmann::json&)> emit;
     // Before the agent connects the app's socket FD for a client handshake: until
     // mark_managed, only the agent moves data on it; a failed handshake leaves it so.
-    std::function<Result<void>(int fd)> mark_handshake;
+    // OWNER is the SPIFFE ID of the process the socket is for: only processes of that
+    // identity may receive the socket (SCM_RIGHTS) from then on.
+    std::function<Result<void>(int fd, const std::string& owner)> mark_handshake;
     // After kTLS is installed on FD: only the agent may touch SOL_TLS on it from now on.
-    std::function<Result<void>(int fd)> mark_managed;
+    std::function<Result<void>(int fd, const std::string& owner)> mark_managed;
+    // Records in the kernel that the process behind PIDFD is enrolled: its memory is
+    // guarded like an attested process's (bpf/kw_guard.bpf.c), across fork and exec.
+    std::function<Result<void>(int pidfd)> mark_enrolled;
     std::chrono::milliseconds handshake_timeout{10000};
     tls::Cipher cipher = tls::Cipher::aes_128_gcm;
     // The listener holder (enroll/holder.h): every listener is deposited there, and a

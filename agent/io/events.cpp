@@ -29,6 +29,17 @@ const char* proto_name(uint8_t p) { return p == KW_PROTO_UDP ? "udp" : p == KW_P
 
 }  // namespace
 
+std::string now_rfc3339() {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    tm t{};
+    gmtime_r(&ts.tv_sec, &t);
+    char buf[64];
+    size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &t);
+    std::snprintf(buf + n, sizeof buf - n, ".%09ldZ", ts.tv_nsec);
+    return buf;
+}
+
 std::string format_address(const uint8_t addr[16]) {
     static const uint8_t v4_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     char buf[INET6_ADDRSTRLEN] = {};
@@ -114,6 +125,126 @@ EventFormatter::ExeFacts EventFormatter::exe_facts(const kw_proc_info& p) {
     return f;
 }
 
+json EventFormatter::process_fields(const kw_proc_info& p) {
+    auto exe = exe_facts(p);
+    auto cgroup = cgroup_path(p.cgroup_id);
+    return {
+        {"pid", p.pid},
+        {"tgid", p.tgid},
+        {"process_start_ns", p.start_ns},
+        {"comm", std::string(p.comm, strnlen(p.comm, sizeof(p.comm)))},
+        {"exe", exe.path},
+        {"sha256", exe.sha256 ? json(*exe.sha256) : json(nullptr)},
+        {"uid", p.uid},
+        {"gid", p.gid},
+        {"cgroup", cgroup ? json(*cgroup) : json(nullptr)},
+        {"cgroup_id", p.cgroup_id},
+        {"spiffe_id", spiffe_id(p.ident)},
+        {"attested_from_proc", (p.task_flags & KW_TASK_FROM_PROC) != 0},
+    };
+}
+
+namespace {
+
+const char* guard_action_name(uint8_t a) {
+    switch (a) {
+    case KW_GUARD_PTRACE: return "ptrace";
+    case KW_GUARD_FD_RECEIVE: return "fd_receive";
+    case KW_GUARD_BPF: return "bpf_object";
+    case KW_GUARD_PIN: return "pin";
+    case KW_GUARD_STATE: return "state_dir";
+    case KW_GUARD_EXEC: return "exec";
+    }
+    return "unknown";
+}
+
+const char* inode_op_name(uint32_t op) {
+    switch (op) {
+    case KW_OP_OPEN: return "open";
+    case KW_OP_UNLINK: return "unlink";
+    case KW_OP_RENAME: return "rename";
+    case KW_OP_LINK: return "link";
+    case KW_OP_CREATE: return "create";
+    case KW_OP_UMOUNT: return "umount";
+    }
+    return "unknown";
+}
+
+const char* bpf_cmd_name(uint32_t cmd) {
+    switch (cmd) {
+    case 13: return "BPF_PROG_GET_FD_BY_ID";
+    case 14: return "BPF_MAP_GET_FD_BY_ID";
+    case 30: return "BPF_LINK_GET_FD_BY_ID";
+    }
+    return "bpf";
+}
+
+json exec_reasons(uint32_t bits) {
+    static const std::pair<uint32_t, const char*> names[] = {
+        {KW_EXEC_LD_PRELOAD, "LD_PRELOAD"},  {KW_EXEC_LD_AUDIT, "LD_AUDIT"},
+        {KW_EXEC_LD_LIBRARY_PATH, "LD_LIBRARY_PATH"}, {KW_EXEC_ENV_UNREAD, "environment unreadable"},
+        {KW_EXEC_ANON, "anonymous executable"},   {KW_EXEC_TRACED, "traced"},
+    };
+    json out = json::array();
+    for (const auto& [bit, name] : names)
+        if (bits & bit) out.push_back(name);
+    return out;
+}
+
+}  // namespace
+
+json EventFormatter::format_guard(const kw_ev_hdr& hdr, const kw_ev_guard& e) {
+    const bool allowed = e.decision == KW_DECISION_ALLOW;
+    const std::string name(e.name, strnlen(e.name, sizeof(e.name)));
+    json j = {
+        {"type", "guard"},
+        {"time", wall_time(hdr.ktime_ns)},
+        {"action", guard_action_name(e.action)},
+        {"decision", allowed ? "allow" : "deny"},
+        {"errno", e.err == 0 ? json(nullptr) : json(e.err == 1 ? "EPERM" : std::to_string(e.err))},
+    };
+    j.update(process_fields(e.proc));
+    std::string why;
+    switch (e.action) {
+    case KW_GUARD_PTRACE:
+        j["target"] = {{"tgid", e.target_tgid}, {"comm", name}, {"spiffe_id", spiffe_id(e.target_ident)}};
+        j["ptrace_mode"] = e.detail;
+        if (allowed) {
+            why = "allow_debuggers[" + std::to_string(e.obj_id) + "]";
+            if (view_ && e.obj_id < view_->policy.allow_debuggers.size())
+                why += " (" + view_->policy.allow_debuggers[e.obj_id] + ")";
+        } else {
+            why = "attach, /proc/PID/mem, process_vm_* and pidfd_getfd on an attested or enrolled process, or the "
+                  "agent, are the agent's only";
+        }
+        break;
+    case KW_GUARD_FD_RECEIVE:
+        j["socket_owner"] = spiffe_id(e.target_ident);
+        why = "a mutual-TLS socket passes only to a process of its owner's identity";
+        break;
+    case KW_GUARD_BPF:
+        j["bpf_command"] = bpf_cmd_name(e.detail);
+        j["object_id"] = e.obj_id;
+        why = "kwarden's BPF maps, programs and links are the agent's only";
+        break;
+    case KW_GUARD_PIN:
+    case KW_GUARD_STATE:
+        j["operation"] = inode_op_name(e.detail);
+        j["file"] = name.empty() ? json(nullptr) : json(name);
+        j["inode"] = {{"dev", e.inode.dev}, {"ino", e.inode.ino}};
+        why = e.action == KW_GUARD_PIN ? "the pins under the pin directory are the agent's only"
+                                       : "the agent's state directory (CA keys) is the agent's only";
+        break;
+    case KW_GUARD_EXEC:
+        j["workload"] = spiffe_id(e.target_ident);
+        j["withheld_because"] = exec_reasons(e.detail);
+        why = "no identity for an exec that may run injected code, has no file on disk, or is traced";
+        break;
+    }
+    j["decided_by"] = why;
+    return j;
+}
+
 std::optional<json> EventFormatter::format(const void* data, size_t size) {
     if (size < sizeof(kw_ev_hdr)) return std::nullopt;
     kw_ev_hdr hdr;
@@ -124,7 +255,6 @@ std::optional<json> EventFormatter::format(const void* data, size_t size) {
         kw_ev_connect e;
         std::memcpy(&e, data, sizeof(e));
         const auto& p = e.proc;
-        auto exe = exe_facts(p);
         json names = json::array();
         std::string decided_by;
         if (view_) {
@@ -148,24 +278,14 @@ std::optional<json> EventFormatter::format(const void* data, size_t size) {
         }
         char rev[17];
         snprintf(rev, sizeof(rev), "%016llx", static_cast<unsigned long long>(e.revision));
-        auto cgroup = cgroup_path(p.cgroup_id);
         json j = {
             {"type", "connect"},
             {"time", wall_time(hdr.ktime_ns)},
             {"decision", e.decision == KW_DECISION_ALLOW ? "allow" : "deny"},
             {"mode", e.mode == KW_MODE_AUDIT ? "audit" : "enforce"},
-            {"pid", p.pid},
-            {"tgid", p.tgid},
-            {"process_start_ns", p.start_ns},
-            {"comm", std::string(p.comm, strnlen(p.comm, sizeof(p.comm)))},
-            {"exe", exe.path},
-            {"sha256", exe.sha256 ? json(*exe.sha256) : json(nullptr)},
-            {"uid", p.uid},
-            {"gid", p.gid},
-            {"cgroup", cgroup ? json(*cgroup) : json(nullptr)},
-            {"cgroup_id", p.cgroup_id},
-            {"spiffe_id", spiffe_id(p.ident)},
-            {"attested_from_proc", (p.task_flags & KW_TASK_FROM_PROC) != 0},
+        };
+        j.update(process_fields(p));
+        j.update(json{
             {"dst_addr", format_address(e.addr)},
             {"dst_port", e.port},
             {"protocol", proto_name(e.proto)},
@@ -174,8 +294,13 @@ std::optional<json> EventFormatter::format(const void* data, size_t size) {
             {"decided_by", decided_by},
             {"rule", e.rule == ~0u ? json(nullptr) : json(e.rule)},
             {"policy_revision", rev},
-        };
+        });
         return j;
+    }
+    if (hdr.type == KW_EV_GUARD && size >= sizeof(kw_ev_guard)) {
+        kw_ev_guard e;
+        std::memcpy(&e, data, sizeof(e));
+        return format_guard(hdr, e);
     }
     if ((hdr.type == KW_EV_ESTABLISHED || hdr.type == KW_EV_CLOSED) && size >= sizeof(kw_ev_sock)) {
         kw_ev_sock e;

@@ -41,6 +41,9 @@ private:
         std::optional<std::string> sha256;
     };
     ExeFacts exe_facts(const kw_proc_info& p);
+    // The acting process's fields, shared by connect and guard events.
+    nlohmann::json process_fields(const kw_proc_info& p);
+    nlohmann::json format_guard(const kw_ev_hdr& hdr, const kw_ev_guard& e);
 
     std::shared_ptr<const PolicyView> view_;
     int64_t mono_to_real_ns_ = 0;
@@ -51,5 +54,8 @@ private:
 };
 
 std::string format_address(const uint8_t addr[16]);
+
+// Wall-clock time now, RFC 3339 with nanoseconds, for the agent's own events.
+std::string now_rfc3339();
 
 }  // namespace kw::io

@@ -173,6 +173,28 @@ static __always_inline void kw_fill_proc(struct kw_proc_info *p)
 	bpf_get_current_comm(p->comm, sizeof(p->comm));
 }
 
+#define S_IFMT 0170000
+#define S_IFSOCK 0140000
+
+/*
+ * The kw_ktls state of the socket FILE is, NULL for any other file or an unmarked socket.
+ * For anything that is not a socket this is two loads and a compare. bpf_sock_from_file
+ * (checks f_op, which is what makes file->private_data a struct socket) is reached
+ * through tracing_prog_func_proto, which bpf_lsm_func_proto falls back to on 6.1 and
+ * 6.12; it returns a BTF pointer whose ->sk the sk-storage helper takes, where a read of
+ * the void * private_data would only give a scalar.
+ */
+static __always_inline struct kw_ktls_state *kw_ktls_of_file(struct file *file)
+{
+	struct inode *inode = file->f_inode;
+	if (!inode || (inode->i_mode & S_IFMT) != S_IFSOCK)
+		return 0;
+	struct socket *sock = bpf_sock_from_file(file);
+	if (!sock || !sock->sk)
+		return 0;
+	return bpf_sk_storage_get(&kw_ktls, sock->sk, 0, 0);
+}
+
 static __always_inline void *kw_event_reserve(__u32 size, __u16 type)
 {
 	struct kw_ev_hdr *h = bpf_ringbuf_reserve(&kw_events, size, 0);

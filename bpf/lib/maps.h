@@ -125,9 +125,42 @@ struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, __u32);
+	__type(value, struct kw_ktls_state);
 	KW_PIN;
 } kw_ktls SEC(".maps");
+
+/* The guard (kw_guard.bpf.c): settings, kwarden's own objects and inodes, debuggers. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kw_guard_cfg);
+	KW_PIN;
+} kw_guard SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct kw_guard_id);
+	__type(value, __u32);
+	KW_PIN;
+} kw_guard_ids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct kw_file_key);
+	__type(value, __u32); /* enum kw_guard_inode */
+	KW_PIN;
+} kw_guard_inodes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct kw_debugger_key);
+	__type(value, __u32); /* index of the entry in allow_debuggers */
+	KW_PIN;
+} kw_debuggers SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -153,6 +186,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct kw_argv_buf);
 } kw_argv_scratch SEC(".maps");
+
+/* Per-CPU scratch for the environment scan of an exec (kw_attest.bpf.c). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kw_argv_buf);
+} kw_env_scratch SEC(".maps");
 
 /* Per-CPU scratch for kw_file_path(): the components found walking up, and a buffer
  * twice KW_PATH_MAX so that a copy of up to KW_PATH_MAX bytes at any offset below

@@ -55,8 +55,10 @@ kw_track() { # KIND VALUE: remember a resource for kw_cleanup (pids, cgroups, ne
     echo "$2" >>"$T/.kw_$1"
 }
 
+# Only a real pid: kill 0, -1 or -PGID would reach the runner and the guest's init
+# script with it (a guest that then never reports its status).
 kw_pid_alive() {
-    [[ -n $1 ]] && kill -0 "$1" 2>/dev/null
+    [[ $1 =~ ^[1-9][0-9]*$ && $1 -gt 1 ]] && kill -0 "$1" 2>/dev/null
 }
 
 # Ends one process by pid: TERM, up to 5 s, then KILL.
@@ -256,6 +258,62 @@ as_workload() { # [--pidfile FILE] [--uid N] CMD...
     ' kw_workload "$pidfile" "$KW_CG_DIR" "$uid" "$gid" "$@"
 }
 
+# ---- a workload holding a connection (kw_guard_probe hold) ---------------------------------
+
+declare -A KW_HOLD_CTL=()
+
+# Runs PROBE (a copy of kw_guard_probe) "hold HOST PORT" as the workload, in the background,
+# enrolled through $T/enroll.sock with --enrolled: output in $T/NAME.log, pid in
+# $T/NAME.pid, commands through the FIFO $T/NAME.ctl (holder_cmd). Returns once it is
+# connected: its pid in $KW_HOLD_PID, the connection's descriptor number in $KW_HOLD_FD.
+start_holder() { # NAME [--enrolled] PROBE HOST PORT
+    local name=$1 ctl=$T/$1.ctl fd
+    local -a exec=()
+    shift
+    if [[ $1 == --enrolled ]]; then
+        exec=("$KWARDEN" exec --enroll-socket "$T/enroll.sock" --)
+        shift
+    fi
+    mkfifo -m 0666 "$ctl"
+    exec {fd}<>"$ctl"
+    KW_HOLD_CTL[$name]=$fd
+    KW_TIMEOUT=280 kw_bg as_workload --pidfile "$T/$name.pid" "${exec[@]}" "$1" hold "$2" "$3" "$ctl" >"$T/$name.log" 2>&1
+    wait_until 30 "$name to connect to $2:$3" kw_holder_connected "$name" "$KW_BG_PID"
+    # shellcheck disable=SC2034 # for the test
+    KW_HOLD_FD=$(sed -n 's/^connected fd \([0-9]*\) .*/\1/p' "$T/$name.log")
+    KW_HOLD_PID=$(cat "$T/$name.pid")
+}
+
+kw_holder_connected() { # NAME PID
+    grep -q '^connected fd ' "$T/$1.log" && return 0
+    kw_pid_alive "$2" || fail "$1 exited before it was connected: $(cat "$T/$1.log")"
+    return 1
+}
+
+holder_cmd() { # NAME COMMAND: one command line to the holder (see kw_guard_probe hold)
+    echo "$2" >&"${KW_HOLD_CTL[$1]}"
+}
+
+# The enrolled workload of the guard tests: PROBE as NAME, holding its mTLS connection to
+# 127.0.0.1:PORT (openssl s_server -rev holding PEER_ID's SVID), after exactly one
+# successful handshake as ID; a first line goes through. Its pid in $KW_HOLD_PID.
+start_mtls_holder() { # NAME PROBE ID PEER_ID PORT
+    ev_mark
+    start_holder "$1" --enrolled "$2" 127.0.0.1 "$5"
+    expect_one_event "the handshake of $1" '.type == "tls" and .result == "ok"'
+    assert_event role=client "spiffe_id=$3" "peer_id=$4" "tgid=$KW_HOLD_PID" "dst_port=$5"
+    holder_round_trip "$1"
+}
+
+# NAME sends a fresh line through its connection and gets it back reversed (the peer is
+# openssl s_server -rev): the connection still works, both ways.
+holder_round_trip() { # NAME
+    local line="kw-hold-$RANDOM$RANDOM"
+    holder_cmd "$1" "send $line"
+    wait_until 20 "$1 to get '$line' back reversed (log: $(tail -n 3 "$T/$1.log"))" \
+        grep -qxF "received: $(rev <<<"$line")" "$T/$1.log"
+}
+
 # A network namespace joined by a veth pair: 10.203.0.1/30 here, 10.203.0.2/30 inside.
 # Sets $KW_NS.
 make_netns() {
@@ -392,6 +450,20 @@ stop_agent() {
     wait "$KW_AGENT_PID" 2>/dev/null || true
     KW_AGENT_PID=""
     rm -f "$T/.kw_agent_pid"
+}
+
+# `kwarden stop`, the operator's stop: the agent turns its guard off (a protection event)
+# and exits, so that its state directory and pins may be changed (upgrade, CA change).
+stop_agent_unguarded() {
+    expect_ok kwarden_cli stop
+    wait_until 30 "agent $KW_AGENT_PID to exit after 'kwarden stop'" kw_agent_gone
+    wait "$KW_AGENT_PID" 2>/dev/null || true
+    KW_AGENT_PID=""
+    rm -f "$T/.kw_agent_pid"
+}
+
+kw_agent_gone() {
+    ! kw_pid_alive "$KW_AGENT_PID"
 }
 
 # SIGKILL, as a crash: pinned programs must keep enforcing.

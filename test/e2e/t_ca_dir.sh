@@ -56,7 +56,7 @@ expect_ok "$KWARDEN" policy check "$T/other-td.json"
 expect_status 1 kwarden_cli policy apply "$T/other-td.json"
 assert_match "policy apply names the trust domain mismatch" "/trust_domain: 'other.org' is not the trust domain of the node CA" "$KW_OUT"
 assert_eq "SVID serial after a refused trust domain" "$serial" "$(kwarden_cli svid list --json | jq -r '.svids[0].serial')"
-stop_agent
+stop_agent_unguarded
 
 # A CA directory whose key is not the intermediate's: the agent refuses to start.
 cp "$T/root/root.key" "$T/state/ca/intermediate.key"

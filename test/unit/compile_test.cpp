@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <tuple>
 
 #include "core/compile.h"
 #include "core/prefix.h"
@@ -700,4 +701,191 @@ TEST_CASE("a set with a mutual-TLS member is flagged for the kernel: only the ag
     // Neighbours without a mutual-TLS member keep their plain flags.
     CHECK((lookup(c, KW_PROTO_TCP, 8443, "10.0.0.8")->flags & KW_DSET_MTLS) == 0);
     CHECK((lookup(c, KW_PROTO_TCP, 0, "10.0.0.7")->flags & KW_DSET_MTLS) == 0);
+}
+
+// ---- process binding: allow_env, allow_debuggers, the process's condition -----------
+
+namespace {
+
+Policy with_debuggers(const std::string& workloads, const std::string& debuggers) {
+    return parse_ok(R"({"version": 1, "trust_domain": "example.org", "workloads": [)" + workloads +
+                    R"(], "allow_debuggers": [)" + debuggers + "]}");
+}
+
+kw_debugger_key ident_debugger(uint32_t ident) {
+    kw_debugger_key key{};
+    key.kind = KW_DEBUGGER_IDENT;
+    key.ident = ident;
+    return key;
+}
+
+kw_debugger_key exe_debugger(uint64_t ino) {
+    kw_debugger_key key{};
+    key.kind = KW_DEBUGGER_EXE;
+    key.exe = kw_file_key{0x800001, ino};
+    return key;
+}
+
+// kw_debuggers as a comparable list: (kind, ident, dev, ino, index).
+using DebuggerRow = std::tuple<uint32_t, uint32_t, uint64_t, uint64_t, uint32_t>;
+std::vector<DebuggerRow> rows(const std::vector<std::pair<kw_debugger_key, uint32_t>>& debuggers) {
+    std::vector<DebuggerRow> out;
+    for (const auto& [k, index] : debuggers) out.emplace_back(k.kind, k.ident, k.exe.dev, k.exe.ino, index);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("allow_env becomes the workload's KW_SEL_ALLOW_* flags, and only those") {
+    FakeHostView host;
+    Policy p = policy_of(R"(
+        {"id": "spiffe://example.org/none", "selectors": {"uid": 1}},
+        {"id": "spiffe://example.org/preload", "selectors": {"uid": 2}, "allow_env": ["LD_PRELOAD"]},
+        {"id": "spiffe://example.org/audit-path", "selectors": {"uid": 3},
+         "allow_env": ["LD_LIBRARY_PATH", "LD_AUDIT"]})");
+    CompiledPolicy c = compile_ok(p, host);
+    REQUIRE(c.workloads.size() == 3);
+    constexpr uint32_t kAllowAll = KW_SEL_ALLOW_LD_PRELOAD | KW_SEL_ALLOW_LD_AUDIT | KW_SEL_ALLOW_LD_LIBRARY_PATH;
+    CHECK(c.workloads[0].flags == KW_SEL_UID);
+    CHECK((c.workloads[1].flags & kAllowAll) == KW_SEL_ALLOW_LD_PRELOAD);
+    CHECK((c.workloads[2].flags & kAllowAll) == (KW_SEL_ALLOW_LD_AUDIT | KW_SEL_ALLOW_LD_LIBRARY_PATH));
+    CHECK((c.workloads[2].flags & ~kAllowAll) == KW_SEL_UID);
+}
+
+TEST_CASE("a policy without allow_debuggers compiles to no debugger entry") {
+    FakeHostView host;
+    Policy p = policy_of(R"({"id": "spiffe://example.org/a", "selectors": {"uid": 1}})");
+    CompiledPolicy c = compile_ok(p, host);
+    CHECK(c.debuggers.empty());
+}
+
+TEST_CASE("debuggers compile to identity keys and file keys, each with its policy index") {
+    FakeHostView host;
+    host.add_file("/usr/bin/gdb", 21, kHashA);
+    host.add_file("/usr/bin/strace", 22, kHashB);
+    Policy p = with_debuggers(R"(
+        {"id": "spiffe://example.org/app", "selectors": {"uid": 1}},
+        {"id": "spiffe://example.org/ops/debug", "selectors": {"uid": 0}})",
+                              R"("/usr/bin/strace", "spiffe://example.org/ops/debug", "/usr/bin/gdb")");
+    IdentityTable ids;
+    CompiledPolicy c = compile_ok(p, host, ids);
+    uint32_t debug = *ids.find("spiffe://example.org/ops/debug");
+    CHECK(debug == 2);
+    CHECK(rows(c.debuggers) == rows({{exe_debugger(22), 0}, {ident_debugger(debug), 1}, {exe_debugger(21), 2}}));
+    CHECK(c.warnings.empty());
+    // The file of a debugger is located, not pinned: it never becomes a candidate file.
+    CHECK(c.pins.empty());
+    CHECK(c.files.empty());
+}
+
+TEST_CASE("a debugger path that cannot be resolved is a warning and lets nobody in") {
+    FakeHostView host;
+    host.add_file("/usr/bin/gdb", 21, kHashA);
+    host.fail_file("/opt/dir", "'/opt/dir' is not a regular file: only files can be pinned");
+    Policy p = with_debuggers(R"({"id": "spiffe://example.org/app", "selectors": {"uid": 1}})",
+                              R"("/usr/bin/lldb", "/opt/dir", "/usr/bin/gdb")");
+    CompiledPolicy c = compile_ok(p, host);
+    CHECK(rows(c.debuggers) == rows({{exe_debugger(21), 2}}));
+    REQUIRE(c.warnings.size() == 2);
+    CHECK(c.warnings[0].path == "/allow_debuggers/0");
+    CHECK(c.warnings[0].message ==
+          "debugger '/usr/bin/lldb' lets nobody in: cannot open '/usr/bin/lldb' to pin it: No such file or directory");
+    CHECK(c.warnings[1].path == "/allow_debuggers/1");
+    CHECK(c.warnings[1].message ==
+          "debugger '/opt/dir' lets nobody in: '/opt/dir' is not a regular file: only files can be pinned");
+}
+
+TEST_CASE("a debugger path that a workload pins is looked at once, even when it fails its pin") {
+    FakeHostView host;
+    host.add_file("/usr/bin/gdb", 21, kHashB);
+    Policy p = with_debuggers(
+        R"({"id": "spiffe://example.org/debug", "selectors": {"exe": "/usr/bin/gdb", "sha256": ")" + kHashA + R"("}})",
+        R"("/usr/bin/gdb")");
+    CompiledPolicy c = compile_ok(p, host);
+    CHECK(host.pins_requested == 1);
+    REQUIRE(c.pins.size() == 1);
+    CHECK_FALSE(c.pins[0].active);  // the workload has no identity, the debugger's file is still that file
+    CHECK(rows(c.debuggers) == rows({{exe_debugger(21), 0}}));
+}
+
+TEST_CASE("two debugger paths that reach one file give one entry with the first index") {
+    FakeHostView host;
+    host.add_file("/usr/bin/gdb", 21, kHashA);
+    host.add_file("/bin/gdb", 21, kHashA);
+    Policy p = with_debuggers(R"({"id": "spiffe://example.org/app", "selectors": {"uid": 1}})",
+                              R"("/bin/gdb", "/usr/bin/gdb")");
+    CompiledPolicy c = compile_ok(p, host);
+    CHECK(rows(c.debuggers) == rows({{exe_debugger(21), 0}}));
+}
+
+TEST_CASE("a loader variable the workload does not allow refuses it; a later workload that allows it matches") {
+    FakeHostView host;
+    host.add_file("/usr/bin/app", 31, kHashA);
+    Policy p = policy_of(R"(
+        {"id": "spiffe://example.org/strict", "selectors": {"exe": "/usr/bin/app"}},
+        {"id": "spiffe://example.org/libpath", "selectors": {"exe": "/usr/bin/app"}, "allow_env": ["LD_LIBRARY_PATH"]},
+        {"id": "spiffe://example.org/preload", "selectors": {"uid": 1000}, "allow_env": ["LD_PRELOAD"]})");
+    CompiledPolicy c = compile_ok(p, host);
+    ProcessFacts facts;
+    facts.exe = kw_file_key{0x800001, 31};
+    facts.uid = 1000;
+
+    CHECK(match_workload(c, facts) == 0u);
+    facts.ld_env = KW_EXEC_LD_LIBRARY_PATH;
+    CHECK(match_workload(c, facts) == 1u);
+    facts.ld_env = KW_EXEC_LD_PRELOAD;
+    CHECK(match_workload(c, facts) == 2u);
+    facts.ld_env = KW_EXEC_LD_PRELOAD | KW_EXEC_LD_LIBRARY_PATH;  // no entry allows both
+    CHECK_FALSE(match_workload(c, facts));
+    facts.ld_env = KW_EXEC_LD_AUDIT;
+    CHECK_FALSE(match_workload(c, facts));
+    facts.uid = 0;
+    facts.ld_env = KW_EXEC_LD_PRELOAD;
+    CHECK_FALSE(match_workload(c, facts));
+}
+
+TEST_CASE("an unreadable environment is refused even by a workload that allows every loader variable") {
+    FakeHostView host;
+    Policy p = policy_of(R"({"id": "spiffe://example.org/lax", "selectors": {"uid": 1},
+                             "allow_env": ["LD_PRELOAD", "LD_AUDIT", "LD_LIBRARY_PATH"]})");
+    CompiledPolicy c = compile_ok(p, host);
+    ProcessFacts facts;
+    facts.uid = 1;
+    facts.ld_env = KW_EXEC_LD_PRELOAD | KW_EXEC_LD_AUDIT | KW_EXEC_LD_LIBRARY_PATH;
+    CHECK(match_workload(c, facts) == 0u);
+    facts.ld_env = KW_EXEC_ENV_UNREAD;
+    CHECK_FALSE(match_workload(c, facts));
+}
+
+TEST_CASE("an anonymous exe or a tracer refuses every workload, whatever it allows") {
+    FakeHostView host;
+    host.add_file("/usr/bin/app", 31, kHashA);
+    Policy p = policy_of(R"(
+        {"id": "spiffe://example.org/app", "selectors": {"exe": "/usr/bin/app"}},
+        {"id": "spiffe://example.org/any", "selectors": {"uid": 1},
+         "allow_env": ["LD_PRELOAD", "LD_AUDIT", "LD_LIBRARY_PATH"]})");
+    CompiledPolicy c = compile_ok(p, host);
+    ProcessFacts facts;
+    facts.exe = kw_file_key{0x800001, 31};
+    facts.uid = 1;
+    CHECK(match_workload(c, facts) == 0u);
+    facts.anon_exe = true;
+    CHECK_FALSE(match_workload(c, facts));
+    facts.anon_exe = false;
+    facts.traced = true;
+    CHECK_FALSE(match_workload(c, facts));
+}
+
+TEST_CASE("allowing LD_PRELOAD or LD_AUDIT draws a lint warning naming them, LD_LIBRARY_PATH none") {
+    Policy p = policy_of(R"(
+        {"id": "spiffe://example.org/a", "selectors": {"uid": 1}, "allow_env": ["LD_LIBRARY_PATH"]},
+        {"id": "spiffe://example.org/b", "selectors": {"uid": 2}, "allow_env": ["LD_AUDIT"]},
+        {"id": "spiffe://example.org/c", "selectors": {"exe": "/usr/bin/python3"}, "allow_env": ["LD_PRELOAD"]})");
+    auto advice = lint_policy(p);
+    REQUIRE(advice.size() == 3);
+    CHECK(advice[0].path == "/workloads/1/allow_env");
+    CHECK(advice[0].message == "LD_AUDIT allowed: any process of this identity may run injected code");
+    CHECK(advice[1].path == "/workloads/2/allow_env");
+    CHECK(advice[1].message == "LD_PRELOAD allowed: any process of this identity may run injected code");
+    CHECK(advice[2].path == "/workloads/2/selectors/exe");
 }

@@ -299,6 +299,52 @@ TEST_CASE("each malformed policy is refused with one error at the exact JSON pat
              d["workloads"][0]["listen"] = {{{"port", 0}, {"tls", "mutual"}}};
          }),
          "/workloads/0/listen/0/port", "from 1 to 65535"},
+        {"allow_env not an array", edit([](json& d) { d["workloads"][0]["allow_env"] = "LD_PRELOAD"; }),
+         "/workloads/0/allow_env", "must be an array of strings"},
+        {"allow_env with a non-string", edit([](json& d) { d["workloads"][0]["allow_env"] = {"LD_AUDIT", 1}; }),
+         "/workloads/0/allow_env/1", "must be a string"},
+        {"allow_env with an unknown variable",
+         edit([](json& d) { d["workloads"][0]["allow_env"] = {"LD_LIBRARY_PATH", "LD_DEBUG"}; }),
+         "/workloads/0/allow_env/1",
+         "unknown loader variable 'LD_DEBUG': must be \"LD_PRELOAD\", \"LD_AUDIT\" or \"LD_LIBRARY_PATH\""},
+        {"allow_env with a variable in lowercase",
+         edit([](json& d) { d["workloads"][0]["allow_env"] = {"ld_preload"}; }), "/workloads/0/allow_env/0",
+         "unknown loader variable 'ld_preload'"},
+        {"allow_env with a value", edit([](json& d) { d["workloads"][0]["allow_env"] = {"LD_PRELOAD=/x.so"}; }),
+         "/workloads/0/allow_env/0", "unknown loader variable 'LD_PRELOAD=/x.so'"},
+        {"allow_env naming a variable twice",
+         edit([](json& d) { d["workloads"][0]["allow_env"] = {"LD_AUDIT", "LD_PRELOAD", "LD_AUDIT"}; }),
+         "/workloads/0/allow_env/2", "duplicate loader variable 'LD_AUDIT'"},
+        {"allow_debuggers not an array", edit([](json& d) { d["allow_debuggers"] = "/usr/bin/gdb"; }),
+         "/allow_debuggers", "must be an array of strings"},
+        {"allow_debuggers with a non-string", edit([](json& d) { d["allow_debuggers"] = {"/usr/bin/gdb", 0}; }),
+         "/allow_debuggers/1", "must be a string"},
+        {"allow_debuggers with a bare name", edit([](json& d) { d["allow_debuggers"] = {"gdb"}; }),
+         "/allow_debuggers/0", "scheme must be 'spiffe://' (or the absolute path of a debugger's executable)"},
+        {"allow_debuggers with a path that is not normalised",
+         edit([](json& d) { d["allow_debuggers"] = {"/usr/bin/../bin/gdb"}; }), "/allow_debuggers/0",
+         "must be normalised"},
+        {"allow_debuggers naming '/'", edit([](json& d) { d["allow_debuggers"] = {"/"}; }), "/allow_debuggers/0",
+         "must name a file, not '/'"},
+        {"allow_debuggers with an invalid SPIFFE ID",
+         edit([](json& d) { d["allow_debuggers"] = {"spiffe://example.org/ops//gdb"}; }), "/allow_debuggers/0",
+         "path contains an empty segment ('//')"},
+        {"allow_debuggers with an ID no workload has",
+         edit([](json& d) { d["allow_debuggers"] = {"spiffe://example.org/ops/gdb"}; }), "/allow_debuggers/0",
+         "no workload has this SPIFFE ID: no process can carry it"},
+        {"allow_debuggers with an ID of another trust domain",
+         edit([](json& d) { d["allow_debuggers"] = {"spiffe://partner.org/billing"}; }), "/allow_debuggers/0",
+         "no workload has this SPIFFE ID"},
+        {"allow_debuggers naming a path twice",
+         edit([](json& d) { d["allow_debuggers"] = {"/usr/bin/gdb", "spiffe://example.org/billing", "/usr/bin/gdb"}; }),
+         "/allow_debuggers/2", "duplicate of /allow_debuggers/0"},
+        {"allow_debuggers naming an ID twice", edit([](json& d) {
+             d["allow_debuggers"] = {"spiffe://example.org/billing", "spiffe://example.org/billing"};
+         }),
+         "/allow_debuggers/1", "duplicate of /allow_debuggers/0"},
+        {"allow_debuggers inside a workload",
+         edit([](json& d) { d["workloads"][0]["allow_debuggers"] = {"/usr/bin/gdb"}; }),
+         "/workloads/0/allow_debuggers", "unknown field 'allow_debuggers'"},
     };
     for (const Malformed& c : cases) {
         DYNAMIC_SECTION(c.name) {
@@ -489,6 +535,51 @@ TEST_CASE("svid_ttl and federation are parsed; an ID without svid_ttl gets the d
     REQUIRE(out.policy->federation.size() == 1);
     CHECK(out.policy->federation[0].trust_domain == "partner.org");
     CHECK(out.policy->federation[0].bundle == "/etc/kwarden/partner.json");
+}
+
+TEST_CASE("allow_env is parsed into loader variable bits; without it no variable is allowed") {
+    json doc = base_policy();
+    doc["workloads"][0]["allow_env"] = {"LD_LIBRARY_PATH", "LD_AUDIT"};
+    doc["workloads"].push_back({{"id", "spiffe://example.org/web"}, {"selectors", {{"exe", "/usr/sbin/nginx"}}}});
+    doc["workloads"].push_back(
+        {{"id", "spiffe://example.org/tool"}, {"selectors", {{"uid", 7}}}, {"allow_env", json::array()}});
+    ParseOutcome out = parse_policy(doc.dump());
+    INFO(all_problems(out.errors));
+    REQUIRE(out.policy);
+    CHECK(out.policy->workloads[0].allow_env == (kw::core::kLdLibraryPath | kw::core::kLdAudit));
+    CHECK(out.policy->workloads[1].allow_env == 0);
+    CHECK(out.policy->workloads[2].allow_env == 0);
+}
+
+TEST_CASE("allow_debuggers keeps its entries in policy order; without it there is none") {
+    json doc = base_policy();
+    ParseOutcome plain = parse_policy(doc.dump());
+    REQUIRE(plain.policy);
+    CHECK(plain.policy->allow_debuggers.empty());
+
+    doc["allow_debuggers"] = {"/usr/bin/strace", "spiffe://example.org/billing", "/usr/bin/gdb"};
+    ParseOutcome out = parse_policy(doc.dump());
+    INFO(all_problems(out.errors));
+    REQUIRE(out.policy);
+    CHECK(out.policy->allow_debuggers ==
+          std::vector<std::string>{"/usr/bin/strace", "spiffe://example.org/billing", "/usr/bin/gdb"});
+    CHECK(out.warnings.empty());
+}
+
+TEST_CASE("allowing LD_PRELOAD or LD_AUDIT is accepted with a warning, LD_LIBRARY_PATH alone without") {
+    json doc = base_policy();
+    doc["workloads"][0]["allow_env"] = {"LD_LIBRARY_PATH"};
+    ParseOutcome quiet = parse_policy(doc.dump());
+    REQUIRE(quiet.policy);
+    CHECK(quiet.warnings.empty());
+
+    doc["workloads"][0]["allow_env"] = {"LD_AUDIT", "LD_LIBRARY_PATH", "LD_PRELOAD"};
+    ParseOutcome out = parse_policy(doc.dump());
+    REQUIRE(out.policy);
+    REQUIRE(out.warnings.size() == 1);
+    CHECK(out.warnings[0].path == "/workloads/0/allow_env");
+    CHECK(out.warnings[0].message ==
+          "LD_PRELOAD and LD_AUDIT allowed: any process of this identity may run injected code");
 }
 
 TEST_CASE("a destination no rule mentions is accepted with a warning that it is refused") {

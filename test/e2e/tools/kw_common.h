@@ -86,6 +86,29 @@ static inline void kw_finish_stream(int fd)
 	}
 }
 
+/* Reads one line (without its newline) into BUF, waiting 15 s at most: 0, the errno of a
+ * failed read (EAGAIN: the wait ran out), or EBADMSG when no line came (nothing before
+ * the peer closed, or more than BUF holds). */
+static inline int kw_read_line(int fd, char *buf, size_t size)
+{
+	struct timeval tv = { .tv_sec = 15, .tv_usec = 0 };
+	size_t got = 0;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while (got < size - 1) {
+		ssize_t n = read(fd, buf + got, 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno;
+		if (n == 0 || buf[got] == '\n')
+			break;
+		got++;
+	}
+	buf[got] = '\0';
+	return got == 0 || got == size - 1 ? EBADMSG : 0;
+}
+
 /* Writes all of buf or returns -1 with errno set. */
 static inline int kw_write_all(int fd, const char *buf, size_t len)
 {

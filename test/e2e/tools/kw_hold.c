@@ -25,25 +25,13 @@ static void usage(void)
 /* Reads one line (without its newline) into BUF; exits EBADMSG if none comes. */
 static void read_line(int fd, char *buf, size_t size)
 {
-	struct timeval tv = { .tv_sec = 15 };
-	size_t got = 0;
-
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	while (got < size - 1) {
-		ssize_t n = read(fd, buf + got, 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			kw_die_errno("read", errno);
-		if (n == 0 || buf[got] == '\n')
-			break;
-		got++;
-	}
-	buf[got] = '\0';
-	if (got == size - 1 || got == 0) {
-		printf("read: no complete line (%zu bytes: '%s')\n", got, buf);
+	int err = kw_read_line(fd, buf, size);
+	if (err == EBADMSG) {
+		printf("read: no complete line (%zu bytes: '%s')\n", strlen(buf), buf);
 		exit(EBADMSG);
 	}
+	if (err)
+		kw_die_errno("read", err);
 }
 
 static void send_line(int fd, const char *prefix, const char *line)

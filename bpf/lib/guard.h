@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* The guard's shared pieces: is it on, who is the agent, who may debug, guard events. */
+#ifndef KWARDEN_BPF_GUARD_H
+#define KWARDEN_BPF_GUARD_H
+
+#include "lib/common.h"
+
+static __always_inline struct kw_guard_cfg *kw_guard_cfg(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&kw_guard, &zero);
+}
+
+static __always_inline int kw_guard_on(void)
+{
+	struct kw_guard_cfg *g = kw_guard_cfg();
+	return g && g->enabled;
+}
+
+static __always_inline int kw_task_is_agent(struct kw_task *t)
+{
+	return t && (t->flags & KW_TASK_AGENT);
+}
+
+/* Attested, enrolled, or the agent: a process whose memory and sockets are guarded. */
+static __always_inline int kw_task_is_guarded(struct kw_task *t)
+{
+	return t && (t->ident != KW_IDENT_NONE || (t->flags & (KW_TASK_AGENT | KW_TASK_ENROLLED)));
+}
+
+/* Index + 1 of the allow_debuggers entry that lets TASK (with storage T) in, 0 none: by
+ * its identity first, then by its executable. */
+static __always_inline __u32 kw_debugger_of(struct task_struct *task, struct kw_task *t)
+{
+	struct kw_debugger_key k = {};
+	__u32 *idx;
+
+	if (t && t->ident != KW_IDENT_NONE) {
+		k.kind = KW_DEBUGGER_IDENT;
+		k.ident = t->ident;
+		idx = bpf_map_lookup_elem(&kw_debuggers, &k);
+		if (idx)
+			return *idx + 1;
+	}
+	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+	if (!exe)
+		return 0;
+	__s64 sec;
+	__u32 nsec;
+	__builtin_memset(&k, 0, sizeof(k));
+	k.kind = KW_DEBUGGER_EXE;
+	kw_file_facts(exe, &k.exe, &sec, &nsec);
+	idx = bpf_map_lookup_elem(&kw_debuggers, &k);
+	return idx ? *idx + 1 : 0;
+}
+
+struct kw_guard_target {
+	__u8 action;   /* enum kw_guard_action */
+	__u8 decision; /* enum kw_decision */
+	__s32 err;
+	__u32 detail;
+	__u32 tgid;
+	__u32 ident;
+	__u32 obj_id;
+	struct kw_file_key inode;
+	const char *name; /* kernel string, or 0 */
+};
+
+static __always_inline void kw_emit_guard(struct kw_guard_target *g)
+{
+	if (g->decision == KW_DECISION_DENY)
+		kw_count(KW_CNT_GUARD_DENIED);
+	struct kw_ev_guard *e = kw_event_reserve(sizeof(*e), KW_EV_GUARD);
+	if (!e)
+		return;
+	__builtin_memset(&e->proc, 0, sizeof(*e) - sizeof(e->hdr));
+	kw_fill_proc(&e->proc);
+	e->action = g->action;
+	e->decision = g->decision;
+	e->err = g->err;
+	e->detail = g->detail;
+	e->target_tgid = g->tgid;
+	e->target_ident = g->ident;
+	e->obj_id = g->obj_id;
+	e->inode = g->inode;
+	if (g->name)
+		bpf_probe_read_kernel_str(e->name, sizeof(e->name), g->name);
+	bpf_ringbuf_submit(e, 0);
+}
+
+#endif /* KWARDEN_BPF_GUARD_H */
