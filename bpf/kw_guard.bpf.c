@@ -48,7 +48,8 @@ static __always_inline int kw_guard_ptrace(struct task_struct *tracer, struct kw
 		.ident = t->ident,
 		.name = target->comm,
 	};
-	__u32 dbg = kw_debugger_of(tracer, tt);
+	/* Debuggers are for workloads: the agent's memory holds the CA and SVID keys. */
+	__u32 dbg = kw_task_is_agent(t) ? 0 : kw_debugger_of(tracer, tt);
 	if (dbg) {
 		g.decision = KW_DECISION_ALLOW;
 		g.obj_id = dbg - 1;

@@ -94,28 +94,40 @@ declare -A CALL_OF=([attach]="ptrace(PTRACE_ATTACH)" [seize]="ptrace(PTRACE_SEIZ
     [vmread]="process_vm_readv" [getfd]="pidfd_getfd")
 declare -A MODE_OF=([attach]=18 [seize]=18 [mem]=10 [vmread]=18 [getfd]=18)
 
-# The guard event of one access by PID (uid UID, identity ID, executable EXE) to TARGET.
-assert_ptrace_event() { # DECISION OP PID UID ID EXE TARGET_PID TARGET_ID
-    local decision=$1 op=$2 pid=$3 uid=$4 id=$5 exe=$6 tpid=$7 tid=$8 err=null
-    [[ $decision == deny ]] && err=EPERM
-    assert_event action=ptrace "decision=$decision" "errno=$err" "ptrace_mode=${MODE_OF[$op]}" "tgid=$pid" \
-        "uid=$uid" "spiffe_id=$id" "exe=$exe" "cgroup:$KW_CG:$KW_CG_ID" has:decided_by has:time
-    assert_eq "target of the event (tgid spiffe_id comm)" "$tpid $tid $(cat "/proc/$tpid/comm")" \
-        "$(jq -r '"\(.target.tgid) \(.target.spiffe_id) \(.target.comm)"' <<<"$KW_EVENT")"
+# The guard events a group of attempts must give, one line per attempt (each attempt is
+# a process of its own): "TGID ACTION DECISION ERRNO MODE UID SPIFFE_ID EXE CGROUP |
+# TARGET_TGID TARGET_ID TARGET_COMM | WHY". WHY is the allow_debuggers entry for an
+# allow, "agent only" for a deny that says so.
+WANT=()
+want_event() { # DECISION OP PID UID ID EXE TARGET_PID TARGET_ID [ENTRY]
+    local err=null why="agent only"
+    [[ $1 == deny ]] && err=EPERM
+    [[ $1 == allow ]] && why=$9
+    WANT+=("$3 ptrace $1 $err ${MODE_OF[$2]} $4 $5 $6 $KW_CG | $7 $8 $(cat "/proc/$7/comm") | $why")
 }
+# The ptrace guard events since the mark are exactly WANT, one per attempt, and there are
+# no other guard events but EXTRA (default 0) of other actions.
+expect_guard_events() { # WHAT [EXTRA]
+    local want have total=$((${#WANT[@]} + ${2:-0}))
+    want=$(printf '%s\n' "${WANT[@]}" | sort)
+    wait_until 10 "$total guard events for $1 (have $(ev_count '.type == "guard"'))" kw_guard_events_at_least "$total"
+    sleep 0.5 # one too many would arrive right behind
+    have=$(ev_select '.type == "guard" and .action == "ptrace"' | jq -r '"\(.tgid) \(.action) \(.decision) \(.errno) \(.ptrace_mode) \(.uid) \(.spiffe_id) \(.exe) \(.cgroup) | \(.target.tgid) \(.target.spiffe_id) \(.target.comm) | \(.decided_by | if test("^allow_debuggers") or (test("are the agent.s only") | not) then . else "agent only" end)"' | sort)
+    assert_eq "ptrace guard events for $1 (one per attempt)" "$want" "$have"
+    assert_eq "guard events for $1" "$total" "$(ev_count '.type == "guard"')"
+    note "$total guard events for $1, as expected"
+    WANT=()
+}
+kw_guard_events_at_least() { (($(ev_count '.type == "guard"') >= $1)); }
 
 # One refused attempt by a fresh unattested process of UID in the test cgroup: the exact
-# errno from the exact call, exactly one guard event (and no other), a deny.
+# errno from the exact call; its guard event (a deny) is added to WANT.
 refused() { # UID TARGET_PID TARGET_ID OP ARGS...: runs "kw_guard_probe OP ARGS..."
-    local uid=$1 tpid=$2 tid=$3 op=$4 pid
+    local uid=$1 tpid=$2 tid=$3 op=$4
     shift 3
-    ev_mark
     expect_errno "${ERRNO_OF[$op]}" as_workload --uid "$uid" --pidfile "$T/attacker.pid" "$ATTACKER" "$@"
     assert_match "the refused call" "^${CALL_OF[$op]//[()]/.}: ${ERRNO_OF[$op]} " "$KW_OUT"
-    pid=$(cat "$T/attacker.pid")
-    expect_one_event "the refusal of '$*' by uid $uid" '.type == "guard"'
-    assert_ptrace_event deny "$op" "$pid" "$uid" unattested "$ATTACKER" "$tpid" "$tid"
-    assert_event "decided_by~=are the agent's only"
+    want_event deny "$op" "$(cat "$T/attacker.pid")" "$uid" unattested "$ATTACKER" "$tpid" "$tid"
 }
 
 # ---- controls: the same operations on an unguarded process of the same uid succeed -------
@@ -137,6 +149,7 @@ assert_untraced "the control" "$control_pid"
 expect_no_event "accesses to an unguarded process" '.type == "guard"'
 
 # ---- the attested, enrolled workload ----------------------------------------------------------
+ev_mark
 for uid in "$KW_UID" 0; do
     ops=(attach mem vmread)
     [[ $uid != 0 ]] && ops+=(seize)
@@ -147,8 +160,10 @@ for uid in "$KW_UID" 0; do
     refused "$uid" "$client_pid" "$KW_BILLING" getfd "$client_pid" "$client_fd" "stolen-$$"
     client_intact
 done
+expect_guard_events "the attempts on the workload"
 
 # ---- the agent, by root in the cgroup ------------------------------------------------------
+ev_mark
 agent_fd=$(find "/proc/$KW_AGENT_PID/fd" -mindepth 1 -printf '%f\n' | sort -n | awk '$1 > 2' | head -n 1)
 for op in attach mem vmread; do
     refused 0 "$KW_AGENT_PID" unattested "$op" "$KW_AGENT_PID"
@@ -164,6 +179,7 @@ for task in "${threads[@]}"; do
     [[ ${task##*/} == "$KW_AGENT_PID" ]] || refused 0 "$KW_AGENT_PID" unattested vmread "${task##*/}"
 done
 agent_intact
+expect_guard_events "the attempts on the agent"
 
 # ---- gdb, as a person would try ------------------------------------------------------------
 if command -v gdb >/dev/null; then
@@ -175,15 +191,14 @@ if command -v gdb >/dev/null; then
     assert_match "gdb -p on the control" "process $control_pid" "$KW_OUT"
     expect_no_event "gdb on an unguarded process" '.type == "guard"'
     assert_untraced "the control, after gdb" "$control_pid"
+    ev_mark
     for who in "$KW_UID $client_pid $KW_BILLING" "0 $KW_AGENT_PID unattested"; do
         read -r uid target tid <<<"$who"
-        ev_mark
         expect_status 1 gdb_attach "$uid" "$target"
         assert_match "gdb -p $target as uid $uid" "ptrace: Operation not permitted" "$KW_OUT"
-        expect_one_event "gdb's attach to $target" '.type == "guard"'
-        assert_ptrace_event deny attach "$(cat "$T/gdb.pid")" "$uid" unattested "$(readlink -f "$(command -v gdb)")" \
-            "$target" "$tid"
+        want_event deny attach "$(cat "$T/gdb.pid")" "$uid" unattested "$(readlink -f "$(command -v gdb)")" "$target" "$tid"
     done
+    expect_guard_events "gdb's attaches"
     client_intact
     agent_intact
 else
@@ -199,34 +214,34 @@ assert_match "the workload's status, read by uid $KW_UID" "Pid:"$'\t'"$client_pi
 expect_no_event "PTRACE_MODE_READ accesses" '.type == "guard"'
 
 # ---- the debuggers the policy lists ---------------------------------------------------------------
-allowed() { # DEBUGGER_EXE ID INDEX ENTRY OP: one access to the workload, let in
-    local exe=$1 id=$2 index=$3 entry=$4 op=$5 pid
-    ev_mark
+allowed() { # DEBUGGER_EXE ID ENTRY OP: one access to the workload, let in by allow_debuggers[ENTRY]
+    local exe=$1 id=$2 entry=$3 op=$4
     expect_ok as_workload --pidfile "$T/debugger.pid" "$exe" "$op" "$client_pid"
-    pid=$(cat "$T/debugger.pid")
-    expect_one_event "the debugger's $op" '.type == "guard"'
-    assert_ptrace_event allow "$op" "$pid" "$KW_UID" "$id" "$exe" "$client_pid" "$KW_BILLING"
-    assert_event "decided_by=allow_debuggers[$index] ($entry)"
-    client_intact
+    want_event allow "$op" "$(cat "$T/debugger.pid")" "$KW_UID" "$id" "$exe" "$client_pid" "$KW_BILLING" "$entry"
 }
-allowed "$EXE_DEBUGGER" unattested 0 "$EXE_DEBUGGER" attach
+ev_mark
+allowed "$EXE_DEBUGGER" unattested "allow_debuggers[0] ($EXE_DEBUGGER)" attach
 assert_match "the listed debugger's attach" "^attach: stopped $client_pid, peeked 0x[0-9a-f]+ at 0x[0-9a-f]+, detached" "$KW_OUT"
-allowed "$EXE_DEBUGGER" unattested 0 "$EXE_DEBUGGER" mem
+client_intact
+allowed "$EXE_DEBUGGER" unattested "allow_debuggers[0] ($EXE_DEBUGGER)" mem
 assert_match "the listed debugger's read of /proc/PID/mem" "^mem: read 16 bytes at 0x[0-9a-f]+: 7f 45 4c 46 " "$KW_OUT"
-allowed "$ID_DEBUGGER" "$DEBUGGER" 1 "$DEBUGGER" attach
+client_intact
+allowed "$ID_DEBUGGER" "$DEBUGGER" "allow_debuggers[1] ($DEBUGGER)" attach
 assert_match "the debugger listed by identity" "^attach: stopped $client_pid, peeked " "$KW_OUT"
+client_intact
+expect_guard_events "the listed debuggers"
 
 # A listed debugger is let into the memory, but the mTLS socket passes only to its owner's
-# identity: the ptrace check allows (an allow event), file_receive refuses.
+# identity: the ptrace check allows (an allow event), file_receive refuses (another).
 ev_mark
 expect_errno EPERM as_workload --pidfile "$T/debugger.pid" "$EXE_DEBUGGER" getfd "$client_pid" "$client_fd" "stolen-$$"
 assert_match "the debugger's pidfd_getfd of the mTLS socket" "^pidfd_getfd: EPERM " "$KW_OUT"
 pid=$(cat "$T/debugger.pid")
-expect_one_event "the debugger's pidfd access" '.type == "guard" and .action == "ptrace"'
-assert_ptrace_event allow getfd "$pid" "$KW_UID" unattested "$EXE_DEBUGGER" "$client_pid" "$KW_BILLING"
+want_event allow getfd "$pid" "$KW_UID" unattested "$EXE_DEBUGGER" "$client_pid" "$KW_BILLING" \
+    "allow_debuggers[0] ($EXE_DEBUGGER)"
+expect_guard_events "the debugger's pidfd_getfd" 1
 expect_one_event "the refused socket" '.type == "guard" and .action == "fd_receive"'
-assert_event decision=deny errno=EPERM "socket_owner=$KW_BILLING" "tgid=$pid" spiffe_id=unattested
-assert_eq "guard events of the debugger's pidfd_getfd" 2 "$(ev_count '.type == "guard"')"
+assert_event decision=deny errno=EPERM "socket_owner=$KW_BILLING" "tgid=$pid" spiffe_id=unattested "exe=$EXE_DEBUGGER"
 client_intact
 
 stop_agent
