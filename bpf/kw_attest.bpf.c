@@ -465,12 +465,16 @@ int BPF_PROG(kw_task_alloc, struct task_struct *task, unsigned long clone_flags)
 	struct kw_task *parent = kw_current_task_state();
 	struct kw_task *child;
 
-	if (!parent || (parent->ident == KW_IDENT_NONE && !(parent->flags & KW_TASK_ENROLLED)))
+	if (!parent)
+		return 0;
+	/* The agent is one process: its threads are the agent, its children are not. */
+	__u32 agent = (clone_flags & CLONE_THREAD) ? parent->flags & KW_TASK_AGENT : 0;
+	if (parent->ident == KW_IDENT_NONE && !(parent->flags & KW_TASK_ENROLLED) && !agent)
 		return 0;
 	child = bpf_task_storage_get(&kw_tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (child) {
 		*child = *parent;
-		child->flags &= ~KW_TASK_AGENT; /* the agent is one process, not its children */
+		child->flags = (parent->flags & ~KW_TASK_AGENT) | agent;
 	}
 	/* Without memory the child simply stays unattested: its connections are refused. */
 	return 0;

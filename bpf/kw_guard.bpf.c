@@ -70,7 +70,7 @@ int BPF_PROG(kw_ptrace_access, struct task_struct *child, unsigned int mode, int
 	/* PTRACE_MODE_READ (ps, /proc/PID/fd, ...) stays open: it reads no memory. */
 	if (!(mode & PTRACE_MODE_ATTACH))
 		return 0;
-	struct kw_task *t = bpf_task_storage_get(&kw_tasks, child, 0, 0);
+	struct kw_task *t = kw_process_state(child);
 	if (!t)
 		return 0;
 	return kw_guard_ptrace(bpf_get_current_task_btf(), kw_current_task_state(), child, t, mode);
@@ -81,11 +81,12 @@ int BPF_PROG(kw_ptrace_traceme, struct task_struct *parent, int ret)
 {
 	if (ret)
 		return ret;
-	struct kw_task *me = kw_current_task_state();
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct kw_task *me = kw_process_state(task);
 	if (!me)
 		return 0;
 	struct kw_task *pt = bpf_task_storage_get(&kw_tasks, parent, 0, 0);
-	return kw_guard_ptrace(parent, pt, bpf_get_current_task_btf(), me, PTRACE_MODE_ATTACH);
+	return kw_guard_ptrace(parent, pt, task, me, PTRACE_MODE_ATTACH);
 }
 
 SEC("lsm/file_receive")

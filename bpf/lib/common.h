@@ -175,6 +175,7 @@ static __always_inline void kw_fill_proc(struct kw_proc_info *p)
 
 #define S_IFMT 0170000
 #define S_IFSOCK 0140000
+#define CLONE_THREAD 0x00010000 /* include/uapi/linux/sched.h */
 
 /*
  * The kw_ktls state of the socket FILE is, NULL for any other file or an unmarked socket.

@@ -28,6 +28,23 @@ static __always_inline int kw_task_is_guarded(struct kw_task *t)
 	return t && (t->ident != KW_IDENT_NONE || (t->flags & (KW_TASK_AGENT | KW_TASK_ENROLLED)));
 }
 
+/* The state that guards TASK's memory, which belongs to its whole thread group: the
+ * thread's own when it is guarded, else its thread-group leader's. Threads inherit the
+ * state at clone, but a process attested from /proc has only its leader labelled (no
+ * pidfd names another thread before 6.9), and /proc/TID/mem, PTRACE_ATTACH and
+ * process_vm_readv take any thread's id. */
+static __always_inline struct kw_task *kw_process_state(struct task_struct *task)
+{
+	struct kw_task *t = bpf_task_storage_get(&kw_tasks, task, 0, 0);
+	if (kw_task_is_guarded(t))
+		return t;
+	struct task_struct *leader = task->group_leader;
+	if (!leader || leader == task)
+		return t;
+	struct kw_task *lt = bpf_task_storage_get(&kw_tasks, leader, 0, 0);
+	return kw_task_is_guarded(lt) ? lt : t;
+}
+
 /* Index + 1 of the allow_debuggers entry that lets TASK (with storage T) in, 0 none: by
  * its identity first, then by its executable. */
 static __always_inline __u32 kw_debugger_of(struct task_struct *task, struct kw_task *t)

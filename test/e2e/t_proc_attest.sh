@@ -2,16 +2,21 @@
 # Processes already running when the agent first loads are attested once from /proc:
 # a python3 process matching exe + argv + uid + cgroup, started before the agent,
 # reaches db afterwards; one running another script, same uid and cgroup, is refused.
+# /proc labels only the thread-group leader, yet the memory belongs to every thread:
+# root in the cgroup cannot read the attested process's memory through its second
+# thread either (process_vm_readv(TID), /proc/TID/mem), while it can read the other's.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 PORT=7191
 setup_tools
+install -m 0755 "$KW_TOOLS/kw_guard_probe" "$T/bin/kw_guard_probe"
 make_cgroup
 start_sink db "$PORT"
 cat >"$T/late.py" <<'PY'
-import os, socket, sys, time
+import os, socket, sys, threading, time
 go, port, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+threading.Thread(target=time.sleep, args=(120,), daemon=True).start()
 deadline = time.time() + 60
 while not os.path.exists(go):
     if time.time() > deadline:
@@ -48,6 +53,34 @@ grep -Eq "attested 1 of [0-9]+ running processes from /proc" "$T/agent.log" ||
     fail "agent did not attest exactly one running process: $(grep -E 'running processes' "$T/agent.log")"
 assert_eq "identity of the running late.py" "$KW_BILLING" "$(kwarden_cli identity "$(cat "$T/late.pid")")"
 assert_eq "identity of the running other.py" unattested "$(kwarden_cli identity "$(cat "$T/other.pid")")"
+
+# The second thread of each: the task of /proc/PID/task that is not PID.
+second_thread() { # PID
+    local tid
+    for tid in $(ls "/proc/$1/task"); do
+        [[ $tid == "$1" ]] || { echo "$tid"; return 0; }
+    done
+    fail "process $1 has no second thread: $(ls "/proc/$1/task")"
+}
+late_pid=$(cat "$T/late.pid")
+late_tid=$(second_thread "$late_pid")
+other_tid=$(second_thread "$(cat "$T/other.pid")")
+ev_mark
+for op in vmread mem; do
+    expect_ok as_workload --uid 0 "$T/bin/kw_guard_probe" "$op" "$other_tid"
+    assert_match "$op through the unattested process's second thread" "^$op: read 16 bytes at " "$KW_OUT"
+done
+expect_no_event "reads of an unattested process" '.type == "guard"'
+expect_errno EPERM as_workload --uid 0 "$T/bin/kw_guard_probe" vmread "$late_tid"
+assert_match "process_vm_readv through the attested process's second thread" "^process_vm_readv: EPERM " "$KW_OUT"
+expect_errno EACCES as_workload --uid 0 "$T/bin/kw_guard_probe" mem "$late_tid"
+assert_match "/proc/TID/mem of the attested process's second thread" "^open /proc/PID/mem: EACCES " "$KW_OUT"
+guard_events_at_least() { (($(ev_count '.type == "guard"') >= $1)); }
+wait_until 10 "two guard events" guard_events_at_least 2
+sleep 0.5 # a third would arrive right behind
+assert_eq "guard events" 2 "$(ev_count '.type == "guard"')"
+have=$(ev_select '.type == "guard"' | jq -r '"\(.action) \(.decision) \(.target.tgid) \(.target.spiffe_id)"' | sort -u)
+assert_eq "guard events for the reads through the second thread" "ptrace deny $late_pid $KW_BILLING" "$have"
 
 touch "$T/go"
 rc=0; wait "$late" || rc=$?
