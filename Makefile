@@ -7,7 +7,9 @@
 #   make vmtest    end-to-end tests in VMs, on each kernel of VM_KERNELS
 #   make test      unit + vmtest: what CI runs
 #   make demo      the agent with the embedded default policy, in a 6.12 VM
-#   make bench     benchmarks (SVID issuance throughput, for now)
+#   make bench     benchmarks: gate cost, throughput, latency, connection rate and memory
+#                  against plaintext, stunnel4 and in-process BoringSSL (VM, ~15 min);
+#                  BENCH_QUICK=1: every figure, short (what `make test` checks)
 #   make vmlinux   regenerate third_party/vmlinux.h from the 6.12 guest's BTF
 
 BUILD      ?= build
@@ -37,12 +39,13 @@ vmtest: build
 	done
 
 test: unit vmtest
+	$(MAKE) bench BENCH_QUICK=1
 
 demo: build
 	vmtest/run --kernel 6.12 -- vmtest/demo.sh
 
 bench: build
-	$(BUILD)/kw_bench_issuance
+	bench/run --build $(BUILD) $(if $(filter 1,$(BENCH_QUICK)),--quick)
 
 vmlinux: deps
 	vmtest/run --kernel 6.12 --rwdir third_party -- \

@@ -3,7 +3,10 @@
 // to its two parts measured alone in the same run: P-256 key generation and ECDSA-P256
 // certificate signing. Each figure is repeated 5 times; the table shows median, min, max.
 //
-//   build/kw_bench_issuance [--count N]
+//   build/kw_bench_issuance [--count N] [--json FILE]
+//
+// --json also writes every repeat to FILE, for bench/run's report:
+// {"figures": [{"name": ..., "per_second": [...]}, ...]}.
 #include <openssl/ec_key.h>
 
 #include <algorithm>
@@ -11,9 +14,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "identity/authority.h"
 
@@ -50,11 +56,14 @@ Figure measure(const std::string& name, int count, const std::function<bool()>& 
 
 int main(int argc, char** argv) {
     int count = 200;
+    const char* json_path = nullptr;
     for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--count") == 0 && i + 1 < argc) {
             count = std::atoi(argv[++i]);
+        } else if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
+            json_path = argv[++i];
         } else {
-            std::fprintf(stderr, "usage: kw_bench_issuance [--count N]\n");
+            std::fprintf(stderr, "usage: kw_bench_issuance [--count N] [--json FILE]\n");
             return 2;
         }
     }
@@ -92,6 +101,16 @@ int main(int argc, char** argv) {
         double median = f.per_second[kRepeats / 2];
         std::printf("%-36s %12.0f %12.0f %12.0f %9.2fx\n", f.name.c_str(), median, f.per_second.front(),
                     f.per_second.back(), median / base);
+    }
+    if (json_path) {
+        nlohmann::json doc = {{"count", count}, {"figures", nlohmann::json::array()}};
+        for (const Figure& f : figures) doc["figures"].push_back({{"name", f.name}, {"per_second", f.per_second}});
+        std::ofstream out(json_path);
+        out << doc.dump() << "\n";
+        if (!out) {
+            std::fprintf(stderr, "kw_bench_issuance: cannot write %s\n", json_path);
+            return 1;
+        }
     }
     return 0;
 }

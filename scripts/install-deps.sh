@@ -16,7 +16,7 @@ stamp="$cache/deps.stamp"
 mkdir -p "$cache"
 
 # Bump when the lists below change, so that existing checkouts install the new set.
-deps_version=5
+deps_version=6
 if [[ -f $stamp && $(cat "$stamp") == "$deps_version" ]]; then
     exit 0
 fi
@@ -50,7 +50,7 @@ host_pkgs=(
     libbpf-dev bpftool catch2
     libboost-dev libboost-system-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
     android-libboringssl-dev
-    liburing-dev python3 iproute2 socat curl jq openssl tcpdump
+    liburing-dev python3 iproute2 socat curl jq openssl tcpdump stunnel4 gnuplot-nox
     qemu-system-x86 udev busybox-static kmod cpio
     python3-argcomplete python3-requests python3-jsonschema
 )
