@@ -19,7 +19,8 @@
  *                        removing, replacing or hiding pins, and the same on the agent's
  *                        state directory (CA keys); file_open reads of that directory.
  *
- * Each refusal is an event (kw_ev_guard) and EPERM. Everything passes while the guard is
+ * Each refusal is an event (kw_ev_guard) and EPERM (which /proc/PID/mem reports as
+ * EACCES; a descriptor refused to recvmsg is dropped with MSG_CTRUNC). Everything passes while the guard is
  * off (kw_guard.enabled = 0: `kwarden agent --unprotect`, or `kwarden stop`), and for the
  * agent (KW_TASK_AGENT: set by the agent on itself, or at exec for root running the
  * recorded kwarden binary; see kw_attest.bpf.c).
@@ -29,6 +30,7 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define PTRACE_MODE_ATTACH 0x02
+#define PTRACE_MODE_FSCREDS 0x08
 #define MAY_WRITE 0x02
 #define MAY_READ 0x04
 #define MAY_APPEND 0x08
@@ -57,7 +59,9 @@ static __always_inline int kw_guard_ptrace(struct task_struct *tracer, struct kw
 		return 0;
 	}
 	g.decision = KW_DECISION_DENY;
-	g.err = EPERM;
+	/* The event names what the caller gets: mm_access() (/proc/PID/mem, the one
+	 * ATTACH|FSCREDS user) turns any refusal into EACCES. */
+	g.err = (mode & PTRACE_MODE_FSCREDS) ? EACCES : EPERM;
 	kw_emit_guard(&g);
 	return -EPERM;
 }

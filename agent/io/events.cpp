@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -191,6 +192,16 @@ json exec_reasons(uint32_t bits) {
     return out;
 }
 
+// "EPERM" for the errnos guard refusals surface, the number for any other; null for none.
+json errno_field(int err) {
+    switch (err) {
+    case 0: return nullptr;
+    case EPERM: return "EPERM";
+    case EACCES: return "EACCES";
+    default: return std::to_string(err);
+    }
+}
+
 }  // namespace
 
 json EventFormatter::format_guard(const kw_ev_hdr& hdr, const kw_ev_guard& e) {
@@ -201,7 +212,7 @@ json EventFormatter::format_guard(const kw_ev_hdr& hdr, const kw_ev_guard& e) {
         {"time", wall_time(hdr.ktime_ns)},
         {"action", guard_action_name(e.action)},
         {"decision", allowed ? "allow" : "deny"},
-        {"errno", e.err == 0 ? json(nullptr) : json(e.err == 1 ? "EPERM" : std::to_string(e.err))},
+        {"errno", errno_field(e.err)},
     };
     j.update(process_fields(e.proc));
     std::string why;

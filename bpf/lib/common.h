@@ -12,6 +12,7 @@
 #include "lib/maps.h"
 
 #define EPERM 1
+#define EACCES 13
 
 static __always_inline void kw_count(__u32 which)
 {

@@ -101,7 +101,7 @@ declare -A MODE_OF=([attach]=18 [seize]=18 [mem]=10 [vmread]=18 [getfd]=18)
 WANT=()
 want_event() { # DECISION OP PID UID ID EXE TARGET_PID TARGET_ID [ENTRY]
     local err=null why="agent only"
-    [[ $1 == deny ]] && err=EPERM
+    [[ $1 == deny ]] && err=${ERRNO_OF[$2]} # the event says what the caller got
     [[ $1 == allow ]] && why=$9
     WANT+=("$3 ptrace $1 $err ${MODE_OF[$2]} $4 $5 $6 $KW_CG | $7 $8 $(cat "/proc/$7/comm") | $why")
 }
