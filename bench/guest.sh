@@ -6,7 +6,8 @@
 #
 #   gate      connect()+close() per second on loopback by an attested process, and
 #             posix_spawn of an attested /bin/true copy per second: with no kwarden
-#             programs, then with the agent's programs under a 1,000-rule policy
+#             programs, then with the agent's programs under a 1,000-rule policy; and
+#             the kernel time in kwarden's programs per connect and per exec (BPF stats)
 #   bulk1/8   MB/s and whole-machine CPU per GB, 1 and 8 connections, 64 KiB writes
 #   latency   1 KiB request, 1 KiB response on one connection: p50, p99
 #   newconn   connect, 1-byte exchange, close per second (4 clients); under kwarden also
@@ -303,6 +304,51 @@ gate_measure() { # ARM [--watch-pid PID]
     measure exec "$arm" as_workload "$T/bin/kw-load-client" exec "${TIMING[@]}" "$@" "$T/bin/true"
 }
 
+# Kernel time spent in the agent's BPF programs so far (kernel.bpf_stats_enabled must be
+# on): run_time_ns and run_cnt summed over its program descriptors, each program once.
+# /proc/PID/fdinfo needs only PTRACE_MODE_READ, which the guard leaves open (bpftool's
+# *_GET_FD_BY_ID of kwarden's programs it refuses).
+bpf_run_totals() { # PID: prints "PROGRAMS RUN_TIME_NS RUN_CNT"
+    # One cat and one awk for every fdinfo (a process per file took seconds under
+    # emulation); each fdinfo starts with "pos:". Their own reads run kwarden's file hooks
+    # too: a few hundred runs against tens of thousands in a window.
+    { cat "/proc/$1/fdinfo/"* 2>/dev/null || true; } | awk '
+         function flush() { if (id != "" && ns != "" && !(id in seen)) { seen[id] = 1; n++; t += ns; c += cnt } }
+         /^pos:/ { flush(); id = ns = cnt = "" }
+         /^prog_id:/ { id = $2 } /^run_time_ns:/ { ns = $2 } /^run_cnt:/ { cnt = $2 }
+         END { flush(); printf "%d %d %d\n", n, t, c }'
+}
+
+# The kernel's share of the gate's cost, apart from the agent's userspace: kwarden's BPF
+# programs' run time per connect+close and per exec, from the kernel's own BPF stats.
+# Stats add two clock reads to every program run, so these are windows of their own,
+# after the rated ones. Every program counts (LSM hooks, sockops, the guard's file and
+# inode hooks, whoever triggered them in the window): what kwarden costs the kernel.
+gate_bpf_cost() {
+    local kind r before after out count progs ns cnt
+    kw_sysctl kernel.bpf_stats_enabled 1
+    for kind in connect exec; do
+        for ((r = 1; r <= REPEATS; r++)); do
+            before=$(bpf_run_totals "$KW_AGENT_PID")
+            if [[ $kind == connect ]]; then
+                out=$(as_workload "$T/bin/kw-load-client" connect --duration "$DURATION" --warmup 0 --repeats 1 \
+                    127.0.0.1 "$P_GATE" 2>>"$T/load.err") || fail "gate bpf stats: connect failed: $out"
+            else
+                out=$(as_workload "$T/bin/kw-load-client" exec --duration "$DURATION" --warmup 0 --repeats 1 \
+                    "$T/bin/true" 2>>"$T/load.err") || fail "gate bpf stats: exec failed: $out"
+            fi
+            after=$(bpf_run_totals "$KW_AGENT_PID")
+            count=$(grep '^{"mode":' <<<"$out" | jq -r .count)
+            read -r progs ns cnt <<<"$after"
+            read -r _ ns0 cnt0 <<<"$before"
+            ((progs > 0 && count > 0)) || fail "gate bpf stats: $progs programs seen in the agent, $count ${kind}s"
+            record "bpf_$kind" agent "$r" "{\"mode\":\"bpf_stats\",\"kind\":\"$kind\",\"count\":$count,\"programs\":$progs,\"run_time_ns\":$((ns - ns0)),\"run_cnt\":$((cnt - cnt0))}"
+        done
+        note "bpf stats, $kind: $(tail -n 1 "$RAW")"
+    done
+    sysctl -q -w kernel.bpf_stats_enabled=0
+}
+
 client_established() {
     [[ $(ev_count '.type == "established" and .spiffe_id == $id' --arg id "$CLIENT_ID") -gt 0 ]]
 }
@@ -319,6 +365,7 @@ phase_gate() {
     KW_AGENT_WRAP=() KW_AGENT_ARGS=()
     start_agent "$T/policy-gate.json" "$T/events-gate.jsonl"
     gate_measure agent --watch-pid "$KW_AGENT_PID"
+    gate_bpf_cost
     # The gate really decided those connections: sockops reports them as the client's.
     ev_mark
     expect_ok as_workload "$T/bin/kw-load-client" connect --duration 0.2 --warmup 0 127.0.0.1 "$P_GATE"

@@ -95,6 +95,12 @@ def build(scratch, date, elapsed, host_cpu, host_load):
         add(f"gate.exec.{arm}.per_s", runs.get(("exec", arm), []), "per_s", "exec/s",
             "posix_spawn+wait of an attested /bin/true copy, " + ("no kwarden programs" if arm == "none" else
                                                                  "agent's programs, 1,000-rule policy"))
+    for kind in ("connect", "exec"):
+        stats = runs.get((f"bpf_{kind}", "agent"), [])
+        if stats:
+            figs[f"gate.{kind}.bpf_us_per_{kind}"] = figure(
+                [x["run_time_ns"] / 1e3 / x["count"] if x["count"] else None for x in stats], "us", vm,
+                f"kernel time in kwarden's BPF programs per {kind} (kernel.bpf_stats_enabled, every program)")
     gate_agent = runs.get(("connect", "agent"), [])
     if gate_agent:
         figs["gate.connect.agent_cpu_us_per_connect"] = figure(
@@ -177,6 +183,9 @@ def table(doc):
                    f"{auto(F.get(f'gate.{kind}.agent.per_s')):<20} {cell(F.get(f'gate.{kind}.ratio'), '{:.2f}')}")
     out.append(f"  (agent CPU per connect+close while attached: {auto(F.get('gate.connect.agent_cpu_us_per_connect'))} us: "
                "its sockops events become JSON lines)")
+    out.append(f"  (kernel time in kwarden's BPF programs, from the kernel's BPF stats: "
+               f"{auto(F.get('gate.connect.bpf_us_per_connect'))} us per connect+close, "
+               f"{auto(F.get('gate.exec.bpf_us_per_exec'))} us per exec)")
     out.append("")
     plain = {k: F.get(f"{k}.plaintext.mb_per_s") for k in ("bulk1", "bulk8")}
     out.append(LEGEND)
