@@ -326,17 +326,14 @@ bpf_run_totals() { # PID: prints "PROGRAMS RUN_TIME_NS RUN_CNT"
 # inode hooks, whoever triggered them in the window): what kwarden costs the kernel.
 gate_bpf_cost() {
     local kind r before after out count progs ns cnt
+    local -A target=([connect]="127.0.0.1 $P_GATE" [exec]="$T/bin/true")
     kw_sysctl kernel.bpf_stats_enabled 1
     for kind in connect exec; do
         for ((r = 1; r <= REPEATS; r++)); do
             before=$(bpf_run_totals "$KW_AGENT_PID")
-            if [[ $kind == connect ]]; then
-                out=$(as_workload "$T/bin/kw-load-client" connect --duration "$DURATION" --warmup 0 --repeats 1 \
-                    127.0.0.1 "$P_GATE" 2>>"$T/load.err") || fail "gate bpf stats: connect failed: $out"
-            else
-                out=$(as_workload "$T/bin/kw-load-client" exec --duration "$DURATION" --warmup 0 --repeats 1 \
-                    "$T/bin/true" 2>>"$T/load.err") || fail "gate bpf stats: exec failed: $out"
-            fi
+            # shellcheck disable=SC2086 # target: the kind's arguments, split on purpose
+            out=$(as_workload "$T/bin/kw-load-client" "$kind" --duration "$DURATION" --warmup 0 --repeats 1 \
+                ${target[$kind]} 2>>"$T/load.err") || fail "gate bpf stats: $kind failed: $out"
             after=$(bpf_run_totals "$KW_AGENT_PID")
             count=$(grep '^{"mode":' <<<"$out" | jq -r .count)
             read -r progs ns cnt <<<"$after"
