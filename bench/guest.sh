@@ -126,9 +126,10 @@ jq -n --argjson sys "$sysinfo" --arg kernel "$(uname -r)" --arg klabel "$KWARDEN
     --arg aes "$(grep -qw aes /proc/cpuinfo && echo yes || echo no)" --argjson quick "$QUICK" \
     --argjson repeats "$REPEATS" --argjson duration "$DURATION" --argjson warmup "$WARMUP" \
     --argjson newconn_duration "$NEWCONN_DURATION" --argjson clients "$CLIENTS" --argjson hold "$HOLD" \
-    --argjson mem_mib "$(awk '/^MemTotal/ { print int($2 / 1024) }' /proc/meminfo)" --arg where "${BENCH_WHERE:-vm}" '
+    --argjson mem_mib "$(awk '/^MemTotal/ { print int($2 / 1024) }' /proc/meminfo)" --arg where "${BENCH_WHERE:-vm}" \
+    --arg accel "${KWARDEN_VM_ACCEL:-}" '
     { where: $where, kernel: $kernel, kernel_label: $klabel, cpu_model: $cpu, cpus: $cpus, memory_mib: $mem_mib, aes_ni: $aes,
-      hypervisor: $sys.hypervisor, emulated: $sys.emulated,
+      hypervisor: $sys.hypervisor, emulated: $sys.emulated, vm_accel: (if $accel == "" then null else $accel end),
       emulation_detection: "CPUID leaf 0x40000000 hypervisor signature: TCGTCGTCGTCG is QEMU software emulation (TCG)",
       cpu_accounting: "whole machine busy time from /proc/stat (user+nice+system+irq+softirq+steal) over each measured window",
       quick: ($quick == 1), repeats: $repeats, duration_s: $duration, warmup_s: $warmup,

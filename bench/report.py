@@ -135,7 +135,7 @@ def build(scratch, date, elapsed, host_cpu, host_load):
         "date": date,
         "time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "kernel": meta["kernel"], "cpu": meta["cpu_model"], "host_cpu": host_cpu, "host_load": host_load,
-        "cpus": meta["cpus"],
+        "cpus": meta["cpus"], "vm_accel": meta.get("vm_accel"),
         "emulated": meta["emulated"], "quick": meta["quick"], "elapsed_s": elapsed,
         "meta": meta, "figures": figs, "info": extra, "raw": raw,
     }
@@ -169,7 +169,8 @@ def table(doc):
     out = []
     emul = ", EMULATED" if doc["emulated"] else ""
     out.append(f"kwarden benchmark {doc['date']}{emul}")
-    out.append(f"kernel {doc['kernel']}, {m['cpus']} vCPUs, guest CPU \"{doc['cpu']}\" (AES-NI {m['aes_ni']}), "
+    accel = f" (QEMU -accel {doc['vm_accel']})" if doc.get("vm_accel") else ""
+    out.append(f"kernel {doc['kernel']}, {m['cpus']} vCPUs{accel}, guest CPU \"{doc['cpu']}\" (AES-NI {m['aes_ni']}), "
                f"host CPU \"{doc['host_cpu']}\"")
     if doc["emulated"]:
         out.append("EMULATED: the VM runs under QEMU software emulation (TCG): syscalls, context switches and AES/ChaCha "
