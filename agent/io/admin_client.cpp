@@ -23,10 +23,14 @@ Result<nlohmann::json> admin_request(const std::string& socket_path, const nlohm
     if (connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
         return make_error("cannot reach the agent at " + socket_path + ": " + std::strerror(errno) +
                           " (is 'kwarden agent' running? the admin socket answers root only)");
+    // The agent answers a peer it refuses (not root) and closes at once, maybe before the
+    // request is written: then the write fails with EPIPE (never SIGPIPE, which would kill
+    // the CLI with no word) and the answer is read below.
     std::string out = request.dump() + "\n";
     for (size_t off = 0; off < out.size();) {
-        ssize_t n = write(fd.get(), out.data() + off, out.size() - off);
+        ssize_t n = send(fd.get(), out.data() + off, out.size() - off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) break;
         if (n <= 0) return make_error(std::string("cannot send to the agent: ") + std::strerror(errno));
         off += n;
     }
@@ -49,8 +53,10 @@ Result<nlohmann::json> admin_request(const std::string& socket_path, const nlohm
         }
         ssize_t n = read(fd.get(), chunk, sizeof(chunk));
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return make_error(std::string("cannot read from the agent: ") + std::strerror(errno));
-        if (n == 0) {
+        // ECONNRESET: it closed with our request unread, having said nothing we kept.
+        if (n < 0 && errno != ECONNRESET)
+            return make_error(std::string("cannot read from the agent: ") + std::strerror(errno));
+        if (n <= 0) {
             if (on_line) return nlohmann::json{{"ok", true}, {"end", true}};
             return make_error("the agent closed the connection without answering");
         }
