@@ -4,7 +4,8 @@
 #   make deps      Debian packages, guest kernels (6.12, 6.1), virtme-ng
 #   make build     BPF objects, skeletons, agent, unit tests, e2e tools (build/)
 #   make unit      host unit tests (no root, no kernel features)
-#   make vmtest    end-to-end tests in VMs, on each kernel of VM_KERNELS
+#   make vmtest    end-to-end tests in VMs, one VM per kernel of VM_KERNELS, all at once
+#                  (E2E='t_a t_b': only those tests)
 #   make test      unit + vmtest: what CI runs
 #   make demo      the agent with the embedded default policy, in a 6.12 VM
 #   make bench     benchmarks: gate cost, throughput, latency, connection rate and memory
@@ -33,10 +34,7 @@ unit: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 vmtest: build
-	@set -e; for k in $(VM_KERNELS); do \
-	    echo "=== e2e on Debian kernel $$k"; \
-	    vmtest/run --kernel $$k --timeout 1800 -- test/e2e/run.sh; \
-	done
+	vmtest/matrix --timeout 1800 $(VM_KERNELS) -- test/e2e/run.sh $(E2E)
 
 test: unit vmtest
 	$(MAKE) bench BENCH_QUICK=1
