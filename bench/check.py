@@ -12,6 +12,8 @@ import math
 import sys
 
 CIPHERS = ["aes-128-gcm", "aes-256-gcm", "chacha20-poly1305"]
+POLICY_SHAPES = ["cidrs", "ports", "ports_x_cidrs", "rules"]
+POLICY_SIZES = [1000, 10000, 100000]
 SETUPS = ["plaintext"] + [f"{kind}-{c}" for kind in ("kwarden", "stunnel", "boringssl") for c in CIPHERS]
 
 
@@ -28,6 +30,9 @@ def expected():
     names += ["gate.connect.agent_cpu_us_per_connect", "gate.connect.bpf_us_per_connect", "gate.exec.bpf_us_per_exec"]
     names += ["memory.rss_idle_mib", "memory.rss_held_mib"]
     names += ["issuance.svid_per_s", "issuance.keygen_per_s", "issuance.sign_per_s"]
+    for shape in POLICY_SHAPES:
+        for size in POLICY_SIZES:
+            names += [f"policy.{shape}.{size}.parse_ms", f"policy.{shape}.{size}.compile_ms"]
     return names
 
 

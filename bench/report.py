@@ -6,10 +6,10 @@
     bench/report.py --render FILE.json [--png FILE.png]     (the table of earlier results)
 
 Reads what bench/guest.sh wrote in the VM (DIR/raw.jsonl: one line per repeat;
-DIR/meta.json: kernel, CPU, emulation, settings) and what kw_bench_issuance wrote on
-the host (DIR/issuance.json). Writes FILE.json (every repeat of every figure with its
-median, min and max, the raw lines and the run's facts), prints the table, and draws the chart with
-gnuplot. bench/check.py checks that every figure is there; nothing here judges values.
+DIR/meta.json: kernel, CPU, emulation, settings) and what kw_bench_issuance and
+kw_bench_policy wrote on the host (DIR/issuance.json, DIR/policy.json). Writes FILE.json
+(every repeat of every figure with its median, min and max, the raw lines and the run's
+facts), prints the table, and draws the chart with gnuplot. bench/check.py checks that every figure is there; nothing here judges values.
 """
 import argparse
 import datetime
@@ -26,6 +26,7 @@ SETUPS = [("plaintext", "plaintext")] + [(f"{kind}-{c}", f"{label} {name}") for 
 LEGEND = ("kwarden: mTLS through the agent, kTLS in the kernel, both ends enrolled; stunnel4: a client and a server "
           "stunnel (the sidecar pattern); BoringSSL: TLS inside client and server (the library pattern, kw_load_tls). "
           "All TLS 1.3 with client certificates (X.509-SVIDs), full handshakes (no resumption).")
+POLICY_SHAPES = [("cidrs", "CIDRs"), ("ports", "ports"), ("ports_x_cidrs", "ports x CIDRs"), ("rules", "rules")]
 WIDTH = 126  # the table's widest row
 SHORT = {"plaintext": "plain", "kwarden": "kw", "stunnel": "stunnel", "boringssl": "bssl",
          "aes-128-gcm": "aes128", "aes-256-gcm": "aes256", "chacha20-poly1305": "chacha"}
@@ -131,6 +132,16 @@ def build(scratch, date, elapsed, host_cpu, host_load):
         for fig in iss["figures"]:
             if fig["name"] in names:
                 figs[names[fig["name"]]] = figure(fig["per_second"], "/s", "host", fig["name"] + ", one thread")
+    policy_path = os.path.join(scratch, "policy.json")
+    if os.path.exists(policy_path):
+        with open(policy_path) as f:
+            pol = json.load(f)
+        for fig in pol["figures"]:
+            for step in ("parse", "compile"):
+                figs[f"policy.{fig['key']}.{fig['size']}.{step}_ms"] = figure(
+                    fig[f"{step}_ms"], "ms", "host",
+                    f"{step} of a generated policy of {fig['size']} {fig['shape']} ({fig['bytes']} bytes, "
+                    f"{fig['nodes']} destination nodes), one thread")
     return {
         "date": date,
         "time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -220,6 +231,18 @@ def table(doc):
     out.append("SVID issuance (host, not emulated, one thread) /s: "
                f"issue {auto(F.get('issuance.svid_per_s'))}, key generation alone "
                f"{auto(F.get('issuance.keygen_per_s'))}, signing alone {auto(F.get('issuance.sign_per_s'))}")
+    sizes = sorted({int(k.split(".")[2]) for k in F if k.startswith("policy.")})
+    if sizes:
+        out.append("")
+        out.append("Policy parse | compile (host, not emulated, one thread) ms: tenfold the size should cost about "
+                   "tenfold the time")
+        out.append("  " + f"{'size':<15}" + "".join(f"{n:>36,}" for n in sizes))
+        for shape, label in POLICY_SHAPES:
+            row = f"  {label:<15}"
+            for n in sizes:
+                both = f"{auto(F.get(f'policy.{shape}.{n}.parse_ms'))} | {auto(F.get(f'policy.{shape}.{n}.compile_ms'))}"
+                row += f"{both:>36}"
+            out.append(row)
     ciphers = [f"{k[len('tls_events.kwarden-'):]}: {v['ok']} ok, {v['failed']} failed, {','.join(v['ciphers'])}"
                for k, v in sorted(doc["info"].items()) if k.startswith("tls_events.")]
     if ciphers:

@@ -20,6 +20,7 @@
 #include <array>
 #include <charconv>
 #include <cstring>
+#include <iterator>
 #include <set>
 #include <tuple>
 #include <unordered_map>
@@ -82,16 +83,46 @@ uint32_t allowed_env(uint32_t flags) {
     return vars;
 }
 
-bool same_debugger(const kw_debugger_key& a, const kw_debugger_key& b) {
-    return a.kind == b.kind && a.ident == b.ident && same_file(a.exe, b.exe);
-}
-
 uint64_t revision_prefix(const std::string& revision) {
     uint64_t value = 0;
     if (revision.size() < 16) return 0;
     auto [end, ec] = std::from_chars(revision.data(), revision.data() + 16, value, 16);
     return ec == std::errc{} && end == revision.data() + 16 ? value : 0;
 }
+
+// Sets of destination indices (ascending), each stored once. A set is asked for as an
+// enclosing set plus some destinations; asked again, it is answered from memory.
+class SetInterner {
+public:
+    static constexpr uint32_t kEmpty = 0;
+
+    SetInterner() { intern({}); }
+
+    uint32_t with(uint32_t base, const std::vector<uint32_t>& added) {
+        auto [it, fresh] = asked_.try_emplace({base, added}, kEmpty);
+        if (!fresh) return it->second;
+        std::vector<uint32_t> merged;
+        merged.reserve(members(base).size() + added.size());
+        std::set_union(members(base).begin(), members(base).end(), added.begin(), added.end(),
+                       std::back_inserter(merged));
+        it->second = intern(std::move(merged));
+        return it->second;
+    }
+
+    const std::vector<uint32_t>& members(uint32_t id) const { return *members_[id]; }
+    size_t size() const { return members_.size(); }
+
+private:
+    uint32_t intern(std::vector<uint32_t> members) {
+        auto [it, fresh] = ids_.try_emplace(std::move(members), static_cast<uint32_t>(members_.size()));
+        if (fresh) members_.push_back(&it->first);  // a map's keys stay where they are
+        return it->second;
+    }
+
+    std::map<std::vector<uint32_t>, uint32_t> ids_;
+    std::vector<const std::vector<uint32_t>*> members_;  // by id
+    std::map<std::pair<uint32_t, std::vector<uint32_t>>, uint32_t> asked_;
+};
 
 class Compiler {
 public:
@@ -176,14 +207,15 @@ private:
     // reach one inode (hard links, symlinks) share both.
     void index_active_files() {
         out_.lists.push_back(kw_cand_list{});  // KW_LIST_ANY
+        std::map<std::pair<uint64_t, uint64_t>, uint32_t> file_lists;  // (dev, ino) -> list_id
         for (uint32_t pin_id = 0; pin_id < out_.pins.size(); ++pin_id) {
             const PinnedFile& pinned = out_.pins[pin_id];
             if (!pinned.active) continue;
             const PinnedContent& content = *pinned.actual;
-            auto known = std::find_if(out_.files.begin(), out_.files.end(),
-                                      [&](const auto& file) { return same_file(file.first, content.key); });
-            if (known != out_.files.end()) {
-                list_of_pin_[pin_id] = known->second.list_id;
+            auto [known, fresh] = file_lists.try_emplace({content.key.dev, content.key.ino},
+                                                         static_cast<uint32_t>(out_.lists.size()));
+            if (!fresh) {
+                list_of_pin_[pin_id] = known->second;
                 continue;
             }
             kw_file_val val{};
@@ -265,6 +297,7 @@ private:
     // content is not pinned: the entry trusts whoever may replace that file, and a
     // replaced file (another inode) no longer matches until the policy is applied again.
     void compile_debuggers() {
+        std::set<std::tuple<uint32_t, uint32_t, uint64_t, uint64_t>> seen;  // what same_debugger compares
         for (uint32_t i = 0; i < policy_.allow_debuggers.size(); ++i) {
             const std::string& entry = policy_.allow_debuggers[i];
             kw_debugger_key key{};
@@ -282,9 +315,7 @@ private:
                 key.ident = ids_.id_for(entry);
             }
             // Paths that reach one file (hard links, symlinks) keep the first index.
-            if (std::none_of(out_.debuggers.begin(), out_.debuggers.end(),
-                             [&](const auto& d) { return same_debugger(d.first, key); }))
-                out_.debuggers.emplace_back(key, i);
+            if (seen.emplace(key.kind, key.ident, key.exe.dev, key.exe.ino).second) out_.debuggers.emplace_back(key, i);
         }
     }
 
@@ -337,21 +368,22 @@ private:
         return {};
     }
 
-    // Lowest index of a rule to DEST from FROM (a SPIFFE ID, or "*" itself); with OR_ANY,
-    // a "*" rule to DEST counts too. Answered from index_rules(): policies of a thousand
-    // rules ask this a million times.
-    std::optional<uint32_t> rule_to(size_t dest, const std::string& from, bool or_any) const {
-        std::optional<uint32_t> best;
-        if (from == "*") return any_rule_[dest];
-        if (auto it = rules_from_[dest].find(from); it != rules_from_[dest].end()) best = it->second;
-        if (or_any && any_rule_[dest] && (!best || *any_rule_[dest] < *best)) best = any_rule_[dest];
+    // Lowest index of a rule to DEST from the identity IDENT; a "*" rule to DEST counts
+    // too. Answered from index_rules(): large policies ask this millions of times.
+    std::optional<uint32_t> rule_to(size_t dest, uint32_t ident) const {
+        std::optional<uint32_t> best = any_rule_[dest];
+        const auto& rules = ident_rules_[dest];
+        auto it = std::lower_bound(rules.begin(), rules.end(), std::pair{ident, uint32_t{0}});
+        if (it != rules.end() && it->first == ident && (!best || it->second < *best)) best = it->second;
         return best;
     }
 
+    // Per destination, its lowest "*" rule and the lowest rule from each identity, by
+    // identity id; and the order of each identity's first rule.
     void index_rules() {
         std::unordered_map<std::string, size_t> dest_index;
         for (size_t d = 0; d < policy_.destinations.size(); ++d) dest_index.emplace(policy_.destinations[d].name, d);
-        rules_from_.assign(policy_.destinations.size(), {});
+        ident_rules_.assign(policy_.destinations.size(), {});
         any_rule_.assign(policy_.destinations.size(), std::nullopt);
         for (uint32_t r = 0; r < policy_.rules.size(); ++r) {
             const Rule& rule = policy_.rules[r];
@@ -359,90 +391,136 @@ private:
             if (d == dest_index.end()) continue;  // the parser rejects these
             if (rule.from == "*") {
                 if (!any_rule_[d->second]) any_rule_[d->second] = r;
-            } else {
-                rules_from_[d->second].emplace(rule.from, r);  // keeps the lowest index
+                continue;
             }
+            auto ident = ids_.find(rule.from);
+            if (!ident) continue;  // no workload has it: nothing can carry this identity
+            ident_order_.try_emplace(*ident, ident_order_.size());
+            ident_rules_[d->second].emplace_back(*ident, r);
+        }
+        for (auto& rules : ident_rules_) {
+            std::sort(rules.begin(), rules.end());  // by identity, then rule: the lowest first
+            rules.erase(std::unique(rules.begin(), rules.end(),
+                                    [](const auto& a, const auto& b) { return a.first == b.first; }),
+                        rules.end());
         }
     }
 
+    // Each (protocol, port class, CIDR) the policy names is a trie node; the map entries
+    // come in order of first mention. A node's set is every destination of its port class
+    // with a CIDR containing the node's prefix. Within a port class, CIDRs sorted by
+    // (address, length) come in trie pre-order, each after the prefixes containing it; so
+    // one pass with a stack of the open prefixes finds each node's nearest enclosing node,
+    // and its set is that node's set plus the destinations that name its own prefix. A set
+    // is built once per distinct (enclosing set, own destinations), and numbered in order
+    // of first use by a node: O(n log n) in the nodes, plus the sets' own size.
     void compile_destinations() {
         using Node = std::tuple<uint8_t, uint16_t, Addr16, uint8_t>;  // proto, port, masked addr, prefix_len
-        std::vector<Node> nodes;
-        std::set<Node> seen;
-        for (const Destination& d : policy_.destinations) {
-            std::vector<uint16_t> ports = d.ports.empty() ? std::vector<uint16_t>{0} : d.ports;
+        struct Mention {
+            Node node;
+            uint32_t seq;  // order of mention: destination, port, CIDR
+            uint32_t dest;
+        };
+        std::vector<Mention> mentions;
+        for (uint32_t d = 0; d < policy_.destinations.size(); ++d) {
+            const Destination& dest = policy_.destinations[d];
+            std::vector<uint16_t> ports = dest.ports.empty() ? std::vector<uint16_t>{0} : dest.ports;
             for (uint16_t port : ports)
-                for (const Cidr& c : d.cidrs) {
-                    Node node{proto_of(d), port, mask_prefix(c.addr, c.prefix_len), c.prefix_len};
-                    if (seen.insert(node).second) nodes.push_back(node);
-                }
+                for (const Cidr& c : dest.cidrs)
+                    mentions.push_back({Node{proto_of(dest), port, mask_prefix(c.addr, c.prefix_len), c.prefix_len},
+                                        static_cast<uint32_t>(mentions.size()), d});
+        }
+        std::sort(mentions.begin(), mentions.end(),
+                  [](const Mention& a, const Mention& b) { return std::tie(a.node, a.seq) < std::tie(b.node, b.seq); });
+
+        struct Unique {
+            uint32_t first_seq;  // its first mention
+            size_t mention;      // where its mentions start in MENTIONS
+            uint32_t set;        // interned in SETS
+        };
+        std::vector<Unique> unique;
+        SetInterner sets;
+        struct Open {
+            Addr16 addr;
+            uint8_t len;
+            uint32_t set;
+        };
+        std::vector<Open> open;  // enclosing prefixes of the current node, outermost first
+        std::vector<uint32_t> own;
+        for (size_t i = 0; i < mentions.size();) {
+            const auto& [proto, port, addr, len] = mentions[i].node;
+            if (i == 0 || std::tie(proto, port) != std::tie(std::get<0>(mentions[i - 1].node),
+                                                            std::get<1>(mentions[i - 1].node)))
+                open.clear();  // another port class: another trie
+            own.clear();
+            size_t end = i;
+            for (; end < mentions.size() && mentions[end].node == mentions[i].node; ++end)
+                if (own.empty() || own.back() != mentions[end].dest) own.push_back(mentions[end].dest);
+            while (!open.empty() && !prefix_contains(open.back().addr, open.back().len, addr, len)) open.pop_back();
+            uint32_t set = sets.with(open.empty() ? SetInterner::kEmpty : open.back().set, own);
+            open.push_back({addr, len, set});
+            unique.push_back({mentions[i].seq, i, set});
+            i = end;
         }
 
-        std::map<std::vector<uint32_t>, uint32_t> dset_ids;
-        for (const auto& [proto, port, addr, len] : nodes) {
-            std::vector<uint32_t> members;
-            for (uint32_t d = 0; d < policy_.destinations.size(); ++d)
-                if (governs(policy_.destinations[d], proto, port, addr, len)) members.push_back(d);
-            auto [it, inserted] = dset_ids.emplace(members, static_cast<uint32_t>(out_.dset_members.size()));
-            if (inserted) out_.dset_members.push_back(members);
-
+        std::vector<uint32_t> by_mention(unique.size());
+        for (uint32_t u = 0; u < unique.size(); ++u) by_mention[u] = u;
+        std::sort(by_mention.begin(), by_mention.end(),
+                  [&](uint32_t a, uint32_t b) { return unique[a].first_seq < unique[b].first_seq; });
+        std::vector<std::optional<kw_dst_val>> set_val(sets.size());  // by interned set
+        for (uint32_t u : by_mention) {
+            const auto& [proto, port, addr, len] = mentions[unique[u].mention].node;
+            std::optional<kw_dst_val>& val = set_val[unique[u].set];
+            if (!val) val = dset_val(sets.members(unique[u].set));
             kw_dst_key key{};
             key.prefixlen = KW_DST_FIXED_BITS + len;
             key.proto = proto;
             key.port[0] = static_cast<uint8_t>(port >> 8);
             key.port[1] = static_cast<uint8_t>(port & 0xff);
             std::copy(addr.begin(), addr.end(), key.addr);
-            kw_dst_val val{};
-            val.dset = it->second;
-            if (std::all_of(members.begin(), members.end(),
-                            [&](uint32_t d) { return rule_to(d, "*", false).has_value(); })) {
-                val.flags = KW_DSET_ANY_ALLOWED;
-                val.any_rule = *rule_to(members.front(), "*", false);
-            }
-            if (std::any_of(members.begin(), members.end(),
-                            [&](uint32_t d) { return policy_.destinations[d].tls == Tls::Mutual; }))
-                val.flags |= KW_DSET_MTLS;
-            out_.dsts.emplace_back(key, val);
+            out_.dsts.emplace_back(key, *val);
         }
+    }
+    // The map value of the nodes whose set is MEMBERS, which takes the next dset id.
+    kw_dst_val dset_val(const std::vector<uint32_t>& members) {
+        kw_dst_val val{};
+        val.dset = static_cast<uint32_t>(out_.dset_members.size());
+        out_.dset_members.push_back(members);
+        if (std::all_of(members.begin(), members.end(), [&](uint32_t d) { return any_rule_[d].has_value(); })) {
+            val.flags = KW_DSET_ANY_ALLOWED;
+            val.any_rule = *any_rule_[members.front()];
+        }
+        if (std::any_of(members.begin(), members.end(),
+                        [&](uint32_t d) { return policy_.destinations[d].tls == Tls::Mutual; }))
+            val.flags |= KW_DSET_MTLS;
+        return val;
     }
 
     static uint8_t proto_of(const Destination& d) { return d.protocol == Protocol::Udp ? KW_PROTO_UDP : KW_PROTO_TCP; }
 
-    // Whether D is in the set of the node (PROTO, PORT, ADDR/LEN): same protocol, same port
-    // class (PORT listed; or, for the any-port node, no ports listed) and a CIDR containing
-    // the node's whole prefix.
-    static bool governs(const Destination& d, uint8_t proto, uint16_t port, const Addr16& addr, uint8_t len) {
-        if (proto_of(d) != proto) return false;
-        bool port_class =
-            port == 0 ? d.ports.empty() : std::find(d.ports.begin(), d.ports.end(), port) != d.ports.end();
-        return port_class && std::any_of(d.cidrs.begin(), d.cidrs.end(), [&](const Cidr& c) {
-                   return prefix_contains(c.addr, c.prefix_len, addr, len);
-               });
-    }
-
     void compile_allows() {
-        std::unordered_map<std::string, size_t> from_order;
-        for (const Rule& rule : policy_.rules)
-            if (rule.from != "*") from_order.emplace(rule.from, from_order.size());
         std::vector<bool> any_allowed(out_.dset_members.size(), false);
         for (const auto& [key, val] : out_.dsts)
             if (val.flags & KW_DSET_ANY_ALLOWED) any_allowed[val.dset] = true;
 
         // An identity allowed to a set that "*" does not cover has its own rule to every
-        // member without a "*" rule: that member's rules name all the candidates.
+        // member without a "*" rule: any such member's rules name all the candidates, and
+        // the one with the fewest rules names the fewest.
         std::vector<std::tuple<size_t, uint32_t, uint32_t, uint32_t>> found;  // order, dset, ident, rule
         for (uint32_t dset = 0; dset < out_.dset_members.size(); ++dset) {
             if (any_allowed[dset]) continue;
             const std::vector<uint32_t>& members = out_.dset_members[dset];
-            auto pivot = std::find_if(members.begin(), members.end(), [&](uint32_t d) { return !any_rule_[d]; });
+            auto pivot = members.end();
+            for (auto m = members.begin(); m != members.end(); ++m)
+                if (!any_rule_[*m] &&
+                    (pivot == members.end() || ident_rules_[*m].size() < ident_rules_[*pivot].size()))
+                    pivot = m;
             if (pivot == members.end()) continue;
-            for (const auto& [from, r] : rules_from_[*pivot]) {
-                auto ident = ids_.find(from);
-                if (!ident) continue;  // no workload has it: nothing can carry this identity
+            for (const auto& [ident, r] : ident_rules_[*pivot]) {
                 if (!std::all_of(members.begin(), members.end(),
-                                 [&](uint32_t d) { return rule_to(d, from, true).has_value(); }))
+                                 [&](uint32_t d) { return rule_to(d, ident).has_value(); }))
                     continue;
-                found.emplace_back(from_order.at(from), dset, *ident, *rule_to(members.front(), from, true));
+                found.emplace_back(ident_order_.at(ident), dset, ident, *rule_to(members.front(), ident));
             }
         }
         std::sort(found.begin(), found.end());  // identities in rule order, then sets
@@ -460,7 +538,8 @@ private:
     const CompileOptions& options_;
     CompiledPolicy out_;
     std::map<PinKey, uint32_t> pin_ids_;
-    std::vector<std::unordered_map<std::string, uint32_t>> rules_from_;  // per destination
+    std::vector<std::vector<std::pair<uint32_t, uint32_t>>> ident_rules_;  // per destination: (ident, rule)
+    std::unordered_map<uint32_t, size_t> ident_order_;                    // ident -> order of its first rule
     std::vector<std::optional<uint32_t>> any_rule_;                        // per destination
     std::map<uint32_t, uint32_t> list_of_pin_;  // active pins only
 };

@@ -64,41 +64,54 @@ std::string at(const std::string& path, size_t index) { return path + "/" + std:
 
 std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
 
-// nlohmann keeps the last of duplicate keys; other JSON readers keep the first. A policy
-// whose meaning depends on the reader is refused, so the parser's events are followed to
-// find duplicates with their JSON pointer.
-class DuplicateKeyFinder {
+// Deeper than any policy field (the deepest, an argv item, is at 5): nothing valid is
+// refused, and the path an error names, built for each duplicate key, stays short.
+constexpr size_t kMaxNesting = 32;
+// Duplicate keys listed one by one; the others are counted, so that the errors of a hostile
+// document stay as small as it is.
+constexpr size_t kMaxDuplicatesListed = 20;
+
+// Reads the policy's JSON document in one pass: nlohmann's DOM parser builds it, and this
+// follows the parser's events for what the document cannot show afterwards. nlohmann
+// keeps the last of duplicate keys, other JSON readers the first: a policy whose meaning
+// depends on the reader is refused, each duplicate named by its JSON pointer.
+class DocumentReader {
 public:
-    bool on_event(json::parse_event_t event, const json& parsed) {
-        switch (event) {
-            case json::parse_event_t::object_start:
-                frames_.push_back(Frame{false});
-                break;
-            case json::parse_event_t::array_start:
-                frames_.push_back(Frame{true});
-                break;
-            case json::parse_event_t::key: {
-                Frame& top = frames_.back();
-                top.key = parsed.get<std::string>();
-                if (!top.keys.insert(top.key).second)
-                    found.push_back(
-                        {at(container_pointer(), top.key),
-                         "duplicate key " + in_quotes(top.key) + ": JSON readers disagree on which one counts"});
-                break;
-            }
-            case json::parse_event_t::object_end:
-            case json::parse_event_t::array_end:
-                frames_.pop_back();
-                next_element();
-                break;
-            case json::parse_event_t::value:
-                next_element();
-                break;
-        }
-        return true;
+    explicit DocumentReader(json& doc) : dom_(doc) {}
+
+    bool null() { return dom_.null() && next_element(); }
+    bool boolean(bool v) { return dom_.boolean(v) && next_element(); }
+    bool number_integer(json::number_integer_t v) { return dom_.number_integer(v) && next_element(); }
+    bool number_unsigned(json::number_unsigned_t v) { return dom_.number_unsigned(v) && next_element(); }
+    bool number_float(json::number_float_t v, const json::string_t& s) {
+        return dom_.number_float(v, s) && next_element();
+    }
+    bool string(json::string_t& v) { return dom_.string(v) && next_element(); }
+    bool binary(json::binary_t& v) { return dom_.binary(v) && next_element(); }
+    bool start_object(size_t n) { return open(false) && dom_.start_object(n); }
+    bool start_array(size_t n) { return open(true) && dom_.start_array(n); }
+    bool end_object() { return close() && dom_.end_object(); }
+    bool end_array() { return close() && dom_.end_array(); }
+    bool key(json::string_t& k) {
+        Frame& top = frames_.back();
+        top.key = k;
+        if (!top.keys.insert(k).second && ++duplicates_ <= kMaxDuplicatesListed)
+            found_.push_back({at(container_pointer(), k),
+                             "duplicate key " + in_quotes(k) + ": JSON readers disagree on which one counts"});
+        return dom_.key(k);
+    }
+    template <typename Exception>
+    bool parse_error(size_t position, const std::string& token, const Exception& e) {
+        return dom_.parse_error(position, token, e);  // throws e
     }
 
-    std::vector<PolicyProblem> found;
+    // Problems found, in document order; call once parsing is done.
+    std::vector<PolicyProblem> problems() {
+        if (duplicates_ > kMaxDuplicatesListed)
+            found_.push_back({"", std::to_string(duplicates_ - kMaxDuplicatesListed) +
+                                     " more duplicate keys, not listed: JSON readers disagree on which one counts"});
+        return std::move(found_);
+    }
 
 private:
     struct Frame {
@@ -108,20 +121,41 @@ private:
         std::set<std::string> keys;
     };
 
-    void next_element() {
+    bool open(bool array) {
+        if (frames_.size() == kMaxNesting) {
+            found_.push_back({container_pointer(), "nested deeper than " + std::to_string(kMaxNesting) +
+                                                      " levels, which no policy field is"});
+            return false;  // the parse stops here
+        }
+        frames_.push_back(Frame{array});
+        return true;
+    }
+
+    bool close() {
+        frames_.pop_back();
+        return next_element();
+    }
+
+    bool next_element() {
         if (!frames_.empty() && frames_.back().array) ++frames_.back().index;
+        return true;
     }
 
     // Pointer to the innermost open container: each frame's current key or index locates
     // the frame above it.
     std::string container_pointer() const {
         std::string out;
-        for (size_t i = 0; i + 1 < frames_.size(); ++i)
-            out = frames_[i].array ? at(out, frames_[i].index) : at(out, frames_[i].key);
+        for (size_t i = 0; i + 1 < frames_.size(); ++i) {
+            out += '/';
+            out += frames_[i].array ? std::to_string(frames_[i].index) : pointer_token(frames_[i].key);
+        }
         return out;
     }
 
+    nlohmann::detail::json_sax_dom_parser<json> dom_;
     std::vector<Frame> frames_;
+    std::vector<PolicyProblem> found_;
+    size_t duplicates_ = 0;
 };
 
 // A path to a file as the kernel will see it at exec: absolute and normalised, so that the
@@ -351,10 +385,12 @@ private:
                 error(sel_path, "must be an object");
         }
         if (const json* v = field(w, "svid_ttl")) workload.svid_ttl = read_svid_ttl(*v, at(path, "svid_ttl"), workload.id);
-        if (const json* v = field(w, "listen"))
+        if (const json* v = field(w, "listen")) {
+            std::set<uint16_t> ports;
             for_each_object(*v, at(path, "listen"), [&](const json& l, const std::string& lpath) {
-                workload.listen.push_back(read_listen(l, lpath, workload.listen));
+                workload.listen.push_back(read_listen(l, lpath, ports));
             });
+        }
         if (const json* v = field(w, "allow_env")) workload.allow_env = read_allow_env(*v, at(path, "allow_env"));
         return workload;
     }
@@ -419,14 +455,15 @@ private:
         return debuggers;
     }
 
-    Listen read_listen(const json& l, const std::string& path, const std::vector<Listen>& earlier) {
+    // EARLIER: the ports of this workload's earlier listen entries.
+    Listen read_listen(const json& l, const std::string& path, std::set<uint16_t>& earlier) {
         Listen listen;
         check_fields(l, path, kListenFields);
         if (const json* v = required(l, path, "port")) {
             if (auto port = integer_at(*v, at(path, "port"), 1, 65535)) {
                 listen.port = static_cast<uint16_t>(*port);
-                for (const Listen& e : earlier)
-                    if (e.port == listen.port) error(at(path, "port"), "duplicate listen port " + std::to_string(*port));
+                if (!earlier.insert(listen.port).second)
+                    error(at(path, "port"), "duplicate listen port " + std::to_string(*port));
             }
         }
         if (const json* v = required(l, path, "tls")) listen.tls = read_tls(*v, at(path, "tls"));
@@ -650,13 +687,15 @@ private:
             error(path, "must be an array of port numbers");
             return ports;
         }
+        std::vector<bool> seen(65536);
         for (size_t i = 0; i < v.size(); ++i) {
             auto port = integer_at(v[i], at(path, i), 1, 65535);
             if (!port) continue;
-            if (std::find(ports.begin(), ports.end(), *port) != ports.end())
+            if (seen[*port])
                 error(at(path, i), "duplicate port " + std::to_string(*port));
             else
                 ports.push_back(static_cast<uint16_t>(*port));
+            seen[*port] = true;
         }
         return ports;
     }
@@ -692,19 +731,17 @@ private:
     void check_server_trust_domains(const Policy& policy) {
         for (const auto& [td, path] : server_identities_) {
             if (td == policy.trust_domain || policy.trust_domain.empty()) continue;
-            bool federated = std::any_of(policy.federation.begin(), policy.federation.end(),
-                                         [&](const Federation& f) { return f.trust_domain == td; });
-            if (!federated)
+            if (!federation_paths_.contains(td))
                 error(path, "trust domain " + in_quotes(td) + " is neither the policy's nor in \"federation\": no bundle could verify this server");
         }
     }
 
     void warn_about_unused_destinations(const Policy& policy) {
+        std::set<std::string_view> used;
+        for (const Rule& r : policy.rules) used.insert(r.to);
         for (size_t i = 0; i < policy.destinations.size(); ++i) {
             const std::string& name = policy.destinations[i].name;
-            bool used =
-                std::any_of(policy.rules.begin(), policy.rules.end(), [&](const Rule& r) { return r.to == name; });
-            if (used || name.empty()) continue;
+            if (used.contains(name) || name.empty()) continue;
             warnings.push_back({at("/destinations", i),
                                 policy.mode == Mode::Audit
                                     ? "no rule allows any process to reach it: every connection to it is "
@@ -759,12 +796,13 @@ std::chrono::seconds svid_ttl_of(const Policy& policy, const std::string& id) {
 
 ParseOutcome parse_policy(const std::string& text) {
     ParseOutcome out;
-    DuplicateKeyFinder duplicates;
     json doc;
+    DocumentReader document(doc);
     try {
-        doc = json::parse(text, [&duplicates](int, json::parse_event_t event, json& parsed) {
-            return duplicates.on_event(event, parsed);
-        });
+        if (!json::sax_parse(text, &document)) {
+            out.errors = document.problems();  // what stopped the parse is the last
+            return out;
+        }
     } catch (const json::parse_error& e) {
         out.errors.push_back(
             {"", "not valid JSON at byte " + std::to_string(e.byte) + ": " + without_exception_id(e.what())});
@@ -776,7 +814,7 @@ ParseOutcome parse_policy(const std::string& text) {
 
     PolicyReader reader;
     Policy policy = reader.read(doc);
-    out.errors = std::move(duplicates.found);
+    out.errors = document.problems();
     out.errors.insert(out.errors.end(), reader.errors.begin(), reader.errors.end());
     out.warnings = std::move(reader.warnings);
     if (!out.errors.empty()) return out;

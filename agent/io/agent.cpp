@@ -35,6 +35,7 @@
 #include "io/enrollment.h"
 #include "io/events.h"
 #include "io/hygiene.h"
+#include "io/worker.h"
 #ifdef KW_TEST_HOOKS
 #include "testhooks/key_dump.h"
 #endif
@@ -100,6 +101,14 @@ void save_pins(const std::string& file, const core::CompiledPolicy& compiled, co
         spdlog::warn("cannot save pins to {}: {}", file, std::strerror(errno));
 }
 
+// POLICY compiled against this machine's files and cgroups: no kernel, no agent state, so
+// that a policy change runs it on the worker thread.
+Result<core::CompiledPolicy> compile(const core::Policy& policy, const std::string& cgroup_root,
+                                     core::IdentityTable& ids, const core::PreviousPins& pins, bool repin) {
+    core::LinuxHostView host(cgroup_root);
+    return core::compile_policy(policy, host, ids, pins, core::CompileOptions{.repin = repin});
+}
+
 json problems_json(const std::vector<core::PolicyProblem>& problems) {
     json a = json::array();
     for (const auto& p : problems) a.push_back(p.to_string());
@@ -118,6 +127,10 @@ public:
     void send(const std::string& line);
     bool following() const { return following_; }
     void set_following() { following_ = true; }
+    // The reply comes later (a policy apply compiling off the loop): no further request
+    // is read until it is sent, so that replies keep the order of requests.
+    void set_waiting() { waiting_ = true; }
+    void reply_later(const json& response);
 
 private:
     void read_next();
@@ -128,6 +141,7 @@ private:
     asio::streambuf in_;
     std::deque<std::string> out_;
     bool following_ = false;
+    bool waiting_ = false;
     bool writing_ = false;
 };
 
@@ -153,10 +167,31 @@ private:
         std::string revision;
         std::vector<core::PolicyProblem> warnings;
     };
-    Result<Applied> apply(const std::string& text, bool repin, std::vector<core::PolicyProblem>* problems);
+    // A policy change (apply, SIGHUP, a recompile): parsed and compiled on the worker
+    // thread while the loop serves on with the policy in force, then published to the
+    // kernel on the loop. Changes run one at a time in the order asked; DONE gets the
+    // outcome, and the parser's problems when it refused the policy.
+    struct Change {
+        std::string text;                    // the policy to parse, or
+        std::optional<core::Policy> policy;  // the policy to compile again
+        bool repin = true;
+        bool new_policy = true;
+        std::function<void(Result<Applied>, const std::vector<core::PolicyProblem>&)> done;
+        // The worker's: the tables it starts from (the loop's, when it starts), its result.
+        core::IdentityTable ids;
+        core::PreviousPins pins;
+        std::vector<core::PolicyProblem> problems, warnings;
+        std::optional<Result<core::CompiledPolicy>> compiled;
+    };
+    void change_policy(std::shared_ptr<Change> change);
+    void compile_next();
+    void finish(Change& change);
     // NEW_POLICY: a policy change (start, apply, SIGHUP), which also re-issues every SVID;
     // false for a recompile of the same policy (a cgroup came back with a new id).
     Result<void> publish(core::Policy policy, bool repin, bool new_policy, std::vector<core::PolicyProblem>* warnings);
+    // The kernel's part of publish(), on the loop: COMPILED with the identities IDS.
+    Result<void> install(core::Policy policy, core::CompiledPolicy compiled, const core::IdentityTable& ids,
+                         bool new_policy, std::vector<core::PolicyProblem>* warnings);
     std::string policy_text(std::string& error) const;
     void on_signal();
     void watch_events();
@@ -191,6 +226,8 @@ private:
     std::vector<std::weak_ptr<Session>> followers_;
     uint64_t dropped_reported_ = 0;
     std::string kernel_release_;
+    std::deque<std::shared_ptr<Change>> changes_;  // the first one is being compiled
+    Worker compiler_;  // last: stopped first, while what its job uses still exists
 };
 
 void Session::start() {
@@ -225,8 +262,14 @@ void Session::read_next() {
             response = {{"ok", false}, {"error", std::string("request is not valid JSON: ") + e.what()}};
         }
         if (!response.is_null()) self->send(response.dump());
-        if (!self->following_) self->read_next();
+        if (!self->following_ && !self->waiting_) self->read_next();
     });
+}
+
+void Session::reply_later(const json& response) {
+    waiting_ = false;
+    send(response.dump(-1, ' ', false, json::error_handler_t::replace));
+    read_next();
 }
 
 void Session::send(const std::string& line) {
@@ -259,6 +302,14 @@ std::string Agent::policy_text(std::string& error) const {
 
 Result<void> Agent::publish(core::Policy policy, bool repin, bool new_policy,
                             std::vector<core::PolicyProblem>* warnings) {
+    core::IdentityTable ids = ids_;  // committed only if the kernel takes the policy
+    auto compiled = compile(policy, options_.cgroup_root, ids, pins_, repin);
+    if (!compiled) return compiled.error();
+    return install(std::move(policy), std::move(*compiled), ids, new_policy, warnings);
+}
+
+Result<void> Agent::install(core::Policy policy, core::CompiledPolicy compiled, const core::IdentityTable& ids,
+                            bool new_policy, std::vector<core::PolicyProblem>* warnings) {
     // Identity first: a policy whose SVIDs cannot be issued (CA of another trust domain,
     // unreadable federation bundle) changes nothing in the kernel.
     std::optional<identity::NodeIdentity::Staged> staged;
@@ -267,12 +318,8 @@ Result<void> Agent::publish(core::Policy policy, bool repin, bool new_policy,
         if (!s) return s.error();
         staged = std::move(*s);
     }
-    core::LinuxHostView host(options_.cgroup_root);
-    core::IdentityTable ids = ids_;  // committed only if the kernel takes the policy
-    auto compiled = core::compile_policy(policy, host, ids, pins_, core::CompileOptions{.repin = repin});
-    if (!compiled) return compiled.error();
     if (auto r = enforcer_->store_identities(ids); !r) return r;
-    if (auto r = enforcer_->publish(*compiled); !r) return r;
+    if (auto r = enforcer_->publish(compiled); !r) return r;
     ids_ = ids;
     if (staged) {
         identity_.commit(std::move(*staged));
@@ -283,12 +330,12 @@ Result<void> Agent::publish(core::Policy policy, bool repin, bool new_policy,
                      policy.trust_domain, identity_.svids().authority()->source());
         schedule_rotation();
     }
-    save_pins(options_.state_dir + "/pins.json", *compiled, pins_);
-    for (const auto& w : compiled->warnings) spdlog::warn("policy: {}", w.to_string());
-    if (warnings) warnings->insert(warnings->end(), compiled->warnings.begin(), compiled->warnings.end());
+    save_pins(options_.state_dir + "/pins.json", compiled, pins_);
+    for (const auto& w : compiled.warnings) spdlog::warn("policy: {}", w.to_string());
+    if (warnings) warnings->insert(warnings->end(), compiled.warnings.begin(), compiled.warnings.end());
     auto view = std::make_shared<PolicyView>();
     view->policy = std::move(policy);
-    view->compiled = std::move(*compiled);
+    view->compiled = std::move(compiled);
     view->ids = ids_;
     view_ = view;
     formatter_.set_policy(view_);
@@ -299,20 +346,50 @@ Result<void> Agent::publish(core::Policy policy, bool repin, bool new_policy,
     return {};
 }
 
-Result<Agent::Applied> Agent::apply(const std::string& text, bool repin, std::vector<core::PolicyProblem>* problems) {
-    auto parsed = core::parse_policy(text);
-    if (!parsed.errors.empty() || !parsed.policy) {
-        if (problems) *problems = parsed.errors;
-        std::string msg = "policy rejected (" + std::to_string(parsed.errors.size()) + " error(s)); the previous policy stays in force";
-        for (const auto& e : parsed.errors) msg += "\n  " + e.to_string();
-        return make_error(msg);
+void Agent::change_policy(std::shared_ptr<Change> change) {
+    changes_.push_back(std::move(change));
+    if (changes_.size() == 1) compile_next();
+}
+
+void Agent::compile_next() {
+    if (changes_.empty()) return;
+    std::shared_ptr<Change> change = changes_.front();
+    change->ids = ids_;
+    change->pins = pins_;
+    compiler_.post([this, change] {
+        Change& c = *change;
+        try {
+            if (!c.policy) {
+                auto parsed = core::parse_policy(c.text);
+                c.problems = std::move(parsed.errors);
+                c.warnings = std::move(parsed.warnings);
+                c.policy = std::move(parsed.policy);
+            }
+            if (c.policy && c.problems.empty()) c.compiled = compile(*c.policy, options_.cgroup_root, c.ids, c.pins, c.repin);
+        } catch (const std::exception& e) {
+            c.compiled = make_error(std::string("cannot compile the policy: ") + e.what());
+        }
+        asio::post(io_, [this, change] {
+            changes_.pop_front();
+            finish(*change);
+            compile_next();
+        });
+    });
+}
+
+void Agent::finish(Change& c) {
+    if (!c.compiled) {  // the parser refused it
+        std::string msg = "policy rejected (" + std::to_string(c.problems.size()) +
+                          " error(s)); the previous policy stays in force";
+        for (const auto& e : c.problems) msg += "\n  " + e.to_string();
+        return c.done(make_error(msg), c.problems);
     }
-    Applied out;
-    out.warnings = parsed.warnings;
-    out.revision = parsed.policy->revision;
-    if (auto r = publish(std::move(*parsed.policy), repin, /*new_policy=*/true, &out.warnings); !r)
-        return make_error("policy not applied: " + r.message() + "; the previous policy stays in force");
-    return out;
+    Applied out{c.policy ? c.policy->revision : "", std::move(c.warnings)};
+    Result<void> r = c.compiled->ok()
+                         ? install(std::move(*c.policy), std::move(**c.compiled), c.ids, c.new_policy, &out.warnings)
+                         : Result<void>(c.compiled->error());
+    if (!r) return c.done(make_error("policy not applied: " + r.message() + "; the previous policy stays in force"), {});
+    c.done(std::move(out), {});
 }
 
 void Agent::on_signal() {
@@ -323,10 +400,16 @@ void Agent::on_signal() {
             std::string text = policy_text(error);
             if (!error.empty()) {
                 spdlog::error("SIGHUP: {}; the previous policy stays in force", error);
-            } else if (auto r = apply(text, /*repin=*/true, nullptr); !r) {
-                spdlog::error("SIGHUP: {}", r.message());
             } else {
-                spdlog::info("SIGHUP: applied revision {}", r->revision.substr(0, 16));
+                auto change = std::make_shared<Change>();
+                change->text = std::move(text);
+                change->done = [](Result<Applied> r, const std::vector<core::PolicyProblem>&) {
+                    if (!r)
+                        spdlog::error("SIGHUP: {}", r.message());
+                    else
+                        spdlog::info("SIGHUP: applied revision {}", r->revision.substr(0, 16));
+                };
+                change_policy(std::move(change));
             }
             on_signal();
             return;
@@ -415,8 +498,9 @@ void Agent::tick() {
                          counters[KW_CNT_EVENTS_DROPPED] - dropped_reported_, counters[KW_CNT_EVENTS_DROPPED]);
             dropped_reported_ = counters[KW_CNT_EVENTS_DROPPED];
         }
-        // cgroups re-created (systemd restarts a unit) get new ids: re-resolve.
-        if (view_) {
+        // cgroups re-created (systemd restarts a unit) get new ids: re-resolve. A policy
+        // change under way resolves them anew; the next tick looks at its outcome.
+        if (view_ && changes_.empty()) {
             core::LinuxHostView host(options_.cgroup_root);
             bool changed = false;
             for (size_t i = 0; i < view_->policy.workloads.size() && !changed; i++) {
@@ -428,8 +512,13 @@ void Agent::tick() {
             }
             if (changed) {
                 spdlog::info("a policy cgroup was created or re-created: recompiling");
-                if (auto r = publish(view_->policy, /*repin=*/false, /*new_policy=*/false, nullptr); !r)
-                    spdlog::error("cgroup re-resolution: {}; the previous policy stays in force", r.message());
+                auto change = std::make_shared<Change>();
+                change->policy = view_->policy;
+                change->repin = change->new_policy = false;
+                change->done = [](Result<Applied> r, const std::vector<core::PolicyProblem>&) {
+                    if (!r) spdlog::error("cgroup re-resolution: {}", r.message());
+                };
+                change_policy(std::move(change));
             }
         }
         tick();
@@ -539,11 +628,16 @@ json Agent::handle(const json& request, const std::shared_ptr<Session>& session)
     if (op == "policy.apply") {
         if (!request.contains("policy") || !request["policy"].is_string())
             return {{"ok", false}, {"error", "policy.apply needs a string field \"policy\" with the policy text"}};
-        std::vector<core::PolicyProblem> problems;
-        auto r = apply(request["policy"].get<std::string>(), /*repin=*/true, &problems);
-        if (!r) return {{"ok", false}, {"error", r.message()}, {"problems", problems_json(problems)}};
-        spdlog::info("admin: applied revision {}", r->revision.substr(0, 16));
-        return {{"ok", true}, {"revision", r->revision}, {"warnings", problems_json(r->warnings)}};
+        auto change = std::make_shared<Change>();
+        change->text = request["policy"].get<std::string>();
+        change->done = [session](Result<Applied> r, const std::vector<core::PolicyProblem>& problems) {
+            if (!r) return session->reply_later({{"ok", false}, {"error", r.message()}, {"problems", problems_json(problems)}});
+            spdlog::info("admin: applied revision {}", r->revision.substr(0, 16));
+            session->reply_later({{"ok", true}, {"revision", r->revision}, {"warnings", problems_json(r->warnings)}});
+        };
+        session->set_waiting();
+        change_policy(std::move(change));
+        return nullptr;  // answered when the change is done
     }
     if (op == "events") {
         for (const auto& line : recent_) session->send(line);
