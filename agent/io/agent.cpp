@@ -290,6 +290,7 @@ Result<void> Agent::publish(core::Policy policy, bool repin, bool new_policy,
     view->policy = std::move(policy);
     view->compiled = std::move(*compiled);
     view->ids = ids_;
+    view->gate = core::GateTables(view->compiled);
     view_ = view;
     formatter_.set_policy(view_);
     spdlog::info("enforcing policy revision {} ({} workloads, {} destinations, mode {}) in generation {}",
