@@ -75,6 +75,14 @@ uint32_t kernel_identity(const IdentityTable& ids, const std::string& spiffe_id)
     return ids.find(spiffe_id).value_or(KW_IDENT_NONE);
 }
 
+std::string refusal(const Policy& policy, const GateVerdict& verdict, const std::string& spiffe_id) {
+    auto refuser = std::find_if(verdict.governing.begin(), verdict.governing.end(), [&](uint32_t d) {
+        return !rule_allowing(policy, spiffe_id, policy.destinations[d].name);
+    });
+    std::string name = refuser != verdict.governing.end() ? policy.destinations[*refuser].name : "?";
+    return "no rule allows " + spiffe_id + " to reach " + name;
+}
+
 MtlsConnect mtls_connect(const Policy& policy, const GateVerdict& verdict, const std::string& spiffe_id) {
     MtlsConnect out;
     if (!verdict.mtls) return out;
@@ -94,12 +102,7 @@ MtlsConnect mtls_connect(const Policy& policy, const GateVerdict& verdict, const
         }
     }
     if (!verdict.allowed) {
-        // The kernel's answer says no; name a destination that has no rule for the caller.
-        auto refuser = std::find_if(verdict.governing.begin(), verdict.governing.end(), [&](uint32_t d) {
-            return !rule_allowing(policy, spiffe_id, policy.destinations[d].name);
-        });
-        std::string name = refuser != verdict.governing.end() ? policy.destinations[*refuser].name : "?";
-        out.refusal = "no rule allows " + spiffe_id + " to reach " + name;
+        out.refusal = refusal(policy, verdict, spiffe_id);
         return out;
     }
     out.allowed = true;

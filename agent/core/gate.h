@@ -61,6 +61,10 @@ private:
 // ("unattested", an ID no workload has).
 uint32_t kernel_identity(const IdentityTable& ids, const std::string& spiffe_id);
 
+// Why VERDICT (not allowed) refuses SPIFFE_ID: the first governing destination that has
+// no rule for it or "*", by name.
+std::string refusal(const Policy& policy, const GateVerdict& verdict, const std::string& spiffe_id);
+
 // What the agent does with a held connect() of an enrolled process.
 struct MtlsConnect {
     bool ours = false;  // a mutual-TLS destination governs it: the agent connects, or refuses
