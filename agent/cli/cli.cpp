@@ -4,6 +4,8 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <arpa/inet.h>
+
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -22,6 +24,8 @@
 #include "tls/ktls.h"
 #include "core/policy.h"
 #include "core/compile.h"
+#include "core/gate.h"
+#include "core/host_view_linux.h"
 #include "identity/trust_store.h"
 #include "io/admin_protocol.h"
 #include "io/agent.h"
@@ -48,6 +52,7 @@ usage:
   kwarden holder status [--socket PATH]
   kwarden policy check FILE
   kwarden policy apply FILE [--admin-socket PATH]
+  kwarden policy decide FILE --from SPIFFE_ID|unattested [--udp] ADDR:PORT...
   kwarden status [--json] [--admin-socket PATH]
   kwarden events [--follow] [--admin-socket PATH]
   kwarden identity PID [--admin-socket PATH]
@@ -111,6 +116,79 @@ int cmd_agent(const std::vector<std::string>& argv) {
     return io::run_agent(o);
 }
 
+// ADDR:PORT, [IPV6]:PORT -> the gate's 128-bit address (IPv4 v4-mapped) and port.
+std::optional<std::pair<core::Addr16, uint16_t>> parse_target(const std::string& text) {
+    size_t colon = text.rfind(':');
+    if (colon == std::string::npos) return std::nullopt;
+    std::string host = text.substr(0, colon);
+    unsigned long port = 0;
+    try {
+        size_t used = 0;
+        port = std::stoul(text.substr(colon + 1), &used);
+        if (used != text.size() - colon - 1 || port == 0 || port > 65535) return std::nullopt;
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+    core::Addr16 addr{};
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+        if (inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), addr.data()) != 1) return std::nullopt;
+    } else {
+        addr[10] = addr[11] = 0xff;
+        if (inet_pton(AF_INET, host.c_str(), addr.data() + 12) != 1) return std::nullopt;
+    }
+    return std::pair{addr, static_cast<uint16_t>(port)};
+}
+
+// What the gate, and for mutual-TLS destinations the agent, would answer a process of
+// identity --from (enrolled with `kwarden exec`) connecting to each target: one JSON line
+// per target. Compiled as the agent compiles, so it is the agent's own answer.
+int cmd_policy_decide(const std::vector<std::string>& argv) {
+    const std::string usage = "kwarden policy decide FILE --from SPIFFE_ID|unattested [--udp] ADDR:PORT...";
+    auto a = parse(argv, {"from"}, {"udp"}, usage);
+    if (!a) return 2;
+    if (a->positional.size() < 2 || !a->has("from")) return fail("usage: " + usage, 2);
+    auto out = core::load_policy_file(a->positional[0]);
+    print_problems("error", out.errors);
+    if (!out.errors.empty()) return fail(a->positional[0] + ": invalid (" + std::to_string(out.errors.size()) + " error(s))");
+    core::LinuxHostView host;
+    core::IdentityTable ids;
+    auto compiled = core::compile_policy(*out.policy, host, ids, {}, {});
+    if (!compiled) return fail(a->positional[0] + ": " + compiled.message());
+    print_problems("warning", compiled->warnings);
+    const core::Policy& policy = *out.policy;
+    core::GateTables gate(*compiled);
+    std::string from = a->opt("from", "");
+    uint32_t ident = core::kernel_identity(ids, from);
+    bool udp = a->flag("udp");
+    for (size_t i = 1; i < a->positional.size(); ++i) {
+        auto target = parse_target(a->positional[i]);
+        if (!target) return fail("'" + a->positional[i] + "' is not ADDR:PORT (IPv6 as [ADDR]:PORT)", 2);
+        auto v = gate.decide(ident, udp ? KW_PROTO_UDP : KW_PROTO_TCP, target->first, target->second);
+        json line = {{"target", a->positional[i]}, {"from", from}, {"destinations", json::array()}};
+        for (uint32_t d : v.governing) line["destinations"].push_back(policy.destinations[d].name);
+        bool allowed = v.allowed;
+        std::string reason;
+        if (!v.declared) {
+            line["path"] = "undeclared";
+        } else if (v.mtls) {
+            // Only the agent connects there, and only for an enrolled process with an SVID.
+            line["path"] = "agent";
+            auto m = core::mtls_connect(policy, v, from);
+            allowed = m.allowed && ident != KW_IDENT_NONE;
+            reason = ident == KW_IDENT_NONE ? "unattested: no SVID for mutual TLS" : m.refusal;
+            if (!m.server_identity.empty()) line["server_identity"] = m.server_identity;
+        } else {
+            line["path"] = "kernel";
+            if (!allowed) reason = core::refusal(policy, v, from);
+        }
+        if (allowed && v.rule) line["rule"] = *v.rule;
+        line["decision"] = allowed ? "allow" : "deny";
+        if (!allowed) line["reason"] = reason;
+        std::cout << line.dump() << "\n";
+    }
+    return 0;
+}
+
 int cmd_policy(const std::vector<std::string>& argv) {
     if (argv.empty()) return fail("policy needs a subcommand: check or apply\n" + std::string(kUsage), 2);
     std::vector<std::string> rest(argv.begin() + 1, argv.end());
@@ -154,7 +232,8 @@ int cmd_policy(const std::vector<std::string>& argv) {
         std::cout << "applied revision " << (*r)["revision"].get<std::string>() << "\n";
         return 0;
     }
-    return fail("unknown policy subcommand '" + argv[0] + "' (check, apply)", 2);
+    if (argv[0] == "decide") return cmd_policy_decide(rest);
+    return fail("unknown policy subcommand '" + argv[0] + "' (check, apply, decide)", 2);
 }
 
 int cmd_status(const std::vector<std::string>& argv) {

@@ -244,7 +244,7 @@ public:
         if (const json* v = required(doc, "", "trust_domain")) {
             if (auto td = string_at(*v, "/trust_domain")) {
                 if (auto valid = validate_trust_domain(*td); valid)
-                    policy.trust_domain = *td;
+                    policy.trust_domain = trust_domain_ = *td;
                 else
                     error("/trust_domain", valid.message());
             }
@@ -283,6 +283,7 @@ public:
             });
         if (const json* v = field(doc, "allow_debuggers")) policy.allow_debuggers = read_allow_debuggers(*v);
         check_server_trust_domains(policy);
+        check_peer_rules(policy);
         warn_about_unused_destinations(policy);
         return policy;
     }
@@ -702,6 +703,7 @@ private:
 
     Rule read_rule(const json& r, const std::string& path) {
         Rule rule;
+        std::string peer_td;
         check_fields(r, path, kRuleFields);
         if (const json* v = required(r, path, "from")) {
             std::string from_path = at(path, "from");
@@ -709,6 +711,9 @@ private:
                 if (*from != "*") {
                     if (auto id = parse_spiffe_id(*from); !id)
                         error(from_path, id.message() + " (or use \"*\" for every process)");
+                    else if (!workload_ids_.contains(*from) && !trust_domain_.empty() &&
+                             id->trust_domain != trust_domain_)
+                        peer_td = id->trust_domain;  // checked once "federation" is read
                     else if (!workload_ids_.contains(*from))
                         error(from_path, "no workload has this SPIFFE ID");
                 }
@@ -722,6 +727,7 @@ private:
                 rule.to = *to;
             }
         }
+        if (!peer_td.empty()) peer_rules_.push_back({peer_td, path, rule.to});
         auto [it, inserted] = rule_paths_.emplace(std::pair{rule.from, rule.to}, path);
         if (!inserted) warnings.push_back({path, "same as " + it->second + ": it has no effect"});
         return rule;
@@ -733,6 +739,32 @@ private:
             if (td == policy.trust_domain || policy.trust_domain.empty()) continue;
             if (!federation_paths_.contains(td))
                 error(path, "trust domain " + in_quotes(td) + " is neither the policy's nor in \"federation\": no bundle could verify this server");
+        }
+    }
+
+    // A rule from a peer of another trust domain: no process here carries that identity,
+    // so the rule can only admit the peer to an enrolled server of ours, through a
+    // mutual-TLS destination naming that server; and only a federated bundle verifies it.
+    void check_peer_rules(const Policy& policy) {
+        for (const PeerRule& peer : peer_rules_) {
+            const std::string& td = peer.trust_domain;
+            std::string from_path = at(peer.path, "from");
+            bool federated = std::any_of(policy.federation.begin(), policy.federation.end(),
+                                         [&](const Federation& f) { return f.trust_domain == td; });
+            if (!federated) {
+                error(from_path, "trust domain " + in_quotes(td) +
+                                     " is neither the policy's nor in \"federation\": no bundle could verify this peer");
+                continue;
+            }
+            auto dest = std::find_if(policy.destinations.begin(), policy.destinations.end(),
+                                     [&](const Destination& d) { return d.name == peer.to; });
+            if (dest == policy.destinations.end()) continue;  // reported at "to"
+            auto server = parse_spiffe_id(dest->identity);
+            if (dest->tls != Tls::Mutual || !server || server->trust_domain != policy.trust_domain)
+                error(from_path, "a peer of federated trust domain " + in_quotes(td) +
+                                     " is admitted only by an enrolled server of ours: \"to\" must name a \"tls\": "
+                                     "\"mutual\" destination whose identity is of trust domain " +
+                                     in_quotes(policy.trust_domain));
         }
     }
 
@@ -750,6 +782,11 @@ private:
         }
     }
 
+    std::string trust_domain_;                                  // the policy's, once read
+    struct PeerRule {
+        std::string trust_domain, path, to;
+    };
+    std::vector<PeerRule> peer_rules_;  // rules from peers of other trust domains
     std::set<std::string> workload_ids_;
     std::map<std::string, std::pair<std::chrono::seconds, std::string>> svid_ttls_;  // id -> (ttl, JSON path)
     std::map<std::string, std::string> federation_paths_;                          // trust domain -> JSON path

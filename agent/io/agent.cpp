@@ -337,6 +337,7 @@ Result<void> Agent::install(core::Policy policy, core::CompiledPolicy compiled, 
     view->policy = std::move(policy);
     view->compiled = std::move(compiled);
     view->ids = ids_;
+    view->gate = core::GateTables(view->compiled);
     view_ = view;
     formatter_.set_policy(view_);
     spdlog::info("enforcing policy revision {} ({} workloads, {} destinations, mode {}) in generation {}",

@@ -102,6 +102,13 @@ std::optional<Target> parse_sockaddr(std::vector<uint8_t> raw) {
     return t;
 }
 
+// The agent's side of the kernel's decision for a TCP connect of SPIFFE_ID to TARGET.
+core::MtlsConnect decide_mtls(const PolicyView& view, const std::string& spiffe_id, const Target& target) {
+    auto verdict =
+        view.gate.decide(core::kernel_identity(view.ids, spiffe_id), KW_PROTO_TCP, target.addr, target.port);
+    return core::mtls_connect(view.policy, verdict, spiffe_id);
+}
+
 // What a "tls" event says (policy/events.schema.json); "error" is set by the caller.
 struct TlsEventFacts {
     const char* role;
@@ -208,13 +215,13 @@ private:
 class ClientConnect : public std::enable_shared_from_this<ClientConnect> {
 public:
     ClientConnect(std::shared_ptr<EnrolledProcess> process, enroll::Call call, Target target,
-                  const core::Destination& dest)
+                  core::MtlsConnect mtls)
         : process_(std::move(process)),
           ctx_(process_->service().context()),
           call_(call),
           target_(std::move(target)),
-          destination_(dest.name),
-          expected_(dest.identity),
+          destination_(std::move(mtls.name)),
+          expected_(mtls.server_identity),
           socket_(process_->service().io()),
           timer_(process_->service().io()),
           exit_watch_(process_->service().io()),
@@ -348,11 +355,11 @@ void EnrolledProcess::resume(const enroll::JournalEntry& entry) {
                                                               reinterpret_cast<uint8_t*>(&peer) + pl));
             auto id = service_.context().identity_of(pidfd.get());
             auto view = service_.context().policy();
-            auto index = target && view ? core::mtls_destination(view->policy, target->addr, target->port) : std::nullopt;
-            const core::Destination* dest = index ? &view->policy.destinations[*index] : nullptr;
+            auto mtls = target && view ? decide_mtls(*view, id.value_or("unattested"), *target) : core::MtlsConnect{};
+
             std::string reason = "the agent restarted during the handshake";
             json e = tls_event({"client", "failed", call, *tgid, id.value_or("unattested"), nullptr,
-                                dest ? dest->identity : "", dest ? dest->name : "", target ? target->text() : "?",
+                                mtls.server_identity, mtls.name, target ? target->text() : "?",
                                 target ? target->port : uint16_t{0}, std::chrono::steady_clock::now()});
             e["error"] = reason;
             e["errno"] = ECONNREFUSED;
@@ -413,13 +420,13 @@ void EnrolledProcess::handle_connect(const enroll::Call& call) {
     }
     auto target = parse_sockaddr(std::move(*raw));
     auto view = service_.context().policy();
-    auto index = target && view ? core::mtls_destination(view->policy, target->addr, target->port) : std::nullopt;
-    if (!index) {
+    // Whether a mutual-TLS destination governs it does not depend on who asks.
+    auto mtls = target && view ? decide_mtls(*view, "unattested", *target) : core::MtlsConnect{};
+    if (!mtls.ours) {
         (void)notifier_.allow(call.id);  // not ours: the BPF gate decides as for anyone
         return;
     }
-    std::make_shared<ClientConnect>(shared_from_this(), call, std::move(*target), view->policy.destinations[*index])
-        ->run();
+    std::make_shared<ClientConnect>(shared_from_this(), call, std::move(*target), std::move(mtls))->run();
 }
 
 void EnrolledProcess::handle_accept(const enroll::Call& call) {
@@ -475,7 +482,7 @@ void EnrolledProcess::handle_fastopen(const enroll::Call& call) {
     if (addr && view) {
         auto raw = notifier_.read_memory(call, addr, std::min<uint64_t>(len, kMaxSockaddr));
         auto target = raw ? parse_sockaddr(std::move(*raw)) : std::nullopt;
-        if (target && core::mtls_destination(view->policy, target->addr, target->port)) {
+        if (target && decide_mtls(*view, "unattested", *target).ours) {
             (void)notifier_.fail(call.id, EOPNOTSUPP);
             return;
         }
@@ -500,8 +507,10 @@ void ClientConnect::run() {
     if (auto id = ctx_.identity_of(pidfd_.get())) spiffe_id_ = *id;
     if (spiffe_id_ == "unattested")
         return finish_fail(EPERM, "the process is unattested: it has no SVID for mutual TLS");
-    if (!core::rule_allowing(view->policy, spiffe_id_, destination_))
-        return finish_fail(EPERM, "no rule allows " + spiffe_id_ + " to reach " + destination_);
+    // The kernel's rule, with the caller's identity: every destination that governs the
+    // address must allow it, mutual-TLS or not.
+    if (auto decision = decide_mtls(*view, spiffe_id_, target_); !decision.allowed)
+        return finish_fail(EPERM, decision.refusal);
     svid_ = ctx_.identity->svids().find(spiffe_id_);
     if (!svid_) return finish_fail(EPERM, "no SVID for " + spiffe_id_);
     auto expected = core::parse_spiffe_id(expected_);

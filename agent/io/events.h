@@ -12,15 +12,18 @@
 #include <string>
 
 #include "core/compile.h"
+#include "core/gate.h"
 #include "core/policy.h"
 
 namespace kw::io {
 
-// The policy in force, as events need it. Replaced whole on reload.
+// The policy in force, as events and the agent's mTLS decisions need it. Replaced whole
+// on reload.
 struct PolicyView {
     core::Policy policy;
     core::CompiledPolicy compiled;
     core::IdentityTable ids;
+    core::GateTables gate;  // built from `compiled`: the kernel's decision, for the agent
 };
 
 class EventFormatter {

@@ -10,7 +10,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include "core/mtls.h"
 #include "enroll/filter.h"
 
 namespace {
@@ -87,46 +86,4 @@ TEST_CASE("io_uring_setup fails with ENOSYS; another ABI kills the process") {
     i386.arch = AUDIT_ARCH_I386;
     CHECK(run_filter(f, i386) == SECCOMP_RET_KILL_PROCESS);
     CHECK(run_filter(f, call(0x40000000 | __NR_connect)) == SECCOMP_RET_KILL_PROCESS);
-}
-
-TEST_CASE("a mutual-TLS destination is found by address and port; rules decide who may reach it") {
-    kw::core::Policy p;
-    kw::core::Destination plain{"plain", {}, {5432}, kw::core::Protocol::Tcp};
-    kw::core::Destination ledger{"ledger", {}, {8443}, kw::core::Protocol::Tcp, kw::core::Tls::Mutual,
-                                 "spiffe://example.org/ledger"};
-    kw::core::Cidr lo{};
-    lo.addr[10] = lo.addr[11] = 0xff;
-    lo.addr[12] = 127;
-    lo.addr[15] = 1;
-    lo.prefix_len = 128;
-    lo.v4 = true;
-    plain.cidrs = {lo};
-    ledger.cidrs = {lo};
-    p.destinations = {plain, ledger};
-    p.rules = {{"spiffe://example.org/billing", "ledger"}, {"*", "plain"}};
-    CHECK(kw::core::mtls_destination(p, lo.addr, 8443) == 1u);
-    CHECK_FALSE(kw::core::mtls_destination(p, lo.addr, 5432));
-    auto other = lo.addr;
-    other[15] = 2;
-    CHECK_FALSE(kw::core::mtls_destination(p, other, 8443));
-    CHECK(kw::core::rule_allowing(p, "spiffe://example.org/billing", "ledger") == 0u);
-    CHECK_FALSE(kw::core::rule_allowing(p, "spiffe://example.org/other", "ledger"));
-    CHECK(kw::core::rule_allowing(p, "spiffe://example.org/other", "plain") == 1u);
-}
-
-TEST_CASE("an enrolled server admits a client only if a rule lets it reach the server's identity") {
-    kw::core::Policy p;
-    kw::core::Destination ledger{"ledger", {}, {8443}, kw::core::Protocol::Tcp, kw::core::Tls::Mutual,
-                                 "spiffe://example.org/ledger"};
-    kw::core::Destination plain{"plain", {}, {8443}, kw::core::Protocol::Tcp};
-    p.destinations = {ledger, plain};
-    p.rules = {{"spiffe://example.org/web", "plain"}, {"spiffe://example.org/billing", "ledger"}};
-    kw::core::Workload server{"spiffe://example.org/ledger", {}, std::nullopt, {{8443, kw::core::Tls::Mutual}}};
-    p.workloads = {server};
-    CHECK(kw::core::rule_admitting(p, "spiffe://example.org/billing", "spiffe://example.org/ledger") == 1u);
-    CHECK_FALSE(kw::core::rule_admitting(p, "spiffe://example.org/web", "spiffe://example.org/ledger"));
-    CHECK_FALSE(kw::core::rule_admitting(p, "spiffe://example.org/billing", "spiffe://example.org/other"));
-    CHECK(kw::core::serves_mtls(p, "spiffe://example.org/ledger", 8443));
-    CHECK_FALSE(kw::core::serves_mtls(p, "spiffe://example.org/ledger", 8444));
-    CHECK_FALSE(kw::core::serves_mtls(p, "spiffe://example.org/billing", 8443));
 }
