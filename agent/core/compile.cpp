@@ -440,7 +440,7 @@ private:
                 auto ident = ids_.find(from);
                 if (!ident) continue;  // no workload has it: nothing can carry this identity
                 if (!std::all_of(members.begin(), members.end(),
-                                 [&](uint32_t d) { return rule_to(d, from, true).has_value(); }))
+                                 [&, &from = from](uint32_t d) { return rule_to(d, from, true).has_value(); }))
                     continue;
                 found.emplace_back(from_order.at(from), dset, *ident, *rule_to(members.front(), from, true));
             }

@@ -693,7 +693,7 @@ private:
         for (const auto& [td, path] : server_identities_) {
             if (td == policy.trust_domain || policy.trust_domain.empty()) continue;
             bool federated = std::any_of(policy.federation.begin(), policy.federation.end(),
-                                         [&](const Federation& f) { return f.trust_domain == td; });
+                                         [&td = td](const Federation& f) { return f.trust_domain == td; });
             if (!federated)
                 error(path, "trust domain " + in_quotes(td) + " is neither the policy's nor in \"federation\": no bundle could verify this server");
         }
