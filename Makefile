@@ -12,12 +12,21 @@
 #                  against plaintext, stunnel4 and in-process BoringSSL (VM, ~15 min);
 #                  BENCH_QUICK=1: every figure, short (what `make test` checks)
 #   make vmlinux   regenerate third_party/vmlinux.h from the 6.12 guest's BTF
+#   make fuzz      every libFuzzer harness (test/fuzz/, clang build in build-fuzz/) for
+#                  FUZZ_SECONDS each (600), one after the other; FUZZ_HARNESSES=policy
+#                  admin ... picks some; crashes land in build-fuzz/artifacts/<harness>/
+#   make fuzz-smoke  every seed and regression input once, then each harness for
+#                  FUZZ_SMOKE_SECONDS (20): a fuzzing regression fails it (~4 min)
 
 BUILD      ?= build
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_HARNESSES ?=
 VM_KERNELS ?= 6.12 6.1
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build unit vmtest test demo bench vmlinux clean
+.PHONY: all deps build unit vmtest test demo bench vmlinux fuzz-build fuzz fuzz-smoke clean
 
 all: build
 
@@ -49,5 +58,19 @@ vmlinux: deps
 	vmtest/run --kernel 6.12 --rwdir third_party -- \
 	    sh -c 'bpftool btf dump file /sys/kernel/btf/vmlinux format c > third_party/vmlinux.h'
 
+# The harnesses build with clang (libFuzzer) in a tree of their own: build/ stays GCC's.
+$(FUZZ_BUILD)/CMakeCache.txt: test/fuzz/CMakeLists.txt
+	cmake -S test/fuzz -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 >/dev/null
+
+fuzz-build: deps $(FUZZ_BUILD)/CMakeCache.txt
+	cmake --build $(FUZZ_BUILD) -j$(JOBS)
+
+fuzz: fuzz-build
+	test/fuzz/run --build $(FUZZ_BUILD) --seconds $(FUZZ_SECONDS) $(FUZZ_HARNESSES)
+
+fuzz-smoke: fuzz-build
+	test/fuzz/run --build $(FUZZ_BUILD) --smoke --seconds $(FUZZ_SMOKE_SECONDS) $(FUZZ_HARNESSES)
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(FUZZ_BUILD)

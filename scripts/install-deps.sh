@@ -46,6 +46,7 @@ $sudo apt-get update -qq
 
 host_pkgs=(
     build-essential cmake pkg-config clang-14 llvm-14 lld-14
+    libclang-rt-14-dev  # libFuzzer and the sanitizers (make fuzz)
     libelf-dev zlib1g-dev libzstd-dev
     libbpf-dev bpftool catch2
     libboost-dev libboost-system-dev nlohmann-json3-dev libspdlog-dev libfmt-dev

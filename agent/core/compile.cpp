@@ -518,7 +518,7 @@ private:
             if (pivot == members.end()) continue;
             for (const auto& [ident, r] : ident_rules_[*pivot]) {
                 if (!std::all_of(members.begin(), members.end(),
-                                 [&](uint32_t d) { return rule_to(d, ident).has_value(); }))
+                                 [&, &ident = ident](uint32_t d) { return rule_to(d, ident).has_value(); }))
                     continue;
                 found.emplace_back(ident_order_.at(ident), dset, ident, *rule_to(members.front(), ident));
             }

@@ -2,6 +2,7 @@
 #include "core/duration.h"
 
 #include <array>
+#include <cstdio>
 #include <cstdint>
 #include <utility>
 
@@ -38,8 +39,13 @@ Result<std::chrono::seconds> parse_duration(std::string_view text) {
         if (u == kUnits.size()) {
             bool known = false;
             for (auto [c, s] : kUnits) known |= c == unit;
-            return bad(known ? "units must appear once each, largest first"
-                             : std::string("unknown unit '") + unit + "' (use d, h, m or s)");
+            if (known) return bad("units must appear once each, largest first");
+            // One byte of a multi-byte character is not text: name it by its value.
+            char hex[5];
+            std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned char>(unit));
+            return bad((unit >= ' ' && unit <= '~' ? "unknown unit '" + std::string(1, unit) + "'"
+                                                   : "unknown unit (byte " + std::string(hex) + ")") +
+                       " (use d, h, m or s)");
         }
         next_unit = u + 1;
         total += value * kUnits[u].second;

@@ -26,9 +26,18 @@ bool same_inode_state(const struct stat& a, const struct stat& b) {
            a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec;
 }
 
-// The superblock device of mount MNT_ID, from /proc/self/mountinfo ("ID PARENT MAJ:MIN ...").
+// The superblock device of mount MNT_ID, from /proc/self/mountinfo.
 std::optional<uint64_t> mount_device(uint64_t mnt_id) {
     std::ifstream in("/proc/self/mountinfo");
+    std::stringstream text;
+    text << in.rdbuf();
+    return mount_device_in(text.str(), mnt_id);
+}
+
+}  // namespace
+
+std::optional<uint64_t> mount_device_in(const std::string& mountinfo, uint64_t mnt_id) {
+    std::istringstream in(mountinfo);
     std::string line;
     while (std::getline(in, line)) {
         std::istringstream fields(line);
@@ -42,8 +51,6 @@ std::optional<uint64_t> mount_device(uint64_t mnt_id) {
     }
     return std::nullopt;
 }
-
-}  // namespace
 
 Result<KernelFileFacts> kernel_file_facts(int fd) {
     struct statx stx {};

@@ -2,6 +2,8 @@
 // cgroups resolved below the cgroup2 mount.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
 #include "core/compile.h"
@@ -18,6 +20,11 @@ struct KernelFileFacts {
     uint32_t ctime_nsec = 0;
 };
 Result<KernelFileFacts> kernel_file_facts(int fd);
+
+// The superblock device of mount MNT_ID in MOUNTINFO, the text of /proc/self/mountinfo
+// ("ID PARENT MAJ:MIN ..."), as the kernel encodes it (major << 20 | minor); nullopt when
+// the mount is not listed or its device field is malformed.
+std::optional<uint64_t> mount_device_in(const std::string& mountinfo, uint64_t mnt_id);
 
 class LinuxHostView : public HostView {
 public:

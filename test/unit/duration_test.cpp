@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "core/duration.h"
 
 using Catch::Matchers::ContainsSubstring;
@@ -59,4 +61,16 @@ TEST_CASE("malformed durations are refused with the reason") {
             CHECK_THAT(d.message(), ContainsSubstring("'" + c.text + "'"));
         }
     }
+}
+
+TEST_CASE("a duration with a non-ASCII unit is refused by a message that stays text") {
+    // "5é": the unit position holds the first byte of a two-byte character. The message
+    // goes into admin replies and events as JSON, which must be valid UTF-8.
+    auto d = parse_duration("5\xc3\xa9");
+    REQUIRE_FALSE(d);
+    CHECK_THAT(d.message(), ContainsSubstring("unknown unit (byte 0xc3)"));
+    CHECK_NOTHROW(nlohmann::json(d.message()).dump());
+    auto ctl = parse_duration(std::string("5\x01", 2));
+    REQUIRE_FALSE(ctl);
+    CHECK_THAT(ctl.message(), ContainsSubstring("unknown unit (byte 0x01)"));
 }

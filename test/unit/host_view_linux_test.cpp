@@ -175,3 +175,22 @@ TEST_CASE("the root of the host's cgroup2 hierarchy resolves at level 0") {
     REQUIRE(::stat(mount->c_str(), &st) == 0);
     CHECK(root->id == st.st_ino);
 }
+
+TEST_CASE("a mount's device is read from its own mountinfo line, in the kernel's encoding") {
+    using kw::core::mount_device_in;
+    // Mount points are named by whoever mounts: spaces (escaped), numbers, look-alikes.
+    const std::string mountinfo =
+        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+        "122 22 0:52 / /mnt/22\\0401\\0408:1 rw - fuse.x x rw\n"
+        "31 22 259:3 /sub /home rw - btrfs /dev/nvme0n1p3 rw\n"
+        "40 22 0:x / /bad rw - tmpfs tmpfs rw\n"
+        "41 22 8:2junk / /bad2 rw - tmpfs tmpfs rw\n";
+    CHECK(mount_device_in(mountinfo, 22) == ((uint64_t{8} << 20) | 1));
+    CHECK(mount_device_in(mountinfo, 122) == uint64_t{52});
+    CHECK(mount_device_in(mountinfo, 31) == ((uint64_t{259} << 20) | 3));
+    CHECK_FALSE(mount_device_in(mountinfo, 40).has_value());  // a device that is no number
+    CHECK_FALSE(mount_device_in(mountinfo, 41).has_value());  // trailing text after the minor
+    CHECK_FALSE(mount_device_in(mountinfo, 1).has_value());   // a parent id is not a mount id
+    CHECK_FALSE(mount_device_in("", 22).has_value());
+    CHECK_FALSE(mount_device_in("22", 22).has_value());  // a line cut short
+}
