@@ -123,8 +123,15 @@ static __always_inline int kw_argv_prefix_eq(const __u8 *have, const __u8 *want,
  * The environment of the new image: after argv on the exec stack (bprm->p), argc then
  * envc NUL-terminated strings, up to bprm->exec. Each step reads at most 255 bytes of one
  * string: a string start is compared with the loader variables, a longer string is
- * crossed 255 bytes at a time. An environment that does not fit the step budget (about
- * 16 MiB, far above the kernel's own limit for most stacks) counts as unread: fail closed.
+ * crossed 255 bytes at a time.
+ *
+ * The step budget covers every exec the kernel admits: it caps the strings plus their
+ * argv/envp pointers at 3/4 of _STK_LIM (6 MiB) whatever the stack limit, and the most
+ * steps per byte of that is one per empty string (1 byte plus an 8-byte pointer), so at
+ * most 6 MiB / 9 < 700k steps. A walk that still does not finish (a kernel that allows
+ * more) or a read that fails leaves the environment unread, and an unread environment
+ * matches no workload at all, allow_env or not, with a guard event ("environment
+ * unreadable"): a loader variable never escapes the check by coming late.
  */
 struct kw_env_scan {
 	__u64 pos;
@@ -138,7 +145,7 @@ struct kw_env_scan {
 };
 
 #define KW_ENV_STEP 256
-#define KW_ENV_STEPS (1u << 16)
+#define KW_ENV_STEPS (1u << 20)
 
 static __always_inline int kw_has_prefix(const char *s, const char *p, __u32 n)
 {
@@ -163,8 +170,14 @@ static long kw_env_step(__u32 i, struct kw_env_scan *sc)
 		return 1;
 	}
 	long n = bpf_probe_read_user_str(buf->buf, KW_ENV_STEP, (void *)sc->pos);
-	if (n <= 0)
+	if (n < 0)
 		return 1; /* unreadable: not done */
+	/* An empty string is its NUL alone; the helper reports it as 0 bytes, not 1, on
+	 * kernels whose strncpy_from_user_nofault() does not count the NUL of "" (6.1, 6.12). */
+	if (n == 0) {
+		n = 1;
+		buf->buf[0] = 0;
+	}
 	if (sc->at_start && sc->strings >= sc->argc) {
 		const char *b = (const char *)buf->buf;
 		if (kw_has_prefix(b, "LD_PRELOAD=", 11))

@@ -2,7 +2,8 @@
 /*
  * kw_client: one TCP connect(2), the binary the e2e tests attest (a copy of it).
  *
- *   kw_client [--send TEXT [--expect REPLY [--tls-getsockopt]]] [--fork] [--exec-sh] HOST PORT
+ *   kw_client [--send TEXT [--expect REPLY [--tls-getsockopt]]] [--fork] [--exec-sh] [--note ARG]...
+ *             HOST PORT
  *
  * --send TEXT  after connecting, write TEXT, half-close and wait for the peer to close
  * --expect R   with --send: do not half-close; read until R arrives (exit 0) or the peer
@@ -12,6 +13,8 @@
  * --fork       connect in a forked child (it inherits the identity); exit = child's status
  * --exec-sh    exec bash, which opens /dev/tcp/HOST/PORT itself (exec re-attests: the
  *              shell is not the attested binary); exit = bash's status
+ * --note ARG   ignored: lets a test exec the attested binary with any argument (empty,
+ *              long, non-ASCII, thousands of them)
  *
  * Exits 0 on success, else the errno of the failed call ("connect: EPERM (1)").
  *
@@ -33,7 +36,7 @@ static const char *volatile kw_marker = "KWARDEN-BYTE-PATCH-A";
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: kw_client [--send TEXT [--expect REPLY [--tls-getsockopt]]] [--fork] [--exec-sh] HOST PORT\n"
+		"usage: kw_client [--send TEXT [--expect REPLY [--tls-getsockopt]]] [--fork] [--exec-sh] [--note ARG]... HOST PORT\n"
 		"  TCP connect to HOST (IPv4 or IPv6 literal) PORT; exit 0, or the errno.\n"
 		"  build marker: %s\n",
 		kw_marker);
@@ -131,6 +134,8 @@ int main(int argc, char **argv)
 			fork_child = 1;
 		else if (!strcmp(argv[i], "--exec-sh"))
 			exec_sh = 1;
+		else if (!strcmp(argv[i], "--note") && i + 1 < argc)
+			i++;
 		else
 			usage();
 	}
