@@ -13,6 +13,7 @@
 
 #include <boost/asio.hpp>
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -742,6 +743,9 @@ Result<void> Agent::start_enrollment(tls::Cipher cipher) {
 }
 
 int Agent::run() {
+    // The mTLS handshakes write with write(2) (BoringSSL's socket BIO) on connections a
+    // peer may reset at any moment: a write must fail with EPIPE, not kill the agent.
+    ::signal(SIGPIPE, SIG_IGN);
     auto probe = bpf::probe_kernel(options_.pin_dir);
     kernel_release_ = probe.release;
     if (!probe.ok()) {

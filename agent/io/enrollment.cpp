@@ -584,6 +584,10 @@ void ClientConnect::wait_connected() {
 void ClientConnect::drive() {
     if (finished_) return;
     if (!handshake_) {
+        // The ULP goes on now, while the socket is ESTABLISHED: the server may answer and
+        // close its side before our handshake is done, and what it sent must reach the app.
+        if (auto r = tls::attach_tls_ulp(socket_.native_handle()); !r)
+            return finish_fail(ECONNREFUSED, "kTLS: " + r.message());
         tls::HandshakeConfig cfg;
         cfg.role = tls::Role::client;
         cfg.svid = svid_;  // the SVID checked in run(), even if it rotated since
@@ -613,7 +617,7 @@ void ClientConnect::finish_ok() {
     if (finished_) return;
     auto keys = handshake_->traffic_keys();
     if (!keys) return finish_fail(ECONNREFUSED, "traffic keys: " + keys.message());
-    if (auto r = tls::install_ktls(socket_.native_handle(), *keys); !r)
+    if (auto r = tls::set_traffic_keys(socket_.native_handle(), *keys); !r)
         return finish_fail(ECONNREFUSED, "kTLS: " + r.message());
 #ifdef KW_TEST_HOOKS
     testhooks::dump_traffic_keys("client", tgid_, spiffe_id_, socket_.native_handle(), *keys);
@@ -722,6 +726,10 @@ void ServerAccept::try_accept() {
         return make_error("no rule lets " + peer.str() + " reach " + server);
     };
     if (!cfg.svid) return finish(ECONNABORTED);
+    // The ULP goes on before the handshake, while the client waits for our answer: once
+    // its Finished is out it may write, half-close or reset at once (`printf ... | nc -N`),
+    // and what it wrote must reach the app.
+    if (auto r = tls::attach_tls_ulp(conn_.native_handle()); !r) return drop("kTLS: " + r.message());
     auto hs = tls::Handshake::create(conn_.native_handle(), std::move(cfg));
     if (!hs) return drop(hs.message());
     handshake_ = std::move(*hs);
@@ -767,7 +775,7 @@ void ServerAccept::finish_ok() {
     auto keys = handshake_->traffic_keys();
     if (!keys) return drop("traffic keys: " + keys.message());
     int fd = conn_.native_handle();
-    if (auto r = tls::install_ktls(fd, *keys); !r) return drop("kTLS: " + r.message());
+    if (auto r = tls::set_traffic_keys(fd, *keys); !r) return drop("kTLS: " + r.message());
 #ifdef KW_TEST_HOOKS
     testhooks::dump_traffic_keys("server", tgid_, spiffe_id_, fd, *keys);
 #endif

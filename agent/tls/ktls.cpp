@@ -32,7 +32,8 @@ struct ErrnoHint {
 // Why TCP_ULP "tls" failed, in terms an operator can act on.
 constexpr ErrnoHint kUlpHints[] = {
     {ENOENT, "the kernel has no \"tls\" ULP: load the tls module (modprobe tls; needs CONFIG_TLS)"},
-    {ENOTCONN, "the socket is not connected: kTLS needs an ESTABLISHED TCP socket"},
+    {ENOTCONN, "the socket is not ESTABLISHED (not connected yet, or the peer already closed or reset it): the "
+               "ULP goes on before the handshake"},
     {EEXIST, "a ULP is already attached to this socket (kTLS installed twice?)"},
     {EOPNOTSUPP, "not a TCP socket"},
     {ENOPROTOOPT, "not a TCP socket"},
@@ -224,15 +225,24 @@ CryptoInfo::~CryptoInfo() { OPENSSL_cleanse(&info_, sizeof info_); }
 
 // ---- installation -------------------------------------------------------------------
 
-Result<void> install_ktls(int fd, const TrafficKeys& keys) {
+Result<void> attach_tls_ulp(int fd) {
     static constexpr char kUlp[] = "tls";
     if (::setsockopt(fd, SOL_TCP, TCP_ULP, kUlp, sizeof kUlp - 1) != 0) {
         int err = errno;
         return make_error("setsockopt(fd " + std::to_string(fd) + ", SOL_TCP, TCP_ULP, \"tls\"): " +
                           explain(err, kUlpHints));
     }
+    return {};
+}
+
+Result<void> set_traffic_keys(int fd, const TrafficKeys& keys) {
     if (auto r = set_tls_direction(fd, TLS_TX, keys); !r) return r;
     return set_tls_direction(fd, TLS_RX, keys);
+}
+
+Result<void> install_ktls(int fd, const TrafficKeys& keys) {
+    if (auto r = attach_tls_ulp(fd); !r) return r;
+    return set_traffic_keys(fd, keys);
 }
 
 Result<void> probe_ktls(Cipher cipher) {

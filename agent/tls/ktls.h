@@ -119,10 +119,25 @@ struct TrafficKeys {
     uint64_t rx_sequence = 0;
 };
 
-// setsockopt(FD, SOL_TCP, TCP_ULP, "tls"), then SOL_TLS TLS_TX, then TLS_RX. FD must be
-// an ESTABLISHED TCP socket with no TLS record left unread by userspace beyond the
-// handshake. On error the socket may be half configured: the caller closes it (the
-// connection is refused, never sent in plaintext).
+// kTLS goes on a socket in two steps, because the kernel checks the TCP state in the
+// first only. Attaching the "tls" ULP needs an ESTABLISHED socket; setting the keys takes
+// any state. A peer may close or reset its side as soon as its last handshake message
+// is out (a client that writes one line and half-closes, a server that answers and
+// closes); what it sent before must still reach the app. So the ULP goes on as soon as
+// the connection is up, before the handshake (without keys it passes data through
+// unchanged), and the keys once the handshake is done, whatever the state then.
+
+// setsockopt(FD, SOL_TCP, TCP_ULP, "tls") on an ESTABLISHED TCP socket.
+Result<void> attach_tls_ulp(int fd);
+
+// SOL_TLS TLS_TX, then TLS_RX, on a socket FD with the "tls" ULP attached, in any TCP
+// state: records the peer sent before its FIN or RST are still decrypted. FD must have no
+// TLS record left unread by userspace beyond the handshake. On error the socket may be
+// half configured: the caller closes it (the connection is refused, never sent in
+// plaintext).
+Result<void> set_traffic_keys(int fd, const TrafficKeys& keys);
+
+// attach_tls_ulp, then set_traffic_keys: for a socket that is still ESTABLISHED.
 Result<void> install_ktls(int fd, const TrafficKeys& keys);
 
 // Whether this kernel can run kTLS TLS 1.3 with CIPHER: connects a loopback TCP pair and

@@ -69,6 +69,42 @@ static inline int kw_parse_addr(const char *host, const char *port, struct socka
 	return -1;
 }
 
+/* A TCP socket listening on 127.0.0.1:PORT (SO_REUSEADDR), or the tool exits. */
+static inline int kw_listen_loopback(const char *port, int backlog)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int one = 1;
+
+	if (kw_parse_addr("127.0.0.1", port, &ss, &len))
+		exit(KW_EXIT_USAGE);
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0)
+		kw_die_errno("socket", errno);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(lfd, (struct sockaddr *)&ss, len) < 0)
+		kw_die_errno("bind", errno);
+	if (listen(lfd, backlog) < 0)
+		kw_die_errno("listen", errno);
+	return lfd;
+}
+
+/* A TCP connection to HOST PORT (kw_parse_addr), or the tool exits with connect's errno. */
+static inline int kw_connect_tcp(const char *host, const char *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (kw_parse_addr(host, port, &ss, &len))
+		exit(KW_EXIT_USAGE);
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		kw_die_errno("socket", errno);
+	if (connect(fd, (struct sockaddr *)&ss, len) < 0)
+		kw_die_errno("connect", errno);
+	return fd;
+}
+
 /* After sending: half-close and wait (bounded) for the peer to close, so that when the
  * tool exits the sink has read, and recorded, everything. Best effort: the outcome of
  * the syscall under test was already decided. */

@@ -44,21 +44,9 @@ static void send_line(int fd, const char *prefix, const char *line)
 /* The connection stays open: the process holds it until it is killed. */
 static void serve(const char *port)
 {
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int one = 1;
 	char line[4096];
 
-	if (kw_parse_addr("127.0.0.1", port, &ss, &len))
-		exit(KW_EXIT_USAGE);
-	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (lfd < 0)
-		kw_die_errno("socket", errno);
-	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(lfd, (struct sockaddr *)&ss, len) < 0)
-		kw_die_errno("bind", errno);
-	if (listen(lfd, 4) < 0)
-		kw_die_errno("listen", errno);
+	int lfd = kw_listen_loopback(port, 4);
 	int fd = accept(lfd, NULL, NULL);
 	if (fd < 0)
 		kw_die_errno("accept", errno);
@@ -69,17 +57,9 @@ static void serve(const char *port)
 
 static void connect_to(const char *host, const char *port, const char *text)
 {
-	struct sockaddr_storage ss;
-	socklen_t len;
 	char line[4096];
 
-	if (kw_parse_addr(host, port, &ss, &len))
-		exit(KW_EXIT_USAGE);
-	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		kw_die_errno("socket", errno);
-	if (connect(fd, (struct sockaddr *)&ss, len) < 0)
-		kw_die_errno("connect", errno);
+	int fd = kw_connect_tcp(host, port);
 	send_line(fd, "", text);
 	read_line(fd, line, sizeof(line));
 	printf("received: %s\n", line);

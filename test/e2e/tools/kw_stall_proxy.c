@@ -131,19 +131,7 @@ int main(int argc, char **argv)
 	int capture = open(argv[i], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (capture < 0)
 		kw_die_errno("open CAPTURE", errno);
-	struct sockaddr_storage ss;
-	socklen_t len;
-	if (kw_parse_addr("127.0.0.1", argv[i + 1], &ss, &len))
-		return KW_EXIT_USAGE;
-	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	int one = 1;
-	if (lfd < 0)
-		kw_die_errno("socket", errno);
-	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(lfd, (struct sockaddr *)&ss, len) < 0)
-		kw_die_errno("bind", errno);
-	if (listen(lfd, 64) < 0)
-		kw_die_errno("listen", errno);
+	int lfd = kw_listen_loopback(argv[i + 1], 64);
 	printf("ready\n");
 
 	for (int conn = 1;; conn++) {
