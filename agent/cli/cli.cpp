@@ -244,7 +244,7 @@ int cmd_status(const std::vector<std::string>& argv) {
     if (!(*r)["ok"].get<bool>()) return fail((*r)["error"].get<std::string>());
     const json& s = (*r)["status"];
     if (a->flag("json")) {
-        std::cout << s.dump(2) << "\n";
+        std::cout << core::json_text(s, 2) << "\n";
         return 0;
     }
     std::cout << "kernel:     " << s.value("kernel", "?") << "\n"
@@ -262,6 +262,12 @@ int cmd_status(const std::vector<std::string>& argv) {
                   << ")\n";
     std::cout << "counters:\n";
     for (const auto& [k, v] : s["counters"].items()) std::cout << "  " << k << " " << v << "\n";
+    if (s.contains("sockets") && s["sockets"].is_object()) {
+        std::cout << "refused on the agent's sockets:\n";
+        for (const auto& [sock, c] : s["sockets"].items())
+            for (const auto& [k, v] : c.items()) std::cout << "  " << sock << " " << k << " " << v << "\n";
+        std::cout << "loop exceptions: " << s.value("loop_exceptions", 0) << "\n";
+    }
     return 0;
 }
 

@@ -8,6 +8,7 @@
 
 #include "cli/args.h"
 #include "core/duration.h"
+#include "core/json_field.h"
 #include "core/policy.h"
 #include "identity/authority.h"
 #include "identity/bundle.h"
@@ -111,7 +112,7 @@ int cmd_svid_list(const std::vector<std::string>& argv) {
     if (!r) return fail(r.message());
     if (!(*r)["ok"].get<bool>()) return fail((*r)["error"].get<std::string>());
     if (a->flag("json")) {
-        std::cout << (*r).dump(2) << "\n";
+        std::cout << core::json_text(*r, 2) << "\n";
         return 0;
     }
     std::cout << "trust domain " << (*r)["trust_domain"].get<std::string>() << " (CA: " << (*r)["ca"].get<std::string>()

@@ -1,6 +1,7 @@
 // Reading fields of JSON a peer sent (enrolment requests, holder messages): a missing
 // field, or one of another type, gives the fallback. nlohmann's value() throws on a type
-// mismatch instead, which in an Asio handler would take the whole agent down.
+// mismatch instead, which in an Asio handler would take the whole agent down. Writing
+// JSON that holds outside text: json_text().
 #pragma once
 
 #include <string>
@@ -8,6 +9,14 @@
 #include <nlohmann/json.hpp>
 
 namespace kw::core {
+
+// The one way the agent writes JSON that holds text from outside (a peer's request, a
+// policy, a command name, a parser's error quoting the input): valid UTF-8 is kept as
+// it is and each invalid byte becomes U+FFFD, so that serialising never throws whatever
+// the input held. nlohmann's default dump() throws on invalid UTF-8 instead.
+inline std::string json_text(const nlohmann::json& j, int indent = -1) {
+    return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 inline std::string json_string(const nlohmann::json& j, const char* key, std::string fallback) {
     if (!j.is_object()) return fallback;

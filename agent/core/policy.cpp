@@ -19,6 +19,7 @@
 
 #include "abi.h"
 #include "core/compile.h"
+#include "core/json_field.h"
 #include "core/duration.h"
 #include "core/prefix.h"
 #include "core/sha256.h"
@@ -355,7 +356,7 @@ private:
             return;
         }
         if (v != json(kPolicySchemaVersion))
-            error("/version", "unsupported policy version " + v.dump() + ": this agent reads version " +
+            error("/version", "unsupported policy version " + json_text(v) + ": this agent reads version " +
                                   std::to_string(kPolicySchemaVersion));
     }
 

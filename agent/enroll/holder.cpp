@@ -110,18 +110,27 @@ Result<void> Holder::bind_socket() {
 }
 
 void Holder::reply(Peer& peer, const json& j, const std::vector<int>& fds) {
-    if (auto r = send_message(peer.fd.get(), j.dump(), fds); !r)
+    if (auto r = send_message(peer.fd.get(), core::json_text(j), fds); !r)
         spdlog::warn("holder: answering pid {}: {}", peer.pid, r.message());
 }
 
 void Holder::accept_peer() {
     core::UniqueFd fd(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (!fd.valid()) return;
+    if (!fd.valid()) {
+        // Out of descriptors or memory the connection stays queued and poll() reports it
+        // again at once: pause instead of spinning. Any other error: the next one.
+        int err = errno;
+        if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+            spdlog::warn("holder: accept: {}: retrying in 100 ms", std::strerror(err));
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        return;
+    }
     ucred cred{};
     socklen_t len = sizeof(cred);
     if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != ::geteuid()) {
-        (void)send_message(fd.get(), json{{"ok", false}, {"error", "only uid " + std::to_string(::geteuid()) +
-                                                                         " may use the listener holder"}}.dump());
+        (void)send_message(fd.get(), core::json_text({{"ok", false}, {"error", "only uid " + std::to_string(::geteuid()) +
+                                                                                  " may use the listener holder"}}));
         return;
     }
     timeval tv{2, 0};  // a peer that stops reading cannot stall the holder for long
@@ -255,7 +264,7 @@ static Result<FdMessage> receive_from_holder(int sock) {
 }
 
 Result<json> HolderClient::request(const json& message, const std::vector<int>& fds) {
-    if (auto r = send_message(sock_.get(), message.dump(), fds); !r) return make_error("holder: " + r.message());
+    if (auto r = send_message(sock_.get(), core::json_text(message), fds); !r) return make_error("holder: " + r.message());
     auto answer = receive_from_holder(sock_.get());
     if (!answer) return make_error("holder: " + answer.message());
     auto j = json::parse(answer->text, nullptr, false);

@@ -53,7 +53,7 @@ int exec_enrolled(const std::string& enroll_socket, const std::vector<std::strin
     auto listener = install_filter();
     if (!listener) return fail(listener.message());
     nlohmann::json request = {{"op", "enroll"}, {"pid", ::getpid()}, {"command", argv[0]}};
-    if (auto r = send_message(sock.get(), request.dump() + "\n", {listener->get()}); !r) return fail(r.message());
+    if (auto r = send_message(sock.get(), core::json_text(request) + "\n", {listener->get()}); !r) return fail(r.message());
     auto answer = read_line(sock.get());
     if (!answer) return fail("no answer from the agent: " + answer.message());
     auto reply = nlohmann::json::parse(*answer, nullptr, false);

@@ -20,6 +20,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json_field.h"
+
 namespace kw::identity {
 namespace {
 
@@ -257,7 +259,7 @@ std::string bundle_to_json(const TrustBundle& bundle) {
     doc["keys"] = std::move(keys);
     doc["spiffe_sequence"] = bundle.sequence;
     if (bundle.refresh_hint_seconds > 0) doc["spiffe_refresh_hint"] = bundle.refresh_hint_seconds;
-    return doc.dump(2) + "\n";
+    return core::json_text(doc, 2) + "\n";
 }
 
 }  // namespace kw::identity

@@ -23,10 +23,18 @@ Result<nlohmann::json> admin_request(const std::string& socket_path, const nlohm
     if (connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
         return make_error("cannot reach the agent at " + socket_path + ": " + std::strerror(errno) +
                           " (is 'kwarden agent' running? the admin socket answers root only)");
+    // Strict here: the request is the user's own (a policy file), and text that is not
+    // UTF-8 is refused by name rather than sent with replacement characters.
+    std::string out;
+    try {
+        out = request.dump() + "\n";
+    } catch (const nlohmann::json::type_error& e) {
+        return make_error(std::string("the request holds text that is not UTF-8 (policy files must be UTF-8): ") +
+                          e.what());
+    }
     // The agent answers a peer it refuses (not root) and closes at once, maybe before the
     // request is written: then the write fails with EPIPE (never SIGPIPE, which would kill
     // the CLI with no word) and the answer is read below.
-    std::string out = request.dump() + "\n";
     for (size_t off = 0; off < out.size();) {
         ssize_t n = send(fd.get(), out.data() + off, out.size() - off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;

@@ -6,6 +6,7 @@
 #include "io/agent.h"
 
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -29,10 +30,13 @@
 #include "bpf/enforcer.h"
 #include "bpf/proc_attest.h"
 #include "core/host_view_linux.h"
+#include "core/json_field.h"
+#include "core/peer_limits.h"
 #include "core/policy.h"
 #include "core/unique_fd.h"
 #include "identity/node_identity.h"
 #include "tls/ktls.h"
+#include "io/accept_loop.h"
 #include "io/enrollment.h"
 #include "io/events.h"
 #include "io/hygiene.h"
@@ -95,7 +99,7 @@ void save_pins(const std::string& file, const core::CompiledPolicy& compiled, co
     std::string tmp = file + ".tmp";
     {
         std::ofstream out(tmp, std::ios::trunc);
-        out << json(pins).dump(2) << "\n";
+        out << core::json_text(json(pins), 2) << "\n";
     }
     chmod(tmp.c_str(), 0600);
     if (rename(tmp.c_str(), file.c_str()) != 0)
@@ -108,6 +112,20 @@ Result<core::CompiledPolicy> compile(const core::Policy& policy, const std::stri
                                      core::IdentityTable& ids, const core::PreviousPins& pins, bool repin) {
     core::LinuxHostView host(cgroup_root);
     return core::compile_policy(policy, host, ids, pins, core::CompileOptions{.repin = repin});
+}
+
+// Every enrolled process, held call and client costs descriptors: the soft limit (often
+// 1024) is raised to the hard one, so that the per-uid bounds of the sockets, not the
+// limit, decide when a user is refused.
+void raise_descriptor_limit() {
+    struct rlimit rl {};
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        spdlog::warn("cannot raise the descriptor limit from {}: {}", was, std::strerror(errno));
+    else
+        spdlog::info("descriptor limit raised from {} to {}", was, rl.rlim_cur);
 }
 
 json problems_json(const std::vector<core::PolicyProblem>& problems) {
@@ -123,7 +141,11 @@ public:
     // A request line may carry a policy (the parser refuses more than 16 MiB); a peer
     // that sends more without a newline is cut off rather than buffered forever.
     static constexpr size_t kMaxRequest = 17u << 20;
-    Session(local::socket socket, Agent& agent) : socket_(std::move(socket)), agent_(agent), in_(kMaxRequest) {}
+    // A client that connects and says nothing holds a descriptor: its first request line
+    // must be complete within this.
+    static constexpr std::chrono::seconds kFirstRequest{5};
+    Session(local::socket socket, Agent& agent)
+        : socket_(std::move(socket)), agent_(agent), in_(kMaxRequest), first_request_(socket_.get_executor()) {}
     void start();
     void send(const std::string& line);
     bool following() const { return following_; }
@@ -140,10 +162,12 @@ private:
     local::socket socket_;
     Agent& agent_;
     asio::streambuf in_;
+    asio::steady_timer first_request_;
     std::deque<std::string> out_;
     bool following_ = false;
     bool waiting_ = false;
     bool writing_ = false;
+    bool requested_ = false;  // a request line (or an error) came: no idle timeout any more
 };
 
 class Agent {
@@ -160,8 +184,11 @@ public:
 
     int run();
     json handle(const json& request, const std::shared_ptr<Session>& session);
-    // A peer that is not root knocked on the admin socket: a guard event.
-    void refused_admin_peer(const struct ucred& cred);
+    // A client (root: others are never read) sent no request within Session::kFirstRequest.
+    void idle_admin_client(uid_t uid) {
+        auto r = admin_limits_->refuse(uid, "idle", core::PeerLimits::Clock::now());
+        if (r.count) emit(refused_event("admin", r));
+    }
 
 private:
     struct Applied {
@@ -205,13 +232,21 @@ private:
     Result<void> mark_self_as_agent();
     void emit_protection(bool on, const std::string& by);
     Result<void> open_admin_socket();
-    void accept_next();
+    void on_admin_connection(local::socket socket);
+    // A peer that is not root knocked on the admin socket: a guard event (at most one per
+    // uid per report interval; the others are summed up in "refused" events).
+    void refused_admin_peer(const struct ucred& cred);
+    void report_refusals();
     json status() const;
 
     AgentOptions options_;
+    // Before io_: the handlers io_ destroys may hold its slots.
+    std::shared_ptr<core::PeerLimits> admin_limits_ =
+        std::make_shared<core::PeerLimits>(0, core::kRefusalReportInterval);
     asio::io_context io_;
     asio::signal_set signals_;
     local::acceptor acceptor_;
+    AcceptLoop admin_accept_{io_, acceptor_, "admin socket", [this](local::socket s) { on_admin_connection(std::move(s)); }};
     asio::posix::stream_descriptor events_fd_;
     asio::steady_timer timer_;
     asio::steady_timer rotation_timer_;
@@ -226,43 +261,51 @@ private:
     std::deque<std::string> recent_;
     std::vector<std::weak_ptr<Session>> followers_;
     uint64_t dropped_reported_ = 0;
+    // Exceptions that reached the event loop: each was logged, and the loop kept running.
+    uint64_t loop_exceptions_ = 0;
     std::string kernel_release_;
     std::deque<std::shared_ptr<Change>> changes_;  // the first one is being compiled
     Worker compiler_;  // last: stopped first, while what its job uses still exists
 };
 
 void Session::start() {
-    struct ucred cred {};
-    socklen_t len = sizeof(cred);
-    if (getsockopt(socket_.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != 0) {
-        spdlog::warn("admin socket: refused peer pid {} uid {}: root only", cred.pid, cred.uid);
-        agent_.refused_admin_peer(cred);
-        send(json{{"ok", false},
-                  {"error", "permission denied: the admin socket answers root only (peer uid " +
-                                std::to_string(cred.uid) + ")"}}
-                 .dump());
-        return;  // the write completes, then the session ends
-    }
+    std::weak_ptr<Session> weak = shared_from_this();
+    first_request_.expires_after(kFirstRequest);
+    first_request_.async_wait([weak](boost::system::error_code ec) {
+        auto self = weak.lock();
+        if (ec || !self || self->requested_) return;
+        self->agent_.idle_admin_client(0);
+        boost::system::error_code ignored;
+        self->socket_.close(ignored);  // the pending read ends, and with it the session
+    });
     read_next();
 }
 
 void Session::read_next() {
     auto self = shared_from_this();
     asio::async_read_until(socket_, in_, '\n', [self](boost::system::error_code ec, size_t n) {
+        self->requested_ = true;
+        self->first_request_.cancel();
         if (ec == asio::error::not_found) {
-            self->send(json{{"ok", false}, {"error", "request line longer than 17 MiB: refused"}}.dump());
+            self->send(core::json_text({{"ok", false}, {"error", "request line longer than 17 MiB: refused"}}));
             return;
         }
         if (ec) return;
         std::string line(asio::buffers_begin(self->in_.data()), asio::buffers_begin(self->in_.data()) + n);
         self->in_.consume(n);
+        // Whatever the request held, it gets an answer: a parser's message quoting
+        // invalid UTF-8 is written with replacement characters, and anything else that
+        // throws is an internal error of this request, not of the agent.
         json response;
         try {
             response = self->agent_.handle(json::parse(line), self);
-        } catch (const json::exception& e) {
+        } catch (const json::parse_error& e) {
             response = {{"ok", false}, {"error", std::string("request is not valid JSON: ") + e.what()}};
+        } catch (const std::exception& e) {
+            spdlog::error("admin: a request failed: {}", e.what());
+            response = {{"ok", false}, {"error", std::string("the agent could not handle the request: ") + e.what()}};
         }
-        if (!response.is_null()) self->send(response.dump());
+        if (!response.is_null()) self->send(core::json_text(response));
         if (!self->following_ && !self->waiting_) self->read_next();
     });
 }
@@ -434,7 +477,7 @@ void Agent::on_event(const void* data, size_t size) {
 // One event line to the events file (or stdout), the recent buffer and every follower:
 // kernel events and the agent's own (enrolment, handshakes) alike.
 void Agent::emit(const json& event) {
-    std::string line = event.dump();
+    std::string line = core::json_text(event);
     if (events_file_.is_open()) {
         events_file_ << line << '\n';
         events_file_.flush();
@@ -523,6 +566,7 @@ void Agent::tick() {
                 change_policy(std::move(change));
             }
         }
+        report_refusals();
         tick();
     });
 }
@@ -545,12 +589,22 @@ Result<void> Agent::open_admin_socket() {
     return {};
 }
 
-void Agent::accept_next() {
-    acceptor_.async_accept([this](boost::system::error_code ec, local::socket socket) {
-        if (ec) return;
+// Anyone may connect; only root is served. Any other peer is answered at once and
+// closed: the answer fits a fresh socket's buffer, so nothing waits on that peer and it
+// holds none of the agent's descriptors once this returns.
+void Agent::on_admin_connection(local::socket socket) {
+    struct ucred cred {};
+    socklen_t len = sizeof(cred);
+    if (getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == 0) {
         std::make_shared<Session>(std::move(socket), *this)->start();
-        accept_next();
-    });
+        return;
+    }
+    refused_admin_peer(cred);
+    std::string line = core::json_text({{"ok", false},
+                                        {"error", "permission denied: the admin socket answers root only (peer uid " +
+                                                      std::to_string(cred.uid) + ")"}}) +
+                       "\n";
+    (void)::send(socket.native_handle(), line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 json Agent::status() const {
@@ -592,10 +646,20 @@ json Agent::status() const {
     s["enrolled_processes"] = enrollment_ ? enrollment_->enrolled() : 0;
     s["listener_holder"] = {{"socket", options_.holder_socket},
                             {"attached", enrollment_ && enrollment_->holder_attached()}};
+    // What the sockets any local user may reach refused, and failed accepts.
+    json sockets;
+    sockets["admin"] = {{"accept_errors", admin_accept_.errors()},
+                        {"refused_not_root", admin_limits_->refused("not_root")},
+                        {"idle_timeouts", admin_limits_->refused("idle")}};
+    if (enrollment_) sockets["enroll"] = enrollment_->socket_status();
+    s["sockets"] = sockets;
+    s["loop_exceptions"] = loop_exceptions_;
     return s;
 }
 
 void Agent::refused_admin_peer(const struct ucred& cred) {
+    if (admin_limits_->refuse(cred.uid, "not_root", core::PeerLimits::Clock::now()).count == 0) return;
+    spdlog::warn("admin socket: refused peer pid {} uid {}: root only", cred.pid, cred.uid);
     emit({{"type", "guard"},
           {"time", now_rfc3339()},
           {"action", "admin_socket"},
@@ -605,6 +669,13 @@ void Agent::refused_admin_peer(const struct ucred& cred) {
           {"uid", cred.uid},
           {"gid", cred.gid},
           {"decided_by", "the admin socket answers root only"}});
+}
+
+// Refusals kept back by the report interval, summed up per uid and reason.
+void Agent::report_refusals() {
+    auto now = core::PeerLimits::Clock::now();
+    for (const auto& r : admin_limits_->flush(now)) emit(refused_event("admin", r));
+    if (enrollment_) enrollment_->report_refusals(now);
 }
 
 // The guard went on or off: operators see who switched kwarden's self-protection.
@@ -754,6 +825,7 @@ int Agent::run() {
         return 1;
     }
 
+    raise_descriptor_limit();
     std::error_code ec;
     fs::create_directories(options_.state_dir, ec);
     if (ec) {
@@ -860,10 +932,21 @@ int Agent::run() {
 
     on_signal();
     watch_events();
-    accept_next();
+    admin_accept_.start();
     tick();
     spdlog::info("ready: admin socket {}", options_.admin_socket);
-    io_.run();
+    // A handler that throws loses its own work (a request, a connection), never the agent:
+    // the exception is logged and counted (status), and the loop runs on. Asio allows
+    // run() to be called again after a handler's exception without a restart().
+    for (;;) {
+        try {
+            io_.run();
+            break;
+        } catch (const std::exception& e) {
+            ++loop_exceptions_;
+            spdlog::error("event loop: a handler failed ({} so far), serving on: {}", loop_exceptions_, e.what());
+        }
+    }
     enforcer_->poll_events(0);  // what the kernel reported before we stopped
     ::unlink(options_.admin_socket.c_str());
     ::unlink(options_.enroll_socket.c_str());

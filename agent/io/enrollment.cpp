@@ -823,7 +823,11 @@ void ServerAccept::finish(int error) {
 // ---- EnrollmentService -------------------------------------------------------------
 
 EnrollmentService::EnrollmentService(asio::io_context& io, EnrollContext context)
-    : io_(io), context_(std::move(context)), acceptor_(io) {}
+    : io_(io),
+      context_(std::move(context)),
+      limits_(std::make_shared<core::PeerLimits>(kPendingPerUid, core::kRefusalReportInterval)),
+      acceptor_(io),
+      accept_(io, acceptor_, "enrolment socket", [this](local::socket s) { on_connection(std::move(s)); }) {}
 
 EnrollmentService::~EnrollmentService() = default;
 
@@ -837,16 +841,47 @@ Result<void> EnrollmentService::listen(const std::string& path) {
     if (!bec) acceptor_.listen(asio::socket_base::max_listen_connections, bec);
     if (bec) return make_error("cannot listen on enrolment socket " + path + ": " + bec.message());
     ::chmod(path.c_str(), 0666);  // any user enrols their own processes; the agent checks who
-    accept_next();
+    accept_.start();
     return {};
 }
 
-void EnrollmentService::accept_next() {
-    acceptor_.async_accept([this](boost::system::error_code ec, local::socket socket) {
-        if (ec) return;
-        on_hello(std::make_shared<local::socket>(std::move(socket)));
-        accept_next();
-    });
+void EnrollmentService::on_connection(local::socket socket) {
+    ucred cred{};
+    socklen_t cl = sizeof(cred);
+    if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0) return;
+    auto slot = limits_->admit(cred.uid);
+    if (!slot) {
+        // Answered without waiting (the line fits a fresh socket's buffer) and closed.
+        std::string line = core::json_text({{"ok", false},
+                                            {"error", "too many connections from uid " + std::to_string(cred.uid) +
+                                                          " waiting to enrol (limit " +
+                                                          std::to_string(kPendingPerUid) + "): refused"}}) +
+                           "\n";
+        (void)::send(socket.native_handle(), line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        return refused(cred.uid, "peer_limit");
+    }
+    on_hello(std::make_shared<local::socket>(std::move(socket)), std::move(slot));
+}
+
+void EnrollmentService::refused(uid_t uid, const std::string& reason) {
+    auto r = limits_->refuse(uid, reason, core::PeerLimits::Clock::now());
+    if (r.count == 0) return;
+    spdlog::warn("enrolment socket: refused uid {}: {} (this uid's first in {} s; the rest are summed up)", uid,
+                 reason == "idle" ? "no hello within " + std::to_string(kHelloTimeout.count()) + " s"
+                                  : "more than " + std::to_string(kPendingPerUid) + " connections waiting",
+                 core::kRefusalReportInterval.count());
+    context_.emit(refused_event("enroll", r));
+}
+
+void EnrollmentService::report_refusals(core::PeerLimits::Clock::time_point now) {
+    for (const auto& r : limits_->flush(now)) context_.emit(refused_event("enroll", r));
+}
+
+json EnrollmentService::socket_status() const {
+    return {{"accept_errors", accept_.errors()},
+            {"refused_peer_limit", limits_->refused("peer_limit")},
+            {"idle_timeouts", limits_->refused("idle")},
+            {"pending_per_uid_limit", kPendingPerUid}};
 }
 
 void EnrollmentService::forget(EnrolledProcess* process) { processes_.erase(process); }
@@ -940,11 +975,22 @@ Result<void> EnrollmentService::deposit(EnrolledProcess& process) {
     return reattach();
 }
 
-void EnrollmentService::on_hello(std::shared_ptr<local::socket> socket) {
-    socket->async_wait(local::socket::wait_read, [this, socket](boost::system::error_code ec) {
+void EnrollmentService::on_hello(std::shared_ptr<local::socket> socket, std::shared_ptr<core::PeerLimits::Slot> slot) {
+    // The slot is held until the hello is answered or the peer is timed out.
+    auto timer = std::make_shared<asio::steady_timer>(io_, kHelloTimeout);
+    timer->async_wait([this, socket, slot](boost::system::error_code ec) {
+        if (ec || !socket->is_open()) return;
+        ucred cred{};
+        socklen_t cl = sizeof(cred);
+        if (::getsockopt(socket->native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0) refused(cred.uid, "idle");
+        boost::system::error_code ignored;
+        socket->close(ignored);  // the wait below ends with an error
+    });
+    socket->async_wait(local::socket::wait_read, [this, socket, slot, timer](boost::system::error_code ec) {
+        timer->cancel();
         if (ec) return;
         auto reply = [&](const json& j) {
-            std::string line = j.dump() + "\n";
+            std::string line = core::json_text(j) + "\n";
             boost::system::error_code ignored;
             asio::write(*socket, asio::buffer(line), ignored);
         };

@@ -26,9 +26,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/peer_limits.h"
 #include "core/result.h"
 #include "enroll/holder.h"
 #include "identity/node_identity.h"
+#include "io/accept_loop.h"
 #include "io/events.h"
 #include "tls/ktls.h"
 
@@ -61,6 +63,13 @@ class EnrolledProcess;
 
 class EnrollmentService {
 public:
+    // Any user may connect: each uid may have this many connections waiting for their
+    // hello at once (kwarden exec sends it at once); more are refused with an answer.
+    // With hellos of at most 4 KiB, a uid holds at most 256 KiB of the agent's buffers.
+    static constexpr size_t kPendingPerUid = 64;
+    // A connection that has not sent its hello by then is closed.
+    static constexpr std::chrono::seconds kHelloTimeout{5};
+
     EnrollmentService(boost::asio::io_context& io, EnrollContext context);
     ~EnrollmentService();
 
@@ -75,10 +84,16 @@ public:
     const EnrollContext& context() const { return context_; }
     boost::asio::io_context& io() { return io_; }
     void forget(EnrolledProcess* process);
+    // Emits the refusals kept back by the report interval ("refused" events).
+    void report_refusals(core::PeerLimits::Clock::time_point now);
+    // Accept errors and refusals of the enrolment socket, for `kwarden status`.
+    nlohmann::json socket_status() const;
 
 private:
-    void accept_next();
-    void on_hello(std::shared_ptr<boost::asio::local::stream_protocol::socket> socket);
+    void on_connection(boost::asio::local::stream_protocol::socket socket);
+    void on_hello(std::shared_ptr<boost::asio::local::stream_protocol::socket> socket,
+                  std::shared_ptr<core::PeerLimits::Slot> slot);
+    void refused(uid_t uid, const std::string& reason);
     // Deposits PROCESS's listener and journal with the holder, re-attaching (and
     // re-depositing every listener) if the holder went away.
     Result<void> deposit(EnrolledProcess& process);
@@ -87,7 +102,9 @@ private:
 
     boost::asio::io_context& io_;
     EnrollContext context_;
+    std::shared_ptr<core::PeerLimits> limits_;
     boost::asio::local::stream_protocol::acceptor acceptor_;
+    AcceptLoop accept_;
     std::map<EnrolledProcess*, std::shared_ptr<EnrolledProcess>> processes_;
     std::optional<enroll::HolderClient> holder_;
     std::optional<boost::asio::posix::stream_descriptor> holder_watch_;

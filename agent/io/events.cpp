@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "core/host_view_linux.h"
+#include "core/json_field.h"
 
 namespace kw::io {
 using nlohmann::json;
@@ -273,7 +274,7 @@ std::optional<json> EventFormatter::format(const void* data, size_t size) {
             if (e.dset < members.size())
                 for (uint32_t d : members[e.dset]) names.push_back(view_->policy.destinations[d].name);
         }
-        const std::string dst_names = names.empty() ? "?" : names.dump();
+        const std::string dst_names = names.empty() ? "?" : core::json_text(names);
         if (e.reason == KW_REASON_NO_RULE) {
             decided_by = "default deny: no rule allows " + spiffe_id(p.ident) + " to reach " + dst_names;
         } else if (e.reason == KW_REASON_MTLS_ONLY) {
@@ -335,6 +336,11 @@ std::optional<json> EventFormatter::format(const void* data, size_t size) {
         };
     }
     return std::nullopt;
+}
+
+json refused_event(const std::string& socket, const core::PeerLimits::Refusal& refusal) {
+    return {{"type", "refused"}, {"time", now_rfc3339()}, {"socket", socket},
+            {"uid", refusal.uid}, {"reason", refusal.reason}, {"count", refusal.count}};
 }
 
 }  // namespace kw::io

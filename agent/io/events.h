@@ -13,6 +13,7 @@
 
 #include "core/compile.h"
 #include "core/gate.h"
+#include "core/peer_limits.h"
 #include "core/policy.h"
 
 namespace kw::io {
@@ -60,5 +61,9 @@ std::string format_address(const uint8_t addr[16]);
 
 // Wall-clock time now, RFC 3339 with nanoseconds, for the agent's own events.
 std::string now_rfc3339();
+
+// A "refused" event: connections to the agent's SOCKET ("admin", "enroll") refused,
+// summed up per uid and reason (core/peer_limits.h).
+nlohmann::json refused_event(const std::string& socket, const core::PeerLimits::Refusal& refusal);
 
 }  // namespace kw::io

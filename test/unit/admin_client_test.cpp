@@ -71,3 +71,14 @@ TEST_CASE("an agent that closes without a word is an error that says so") {
     REQUIRE_FALSE(r);
     CHECK(r.error().message.find("closed the connection") != std::string::npos);
 }
+
+TEST_CASE("a policy file that is not UTF-8 is refused by the CLI with an error naming it, not a crash") {
+    StandIn agent;
+    std::thread server([&] { UniqueFd peer(accept4(agent.listener.get(), nullptr, nullptr, SOCK_CLOEXEC)); });
+    nlohmann::json request = {{"op", "policy.apply"}, {"policy", std::string("{\"name\": \"caf\xe9\"}")}};
+    kw::Result<nlohmann::json> r = kw::make_error("not called");
+    REQUIRE_NOTHROW(r = kw::io::admin_request(agent.path, request));
+    server.join();
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message.find("not UTF-8") != std::string::npos);
+}
