@@ -356,7 +356,6 @@ void EnrolledProcess::resume(const enroll::JournalEntry& entry) {
             auto id = service_.context().identity_of(pidfd.get());
             auto view = service_.context().policy();
             auto mtls = target && view ? decide_mtls(*view, id.value_or("unattested"), *target) : core::MtlsConnect{};
-
             std::string reason = "the agent restarted during the handshake";
             json e = tls_event({"client", "failed", call, *tgid, id.value_or("unattested"), nullptr,
                                 mtls.server_identity, mtls.name, target ? target->text() : "?",

@@ -8,7 +8,9 @@
 # connect). Each errno must be what `kwarden policy decide`, the agent's decision
 # function on the same compiled tables, says for that target. First a hand-written
 # policy with the cases the agent got wrong: a mutual-TLS destination inside a broader
-# plain one that refuses the workload, and a plain one inside a mutual-TLS one.
+# plain one that refuses the workload, and a plain one inside a mutual-TLS one. (The
+# host test gate_test.cpp covers many more generated policies; this one shows the
+# kernel and the agent agree with the function.)
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -167,7 +169,7 @@ assert_eq "errnos under the hand-written policy" \
     "$(paste -sd'|' <<<"$KW_OUT")"
 check_policy "$T/fixed.json" "$T/fixed.targets"
 
-for seed in 2 4 6; do  # between them: every kind of verdict on both paths
+for seed in 4 6; do  # between them: every kind of verdict on both paths
     generate "$seed" "$T/gen$seed.json" "$T/gen$seed.targets"
     expect_ok kwarden_cli policy apply "$T/gen$seed.json"
     check_policy "$T/gen$seed.json" "$T/gen$seed.targets"
