@@ -100,7 +100,7 @@ public:
     uint16_t cipher_protocol_id() const;              // IANA number, e.g. 0x1301
     std::string_view cipher_name() const;             // IANA name, e.g. TLS_AES_128_GCM_SHA256
     uint16_t protocol_version() const;                // TLS1_3_VERSION
-    // Secrets and next record numbers of both directions, for install_ktls on this
+    // Secrets and next record numbers of both directions, for set_traffic_keys on this
     // socket (through any fd that refers to it). Fails before done() or if the TLS
     // library holds unread bytes from the socket that kTLS would never see.
     Result<TrafficKeys> traffic_keys() const;
