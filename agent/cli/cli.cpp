@@ -184,7 +184,7 @@ int cmd_policy_decide(const std::vector<std::string>& argv) {
         if (allowed && v.rule) line["rule"] = *v.rule;
         line["decision"] = allowed ? "allow" : "deny";
         if (!allowed) line["reason"] = reason;
-        std::cout << line.dump() << "\n";
+        std::cout << core::json_text(line) << "\n";
     }
     return 0;
 }

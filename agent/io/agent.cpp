@@ -312,7 +312,7 @@ void Session::read_next() {
 
 void Session::reply_later(const json& response) {
     waiting_ = false;
-    send(response.dump(-1, ' ', false, json::error_handler_t::replace));
+    send(core::json_text(response));
     read_next();
 }
 
