@@ -6,7 +6,7 @@
 #   make unit      host unit tests (no root, no kernel features)
 #   make vmtest    end-to-end tests in VMs, one VM per kernel of VM_KERNELS, all at once
 #                  (E2E='t_a t_b': only those tests)
-#   make test      unit + vmtest: what CI runs
+#   make test      unit, fuzz-smoke (10 s a harness), vmtest, quick bench: what CI runs
 #   make demo      the agent with the embedded default policy, in a 6.12 VM
 #   make bench     benchmarks: gate cost, throughput, latency, connection rate and memory
 #                  against plaintext, stunnel4 and in-process BoringSSL (VM, ~15 min);
@@ -45,7 +45,9 @@ unit: build
 vmtest: build
 	vmtest/matrix --timeout 1800 $(VM_KERNELS) -- test/e2e/run.sh $(E2E)
 
-test: unit vmtest
+# The host's checks first (a failure there fails fast), then the VMs, then the quick bench.
+test: FUZZ_SMOKE_SECONDS = 10
+test: unit fuzz-smoke vmtest
 	$(MAKE) bench BENCH_QUICK=1
 
 demo: build

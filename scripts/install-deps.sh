@@ -16,7 +16,7 @@ stamp="$cache/deps.stamp"
 mkdir -p "$cache"
 
 # Bump when the lists below change, so that existing checkouts install the new set.
-deps_version=6
+deps_version=7
 if [[ -f $stamp && $(cat "$stamp") == "$deps_version" ]]; then
     exit 0
 fi
