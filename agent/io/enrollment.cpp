@@ -376,11 +376,16 @@ void EnrolledProcess::wait_next() {
         if (ec) return;
         // No task uses the filter any more: the whole process tree is gone.
         pollfd p{self->notifier_.fd(), POLLIN, 0};
-        if (::poll(&p, 1, 0) == 1 && (p.revents & POLLHUP) && !(p.revents & POLLIN)) {
+        const bool ready = ::poll(&p, 1, 0) == 1;
+        if (ready && (p.revents & POLLHUP) && !(p.revents & POLLIN)) {
             spdlog::info("enrolled process {} ({}) and its children have exited", self->pid_, self->command_);
             self->service_.forget(self.get());
             return;
         }
+        // SECCOMP_IOCTL_NOTIF_RECV ignores O_NONBLOCK: with no notification pending it
+        // sleeps until one comes, and the whole event loop with it (admin requests, every
+        // other enrolled process). A wake-up that finds nothing to receive waits again.
+        if (!ready || !(p.revents & POLLIN)) return self->wait_next();
         auto call = self->notifier_.receive();
         if (!call) {
             spdlog::error("enrolled process {}: {}", self->pid_, call.message());
