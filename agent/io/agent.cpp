@@ -29,6 +29,7 @@
 
 #include "bpf/enforcer.h"
 #include "bpf/proc_attest.h"
+#include "core/admin_request.h"
 #include "core/host_view_linux.h"
 #include "core/json_field.h"
 #include "core/peer_limits.h"
@@ -126,12 +127,6 @@ void raise_descriptor_limit() {
         spdlog::warn("cannot raise the descriptor limit from {}: {}", was, std::strerror(errno));
     else
         spdlog::info("descriptor limit raised from {} to {}", was, rl.rlim_cur);
-}
-
-json problems_json(const std::vector<core::PolicyProblem>& problems) {
-    json a = json::array();
-    for (const auto& p : problems) a.push_back(p.to_string());
-    return a;
 }
 
 class Agent;
@@ -424,16 +419,13 @@ void Agent::compile_next() {
 
 void Agent::finish(Change& c) {
     if (!c.compiled) {  // the parser refused it
-        std::string msg = "policy rejected (" + std::to_string(c.problems.size()) +
-                          " error(s)); the previous policy stays in force";
-        for (const auto& e : c.problems) msg += "\n  " + e.to_string();
-        return c.done(make_error(msg), c.problems);
+        return c.done(make_error(core::policy_rejected(c.problems)), c.problems);
     }
     Applied out{c.policy ? c.policy->revision : "", std::move(c.warnings)};
     Result<void> r = c.compiled->ok()
                          ? install(std::move(*c.policy), std::move(**c.compiled), c.ids, c.new_policy, &out.warnings)
                          : Result<void>(c.compiled->error());
-    if (!r) return c.done(make_error("policy not applied: " + r.message() + "; the previous policy stays in force"), {});
+    if (!r) return c.done(make_error(core::policy_not_applied(r.message())), {});
     c.done(std::move(out), {});
 }
 
@@ -683,12 +675,13 @@ void Agent::emit_protection(bool on, const std::string& by) {
     emit({{"type", "protection"}, {"time", now_rfc3339()}, {"guard", on ? "on" : "off"}, {"by", by}});
 }
 
-json Agent::handle(const json& request, const std::shared_ptr<Session>& session) {
-    if (!request.is_object() || !request.contains("op") || !request["op"].is_string())
-        return {{"ok", false}, {"error", "request must be a JSON object with a string field \"op\""}};
-    const std::string op = request["op"];
-    if (op == "status") return {{"ok", true}, {"status", status()}};
-    if (op == "stop") {
+json Agent::handle(const json& line, const std::shared_ptr<Session>& session) {
+    auto request = core::read_admin_request(line);
+    if (!request) return {{"ok", false}, {"error", request.message()}};
+    switch (request->op) {
+    case core::AdminOp::status:
+        return {{"ok", true}, {"status", status()}};
+    case core::AdminOp::stop: {
         // The documented way out (upgrade, removal): guard off, then exit; the pinned
         // programs keep enforcing the policy in force, unguarded, until teardown.
         if (auto r = enforcer_->unprotect(); !r) return {{"ok", false}, {"error", r.message()}};
@@ -698,34 +691,30 @@ json Agent::handle(const json& request, const std::shared_ptr<Session>& session)
         t->async_wait([this, t](boost::system::error_code) { io_.stop(); });
         return {{"ok", true}};
     }
-    if (op == "policy.apply") {
-        if (!request.contains("policy") || !request["policy"].is_string())
-            return {{"ok", false}, {"error", "policy.apply needs a string field \"policy\" with the policy text"}};
+    case core::AdminOp::policy_apply: {
         auto change = std::make_shared<Change>();
-        change->text = request["policy"].get<std::string>();
+        change->text = std::move(request->policy);
         change->done = [session](Result<Applied> r, const std::vector<core::PolicyProblem>& problems) {
-            if (!r) return session->reply_later({{"ok", false}, {"error", r.message()}, {"problems", problems_json(problems)}});
+            if (!r)
+                return session->reply_later(
+                    {{"ok", false}, {"error", r.message()}, {"problems", core::problems_json(problems)}});
             spdlog::info("admin: applied revision {}", r->revision.substr(0, 16));
-            session->reply_later({{"ok", true}, {"revision", r->revision}, {"warnings", problems_json(r->warnings)}});
+            session->reply_later({{"ok", true}, {"revision", r->revision}, {"warnings", core::problems_json(r->warnings)}});
         };
         session->set_waiting();
         change_policy(std::move(change));
         return nullptr;  // answered when the change is done
     }
-    if (op == "events") {
-        for (const auto& line : recent_) session->send(line);
-        if (request.value("follow", false)) {
+    case core::AdminOp::events:
+        for (const auto& recent : recent_) session->send(recent);
+        if (request->follow) {
             session->set_following();
             followers_.push_back(session);
             return nullptr;
         }
         return {{"ok", true}, {"end", true}};
-    }
-    if (op == "identity") {
-        if (!request.contains("pid") || !request["pid"].is_number_integer() || request["pid"].get<int64_t>() <= 0 ||
-            request["pid"].get<int64_t>() > std::numeric_limits<int>::max())
-            return {{"ok", false}, {"error", "identity needs a positive integer field \"pid\" (a process id)"}};
-        int pid = static_cast<int>(request["pid"].get<int64_t>());
+    case core::AdminOp::identity: {
+        int pid = request->pid;
         int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
         if (pidfd < 0) return {{"ok", false}, {"error", "no process " + std::to_string(pid) + ": " + std::strerror(errno)}};
         auto t = enforcer_->task_identity(pidfd);
@@ -737,20 +726,15 @@ json Agent::handle(const json& request, const std::shared_ptr<Session>& session)
                 {"spiffe_id", name},
                 {"attested_from_proc", t && (t->flags & KW_TASK_FROM_PROC)}};
     }
-    if (op == "svid.list") return identity_.svid_list();
-    if (op == "bundle.show") {
-        std::optional<std::string> td;
-        if (request.contains("trust_domain")) {
-            if (!request["trust_domain"].is_string())
-                return {{"ok", false}, {"error", "bundle.show: \"trust_domain\" must be a string"}};
-            td = request["trust_domain"].get<std::string>();
-        }
-        auto bundle = identity_.bundle_json(td);
+    case core::AdminOp::svid_list:
+        return identity_.svid_list();
+    case core::AdminOp::bundle_show: {
+        auto bundle = identity_.bundle_json(request->trust_domain);
         if (!bundle) return {{"ok", false}, {"error", bundle.message()}};
         return {{"ok", true}, {"bundle", *bundle}};
     }
-    return {{"ok", false},
-            {"error", "unknown op '" + op + "' (known: status, policy.apply, events, identity, svid.list, bundle.show, stop)"}};
+    }
+    return {{"ok", false}, {"error", "request not handled"}};
 }
 
 Result<void> Agent::mark_self_as_agent() {
