@@ -393,6 +393,27 @@ sink_conns() { # NAME -> number of connections (or datagrams) seen
     wc -l <"$out"
 }
 
+# A python3 http.server on PORT, enrolled with the agent at $T/enroll.sock (the policy's
+# mutual-TLS server ID), serving $T/www/file.txt, which holds $marker (set here). Its
+# requests are logged in $T/http.log, its pid in $T/server.pid.
+start_enrolled_http_server() { # PORT ID
+    local port=$1
+    marker="kwarden-marker-$$-$RANDOM"
+    mkdir -p "$T/www"
+    printf '%s\n' "$marker" >"$T/www/file.txt"
+    chmod -R a+rX "$T/www"
+    KW_TIMEOUT=280 kw_bg as_workload --pidfile "$T/server.pid" \
+        "$KWARDEN" exec --enroll-socket "$T/enroll.sock" -- python3 -m http.server "$port" --bind 0.0.0.0 \
+        --directory "$T/www" >"$T/http.log" 2>&1
+    wait_until 30 "python3 http.server on port $port" kw_listening "$port"
+    expect_ok kwarden_cli identity "$(cat "$T/server.pid")"
+    assert_eq "identity of the enrolled python3 server" "$2" "$KW_OUT"
+}
+
+kw_listening() { # PORT
+    ss -Htln "sport = :$1" | grep -q .
+}
+
 # ---- policies -----------------------------------------------------------------------------
 
 # The policy most tests use: $KW_ATTESTED, as uid $KW_UID in the test cgroup, is

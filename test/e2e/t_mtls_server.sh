@@ -32,20 +32,10 @@ JSON
 KW_AGENT_ARGS=(--enroll-socket "$T/enroll.sock")
 start_agent "$T/policy.json"
 
-marker="kwarden-plaintext-marker-$$-$RANDOM"
-mkdir -p "$T/www"
-printf '%s\n' "$marker" >"$T/www/file.txt"
-chmod -R a+rX "$T/www"
 enrolled() { # CMD...: as the workload, enrolled
     as_workload "$KWARDEN" exec --enroll-socket "$T/enroll.sock" -- "$@"
 }
-KW_TIMEOUT=280 kw_bg as_workload --pidfile "$T/server.pid" \
-    "$KWARDEN" exec --enroll-socket "$T/enroll.sock" -- python3 -m http.server "$PORT" --bind 0.0.0.0 \
-    --directory "$T/www" >"$T/http.log" 2>&1
-listening() { ss -Htln "sport = :$PORT" | grep -q .; }
-wait_until 30 "python3 http.server on port $PORT" listening
-expect_ok kwarden_cli identity "$(cat "$T/server.pid")"
-assert_eq "identity of the enrolled python3 server" "$FILES" "$KW_OUT"
+start_enrolled_http_server "$PORT" "$FILES"
 
 tls_stat() { awk -v k="$1" '$1 == k { print $2 }' /proc/net/tls_stat; }
 tx_before=$(tls_stat TlsTxSw)

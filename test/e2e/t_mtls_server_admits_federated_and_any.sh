@@ -38,17 +38,7 @@ write_policy "$T/any-rule.json" "*"
 KW_AGENT_ARGS=(--enroll-socket "$T/enroll.sock")
 start_agent "$T/partner-rule.json"
 
-marker="kwarden-federated-$$-$RANDOM"
-mkdir -p "$T/www"
-printf '%s\n' "$marker" >"$T/www/file.txt"
-chmod -R a+rX "$T/www"
-KW_TIMEOUT=280 kw_bg as_workload --pidfile "$T/server.pid" \
-    "$KWARDEN" exec --enroll-socket "$T/enroll.sock" -- python3 -m http.server "$PORT" --bind 0.0.0.0 \
-    --directory "$T/www" >"$T/http.log" 2>&1
-listening() { ss -Htln "sport = :$PORT" | grep -q .; }
-wait_until 30 "python3 http.server on port $PORT" listening
-expect_ok kwarden_cli identity "$(cat "$T/server.pid")"
-assert_eq "identity of the enrolled python3 server" "$FILES" "$KW_OUT"
+start_enrolled_http_server "$PORT" "$FILES"
 
 # A client elsewhere: openssl s_client holding an SVID (through 127.0.0.2: 127.0.0.1:$PORT
 # is a mutual-TLS destination only the agent may connect to here).
