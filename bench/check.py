@@ -27,7 +27,8 @@ def expected():
             names.append(f"newconn.{setup}.agent_cpu_ms_per_handshake")
     for kind in ("connect", "exec"):
         names += [f"gate.{kind}.none.per_s", f"gate.{kind}.agent.per_s", f"gate.{kind}.ratio"]
-    names += ["gate.connect.agent_cpu_us_per_connect", "gate.connect.bpf_us_per_connect", "gate.exec.bpf_us_per_exec"]
+    names += ["gate.connect.agent_cpu_us_per_connect", "gate.connect.bpf_us_per_connect", "gate.exec.bpf_us_per_exec",
+              "gate.mmap.bpf_us_per_mmap"]
     names += ["memory.rss_idle_mib", "memory.rss_held_mib"]
     names += ["issuance.svid_per_s", "issuance.keygen_per_s", "issuance.sign_per_s"]
     for shape in POLICY_SHAPES:

@@ -321,15 +321,18 @@ bpf_run_totals() { # PID: prints "PROGRAMS RUN_TIME_NS RUN_CNT"
 }
 
 # The kernel's share of the gate's cost, apart from the agent's userspace: kwarden's BPF
-# programs' run time per connect+close and per exec, from the kernel's own BPF stats.
+# programs' run time per connect+close, per exec and per executable mapping, from the
+# kernel's own BPF stats.
 # Stats add two clock reads to every program run, so these are windows of their own,
 # after the rated ones. Every program counts (LSM hooks, sockops, the guard's file and
 # inode hooks, whoever triggered them in the window): what kwarden costs the kernel.
 gate_bpf_cost() {
     local kind r before after out count progs ns cnt
-    local -A target=([connect]="127.0.0.1 $P_GATE" [exec]="$T/bin/true")
+    # mmap: the attested client maps a page of its own (pinned) executable PROT_EXEC, as
+    # a loader maps each library segment.
+    local -A target=([connect]="127.0.0.1 $P_GATE" [exec]="$T/bin/true" [mmap]="$T/bin/kw-load-client")
     kw_sysctl kernel.bpf_stats_enabled 1
-    for kind in connect exec; do
+    for kind in connect exec mmap; do
         for ((r = 1; r <= REPEATS; r++)); do
             before=$(bpf_run_totals "$KW_AGENT_PID")
             # shellcheck disable=SC2086 # target: the kind's arguments, split on purpose

@@ -96,12 +96,14 @@ def build(scratch, date, elapsed, host_cpu, host_load):
         add(f"gate.exec.{arm}.per_s", runs.get(("exec", arm), []), "per_s", "exec/s",
             "posix_spawn+wait of an attested /bin/true copy, " + ("no kwarden programs" if arm == "none" else
                                                                  "agent's programs, 1,000-rule policy"))
-    for kind in ("connect", "exec"):
+    BPF_KIND = {"connect": "connect+close", "exec": "exec of an attested binary",
+                "mmap": "PROT_EXEC mapping of a pinned file by an attested process"}
+    for kind in ("connect", "exec", "mmap"):
         stats = runs.get((f"bpf_{kind}", "agent"), [])
         if stats:
             figs[f"gate.{kind}.bpf_us_per_{kind}"] = figure(
                 [x["run_time_ns"] / 1e3 / x["count"] if x["count"] else None for x in stats], "us", vm,
-                f"kernel time in kwarden's BPF programs per {kind} (kernel.bpf_stats_enabled, every program)")
+                f"kernel time in kwarden's BPF programs per {BPF_KIND[kind]} (kernel.bpf_stats_enabled, every program)")
     gate_agent = runs.get(("connect", "agent"), [])
     if gate_agent:
         figs["gate.connect.agent_cpu_us_per_connect"] = figure(
@@ -197,7 +199,8 @@ def table(doc):
                "its sockops events become JSON lines)")
     out.append(f"  (kernel time in kwarden's BPF programs, from the kernel's BPF stats: "
                f"{auto(F.get('gate.connect.bpf_us_per_connect'))} us per connect+close, "
-               f"{auto(F.get('gate.exec.bpf_us_per_exec'))} us per exec)")
+               f"{auto(F.get('gate.exec.bpf_us_per_exec'))} us per exec, "
+               f"{auto(F.get('gate.mmap.bpf_us_per_mmap'))} us per executable mapping)")
     out.append("")
     plain = {k: F.get(f"{k}.plaintext.mb_per_s") for k in ("bulk1", "bulk8")}
     out.append(LEGEND)

@@ -16,6 +16,7 @@
  *   kw_load hold    --conns N [--threads P] HOST PORT    open N connections (1-byte exchange
  *                   each), print a line, keep them until SIGTERM
  *   kw_load exec    --duration S [--watch-pid PID] PATH  posix_spawn(PATH) + wait per second
+ *   kw_load mmap    --duration S PATH                    mmap(PATH, PROT_EXEC) + munmap per second
  *   kw_load sysinfo                                      the CPU's hypervisor signature
  *
  * Timed modes first run for --warmup seconds (default 0.5) and then measure --repeats
@@ -41,6 +42,7 @@
 #include <spawn.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -618,6 +620,42 @@ static int cmd_exec(const char *path)
 	return 0;
 }
 
+/* ---- mmap ----------------------------------------------------------------------------------- */
+
+static void map_exec_once(int fd, long page)
+{
+	void *p = mmap(NULL, (size_t)page, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+	if (p == MAP_FAILED)
+		kw_die_errno("mmap PROT_EXEC", errno);
+	munmap(p, (size_t)page);
+}
+
+/* Maps one page of PATH executable and unmaps it again: what a loader or dlopen() does per
+ * segment, so the kernel's hooks on executable mappings run once per iteration. */
+static int cmd_mmap(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		kw_die_errno("open", errno);
+	long page = sysconf(_SC_PAGESIZE);
+	for (double t_end = now_s() + opt.warmup; now_s() < t_end;)
+		map_exec_once(fd, page);
+	struct mark m0 = mark_now(0);
+	for (int r = 1; r <= opt.repeats; r++) {
+		unsigned long long n = 0;
+		for (double t_end = m0.t + opt.duration; now_s() < t_end; n++)
+			map_exec_once(fd, page);
+		struct mark w = window_of(m0, mark_now(n));
+		printf("{\"mode\":\"mmap\",\"repeat\":%d,\"seconds\":%.4f,\"count\":%llu,\"per_s\":%.2f,"
+		       "\"cpu_busy_s\":%.3f",
+		       r, w.t, w.count, (double)w.count / w.t, w.busy);
+		end_line(w);
+		m0 = mark_now(0);
+	}
+	close(fd);
+	return 0;
+}
+
 /* ---- sysinfo -------------------------------------------------------------------------------- */
 
 /* The hypervisor's CPUID signature (leaf 0x40000000), "" on bare metal: QEMU software
@@ -652,6 +690,7 @@ static const char usage[] =
 	"       kw_load latency TIMING [--size BYTES] HOST PORT\n"
 	"       kw_load hold --conns N [--threads P] HOST PORT\n"
 	"       kw_load exec TIMING [--watch-pid PID] PATH\n"
+	"       kw_load mmap TIMING PATH\n"
 	"       kw_load sysinfo\n"
 	"  TIMING: --duration S [--warmup S] [--repeats N]\n" KW_CONN_USAGE;
 
@@ -711,6 +750,11 @@ int main(int argc, char **argv)
 		if (argc - i != 1)
 			kw_usage(usage);
 		return cmd_exec(argv[i]);
+	}
+	if (!strcmp(cmd, "mmap")) {
+		if (argc - i != 1)
+			kw_usage(usage);
+		return cmd_mmap(argv[i]);
 	}
 	if (argc - i != 2 || kw_parse_addr(argv[i], argv[i + 1], &opt.addr, &opt.addr_len) || opt.size <= 0 ||
 	    opt.duration <= 0 || opt.repeats < 1)
