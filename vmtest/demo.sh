@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make demo`, guest side: the agent with its embedded default policy. /usr/bin/curl is
-# attested as spiffe://kwarden.local/demo/client and reaches the demo service on
-# 127.0.0.1:7070; python3 and bash, same uid, same cgroup, are refused by the kernel.
+# `make demo`, guest side: the agent with its embedded default policy. /usr/bin/curl,
+# fetching the demo page, is attested as spiffe://kwarden.local/demo/client and reaches
+# the demo service on 127.0.0.1:7070; python3 and bash, same uid, same cgroup, are
+# refused by the kernel. (The curl command below must stay the policy's argv.)
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 kw="$top/build/kwarden"

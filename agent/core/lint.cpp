@@ -1,6 +1,7 @@
 // lint_policy (declared in compile.h): advice that needs no host access. At exec the kernel
 // sees the interpreter, not the script it runs, so an exe selector on an interpreter
-// alone attests whatever code that interpreter is asked to run; a workload that allows
+// alone attests whatever code that interpreter is asked to run, and one on a general-purpose
+// tool (curl, env, find) whatever its caller makes it do; a workload that allows
 // LD_PRELOAD or LD_AUDIT attests whatever library the caller injects.
 #include <algorithm>
 #include <array>
@@ -15,6 +16,14 @@ namespace {
 constexpr std::array<std::string_view, 22> kInterpreters = {
     "python", "python3", "bash", "sh",  "dash",  "zsh",     "ksh",  "fish", "node", "nodejs",  "java",
     "perl",   "ruby",    "php",  "lua", "tclsh", "Rscript", "pwsh", "deno", "bun",  "python2", "perl5"};
+
+// Tools that do whatever their arguments say: fetch or send anywhere (curl, nc, ssh),
+// run commands (env, xargs, find -exec, busybox applets), or interpret a program given on
+// the command line (awk, sed's e command). Pinned by exe alone, the identity belongs to
+// whoever can start them under the right uid and cgroup, for whatever purpose.
+constexpr std::array<std::string_view, 24> kGeneralTools = {
+    "curl",  "wget", "nc",     "ncat",  "netcat", "socat", "ssh", "scp", "sftp",  "openssl", "telnet", "rsync",
+    "git",   "env",  "xargs",  "find",  "busybox", "awk",  "gawk", "mawk", "sed", "nice",    "timeout", "nohup"};
 
 bool all_digits(std::string_view s) {
     return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -59,10 +68,15 @@ std::vector<PolicyProblem> lint_policy(const Policy& policy) {
         if (!sel.exe || sel.script || sel.argv) continue;
         std::string_view exe = *sel.exe;
         std::string_view name = exe.substr(exe.rfind('/') + 1);
-        if (!is_interpreter(name)) continue;
-        advice.push_back({"/workloads/" + std::to_string(i) + "/selectors/exe",
-                          "exe selector on interpreter '" + std::string(name) +
-                              "' alone hands the identity to any code it runs: add a script or argv selector"});
+        std::string at = "/workloads/" + std::to_string(i) + "/selectors/exe";
+        if (is_interpreter(name)) {
+            advice.push_back({at, "exe selector on interpreter '" + std::string(name) +
+                                      "' alone hands the identity to any code it runs: add a script or argv selector"});
+        } else if (std::find(kGeneralTools.begin(), kGeneralTools.end(), name) != kGeneralTools.end()) {
+            advice.push_back({at, "exe selector on general-purpose tool '" + std::string(name) +
+                                      "' alone: whoever can run it under the selected uid and cgroup gets this "
+                                      "identity for any purpose: add an argv or argv_prefix selector"});
+        }
     }
     return advice;
 }

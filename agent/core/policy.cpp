@@ -882,7 +882,10 @@ const std::string& default_policy_text() {
   "workloads": [
     {
       "id": "spiffe://kwarden.local/demo/client",
-      "selectors": { "exe": "/usr/bin/curl" }
+      "selectors": {
+        "exe": "/usr/bin/curl",
+        "argv": ["curl", "-sS", "--max-time", "5", "http://127.0.0.1:7070/index.html"]
+      }
     }
   ],
   "destinations": [

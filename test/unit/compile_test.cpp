@@ -666,22 +666,27 @@ TEST_CASE("a script workload matches through the script's list with the interpre
     CHECK_FALSE(match_workload(c, facts));
 }
 
-TEST_CASE("an exe selector on an interpreter alone draws a lint warning, with a script or argv none") {
+TEST_CASE("an exe selector on an interpreter or a general-purpose tool alone draws a lint warning, with a script or argv none") {
     Policy p = policy_of(R"(
         {"id": "spiffe://example.org/a", "selectors": {"exe": "/usr/bin/python3"}},
         {"id": "spiffe://example.org/b", "selectors": {"exe": "/usr/bin/python3", "script": "/opt/b.py"}},
         {"id": "spiffe://example.org/c", "selectors": {"exe": "/bin/bash", "argv_prefix": ["bash", "/opt/c.sh"]}},
         {"id": "spiffe://example.org/d", "selectors": {"exe": "/usr/lib/jvm/bin/java", "uid": 7}},
         {"id": "spiffe://example.org/e", "selectors": {"exe": "/usr/bin/curl"}},
-        {"id": "spiffe://example.org/f", "selectors": {"exe": "/usr/bin/pythonista"}})");
+        {"id": "spiffe://example.org/f", "selectors": {"exe": "/usr/bin/pythonista"}},
+        {"id": "spiffe://example.org/g", "selectors": {"exe": "/usr/bin/curl", "argv_prefix": ["curl", "https://ledger"]}})");
     auto advice = lint_policy(p);
-    REQUIRE(advice.size() == 2);
+    REQUIRE(advice.size() == 3);
     CHECK(advice[0].path == "/workloads/0/selectors/exe");
     CHECK(advice[0].message ==
           "exe selector on interpreter 'python3' alone hands the identity to any code it runs: add a script or argv "
           "selector");
     CHECK(advice[1].path == "/workloads/3/selectors/exe");
     CHECK(advice[1].message.find("'java'") != std::string::npos);
+    CHECK(advice[2].path == "/workloads/4/selectors/exe");
+    CHECK(advice[2].message ==
+          "exe selector on general-purpose tool 'curl' alone: whoever can run it under the selected uid and cgroup "
+          "gets this identity for any purpose: add an argv or argv_prefix selector");
 }
 
 TEST_CASE("a set with a mutual-TLS member is flagged for the kernel: only the agent connects there") {

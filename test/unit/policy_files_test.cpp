@@ -63,6 +63,7 @@ TEST_CASE("the default policy gives the demo client curl's identity toward the d
     REQUIRE(p.workloads.size() == 1);
     CHECK(p.workloads[0].id == "spiffe://kwarden.local/demo/client");
     CHECK(p.workloads[0].selectors.exe == "/usr/bin/curl");
+    CHECK(p.workloads[0].selectors.argv);  // curl alone would lend the identity to any fetch
     REQUIRE(p.destinations.size() == 1);
     CHECK(p.destinations[0].name == "demo-service");
     CHECK(p.destinations[0].ports == std::vector<uint16_t>{7070});
