@@ -108,7 +108,8 @@ kw_cleanup() {
     fi
     if [[ -e /sys/fs/bpf/kwarden ]]; then
         if [[ -x $KWARDEN ]]; then
-            "$KWARDEN" teardown >>"$t/teardown.log" 2>&1 || echo "cleanup: kwarden teardown failed (see $t/teardown.log)" >&2
+            "$KWARDEN" teardown >>"$t/teardown.log" 2>&1 ||
+                echo "cleanup: kwarden teardown failed: $(tail -n 3 "$t/teardown.log")" >&2
         fi
         [[ -e /sys/fs/bpf/kwarden ]] && echo "cleanup: /sys/fs/bpf/kwarden still exists after teardown" >&2
     fi
