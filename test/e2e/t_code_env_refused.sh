@@ -142,9 +142,12 @@ refused() { # J NAME-IN-EVENT ERRNO-REGEX VAR=VALUE...
     assert_sink_unchanged db
     local pid
     pid=$(cat "$T/inj.pid")
-    expect_one_event "the refused connect of job.$j under $name" \
-        '.type == "connect" and .decision == "deny" and (.tgid | tostring) == $pid' --arg pid "$pid"
-    assert_event spiffe_id=unattested "dst_port=$PORT"
+    # grep, not jq: under emulation one jq pass over the events can outlast
+    # expect_one_event's 10 s, and node's events come seconds after its exec.
+    wait_until 30 "the refused connect of job.$j (tgid $pid) as unattested" grep -qE \
+        "\"decision\":\"deny\".*\"dst_port\":$PORT,.*\"spiffe_id\":\"unattested\",\"tgid\":$pid,.*\"type\":\"connect\"" \
+        "$KW_EVENTS"
+    wait_until 30 "the guard event of job.$j (tgid $pid)" grep -qE "\"tgid\":$pid,.*\"type\":\"guard\"" "$KW_EVENTS"
     expect_one_event "the guard withholding job-$j for $name" \
         '.type == "guard" and .action == "exec" and (.tgid | tostring) == $pid' --arg pid "$pid"
     assert_event decision=deny "workload=spiffe://$KW_TD/job-$j" spiffe_id=unattested "withheld_because@=$name"
@@ -164,6 +167,7 @@ refused pl 'PERL*' "$EPERM_NUM" "PERL5OPT=-I$E/pl -Mkwevil"
 ev_mark
 inject py "two-$$" "PYTHONPATH=$E/py" "BASH_ENV=" PYTHONUNBUFFERED=1
 assert_match "the sitecustomize ran unattested" "$EPERM_NUM" "$KW_OUT"
+wait_until 30 "the guard event of job.py" grep -qE "\"tgid\":$(cat "$T/inj.pid"),.*\"type\":\"guard\"" "$KW_EVENTS"
 expect_one_event "the guard naming PYTHON* and BASH_ENV" \
     '.type == "guard" and .action == "exec" and (.tgid | tostring) == $pid' --arg pid "$(cat "$T/inj.pid")"
 assert_event "withheld_because@=PYTHON*" "withheld_because@=BASH_ENV"
