@@ -16,7 +16,7 @@
 #include <linux/types.h>
 #endif
 
-#define KW_ABI_VERSION 2
+#define KW_ABI_VERSION 3
 
 /* Identity 0 is "unattested". Identity ids are assigned by the agent, append-only for
  * the lifetime of the pinned maps, so a policy reload never renames a running process. */
@@ -75,12 +75,45 @@ enum kw_sel_flags {
 	KW_SEL_CGROUP = 1u << 4,
 	KW_SEL_ARGV = 1u << 5,	      /* argv equals argv[] exactly */
 	KW_SEL_ARGV_PREFIX = 1u << 6, /* argv starts with argv[] (whole arguments) */
-	/* Loader variables the workload entry tolerates in the exec's environment
-	 * ("allow_env"); without them an exec that sets one gets no identity. */
-	KW_SEL_ALLOW_LD_PRELOAD = 1u << 7,
-	KW_SEL_ALLOW_LD_AUDIT = 1u << 8,
-	KW_SEL_ALLOW_LD_LIBRARY_PATH = 1u << 9,
+	/* 1u << 7 .. 1u << 9 were the allow_env flags of ABI 2: kw_workload.env_allow now. */
 };
+
+/*
+ * Code-loading configuration in an exec's environment: variables (or families of them,
+ * by name prefix) that make the loader, a shell or a language runtime load or run code
+ * the pinned files do not contain, from a path or from the value itself. An exec that
+ * sets one gets no identity from a workload entry unless its env_allow ("allow_env")
+ * has the bit. Recognised by name only: a value never matters, an empty one included.
+ * The LD_* three keep the values of their KW_EXEC_LD_* refusal bits.
+ */
+enum kw_env_var {
+	KW_ENV_LD_PRELOAD = 1u << 0,
+	KW_ENV_LD_AUDIT = 1u << 1,
+	KW_ENV_LD_LIBRARY_PATH = 1u << 2,
+	KW_ENV_LD_OTHER = 1u << 3,	  /* every other LD_ variable (LD_ORIGIN_PATH, LD_PROFILE, ...) */
+	KW_ENV_GLIBC_TUNABLES = 1u << 4,
+	KW_ENV_GCONV_PATH = 1u << 5,	  /* iconv modules: shared objects */
+	KW_ENV_OPENSSL = 1u << 6,	  /* OPENSSL_*: OPENSSL_CONF loads providers and engines */
+	KW_ENV_BASH_ENV = 1u << 7,	  /* sourced by every non-interactive bash */
+	KW_ENV_ENV = 1u << 8,		  /* sourced by interactive sh, dash and bash --posix */
+	KW_ENV_BASH_FUNC = 1u << 9,	  /* BASH_FUNC_*: exported functions, imported as code */
+	KW_ENV_SHELLOPTS = 1u << 10,	  /* e.g. xtrace, which then expands PS4 */
+	KW_ENV_BASHOPTS = 1u << 11,
+	KW_ENV_PS4 = 1u << 12,		  /* expanded under xtrace: command substitution */
+	KW_ENV_PYTHON = 1u << 13,	  /* PYTHON*: PYTHONPATH, PYTHONHOME, PYTHONSTARTUP, ... */
+	KW_ENV_PERL = 1u << 14,		  /* PERL*: PERL5LIB, PERLLIB, PERL5OPT, PERL5DB, ... */
+	KW_ENV_NODE = 1u << 15,		  /* NODE_*: NODE_OPTIONS, NODE_PATH, ... (not NODE_ENV) */
+	KW_ENV_RUBYOPT = 1u << 16,
+	KW_ENV_RUBYLIB = 1u << 17,
+	KW_ENV_JAVA_TOOL_OPTIONS = 1u << 18,
+	KW_ENV_JAVA_OPTIONS = 1u << 19,	  /* _JAVA_OPTIONS */
+	KW_ENV_JDK_JAVA_OPTIONS = 1u << 20,
+	KW_ENV_CLASSPATH = 1u << 21,
+};
+/* What the loader itself reads: the variables that count against the agent's own exec. */
+#define KW_ENV_LOADER                                                                                 \
+	(KW_ENV_LD_PRELOAD | KW_ENV_LD_AUDIT | KW_ENV_LD_LIBRARY_PATH | KW_ENV_LD_OTHER | \
+	 KW_ENV_GLIBC_TUNABLES | KW_ENV_GCONV_PATH | KW_ENV_OPENSSL)
 
 struct kw_workload {
 	__u32 flags; /* enum kw_sel_flags */
@@ -93,6 +126,8 @@ struct kw_workload {
 	__u32 cgroup_level; /* depth below the root cgroup (root = 0) */
 	__u32 argv_len;	    /* bytes of argv[] that must match, including NULs */
 	__u8 argv[KW_ARGV_MAX];
+	__u32 env_allow; /* KW_ENV_* bits allow_env tolerates (env helper) */
+	__u32 code_set;  /* id of the workload's pinned-code set, 0 none (code helper) */
 };
 
 enum kw_task_flags {
@@ -189,8 +224,8 @@ struct kw_config {
  * (KW_TASK_AGENT) touches kwarden's BPF objects, pins and state directory, and nobody
  * but the agent or a listed debugger attaches to an attested or enrolled process. The
  * agent is recognised at exec: root running exactly agent_exe (dev, ino, ctime), not
- * traced, with no loader variable in its environment. agent_exe is what the kernel saw
- * at the agent's own exec (capture_tgid), not what stat(2) says: the two differ on
+ * traced, with no loader configuration (KW_ENV_LOADER) in its environment. agent_exe is
+ * what the kernel saw at the agent's own exec (capture_tgid), not what stat(2) says: the two differ on
  * overlayfs, where container images live.
  */
 struct kw_guard_cfg {
@@ -252,6 +287,7 @@ enum kw_exec_refusal {
 	KW_EXEC_ENV_UNREAD = 1u << 3, /* the environment could not be read in full */
 	KW_EXEC_ANON = 1u << 4,	      /* memfd, O_TMPFILE or deleted file: no name on disk */
 	KW_EXEC_TRACED = 1u << 5,     /* ptraced by someone who is not an allowed debugger */
+	KW_EXEC_CODE_ENV = 1u << 6,   /* another kw_env_var: the event's target_tgid has them all */
 };
 
 /* detail of KW_GUARD_PIN and KW_GUARD_STATE. */
@@ -345,7 +381,7 @@ struct kw_ev_guard {
 	__u16 _pad;
 	__s32 err;	    /* the errno the caller got (positive), 0 when allowed */
 	__u32 detail;	    /* ptrace mode, bpf command, enum kw_inode_op, enum kw_exec_refusal */
-	__u32 target_tgid;  /* PTRACE: the process asked for */
+	__u32 target_tgid;  /* PTRACE: the process asked for; EXEC: the KW_ENV_* variables found */
 	__u32 target_ident; /* PTRACE: the target's; FD_RECEIVE: the socket owner's; EXEC: the workload's */
 	__u32 obj_id;	    /* BPF: the object id; EXEC: workload index */
 	struct kw_file_key inode; /* PIN, STATE: the inode */
@@ -419,7 +455,7 @@ enum kw_counter {
 KW_ASSERT_SIZE(struct kw_file_key, 16);
 KW_ASSERT_SIZE(struct kw_file_val, 24);
 KW_ASSERT_SIZE(struct kw_cand_list, 4 + 4 * KW_CAND_MAX);
-KW_ASSERT_SIZE(struct kw_workload, 4 + 4 + 16 + 16 + 4 + 4 + 8 + 4 + 4 + KW_ARGV_MAX);
+KW_ASSERT_SIZE(struct kw_workload, 4 + 4 + 16 + 16 + 4 + 4 + 8 + 4 + 4 + KW_ARGV_MAX + 4 + 4);
 KW_ASSERT_SIZE(struct kw_task, 24);
 KW_ASSERT_SIZE(struct kw_exec_file, 32);
 KW_ASSERT_SIZE(struct kw_ident_name, 2056);

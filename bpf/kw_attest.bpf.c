@@ -17,8 +17,9 @@
  * them: any write, chmod or replacement changes one of them and the file then matches
  * nothing (fail closed) until an operator applies the policy again.
  *
- * No identity for injected code: an exec whose environment sets LD_PRELOAD, LD_AUDIT or
- * LD_LIBRARY_PATH matches a workload entry only if the entry allows that variable; an
+ * No identity for injected code: an exec whose environment sets code-loading configuration
+ * (enum kw_env_var: the loader's, a shell's, a language runtime's) matches a workload
+ * entry only if the entry allows that variable; an
  * executable with no name on disk (memfd, O_TMPFILE, deleted) or an exec under ptrace by
  * a tracer that is not an allowed debugger matches none. When such a reason is all that
  * kept a workload from matching, a guard event says so.
@@ -53,7 +54,9 @@ struct kw_exec_facts {
 	__u32 argc;
 	__u32 envc;
 	__u32 env_state; /* 0 unread, 1 read into env_bits */
-	__u32 env_bits;	 /* KW_EXEC_LD_* found, KW_EXEC_ENV_UNREAD */
+	__u32 env_bits;	 /* KW_ENV_* found */
+	__u32 env_unread; /* KW_EXEC_ENV_UNREAD when the walk did not finish, else 0 */
+	__u32 refused_env; /* KW_ENV_* that refused the first refused workload */
 	__u32 withheld;	 /* KW_EXEC_ANON, KW_EXEC_TRACED: no workload may match */
 	__u32 refused;	 /* reasons that kept the first refused workload from matching */
 	__u32 refused_ident; /* identity of that workload, ~0u none */
@@ -122,8 +125,8 @@ static __always_inline int kw_argv_prefix_eq(const __u8 *have, const __u8 *want,
 /*
  * The environment of the new image: after argv on the exec stack (bprm->p), argc then
  * envc NUL-terminated strings, up to bprm->exec. Each step reads at most 255 bytes of one
- * string: a string start is compared with the loader variables, a longer string is
- * crossed 255 bytes at a time.
+ * string: a string start is compared with the code-loading variables (kw_env_var_of), a
+ * longer string is crossed 255 bytes at a time.
  *
  * The step budget covers every exec the kernel admits: it caps the strings plus their
  * argv/envp pointers at 3/4 of _STK_LIM (6 MiB) whatever the stack limit, and the most
@@ -131,7 +134,7 @@ static __always_inline int kw_argv_prefix_eq(const __u8 *have, const __u8 *want,
  * most 6 MiB / 9 < 700k steps. A walk that still does not finish (a kernel that allows
  * more) or a read that fails leaves the environment unread, and an unread environment
  * matches no workload at all, allow_env or not, with a guard event ("environment
- * unreadable"): a loader variable never escapes the check by coming late.
+ * unreadable"): a code-loading variable never escapes the check by coming late.
  */
 struct kw_env_scan {
 	__u64 pos;
@@ -149,13 +152,90 @@ struct kw_env_scan {
 
 static __always_inline int kw_has_prefix(const char *s, const char *p, __u32 n)
 {
-	for (__u32 i = 0; i < 16; i++) {
+	for (__u32 i = 0; i < 32; i++) {
 		if (i >= n)
 			return 1;
 		if (s[i] != p[i])
 			return 0;
 	}
 	return 1;
+}
+
+#define KW_IS(s, lit) kw_has_prefix(s, lit, sizeof(lit) - 1)
+
+/*
+ * The kw_env_var an environment string sets, 0 for none. One switch on the first byte,
+ * so that an ordinary variable costs one comparison or a few. Exact names end in '='
+ * ("BASH_ENV=" is not "BASH_ENVX="); a family is its prefix, so that variables a runtime
+ * adds later are covered too. Exempt from their family: the few that name no code and
+ * that images set everywhere (PYTHONUNBUFFERED, PYTHONDONTWRITEBYTECODE,
+ * PYTHONIOENCODING, NODE_ENV, which node itself never reads). agent/core/env_vars.cpp
+ * is the same table for attestation from /proc; keep them in step.
+ */
+static __always_inline __u32 kw_env_var_of(const char *b)
+{
+	switch (b[0]) {
+	case 'L':
+		if (!KW_IS(b, "LD_"))
+			return 0;
+		if (KW_IS(b, "LD_PRELOAD="))
+			return KW_ENV_LD_PRELOAD;
+		if (KW_IS(b, "LD_AUDIT="))
+			return KW_ENV_LD_AUDIT;
+		if (KW_IS(b, "LD_LIBRARY_PATH="))
+			return KW_ENV_LD_LIBRARY_PATH;
+		return KW_ENV_LD_OTHER;
+	case 'G':
+		if (KW_IS(b, "GLIBC_TUNABLES="))
+			return KW_ENV_GLIBC_TUNABLES;
+		if (KW_IS(b, "GCONV_PATH="))
+			return KW_ENV_GCONV_PATH;
+		return 0;
+	case 'O':
+		return KW_IS(b, "OPENSSL_") ? KW_ENV_OPENSSL : 0;
+	case 'B':
+		if (KW_IS(b, "BASH_ENV="))
+			return KW_ENV_BASH_ENV;
+		if (KW_IS(b, "BASH_FUNC_"))
+			return KW_ENV_BASH_FUNC;
+		if (KW_IS(b, "BASHOPTS="))
+			return KW_ENV_BASHOPTS;
+		return 0;
+	case 'E':
+		return KW_IS(b, "ENV=") ? KW_ENV_ENV : 0;
+	case 'S':
+		return KW_IS(b, "SHELLOPTS=") ? KW_ENV_SHELLOPTS : 0;
+	case 'P':
+		if (KW_IS(b, "PS4="))
+			return KW_ENV_PS4;
+		if (KW_IS(b, "PERL"))
+			return KW_ENV_PERL;
+		if (!KW_IS(b, "PYTHON"))
+			return 0;
+		if (KW_IS(b, "PYTHONUNBUFFERED=") || KW_IS(b, "PYTHONDONTWRITEBYTECODE=") ||
+		    KW_IS(b, "PYTHONIOENCODING="))
+			return 0;
+		return KW_ENV_PYTHON;
+	case 'N':
+		return KW_IS(b, "NODE_") && !KW_IS(b, "NODE_ENV=") ? KW_ENV_NODE : 0;
+	case 'R':
+		if (KW_IS(b, "RUBYOPT="))
+			return KW_ENV_RUBYOPT;
+		if (KW_IS(b, "RUBYLIB="))
+			return KW_ENV_RUBYLIB;
+		return 0;
+	case 'J':
+		if (KW_IS(b, "JAVA_TOOL_OPTIONS="))
+			return KW_ENV_JAVA_TOOL_OPTIONS;
+		if (KW_IS(b, "JDK_JAVA_OPTIONS="))
+			return KW_ENV_JDK_JAVA_OPTIONS;
+		return 0;
+	case '_':
+		return KW_IS(b, "_JAVA_OPTIONS=") ? KW_ENV_JAVA_OPTIONS : 0;
+	case 'C':
+		return KW_IS(b, "CLASSPATH=") ? KW_ENV_CLASSPATH : 0;
+	}
+	return 0;
 }
 
 static long kw_env_step(__u32 i, struct kw_env_scan *sc)
@@ -178,15 +258,8 @@ static long kw_env_step(__u32 i, struct kw_env_scan *sc)
 		n = 1;
 		buf->buf[0] = 0;
 	}
-	if (sc->at_start && sc->strings >= sc->argc) {
-		const char *b = (const char *)buf->buf;
-		if (kw_has_prefix(b, "LD_PRELOAD=", 11))
-			sc->bits |= KW_EXEC_LD_PRELOAD;
-		else if (kw_has_prefix(b, "LD_AUDIT=", 9))
-			sc->bits |= KW_EXEC_LD_AUDIT;
-		else if (kw_has_prefix(b, "LD_LIBRARY_PATH=", 16))
-			sc->bits |= KW_EXEC_LD_LIBRARY_PATH;
-	}
+	if (sc->at_start && sc->strings >= sc->argc)
+		sc->bits |= kw_env_var_of((const char *)buf->buf);
 	if (n < KW_ENV_STEP) {
 		sc->pos += n; /* the whole string and its NUL */
 		sc->strings++;
@@ -198,7 +271,8 @@ static long kw_env_step(__u32 i, struct kw_env_scan *sc)
 	return 0;
 }
 
-static __always_inline __u32 kw_env_bits(struct kw_exec_facts *f)
+/* Reads the environment into f->env_bits and f->env_unread, once per exec. */
+static __always_inline void kw_env_read(struct kw_exec_facts *f)
 {
 	struct kw_env_scan sc = {
 		.pos = f->argv_addr,
@@ -207,24 +281,22 @@ static __always_inline __u32 kw_env_bits(struct kw_exec_facts *f)
 		.total = f->argc + f->envc,
 		.at_start = 1,
 	};
-	if (!f->argv_addr)
-		return KW_EXEC_ENV_UNREAD;
+	if (f->env_state)
+		return;
+	f->env_state = 1;
+	if (!f->argv_addr) {
+		f->env_unread = KW_EXEC_ENV_UNREAD;
+		return;
+	}
 	bpf_loop(KW_ENV_STEPS, kw_env_step, &sc, 0);
-	return sc.done ? sc.bits : (sc.bits | KW_EXEC_ENV_UNREAD);
+	f->env_bits = sc.bits;
+	f->env_unread = sc.done ? 0 : KW_EXEC_ENV_UNREAD;
 }
 
-/* The loader variables workload flags tolerate, as kw_exec_refusal bits. */
-static __always_inline __u32 kw_allowed_env(__u32 flags)
-{
-	__u32 ok = 0;
-	if (flags & KW_SEL_ALLOW_LD_PRELOAD)
-		ok |= KW_EXEC_LD_PRELOAD;
-	if (flags & KW_SEL_ALLOW_LD_AUDIT)
-		ok |= KW_EXEC_LD_AUDIT;
-	if (flags & KW_SEL_ALLOW_LD_LIBRARY_PATH)
-		ok |= KW_EXEC_LD_LIBRARY_PATH;
-	return ok;
-}
+#define KW_ENV_LD_NAMED (KW_ENV_LD_PRELOAD | KW_ENV_LD_AUDIT | KW_ENV_LD_LIBRARY_PATH)
+_Static_assert(KW_ENV_LD_PRELOAD == KW_EXEC_LD_PRELOAD && KW_ENV_LD_AUDIT == KW_EXEC_LD_AUDIT &&
+		       KW_ENV_LD_LIBRARY_PATH == KW_EXEC_LD_LIBRARY_PATH,
+	       "the LD_* three are their own refusal bits");
 
 /* Selectors first; the exec's own condition (environment, origin, tracer) last, so that
  * a refusal is recorded only for a workload that would otherwise have matched. */
@@ -267,16 +339,18 @@ __noinline int kw_workload_matches(struct kw_exec_facts *f, struct kw_workload *
 			return 0;
 	}
 	__u32 why = f->withheld;
+	__u32 env = 0;
 	if (!why) {
-		if (f->env_state == 0) {
-			f->env_bits = kw_env_bits(f);
-			f->env_state = 1;
-		}
-		why = f->env_bits & ~kw_allowed_env(flags);
+		kw_env_read(f);
+		env = f->env_bits & ~w->env_allow;
+		why = (env & KW_ENV_LD_NAMED) | f->env_unread;
+		if (env & ~KW_ENV_LD_NAMED)
+			why |= KW_EXEC_CODE_ENV;
 	}
 	if (why) {
 		if (f->refused_ident == ~0u) {
 			f->refused = why;
+			f->refused_env = env;
 			f->refused_ident = w->ident;
 		}
 		return 0;
@@ -349,7 +423,8 @@ static __always_inline int kw_traced_by_stranger(struct task_struct *task)
 	return !kw_debugger_of(tracer, 0);
 }
 
-/* Root running the recorded kwarden binary, untraced, with no loader variable: the agent
+/* Root running the recorded kwarden binary, untraced, with no loader configuration (the
+ * agent runs no interpreter, so only KW_ENV_LOADER counts): the agent
  * (or its CLI), which may then take over the guarded pins and maps. */
 static __always_inline int kw_is_agent_exec(struct kw_exec_facts *f, struct kw_file_key *exe, __s64 sec, __u32 nsec,
 					    struct task_struct *task)
@@ -362,11 +437,8 @@ static __always_inline int kw_is_agent_exec(struct kw_exec_facts *f, struct kw_f
 		return 0;
 	if (BPF_CORE_READ(task, ptrace))
 		return 0;
-	if (f->env_state == 0) {
-		f->env_bits = kw_env_bits(f);
-		f->env_state = 1;
-	}
-	return f->env_bits == 0;
+	kw_env_read(f);
+	return !(f->env_bits & KW_ENV_LOADER) && !f->env_unread;
 }
 
 SEC("lsm/bprm_committed_creds")
@@ -465,6 +537,7 @@ int BPF_PROG(kw_exec_commit, struct linux_binprm *bprm)
 			.action = KW_GUARD_EXEC,
 			.decision = KW_DECISION_DENY,
 			.detail = f.refused,
+			.tgid = f.refused_env,
 			.ident = f.refused_ident,
 		};
 		kw_emit_guard(&g);

@@ -46,11 +46,12 @@ std::optional<std::string> read_whole(const std::string& path) {
     }
 }
 
-// What the kernel checks of an exec's condition (loader variables, an exe with no name
+// What the kernel checks of an exec's condition (code-loading variables, an exe with no name
 // on disk, a tracer), read now. Unreadable facts count against the process.
 void read_condition(const std::string& dir, const std::string& status, core::ProcessFacts& facts) {
     auto env = read_whole(dir + "/environ");
-    facts.ld_env = env ? core::loader_env_bits(*env) : uint32_t{KW_EXEC_ENV_UNREAD};
+    facts.code_env = env ? core::code_env_bits(*env) : 0;
+    facts.env_unread = !env;
     char link[4096];
     ssize_t n = readlink((dir + "/exe").c_str(), link, sizeof link);
     facts.anon_exe = n <= 0 || static_cast<size_t>(n) == sizeof link ||
@@ -58,13 +59,13 @@ void read_condition(const std::string& dir, const std::string& status, core::Pro
     facts.traced = core::tracer_pid(status).value_or(1) != 0;
 }
 
-// Why a process whose selectors match a workload was not attested: "LD_PRELOAD, traced".
+// Why a process whose selectors match a workload was not attested: "LD_PRELOAD, PYTHON*, traced".
 std::string refusal_text(const core::ProcessFacts& facts) {
     std::string text;
     auto add = [&](std::string_view why) { text += (text.empty() ? "" : ", ") + std::string(why); };
-    for (const auto& l : core::kLoaderVars)
-        if (facts.ld_env & l.var) add(l.name);
-    if (facts.ld_env & KW_EXEC_ENV_UNREAD) add("environment unreadable");
+    for (const auto& l : core::kCodeEnvVars)
+        if (facts.code_env & l.var) add(l.name);
+    if (facts.env_unread) add("environment unreadable");
     if (facts.anon_exe) add("exe has no name on disk");
     if (facts.traced) add("traced");
     return text;
@@ -143,9 +144,10 @@ ProcScanStats attest_running_processes(Enforcer& enforcer, const core::CompiledP
             facts.argv = slurp(dir + "/cmdline");
             read_condition(dir, status, facts);
             auto wl = core::match_workload(compiled, facts);
-            if (!wl && (facts.ld_env || facts.anon_exe || facts.traced)) {
+            if (!wl && (facts.code_env || facts.env_unread || facts.anon_exe || facts.traced)) {
                 core::ProcessFacts unconditioned = facts;
-                unconditioned.ld_env = 0;
+                unconditioned.code_env = 0;
+                unconditioned.env_unread = false;
                 unconditioned.anon_exe = unconditioned.traced = false;
                 if (auto would = core::match_workload(compiled, unconditioned))
                     spdlog::info("running process {} not attested from /proc as workload {}: {}", pid, *would,

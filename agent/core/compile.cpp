@@ -65,23 +65,21 @@ std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
 
 std::string workload_path(size_t index) { return "/workloads/" + std::to_string(index); }
 
-// allow_env in the kernel's terms: the workload flag that tolerates each loader variable.
-// ProcessFacts::ld_env and the kernel's refusal bits use the LoaderVar values themselves.
-static_assert(uint32_t{kLdPreload} == uint32_t{KW_EXEC_LD_PRELOAD} &&
-              uint32_t{kLdAudit} == uint32_t{KW_EXEC_LD_AUDIT} &&
-              uint32_t{kLdLibraryPath} == uint32_t{KW_EXEC_LD_LIBRARY_PATH});
-constexpr std::array<std::pair<LoaderVar, uint32_t>, 3> kAllowFlags = {
-    {{kLdPreload, KW_SEL_ALLOW_LD_PRELOAD},
-     {kLdAudit, KW_SEL_ALLOW_LD_AUDIT},
-     {kLdLibraryPath, KW_SEL_ALLOW_LD_LIBRARY_PATH}}};
-
-// The KW_EXEC_LD_* bits the workload flags FLAGS tolerate.
-uint32_t allowed_env(uint32_t flags) {
-    uint32_t vars = 0;
-    for (const auto& [var, flag] : kAllowFlags)
-        if (flags & flag) vars |= var;
-    return vars;
-}
+// allow_env goes to the kernel as it is (kw_workload.env_allow): CodeEnvVar values are
+// the kernel's kw_env_var bits, and the LD_* three are also their own refusal bits.
+static_assert(uint32_t{kLdPreload} == KW_ENV_LD_PRELOAD && uint32_t{kLdAudit} == KW_ENV_LD_AUDIT &&
+              uint32_t{kLdLibraryPath} == KW_ENV_LD_LIBRARY_PATH && uint32_t{kLdOther} == KW_ENV_LD_OTHER &&
+              uint32_t{kGlibcTunables} == KW_ENV_GLIBC_TUNABLES && uint32_t{kGconvPath} == KW_ENV_GCONV_PATH &&
+              uint32_t{kOpenssl} == KW_ENV_OPENSSL && uint32_t{kBashEnv} == KW_ENV_BASH_ENV &&
+              uint32_t{kShEnv} == KW_ENV_ENV && uint32_t{kBashFunc} == KW_ENV_BASH_FUNC &&
+              uint32_t{kShellopts} == KW_ENV_SHELLOPTS && uint32_t{kBashopts} == KW_ENV_BASHOPTS &&
+              uint32_t{kPs4} == KW_ENV_PS4 && uint32_t{kPython} == KW_ENV_PYTHON && uint32_t{kPerl} == KW_ENV_PERL &&
+              uint32_t{kNode} == KW_ENV_NODE && uint32_t{kRubyopt} == KW_ENV_RUBYOPT &&
+              uint32_t{kRubylib} == KW_ENV_RUBYLIB && uint32_t{kJavaToolOptions} == KW_ENV_JAVA_TOOL_OPTIONS &&
+              uint32_t{kJavaOptions} == KW_ENV_JAVA_OPTIONS && uint32_t{kJdkJavaOptions} == KW_ENV_JDK_JAVA_OPTIONS &&
+              uint32_t{kClasspath} == KW_ENV_CLASSPATH);
+static_assert(uint32_t{KW_ENV_LD_PRELOAD} == KW_EXEC_LD_PRELOAD && uint32_t{KW_ENV_LD_AUDIT} == KW_EXEC_LD_AUDIT &&
+              uint32_t{KW_ENV_LD_LIBRARY_PATH} == KW_EXEC_LD_LIBRARY_PATH);
 
 uint64_t revision_prefix(const std::string& revision) {
     uint64_t value = 0;
@@ -285,8 +283,7 @@ private:
                 k.flags |= sel.argv->prefix ? KW_SEL_ARGV_PREFIX : KW_SEL_ARGV;
                 if (auto r = encode_argv(sel.argv->args, k, i); !r) return r;
             }
-            for (const auto& [var, flag] : kAllowFlags)
-                if (w.allow_env & var) k.flags |= flag;
+            k.env_allow = w.allow_env;
             if (auto r = add_candidate(sel, static_cast<uint32_t>(i)); !r) return r;
             out_.workloads.push_back(k);
         }
@@ -562,7 +559,7 @@ bool selectors_match(const kw_workload& w, const ProcessFacts& facts) {
 
 // The process's own condition, checked after the selectors as the kernel does.
 bool refused(const kw_workload& w, const ProcessFacts& facts) {
-    return facts.anon_exe || facts.traced || (facts.ld_env & ~allowed_env(w.flags)) != 0;
+    return facts.anon_exe || facts.traced || facts.env_unread || (facts.code_env & ~w.env_allow) != 0;
 }
 
 std::optional<uint32_t> list_of_file(const CompiledPolicy& compiled, const kw_file_key& key) {

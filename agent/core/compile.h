@@ -113,13 +113,14 @@ struct ProcessFacts {
     uint32_t gid = 0;
     std::vector<uint64_t> cgroup_ancestors;  // ids from the root (index = level)
     std::string argv;                        // NUL-separated, as in /proc/PID/cmdline
-    uint32_t ld_env = 0;    // KW_EXEC_LD_* set in the environment, KW_EXEC_ENV_UNREAD
+    uint32_t code_env = 0;    // KW_ENV_* set in the environment (CodeEnvVar bits)
+    bool env_unread = false;  // the environment could not be read: no workload matches
     bool anon_exe = false;  // the exe has no name on disk: memfd, O_TMPFILE, deleted
     bool traced = false;    // under ptrace (by anyone: /proc cannot tell a debugger)
 };
 // Index of the first workload (policy order) whose selectors all match and that the
 // process's condition does not refuse, if any. As in the kernel, a workload is refused
-// when the environment sets a loader variable its allow_env does not list (an unread
+// when the environment sets a code-loading variable its allow_env does not list (an unread
 // environment is never allowed), and every workload when the exe is anonymous or the
 // process is traced; a refused workload does not match, and later ones are tried.
 std::optional<uint32_t> match_workload(const CompiledPolicy& compiled, const ProcessFacts& facts);

@@ -1,8 +1,9 @@
 // lint_policy (declared in compile.h): advice that needs no host access. At exec the kernel
 // sees the interpreter, not the script it runs, so an exe selector on an interpreter
 // alone attests whatever code that interpreter is asked to run, and one on a general-purpose
-// tool (curl, env, find) whatever its caller makes it do; a workload that allows
-// LD_PRELOAD or LD_AUDIT attests whatever library the caller injects.
+// tool (curl, env, find) whatever its caller makes it do; a workload that allows a
+// code-loading variable (LD_PRELOAD, BASH_ENV, PYTHON*, ...) attests whatever code the
+// caller names in it.
 #include <algorithm>
 #include <array>
 #include <string>
@@ -42,17 +43,19 @@ bool is_interpreter(std::string_view name) {
            is_versioned_python(name);
 }
 
-// LD_PRELOAD and LD_AUDIT load a library of the caller's choosing into the process; the
-// identity then vouches for code nobody pinned. (LD_LIBRARY_PATH only changes where the
-// exe's own libraries are found.)
+// Every allowed variable but LD_LIBRARY_PATH, GLIBC_TUNABLES and "LD_*" names code of the
+// caller's choosing outright (a library, a script, a module path, an option that loads an
+// agent), so the identity then vouches for code nobody pinned. Those three only change
+// where, or how, the exe's own libraries are found and bound: a quieter opening, still
+// one the code rule must cover.
 void warn_about_injection(const Workload& w, size_t index, std::vector<PolicyProblem>& advice) {
-    std::string names;
-    for (LoaderVar var : {kLdPreload, kLdAudit}) {
-        if (!(w.allow_env & var)) continue;
-        auto known = std::find_if(kLoaderVars.begin(), kLoaderVars.end(),
-                                  [&](const LoaderVarName& l) { return l.var == var; });
-        names += (names.empty() ? "" : " and ") + std::string(known->name);
-    }
+    constexpr uint32_t kQuiet = kLdLibraryPath | kGlibcTunables | kLdOther;
+    std::vector<std::string_view> found;
+    for (const CodeEnvVarName& v : kCodeEnvVars)
+        if ((w.allow_env & v.var) && !(v.var & kQuiet)) found.push_back(v.name);
+    std::string names;  // "A, B and C"
+    for (size_t i = 0; i < found.size(); ++i)
+        names += (i == 0 ? "" : i + 1 == found.size() ? " and " : ", ") + std::string(found[i]);
     if (!names.empty())
         advice.push_back({"/workloads/" + std::to_string(index) + "/allow_env",
                           names + " allowed: any process of this identity may run injected code"});

@@ -24,6 +24,7 @@
 #include "core/prefix.h"
 #include "core/sha256.h"
 #include "core/spiffe_id.h"
+#include "core/proc_facts.h"
 #include "core/unique_fd.h"
 
 namespace kw::core {
@@ -64,6 +65,22 @@ std::string at(const std::string& path, std::string_view key) { return path + "/
 std::string at(const std::string& path, size_t index) { return path + "/" + std::to_string(index); }
 
 std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+// The family ("PYTHON*") a variable NAME belongs to, as the kernel would count it.
+const CodeEnvVarName* family_of(std::string_view name) {
+    if (name.find('=') != std::string_view::npos) return nullptr;
+    uint32_t bit = code_env_var(std::string(name) + "=");
+    for (const CodeEnvVarName& v : kCodeEnvVars)
+        if (v.var == bit && v.name.ends_with('*')) return &v;
+    return nullptr;
+}
+
+// "LD_PRELOAD", "LD_AUDIT", ... : what allow_env accepts, for its error messages.
+std::string code_env_var_list() {
+    std::string out;
+    for (const CodeEnvVarName& v : kCodeEnvVars) out += (out.empty() ? "\"" : ", \"") + std::string(v.name) + "\"";
+    return out;
+}
 
 // Deeper than any policy field (the deepest, an argv item, is at 5): nothing valid is
 // refused, and the path an error names, built for each duplicate key, stays short.
@@ -397,8 +414,9 @@ private:
         return workload;
     }
 
-    // Each loader variable lets code the pinned exe does not contain run under the
-    // identity: the list names exactly which ones, nothing else.
+    // Each code-loading variable lets code the pinned files do not contain run under the
+    // identity: the list names exactly which ones (families by their "PREFIX*" name),
+    // nothing else.
     uint32_t read_allow_env(const json& v, const std::string& path) {
         uint32_t vars = 0;
         if (!v.is_array()) {
@@ -409,13 +427,16 @@ private:
             std::string item_path = at(path, i);
             auto name = string_at(v[i], item_path);
             if (!name) continue;
-            auto known = std::find_if(kLoaderVars.begin(), kLoaderVars.end(),
-                                      [&](const LoaderVarName& l) { return l.name == *name; });
-            if (known == kLoaderVars.end())
-                error(item_path, "unknown loader variable " + in_quotes(*name) +
-                                     ": must be \"LD_PRELOAD\", \"LD_AUDIT\" or \"LD_LIBRARY_PATH\"");
+            auto known = std::find_if(kCodeEnvVars.begin(), kCodeEnvVars.end(),
+                                      [&](const CodeEnvVarName& l) { return l.name == *name; });
+            if (known == kCodeEnvVars.end() && family_of(*name))
+                error(item_path, in_quotes(*name) + " is one of the family \"" + std::string(family_of(*name)->name) +
+                                     "\": allow the family by that name");
+            else if (known == kCodeEnvVars.end())
+                error(item_path, "unknown code-loading variable " + in_quotes(*name) + ": must be one of " +
+                                     code_env_var_list());
             else if (vars & known->var)
-                error(item_path, "duplicate loader variable " + in_quotes(*name));
+                error(item_path, "duplicate code-loading variable " + in_quotes(*name));
             else
                 vars |= known->var;
         }

@@ -58,28 +58,71 @@ struct Listen {
     Tls tls = Tls::None;
 };
 
-// Dynamic-loader variables that make ld.so run code the exe does not contain: an exec
-// that sets one gets no identity unless its workload entry lists it in "allow_env"
-// (bits of Workload::allow_env; the same values as the kernel's KW_EXEC_LD_* refusal
-// bits, asserted in compile.cpp).
-enum LoaderVar : uint32_t {
+// Code-loading configuration in the environment: variables (a name ending in '*': every
+// variable with that prefix) that make the loader, a shell or a language runtime run code
+// the pinned files do not contain. An exec that sets one gets no identity unless its
+// workload entry lists it in "allow_env" (bits of Workload::allow_env; the same values as
+// the kernel's enum kw_env_var, asserted in compile.cpp; which strings set which is
+// code_env_var() in proc_facts.h).
+enum CodeEnvVar : uint32_t {
     kLdPreload = 1u << 0,
     kLdAudit = 1u << 1,
     kLdLibraryPath = 1u << 2,
+    kLdOther = 1u << 3,
+    kGlibcTunables = 1u << 4,
+    kGconvPath = 1u << 5,
+    kOpenssl = 1u << 6,
+    kBashEnv = 1u << 7,
+    kShEnv = 1u << 8,
+    kBashFunc = 1u << 9,
+    kShellopts = 1u << 10,
+    kBashopts = 1u << 11,
+    kPs4 = 1u << 12,
+    kPython = 1u << 13,
+    kPerl = 1u << 14,
+    kNode = 1u << 15,
+    kRubyopt = 1u << 16,
+    kRubylib = 1u << 17,
+    kJavaToolOptions = 1u << 18,
+    kJavaOptions = 1u << 19,
+    kJdkJavaOptions = 1u << 20,
+    kClasspath = 1u << 21,
 };
-struct LoaderVarName {
-    LoaderVar var;
-    std::string_view name;
+struct CodeEnvVarName {
+    CodeEnvVar var;
+    std::string_view name;  // as allow_env and events spell it
 };
-inline constexpr std::array<LoaderVarName, 3> kLoaderVars = {
-    {{kLdPreload, "LD_PRELOAD"}, {kLdAudit, "LD_AUDIT"}, {kLdLibraryPath, "LD_LIBRARY_PATH"}}};
+inline constexpr std::array<CodeEnvVarName, 22> kCodeEnvVars = {{
+    {kLdPreload, "LD_PRELOAD"},
+    {kLdAudit, "LD_AUDIT"},
+    {kLdLibraryPath, "LD_LIBRARY_PATH"},
+    {kLdOther, "LD_*"},
+    {kGlibcTunables, "GLIBC_TUNABLES"},
+    {kGconvPath, "GCONV_PATH"},
+    {kOpenssl, "OPENSSL_*"},
+    {kBashEnv, "BASH_ENV"},
+    {kShEnv, "ENV"},
+    {kBashFunc, "BASH_FUNC_*"},
+    {kShellopts, "SHELLOPTS"},
+    {kBashopts, "BASHOPTS"},
+    {kPs4, "PS4"},
+    {kPython, "PYTHON*"},
+    {kPerl, "PERL*"},
+    {kNode, "NODE_*"},
+    {kRubyopt, "RUBYOPT"},
+    {kRubylib, "RUBYLIB"},
+    {kJavaToolOptions, "JAVA_TOOL_OPTIONS"},
+    {kJavaOptions, "_JAVA_OPTIONS"},
+    {kJdkJavaOptions, "JDK_JAVA_OPTIONS"},
+    {kClasspath, "CLASSPATH"},
+}};
 
 struct Workload {
     std::string id;  // SPIFFE ID
     Selectors selectors;
     std::optional<std::chrono::seconds> svid_ttl;  // nullopt: kDefaultSvidTtl
     std::vector<Listen> listen;
-    uint32_t allow_env = 0;  // LoaderVar bits; 0: no loader variable tolerated
+    uint32_t allow_env = 0;  // CodeEnvVar bits; 0: no code-loading variable tolerated
 };
 
 // Another trust domain whose X.509-SVIDs we verify, with its own bundle file. Bundles of

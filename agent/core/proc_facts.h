@@ -10,10 +10,15 @@
 
 namespace kw::core {
 
-// KW_EXEC_LD_* bits of the loader variables ENV sets: entries (NUL-separated, as in
-// /proc/PID/environ) that start with "LD_PRELOAD=", "LD_AUDIT=" or "LD_LIBRARY_PATH=",
-// an empty value included, as the kernel counts them.
-uint32_t loader_env_bits(std::string_view env);
+// The code-loading variable (CodeEnvVar bit, 0 none) one environment entry "NAME=value"
+// sets: the kernel's kw_env_var_of() (bpf/kw_attest.bpf.c), decided on the name alone,
+// an empty value included. Exact names need their '='; a family ("PYTHON*") matches its
+// prefix, except the few that name no code (PYTHONUNBUFFERED, PYTHONDONTWRITEBYTECODE,
+// PYTHONIOENCODING, NODE_ENV).
+uint32_t code_env_var(std::string_view entry);
+
+// CodeEnvVar bits of all the entries of ENV (NUL-separated, as in /proc/PID/environ).
+uint32_t code_env_bits(std::string_view env);
 
 // Whether the readlink() text of /proc/PID/exe names no file on disk: a memfd
 // ("/memfd:NAME (deleted)"), an O_TMPFILE file or a deleted one (" (deleted)" appended).

@@ -181,13 +181,22 @@ const char* bpf_cmd_name(uint32_t cmd) {
     return "bpf";
 }
 
-json exec_reasons(uint32_t bits) {
+// The refusal bits BITS, each code-loading variable of ENV (KW_ENV_*) by its allow_env
+// name: ["PYTHON*", "traced"].
+json exec_reasons(uint32_t bits, uint32_t env) {
     static const std::pair<uint32_t, const char*> names[] = {
-        {KW_EXEC_LD_PRELOAD, "LD_PRELOAD"},  {KW_EXEC_LD_AUDIT, "LD_AUDIT"},
-        {KW_EXEC_LD_LIBRARY_PATH, "LD_LIBRARY_PATH"}, {KW_EXEC_ENV_UNREAD, "environment unreadable"},
-        {KW_EXEC_ANON, "anonymous executable"},   {KW_EXEC_TRACED, "traced"},
+        {KW_EXEC_ENV_UNREAD, "environment unreadable"},
+        {KW_EXEC_ANON, "anonymous executable"},
+        {KW_EXEC_TRACED, "traced"},
     };
+    // The LD_* three are refusal bits of their own; the others come with KW_EXEC_CODE_ENV.
+    constexpr uint32_t kLdNamed = KW_EXEC_LD_PRELOAD | KW_EXEC_LD_AUDIT | KW_EXEC_LD_LIBRARY_PATH;
+    env = (env & ~kLdNamed) | (bits & kLdNamed);
+    if (!(bits & KW_EXEC_CODE_ENV)) env &= kLdNamed;
     json out = json::array();
+    for (const auto& v : core::kCodeEnvVars)
+        if (env & v.var) out.push_back(v.name);
+    if ((bits & KW_EXEC_CODE_ENV) && !(env & ~kLdNamed)) out.push_back("code-loading variable");
     for (const auto& [bit, name] : names)
         if (bits & bit) out.push_back(name);
     return out;
@@ -249,8 +258,9 @@ json EventFormatter::format_guard(const kw_ev_hdr& hdr, const kw_ev_guard& e) {
         break;
     case KW_GUARD_EXEC:
         j["workload"] = spiffe_id(e.target_ident);
-        j["withheld_because"] = exec_reasons(e.detail);
-        why = "no identity for an exec that may run injected code, has no file on disk, or is traced";
+        j["withheld_because"] = exec_reasons(e.detail, e.target_tgid);
+        why = "no identity for an exec whose environment may load code nobody pinned (allow_env), that has no "
+              "file on disk, or is traced";
         break;
     }
     j["decided_by"] = why;

@@ -741,7 +741,7 @@ std::vector<DebuggerRow> rows(const std::vector<std::pair<kw_debugger_key, uint3
 
 }  // namespace
 
-TEST_CASE("allow_env becomes the workload's KW_SEL_ALLOW_* flags, and only those") {
+TEST_CASE("allow_env becomes the workload's env_allow bits, and no selector flag") {
     FakeHostView host;
     Policy p = policy_of(R"(
         {"id": "spiffe://example.org/none", "selectors": {"uid": 1}},
@@ -750,11 +750,24 @@ TEST_CASE("allow_env becomes the workload's KW_SEL_ALLOW_* flags, and only those
          "allow_env": ["LD_LIBRARY_PATH", "LD_AUDIT"]})");
     CompiledPolicy c = compile_ok(p, host);
     REQUIRE(c.workloads.size() == 3);
-    constexpr uint32_t kAllowAll = KW_SEL_ALLOW_LD_PRELOAD | KW_SEL_ALLOW_LD_AUDIT | KW_SEL_ALLOW_LD_LIBRARY_PATH;
     CHECK(c.workloads[0].flags == KW_SEL_UID);
-    CHECK((c.workloads[1].flags & kAllowAll) == KW_SEL_ALLOW_LD_PRELOAD);
-    CHECK((c.workloads[2].flags & kAllowAll) == (KW_SEL_ALLOW_LD_AUDIT | KW_SEL_ALLOW_LD_LIBRARY_PATH));
-    CHECK((c.workloads[2].flags & ~kAllowAll) == KW_SEL_UID);
+    CHECK(c.workloads[0].env_allow == 0);
+    CHECK(c.workloads[1].env_allow == KW_ENV_LD_PRELOAD);
+    CHECK(c.workloads[2].env_allow == (KW_ENV_LD_AUDIT | KW_ENV_LD_LIBRARY_PATH));
+    CHECK(c.workloads[2].flags == KW_SEL_UID);
+}
+
+TEST_CASE("allow_env names of interpreters and families become their kw_env_var bits") {
+    FakeHostView host;
+    Policy p = policy_of(R"(
+        {"id": "spiffe://example.org/py", "selectors": {"uid": 1}, "allow_env": ["PYTHON*", "BASH_ENV"]},
+        {"id": "spiffe://example.org/jvm", "selectors": {"uid": 2},
+         "allow_env": ["JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH", "LD_*"]})");
+    CompiledPolicy c = compile_ok(p, host);
+    REQUIRE(c.workloads.size() == 2);
+    CHECK(c.workloads[0].env_allow == (KW_ENV_PYTHON | KW_ENV_BASH_ENV));
+    CHECK(c.workloads[1].env_allow == (KW_ENV_JAVA_TOOL_OPTIONS | KW_ENV_JAVA_OPTIONS | KW_ENV_JDK_JAVA_OPTIONS |
+                                       KW_ENV_CLASSPATH | KW_ENV_LD_OTHER));
 }
 
 TEST_CASE("a policy without allow_debuggers compiles to no debugger entry") {
@@ -836,16 +849,33 @@ TEST_CASE("a loader variable the workload does not allow refuses it; a later wor
     facts.uid = 1000;
 
     CHECK(match_workload(c, facts) == 0u);
-    facts.ld_env = KW_EXEC_LD_LIBRARY_PATH;
+    facts.code_env = KW_ENV_LD_LIBRARY_PATH;
     CHECK(match_workload(c, facts) == 1u);
-    facts.ld_env = KW_EXEC_LD_PRELOAD;
+    facts.code_env = KW_ENV_LD_PRELOAD;
     CHECK(match_workload(c, facts) == 2u);
-    facts.ld_env = KW_EXEC_LD_PRELOAD | KW_EXEC_LD_LIBRARY_PATH;  // no entry allows both
+    facts.code_env = KW_ENV_LD_PRELOAD | KW_ENV_LD_LIBRARY_PATH;  // no entry allows both
     CHECK_FALSE(match_workload(c, facts));
-    facts.ld_env = KW_EXEC_LD_AUDIT;
+    facts.code_env = KW_ENV_LD_AUDIT;
     CHECK_FALSE(match_workload(c, facts));
     facts.uid = 0;
-    facts.ld_env = KW_EXEC_LD_PRELOAD;
+    facts.code_env = KW_ENV_LD_PRELOAD;
+    CHECK_FALSE(match_workload(c, facts));
+}
+
+TEST_CASE("an interpreter's code-loading variable refuses a workload unless its allow_env lists it") {
+    FakeHostView host;
+    host.add_file("/usr/bin/app", 31, kHashA);
+    Policy p = policy_of(R"(
+        {"id": "spiffe://example.org/strict", "selectors": {"exe": "/usr/bin/app"}},
+        {"id": "spiffe://example.org/python", "selectors": {"exe": "/usr/bin/app"}, "allow_env": ["PYTHON*"]})");
+    CompiledPolicy c = compile_ok(p, host);
+    ProcessFacts facts;
+    facts.exe = kw_file_key{0x800001, 31};
+    facts.code_env = KW_ENV_BASH_ENV;
+    CHECK_FALSE(match_workload(c, facts));
+    facts.code_env = KW_ENV_PYTHON;
+    CHECK(match_workload(c, facts) == 1u);
+    facts.code_env = KW_ENV_PYTHON | KW_ENV_PERL;
     CHECK_FALSE(match_workload(c, facts));
 }
 
@@ -856,9 +886,9 @@ TEST_CASE("an unreadable environment is refused even by a workload that allows e
     CompiledPolicy c = compile_ok(p, host);
     ProcessFacts facts;
     facts.uid = 1;
-    facts.ld_env = KW_EXEC_LD_PRELOAD | KW_EXEC_LD_AUDIT | KW_EXEC_LD_LIBRARY_PATH;
+    facts.code_env = KW_ENV_LD_PRELOAD | KW_ENV_LD_AUDIT | KW_ENV_LD_LIBRARY_PATH;
     CHECK(match_workload(c, facts) == 0u);
-    facts.ld_env = KW_EXEC_ENV_UNREAD;
+    facts.env_unread = true;
     CHECK_FALSE(match_workload(c, facts));
 }
 
@@ -881,7 +911,7 @@ TEST_CASE("an anonymous exe or a tracer refuses every workload, whatever it allo
     CHECK_FALSE(match_workload(c, facts));
 }
 
-TEST_CASE("allowing LD_PRELOAD or LD_AUDIT draws a lint warning naming them, LD_LIBRARY_PATH none") {
+TEST_CASE("allowing a variable that names code draws a lint warning naming it, LD_LIBRARY_PATH none") {
     Policy p = policy_of(R"(
         {"id": "spiffe://example.org/a", "selectors": {"uid": 1}, "allow_env": ["LD_LIBRARY_PATH"]},
         {"id": "spiffe://example.org/b", "selectors": {"uid": 2}, "allow_env": ["LD_AUDIT"]},
@@ -893,4 +923,13 @@ TEST_CASE("allowing LD_PRELOAD or LD_AUDIT draws a lint warning naming them, LD_
     CHECK(advice[1].path == "/workloads/2/allow_env");
     CHECK(advice[1].message == "LD_PRELOAD allowed: any process of this identity may run injected code");
     CHECK(advice[2].path == "/workloads/2/selectors/exe");
+
+    Policy q = policy_of(R"(
+        {"id": "spiffe://example.org/a", "selectors": {"uid": 1},
+         "allow_env": ["GLIBC_TUNABLES", "LD_*", "LD_LIBRARY_PATH"]},
+        {"id": "spiffe://example.org/b", "selectors": {"uid": 2}, "allow_env": ["NODE_*", "BASH_ENV", "PYTHON*"]})");
+    advice = lint_policy(q);
+    REQUIRE(advice.size() == 1);
+    CHECK(advice[0].path == "/workloads/1/allow_env");
+    CHECK(advice[0].message == "BASH_ENV, PYTHON* and NODE_* allowed: any process of this identity may run injected code");
 }
