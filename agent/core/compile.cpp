@@ -273,6 +273,9 @@ private:
                 if (cgroup) {
                     k.cgroup_id = cgroup->id;
                     k.cgroup_level = cgroup->level;
+                    auto same = [&](const auto& g) { return g.first == cgroup->id; };
+                    if (std::none_of(out_.governed_cgroups.begin(), out_.governed_cgroups.end(), same))
+                        out_.governed_cgroups.emplace_back(cgroup->id, cgroup->level);
                 } else {
                     out_.warnings.push_back({workload_path(i) + "/selectors/cgroup",
                                              "workload " + w.id + " matches no process: cgroup " +
@@ -287,6 +290,8 @@ private:
             }
             for (const auto& [var, flag] : kAllowFlags)
                 if (w.allow_env & var) k.flags |= flag;
+            if (w.allow_raw_sockets) k.flags |= KW_SEL_ALLOW_RAW_SOCKETS;
+            if (w.allow_core_dumps) k.flags |= KW_SEL_ALLOW_CORE_DUMPS;
             if (auto r = add_candidate(sel, static_cast<uint32_t>(i)); !r) return r;
             out_.workloads.push_back(k);
         }
