@@ -76,6 +76,10 @@ enum kw_sel_flags {
 	KW_SEL_ARGV = 1u << 5,	      /* argv equals argv[] exactly */
 	KW_SEL_ARGV_PREFIX = 1u << 6, /* argv starts with argv[] (whole arguments) */
 	/* 1u << 7 .. 1u << 9 were the allow_env flags of ABI 2: kw_workload.env_allow now. */
+	/* "allow_raw_sockets": the workload may open raw and packet sockets. */
+	KW_SEL_ALLOW_RAW_SOCKETS = 1u << 10,
+	/* "allow_core_dumps": the workload's memory may be dumped when it crashes. */
+	KW_SEL_ALLOW_CORE_DUMPS = 1u << 11,
 };
 
 /*
@@ -134,6 +138,7 @@ enum kw_task_flags {
 	KW_TASK_FROM_PROC = 1u << 0, /* attested from /proc at agent start (weaker) */
 	KW_TASK_AGENT = 1u << 1,     /* the kwarden agent itself (set by the agent; exec clears it) */
 	KW_TASK_ENROLLED = 1u << 2,  /* enrolled for mutual TLS (kwarden exec): kept across exec and fork */
+	KW_TASK_DUMPING = 1u << 3,   /* inside do_coredump(): the task is dying with a core dump */
 };
 
 /* Task local storage: the identity the kernel assigned at exec. */
@@ -277,7 +282,13 @@ enum kw_guard_action {
 	KW_GUARD_PIN = 4,	 /* open, unlink or rename of a pin, umount of their filesystem */
 	KW_GUARD_STATE = 5,	 /* open, link, unlink or rename in the agent's state directory */
 	KW_GUARD_EXEC = 6,	 /* an exec that would have been attested but was not (detail says why) */
+	KW_GUARD_RAW_SOCKET = 7, /* a raw or packet socket in a governed process (detail: family, type) */
+	KW_GUARD_CORE_DUMP = 8,	 /* a core dump of an attested or enrolled process */
+	KW_GUARD_RLIMIT = 9,	 /* another process raising the core limit of one (detail: the new limit, capped) */
 };
+
+/* detail of KW_GUARD_RAW_SOCKET: the socket's address family and type. */
+#define KW_RAW_DETAIL(family, type) (((__u32)(family) << 16) | ((__u32)(type) & 0xffff))
 
 /* detail of KW_GUARD_EXEC: why the identity was withheld (bits). */
 enum kw_exec_refusal {

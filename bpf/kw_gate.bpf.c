@@ -13,6 +13,12 @@
  * (port 0); every set found must allow the identity. Undeclared destinations return
  * 0 untouched. The decision is made in one pass of two LPM and up to two hash lookups.
  *
+ * Raw and packet sockets reach any destination without either: with CAP_NET_RAW a
+ * process hand-crafts the TCP or UDP it wants. Governed processes get none of them
+ * (kw_raw_guard): no socket_create of AF_PACKET (the legacy AF_INET SOCK_PACKET is turned
+ * into AF_PACKET before the hook), AF_XDP, or SOCK_RAW of AF_INET/AF_INET6, and no
+ * socket_sendmsg on one that was created elsewhere and passed in or inherited.
+ *
  * Mutual-TLS destinations ("tls": "mutual") are reached only by the agent, which connects
  * the enrolled process's own socket, handshakes and installs kTLS (it checks the policy
  * for that process itself). Anyone else, whatever the rules, gets EPERM: a process that
@@ -24,7 +30,7 @@
  * and once kTLS is in, only the agent reads or sets their keys (socket_getsockopt,
  * socket_setsockopt).
  */
-#include "lib/common.h"
+#include "lib/guard.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -36,6 +42,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define MSG_FASTOPEN 0x20000000
 #define SOCK_STREAM 1
 #define SOCK_DGRAM 2
+#define SOCK_RAW 3
+#define SOCK_PACKET 10
+#define SOCK_TYPE_MASK 0xf
+#define AF_PACKET 17
+#define AF_XDP 44
 
 struct kw_target {
 	__u8 proto;
@@ -227,6 +238,70 @@ static __always_inline int kw_gate(struct socket *sock, struct sockaddr *sa, int
 	return 0;
 }
 
+/* A socket that carries packets the caller writes itself, headers included: every
+ * packet socket, AF_XDP, and SOCK_RAW of IPv4 and IPv6 (IP_HDRINCL, or any protocol
+ * number). ICMP "ping" sockets are SOCK_DGRAM and stay open. */
+static __always_inline int kw_raw_kind(int family, int type)
+{
+	if (family == AF_PACKET || family == AF_XDP)
+		return 1;
+	type &= SOCK_TYPE_MASK;
+	return (family == AF_INET || family == AF_INET6) && (type == SOCK_RAW || type == SOCK_PACKET);
+}
+
+/*
+ * Who the policy governs here: an attested process (unless its workload entry sets
+ * "allow_raw_sockets"), and any process in or below a cgroup that a workload selects,
+ * attested or not: that is where an attacker next to the workload runs. Elsewhere (the
+ * host's tcpdump, ping, DHCP client) nothing changes; the agent passes. Audit mode
+ * reports the socket's creation and lets it be (an event with errno 0), and its sends
+ * without an event each; enforce mode refuses both.
+ */
+static __always_inline int kw_raw_guard(int family, int type, int at_send)
+{
+	__u32 gen = kw_generation();
+	struct kw_task *t = kw_current_task_state();
+
+	if (kw_task_is_agent(t))
+		return 0;
+	if (t && t->ident != KW_IDENT_NONE) {
+		if (kw_task_allows(t, KW_SEL_ALLOW_RAW_SOCKETS))
+			return 0;
+	} else if (!kw_in_governed_cgroup(gen)) {
+		return 0;
+	}
+	struct kw_config *cfg = bpf_map_lookup_elem(&kw_cfg, &gen);
+	struct kw_guard_target g = {
+		.action = KW_GUARD_RAW_SOCKET,
+		.decision = KW_DECISION_DENY,
+		.detail = KW_RAW_DETAIL(family, type & SOCK_TYPE_MASK),
+	};
+	/* Two plain returns: computed as "-audit" the value would be a 32-bit negation,
+	 * whose range 6.12's verifier cannot bound to [-4095, 0]. */
+	if (cfg && cfg->mode == KW_MODE_AUDIT) {
+		/* Reported once, when the socket is made: not once per packet. */
+		if (at_send)
+			return 0;
+		kw_emit_guard(&g);
+		kw_count(KW_CNT_CONNECT_AUDITED);
+		return 0;
+	}
+	g.err = EPERM;
+	kw_emit_guard(&g);
+	return -EPERM;
+}
+
+/* Kernel sockets (kern = 1) are the kernel's own, whoever's call created them. */
+SEC("lsm/socket_create")
+int BPF_PROG(kw_socket_create, int family, int type, int protocol, int kern, int ret)
+{
+	if (ret)
+		return ret;
+	if (kern || !kw_raw_kind(family, type))
+		return 0;
+	return kw_raw_guard(family, type, 0);
+}
+
 /* EPERM when a socket's STATE is one of STATES (enum kw_ktls_flags) and the caller is
  * not the agent. */
 static __always_inline int kw_agent_only_state(struct kw_ktls_state *state, __u32 states)
@@ -310,6 +385,16 @@ int BPF_PROG(kw_sendmsg, struct socket *sock, struct msghdr *msg, int size, int 
 	ret = kw_data_guard(sock->sk);
 	if (ret)
 		return ret;
+	/* A raw or packet socket created before the process was governed, or by another
+	 * process, and passed in (SCM_RIGHTS, pidfd_getfd, inheritance): the same rule as
+	 * at creation, for each send (write(2) on a socket is a sendmsg too). */
+	struct sock *sk = sock->sk;
+	if (sk) {
+		int family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		int type = BPF_CORE_READ(sk, sk_type);
+		if (kw_raw_kind(family, type))
+			return kw_raw_guard(family, type, 1);
+	}
 	name = BPF_CORE_READ(msg, msg_name);
 	if (!name)
 		return 0; /* connected socket: its connect() was gated */

@@ -15,6 +15,15 @@
  *   inode_permission     opening a pin under the pin directory (BPF_OBJ_GET, open(2)).
  *   file_open            also records the agent's executable when the agent asks
  *                        (kw_guard_cfg.capture_tgid).
+ *   fentry/fexit do_coredump, cred_prepare
+ *                        no core dump of an attested or enrolled process (unless its
+ *                        workload sets "allow_core_dumps"), to a file or a pipe helper:
+ *                        do_coredump() takes a copy of the credentials (prepare_creds)
+ *                        before it looks at core_pattern, opens a file or starts a
+ *                        helper, and gives up when that fails. The fentry marks the dying
+ *                        task (KW_TASK_DUMPING), cred_prepare refuses the copy for a
+ *                        marked task, the fexit clears the mark.
+ *   task_setrlimit       another process raising the core limit (prlimit) of one.
  *   inode_unlink/rmdir/rename/link/create, sb_umount
  *                        removing, replacing or hiding pins, and the same on the agent's
  *                        state directory (CA keys); file_open reads of that directory.
@@ -300,4 +309,103 @@ int BPF_PROG(kw_sb_umount, struct vfsmount *mnt, int flags, int ret)
 		return 0;
 	struct kw_file_key key = { .dev = cfg->pin_dev, .ino = BPF_CORE_READ(mnt, mnt_root, d_inode, i_ino) };
 	return kw_deny_inode(KW_INODE_PIN_DIR, &key, KW_OP_UMOUNT, 0);
+}
+
+/*
+ * Core dumps. The memory of an attested process must not reach a file or a pipe helper
+ * (systemd-coredump hands the core back to the same uid) because someone of the same uid
+ * raised its core limit and sent it SIGSEGV: the limit may come from before the exec, or
+ * be ignored altogether (a pipe core_pattern dumps whatever RLIMIT_CORE says, but 1).
+ * So the dump itself is refused, whatever the limit and core_pattern. do_coredump() runs
+ * in the dying task, and its first step that can fail after the dumpable check is
+ * prepare_creds(): a refusal there ends the dump before a byte is written or a helper
+ * runs. The decision is taken at entry (the process's state: for a process attested from
+ * /proc, its leader's) and kept on the dumping thread's own storage.
+ */
+SEC("fentry/do_coredump")
+int BPF_PROG(kw_coredump_enter)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct kw_task *t = kw_process_state(task);
+
+	if (!kw_task_is_guarded(t) || kw_task_is_agent(t) || !kw_guard_on() ||
+	    kw_task_allows(t, KW_SEL_ALLOW_CORE_DUMPS))
+		return 0;
+	struct kw_task *me = bpf_task_storage_get(&kw_tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (me)
+		me->flags |= KW_TASK_DUMPING;
+	return 0;
+}
+
+/* A dump that ended before prepare_creds (not dumpable) leaves no mark behind. */
+SEC("fexit/do_coredump")
+int BPF_PROG(kw_coredump_exit)
+{
+	struct kw_task *me = kw_current_task_state();
+	if (me)
+		me->flags &= ~KW_TASK_DUMPING;
+	return 0;
+}
+
+/* The cost everywhere else (every exec, setuid, ...): one task-storage lookup. */
+SEC("lsm/cred_prepare")
+int BPF_PROG(kw_cred_prepare, struct cred *new, const struct cred *old, gfp_t gfp, int ret)
+{
+	if (ret)
+		return ret;
+	struct kw_task *me = kw_current_task_state();
+	if (!me || !(me->flags & KW_TASK_DUMPING))
+		return 0;
+	me->flags &= ~KW_TASK_DUMPING; /* one refusal per dump */
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct kw_task *t = kw_process_state(task);
+	struct kw_guard_target g = {
+		.action = KW_GUARD_CORE_DUMP,
+		.decision = KW_DECISION_DENY,
+		.tgid = BPF_CORE_READ(task, tgid),
+		.ident = t ? t->ident : KW_IDENT_NONE,
+		.name = task->comm,
+	};
+	kw_emit_guard(&g);
+	return -EPERM;
+}
+
+#define RLIMIT_CORE 4
+
+/*
+ * prlimit(2) by another process: raising an attested process's core limit (soft or hard)
+ * is refused. The process itself may (setrlimit, or prlimit on its own pid), and anyone
+ * may lower it. The dump is refused anyway; this reports the attempt where it is made.
+ */
+SEC("lsm/task_setrlimit")
+int BPF_PROG(kw_task_setrlimit, struct task_struct *p, unsigned int resource, struct rlimit *new_rlim, int ret)
+{
+	if (ret)
+		return ret;
+	if (resource != RLIMIT_CORE)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (BPF_CORE_READ(p, tgid) == task->tgid)
+		return 0;
+	struct kw_task *t = kw_process_state(p);
+	if (!kw_task_is_guarded(t) || !kw_guard_on() || kw_task_is_agent(kw_current_task_state()) ||
+	    kw_task_allows(t, KW_SEL_ALLOW_CORE_DUMPS))
+		return 0;
+	__u64 cur = BPF_CORE_READ(new_rlim, rlim_cur);
+	__u64 max = BPF_CORE_READ(new_rlim, rlim_max);
+	__u64 old_cur = BPF_CORE_READ(p, signal, rlim[RLIMIT_CORE].rlim_cur);
+	__u64 old_max = BPF_CORE_READ(p, signal, rlim[RLIMIT_CORE].rlim_max);
+	if (cur <= old_cur && max <= old_max)
+		return 0;
+	struct kw_guard_target g = {
+		.action = KW_GUARD_RLIMIT,
+		.decision = KW_DECISION_DENY,
+		.err = EPERM,
+		.detail = cur > 0xffffffffull ? 0xffffffffu : (__u32)cur,
+		.tgid = BPF_CORE_READ(p, tgid),
+		.ident = t->ident,
+		.name = p->comm,
+	};
+	kw_emit_guard(&g);
+	return -EPERM;
 }

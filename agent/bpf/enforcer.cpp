@@ -192,6 +192,7 @@ Result<void> Enforcer::attach() {
         {o.gate->progs.kw_file_perm, "kw_file_perm"},
         {o.gate->progs.kw_getsockopt, "kw_getsockopt"},
         {o.gate->progs.kw_setsockopt, "kw_setsockopt"},
+        {o.gate->progs.kw_socket_create, "kw_socket_create"},
         {o.guard->progs.kw_ptrace_access, "kw_ptrace_access"},
         {o.guard->progs.kw_ptrace_traceme, "kw_ptrace_traceme"},
         {o.guard->progs.kw_file_receive, "kw_file_receive"},
@@ -204,9 +205,14 @@ Result<void> Enforcer::attach() {
         {o.guard->progs.kw_inode_link, "kw_inode_link"},
         {o.guard->progs.kw_inode_create, "kw_inode_create"},
         {o.guard->progs.kw_sb_umount, "kw_sb_umount"},
+        {o.guard->progs.kw_cred_prepare, "kw_cred_prepare"},
+        {o.guard->progs.kw_task_setrlimit, "kw_task_setrlimit"},
+        // fentry/fexit: bpf_program__attach picks the attach type from the section.
+        {o.guard->progs.kw_coredump_enter, "kw_coredump_enter"},
+        {o.guard->progs.kw_coredump_exit, "kw_coredump_exit"},
     };
     for (const auto& l : lsms) {
-        bpf_link* link = bpf_program__attach_lsm(l.prog);
+        bpf_link* link = bpf_program__attach(l.prog);
         if (!link) return make_error(std::string("cannot attach ") + l.name + ": " + errno_text(errno));
         o.links.push_back(link);
         if (auto r = pin_replacing(link, links_dir + "/" + l.name); !r) return r;
@@ -255,6 +261,7 @@ Result<void> Enforcer::publish(const core::CompiledPolicy& c) {
     for (uint32_t i = 0; i < c.lists.size(); i++) lists.emplace_back(i, c.lists[i]);
     std::vector<std::pair<uint32_t, kw_workload>> wls;
     for (uint32_t i = 0; i < c.workloads.size(); i++) wls.emplace_back(i, c.workloads[i]);
+    std::vector<std::pair<uint64_t, uint32_t>> cgsel(c.governed_cgroups.begin(), c.governed_cgroups.end());
 
     struct Inner {
         const char* outer;
@@ -264,6 +271,7 @@ Result<void> Enforcer::publish(const core::CompiledPolicy& c) {
         {"kw_files", make_inner(BPF_MAP_TYPE_HASH, "kw_files_in", c.files)},
         {"kw_lists", make_inner(BPF_MAP_TYPE_HASH, "kw_lists_in", lists)},
         {"kw_wls", make_inner(BPF_MAP_TYPE_HASH, "kw_wls_in", wls)},
+        {"kw_cgsel", make_inner(BPF_MAP_TYPE_HASH, "kw_cgsel_in", cgsel)},
         {"kw_dsts", make_inner(BPF_MAP_TYPE_LPM_TRIE, "kw_dsts_in", c.dsts, BPF_F_NO_PREALLOC)},
         {"kw_allow", make_inner(BPF_MAP_TYPE_HASH, "kw_allow_in", c.allows)},
     };

@@ -271,6 +271,9 @@ private:
                 if (cgroup) {
                     k.cgroup_id = cgroup->id;
                     k.cgroup_level = cgroup->level;
+                    auto same = [&](const auto& g) { return g.first == cgroup->id; };
+                    if (std::none_of(out_.governed_cgroups.begin(), out_.governed_cgroups.end(), same))
+                        out_.governed_cgroups.emplace_back(cgroup->id, cgroup->level);
                 } else {
                     out_.warnings.push_back({workload_path(i) + "/selectors/cgroup",
                                              "workload " + w.id + " matches no process: cgroup " +
@@ -284,6 +287,8 @@ private:
                 if (auto r = encode_argv(sel.argv->args, k, i); !r) return r;
             }
             k.env_allow = w.allow_env;
+            if (w.allow_raw_sockets) k.flags |= KW_SEL_ALLOW_RAW_SOCKETS;
+            if (w.allow_core_dumps) k.flags |= KW_SEL_ALLOW_CORE_DUMPS;
             if (auto r = add_candidate(sel, static_cast<uint32_t>(i)); !r) return r;
             out_.workloads.push_back(k);
         }

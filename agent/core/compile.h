@@ -86,6 +86,9 @@ struct CompiledPolicy {
     std::vector<kw_workload> workloads;  // index = workload index (policy order)
     std::vector<std::pair<kw_dst_key, kw_dst_val>> dsts;
     std::vector<std::pair<kw_allow_key, kw_allow_val>> allows;
+    // kw_cgsel: the cgroups that cgroup selectors name, as (cgroup id, level), each once.
+    // The processes in them or below are governed whether attested or not (raw sockets).
+    std::vector<std::pair<uint64_t, uint32_t>> governed_cgroups;
 
     std::vector<PinnedFile> pins;                  // index = pin_id
     std::vector<std::vector<uint32_t>> dset_members;  // dset -> destination indices

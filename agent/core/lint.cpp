@@ -3,7 +3,8 @@
 // alone attests whatever code that interpreter is asked to run, and one on a general-purpose
 // tool (curl, env, find) whatever its caller makes it do; a workload that allows a
 // code-loading variable (LD_PRELOAD, BASH_ENV, PYTHON*, ...) attests whatever code the
-// caller names in it.
+// caller names in it; one that allows raw sockets or core dumps opens a way around the
+// gate or the guard.
 #include <algorithm>
 #include <array>
 #include <string>
@@ -61,6 +62,19 @@ void warn_about_injection(const Workload& w, size_t index, std::vector<PolicyPro
                           names + " allowed: any process of this identity may run injected code"});
 }
 
+// Openings of the guard that hand an attacker next to the workload a way around it.
+void warn_about_openings(const Workload& w, size_t index, std::vector<PolicyProblem>& advice) {
+    const std::string at = "/workloads/" + std::to_string(index);
+    if (w.allow_raw_sockets)
+        advice.push_back({at + "/allow_raw_sockets",
+                          "raw and packet sockets allowed: any process of this identity with CAP_NET_RAW may "
+                          "hand-craft packets to any destination, whatever the rules"});
+    if (w.allow_core_dumps)
+        advice.push_back({at + "/allow_core_dumps",
+                          "core dumps allowed: whoever can send this workload a signal (same uid) may get its memory, "
+                          "keys included, written to disk or to the core_pattern helper"});
+}
+
 }  // namespace
 
 std::vector<PolicyProblem> lint_policy(const Policy& policy) {
@@ -68,6 +82,7 @@ std::vector<PolicyProblem> lint_policy(const Policy& policy) {
     for (size_t i = 0; i < policy.workloads.size(); ++i) {
         const Selectors& sel = policy.workloads[i].selectors;
         warn_about_injection(policy.workloads[i], i, advice);
+        warn_about_openings(policy.workloads[i], i, advice);
         if (!sel.exe || sel.script || sel.argv) continue;
         std::string_view exe = *sel.exe;
         std::string_view name = exe.substr(exe.rfind('/') + 1);

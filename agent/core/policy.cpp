@@ -39,7 +39,9 @@ constexpr uint64_t kMaxId = 4294967294;  // uid/gid: 4294967295 is (uid_t)-1, "n
 constexpr std::array<std::string_view, 9> kPolicyFields = {"version",    "trust_domain", "mode",
                                                            "log_allowed", "workloads",   "destinations",
                                                            "rules",      "federation",  "allow_debuggers"};
-constexpr std::array<std::string_view, 5> kWorkloadFields = {"id", "selectors", "svid_ttl", "listen", "allow_env"};
+constexpr std::array<std::string_view, 7> kWorkloadFields = {"id",        "selectors",         "svid_ttl",
+                                                             "listen",    "allow_env",         "allow_raw_sockets",
+                                                             "allow_core_dumps"};
 constexpr std::array<std::string_view, 2> kListenFields = {"port", "tls"};
 constexpr std::array<std::string_view, 2> kFederationFields = {"trust_domain", "bundle"};
 constexpr std::array<std::string_view, 9> kSelectorFields = {"exe",         "sha256", "script", "script_sha256", "argv",
@@ -411,7 +413,18 @@ private:
             });
         }
         if (const json* v = field(w, "allow_env")) workload.allow_env = read_allow_env(*v, at(path, "allow_env"));
+        workload.allow_raw_sockets = read_flag(w, path, "allow_raw_sockets");
+        workload.allow_core_dumps = read_flag(w, path, "allow_core_dumps");
         return workload;
+    }
+
+    // An optional boolean field of OBJ: absent is false.
+    bool read_flag(const json& obj, const std::string& path, const char* name) {
+        const json* v = field(obj, name);
+        if (!v) return false;
+        if (v->is_boolean()) return v->get<bool>();
+        error(at(path, name), "must be true or false");
+        return false;
     }
 
     // Each code-loading variable lets code the pinned files do not contain run under the

@@ -123,6 +123,12 @@ struct Workload {
     std::optional<std::chrono::seconds> svid_ttl;  // nullopt: kDefaultSvidTtl
     std::vector<Listen> listen;
     uint32_t allow_env = 0;  // CodeEnvVar bits; 0: no code-loading variable tolerated
+    // "allow_raw_sockets": the workload's processes may open raw and packet sockets,
+    // with which they reach any destination without connect().
+    bool allow_raw_sockets = false;
+    // "allow_core_dumps": a crash may write the workload's memory to a core file or a
+    // core_pattern helper, and other processes may raise its core limit.
+    bool allow_core_dumps = false;
 };
 
 // Another trust domain whose X.509-SVIDs we verify, with its own bundle file. Bundles of

@@ -156,6 +156,9 @@ const char* guard_action_name(uint8_t a) {
     case KW_GUARD_PIN: return "pin";
     case KW_GUARD_STATE: return "state_dir";
     case KW_GUARD_EXEC: return "exec";
+    case KW_GUARD_RAW_SOCKET: return "raw_socket";
+    case KW_GUARD_CORE_DUMP: return "core_dump";
+    case KW_GUARD_RLIMIT: return "rlimit";
     }
     return "unknown";
 }
@@ -168,6 +171,27 @@ const char* inode_op_name(uint32_t op) {
     case KW_OP_LINK: return "link";
     case KW_OP_CREATE: return "create";
     case KW_OP_UMOUNT: return "umount";
+    }
+    return "unknown";
+}
+
+const char* family_name(uint32_t family) {
+    switch (family) {
+    case 2: return "AF_INET";
+    case 10: return "AF_INET6";
+    case 17: return "AF_PACKET";
+    case 44: return "AF_XDP";
+    }
+    return "unknown";
+}
+
+const char* socket_type_name(uint32_t type) {
+    switch (type) {
+    case 1: return "SOCK_STREAM";
+    case 2: return "SOCK_DGRAM";
+    case 3: return "SOCK_RAW";
+    case 5: return "SOCK_SEQPACKET";
+    case 10: return "SOCK_PACKET";
     }
     return "unknown";
 }
@@ -261,6 +285,23 @@ json EventFormatter::format_guard(const kw_ev_hdr& hdr, const kw_ev_guard& e) {
         j["withheld_because"] = exec_reasons(e.detail, e.target_tgid);
         why = "no identity for an exec whose environment may load code nobody pinned (allow_env), that has no "
               "file on disk, or is traced";
+        break;
+    case KW_GUARD_RAW_SOCKET:
+        // Audit mode lets the socket be: the caller got no errno.
+        j["mode"] = e.err == 0 ? "audit" : "enforce";
+        j["family"] = family_name(e.detail >> 16);
+        j["socket_type"] = socket_type_name(e.detail & 0xffff);
+        why = "raw and packet sockets reach destinations without connect(): refused to attested processes and to "
+              "processes in a workload's cgroup (allow_raw_sockets opens it for a workload)";
+        break;
+    case KW_GUARD_CORE_DUMP:
+        j["target"] = {{"tgid", e.target_tgid}, {"comm", name}, {"spiffe_id", spiffe_id(e.target_ident)}};
+        why = "the memory of an attested or enrolled process is not dumped (allow_core_dumps opens it for a workload)";
+        break;
+    case KW_GUARD_RLIMIT:
+        j["target"] = {{"tgid", e.target_tgid}, {"comm", name}, {"spiffe_id", spiffe_id(e.target_ident)}};
+        j["core_limit"] = e.detail;
+        why = "only the process itself raises the core limit of an attested or enrolled process";
         break;
     }
     j["decided_by"] = why;

@@ -71,6 +71,50 @@ static __always_inline __u32 kw_debugger_of(struct task_struct *task, struct kw_
 	return idx ? *idx + 1 : 0;
 }
 
+/* The workload entry of generation GEN that attested T: NULL when T is not attested, or
+ * when a reload put another identity's entry at its index (the caller then treats T as
+ * having no opening: fail closed). */
+static __always_inline struct kw_workload *kw_task_workload(struct kw_task *t, __u32 gen)
+{
+	if (!t || t->ident == KW_IDENT_NONE || t->wl == 0)
+		return 0;
+	void *wls = bpf_map_lookup_elem(&kw_wls, &gen);
+	if (!wls)
+		return 0;
+	__u32 idx = t->wl - 1;
+	struct kw_workload *w = bpf_map_lookup_elem(wls, &idx);
+	return w && w->ident == t->ident ? w : 0;
+}
+
+/* T's workload entry sets FLAG (enum kw_sel_flags), in the generation in force. */
+static __always_inline int kw_task_allows(struct kw_task *t, __u32 flag)
+{
+	struct kw_workload *w = kw_task_workload(t, kw_generation());
+	return w && (w->flags & flag);
+}
+
+/* Deepest cgroup level searched for a workload's cgroup selector (as kw_attest). */
+#define KW_CGROUP_LEVELS 64
+
+/* The current process is in a cgroup that a workload selector names, or below one: the
+ * selector's cgroup is then one of its ancestors, at the selector's own level. */
+static __always_inline int kw_in_governed_cgroup(__u32 gen)
+{
+	void *cgs = bpf_map_lookup_elem(&kw_cgsel, &gen);
+	if (!cgs)
+		return 0;
+	int level = BPF_CORE_READ(bpf_get_current_task_btf(), cgroups, dfl_cgrp, level);
+	for (int i = 0; i < KW_CGROUP_LEVELS; i++) {
+		if (i > level)
+			break;
+		__u64 id = bpf_get_current_ancestor_cgroup_id(i);
+		__u32 *at = bpf_map_lookup_elem(cgs, &id);
+		if (at && *at == (__u32)i)
+			return 1;
+	}
+	return 0;
+}
+
 struct kw_guard_target {
 	__u8 action;   /* enum kw_guard_action */
 	__u8 decision; /* enum kw_decision */

@@ -933,3 +933,46 @@ TEST_CASE("allowing a variable that names code draws a lint warning naming it, L
     CHECK(advice[0].path == "/workloads/1/allow_env");
     CHECK(advice[0].message == "BASH_ENV, PYTHON* and NODE_* allowed: any process of this identity may run injected code");
 }
+
+TEST_CASE("allow_raw_sockets and allow_core_dumps become workload flags") {
+    FakeHostView host;
+    Policy p = policy_of(R"(
+        {"id": "spiffe://example.org/none", "selectors": {"uid": 1}},
+        {"id": "spiffe://example.org/raw", "selectors": {"uid": 2}, "allow_raw_sockets": true},
+        {"id": "spiffe://example.org/core", "selectors": {"uid": 3}, "allow_core_dumps": true,
+         "allow_raw_sockets": false})");
+    CompiledPolicy c = compile_ok(p, host);
+    REQUIRE(c.workloads.size() == 3);
+    CHECK(c.workloads[0].flags == KW_SEL_UID);
+    CHECK(c.workloads[1].flags == (KW_SEL_UID | KW_SEL_ALLOW_RAW_SOCKETS));
+    CHECK(c.workloads[2].flags == (KW_SEL_UID | KW_SEL_ALLOW_CORE_DUMPS));
+}
+
+TEST_CASE("the cgroups that selectors name are governed, each once, missing ones not") {
+    FakeHostView host;
+    host.add_cgroup("/system.slice/app.service", 42, 2);
+    host.add_cgroup("/kw", 7, 1);
+    Policy p = policy_of(R"(
+        {"id": "spiffe://example.org/a", "selectors": {"cgroup": "/system.slice/app.service"}},
+        {"id": "spiffe://example.org/b", "selectors": {"uid": 1}},
+        {"id": "spiffe://example.org/c", "selectors": {"cgroup": "/kw", "uid": 2}},
+        {"id": "spiffe://example.org/d", "selectors": {"cgroup": "/system.slice/app.service", "uid": 3}},
+        {"id": "spiffe://example.org/e", "selectors": {"cgroup": "/not/yet"}})");
+    CompiledPolicy c = compile_ok(p, host);
+    REQUIRE(c.governed_cgroups.size() == 2);
+    CHECK(c.governed_cgroups[0] == std::pair<uint64_t, uint32_t>{42, 2});
+    CHECK(c.governed_cgroups[1] == std::pair<uint64_t, uint32_t>{7, 1});
+}
+
+TEST_CASE("allowing raw sockets or core dumps draws a lint warning") {
+    Policy p = policy_of(R"(
+        {"id": "spiffe://example.org/a", "selectors": {"uid": 1}, "allow_raw_sockets": true},
+        {"id": "spiffe://example.org/b", "selectors": {"uid": 2}, "allow_core_dumps": true},
+        {"id": "spiffe://example.org/c", "selectors": {"uid": 3}, "allow_raw_sockets": false})");
+    auto advice = lint_policy(p);
+    REQUIRE(advice.size() == 2);
+    CHECK(advice[0].path == "/workloads/0/allow_raw_sockets");
+    CHECK(advice[0].message.starts_with("raw and packet sockets allowed"));
+    CHECK(advice[1].path == "/workloads/1/allow_core_dumps");
+    CHECK(advice[1].message.starts_with("core dumps allowed"));
+}
