@@ -450,7 +450,7 @@ enum kw_counter {
 	KW_CNT_CONNECT_CHECKED = 0,
 	KW_CNT_CONNECT_ALLOWED,
 	KW_CNT_CONNECT_DENIED,
-	KW_CNT_CONNECT_AUDITED, /* would have been denied; audit mode */
+	KW_CNT_CONNECT_AUDITED, /* would have been denied; audit mode (connects, raw sockets) */
 	KW_CNT_EXEC_ATTESTED,
 	KW_CNT_EXEC_CLEARED, /* an attested process exec'd something that is not attested */
 	KW_CNT_EVENTS_DROPPED,
