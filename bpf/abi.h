@@ -16,7 +16,7 @@
 #include <linux/types.h>
 #endif
 
-#define KW_ABI_VERSION 2
+#define KW_ABI_VERSION 3
 
 /* Identity 0 is "unattested". Identity ids are assigned by the agent, append-only for
  * the lifetime of the pinned maps, so a policy reload never renames a running process. */
@@ -99,6 +99,21 @@ enum kw_task_flags {
 	KW_TASK_FROM_PROC = 1u << 0, /* attested from /proc at agent start (weaker) */
 	KW_TASK_AGENT = 1u << 1,     /* the kwarden agent itself (set by the agent; exec clears it) */
 	KW_TASK_ENROLLED = 1u << 2,  /* enrolled for mutual TLS (kwarden exec): kept across exec and fork */
+};
+
+/* Value of kw_listeners, keyed by the address of a seccomp filter whose user-notification
+ * listener the agent holds alone (registered when the agent first sends an ioctl to it).
+ * notif is the filter's notification state at registration: a filter freed and another
+ * one allocated at the same address does not inherit the registration. */
+struct kw_listener {
+	__u64 notif;
+};
+
+/* Socket local storage: the identity of the process that created the socket, kept only
+ * for sockets created by an attested process (no entry: created unattested). */
+struct kw_sk_creator {
+	__u32 ident;
+	__u32 _pad;
 };
 
 /* Task local storage: the identity the kernel assigned at exec. */
@@ -242,6 +257,7 @@ enum kw_guard_action {
 	KW_GUARD_PIN = 4,	 /* open, unlink or rename of a pin, umount of their filesystem */
 	KW_GUARD_STATE = 5,	 /* open, link, unlink or rename in the agent's state directory */
 	KW_GUARD_EXEC = 6,	 /* an exec that would have been attested but was not (detail says why) */
+	KW_GUARD_FOREIGN_SOCKET = 10, /* connect/sendto under one identity of a socket created under another */
 };
 
 /* detail of KW_GUARD_EXEC: why the identity was withheld (bits). */
@@ -252,6 +268,7 @@ enum kw_exec_refusal {
 	KW_EXEC_ENV_UNREAD = 1u << 3, /* the environment could not be read in full */
 	KW_EXEC_ANON = 1u << 4,	      /* memfd, O_TMPFILE or deleted file: no name on disk */
 	KW_EXEC_TRACED = 1u << 5,     /* ptraced by someone who is not an allowed debugger */
+	KW_EXEC_LISTENER = 1u << 7,   /* a seccomp filter's listener is held by someone but the agent */
 };
 
 /* detail of KW_GUARD_PIN and KW_GUARD_STATE. */
@@ -344,10 +361,11 @@ struct kw_ev_guard {
 	__u8 decision;		  /* enum kw_decision */
 	__u16 _pad;
 	__s32 err;	    /* the errno the caller got (positive), 0 when allowed */
-	__u32 detail;	    /* ptrace mode, bpf command, enum kw_inode_op, enum kw_exec_refusal */
+	__u32 detail;	    /* ptrace mode, bpf command, enum kw_inode_op, enum kw_exec_refusal, enum kw_path */
 	__u32 target_tgid;  /* PTRACE: the process asked for */
-	__u32 target_ident; /* PTRACE: the target's; FD_RECEIVE: the socket owner's; EXEC: the workload's */
-	__u32 obj_id;	    /* BPF: the object id; EXEC: workload index */
+	__u32 target_ident; /* PTRACE: the target's; FD_RECEIVE: the socket owner's; EXEC: the workload's;
+			     * FOREIGN_SOCKET: the socket creator's */
+	__u32 obj_id;	    /* BPF: the object id; EXEC: workload index; FOREIGN_SOCKET: the port */
 	struct kw_file_key inode; /* PIN, STATE: the inode */
 	char name[32];		  /* PTRACE: target comm; PIN, STATE: the file name */
 };
@@ -433,6 +451,8 @@ KW_ASSERT_SIZE(struct kw_ev_connect, 144 + KW_PATH_MAX);
 KW_ASSERT_SIZE(struct kw_ev_sock, 80);
 KW_ASSERT_SIZE(struct kw_sk, 40);
 KW_ASSERT_SIZE(struct kw_ktls_state, 8);
+KW_ASSERT_SIZE(struct kw_listener, 8);
+KW_ASSERT_SIZE(struct kw_sk_creator, 8);
 KW_ASSERT_SIZE(struct kw_guard_cfg, 56);
 KW_ASSERT_SIZE(struct kw_guard_id, 8);
 KW_ASSERT_SIZE(struct kw_debugger_key, 24);

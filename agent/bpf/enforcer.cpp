@@ -192,6 +192,7 @@ Result<void> Enforcer::attach() {
         {o.gate->progs.kw_file_perm, "kw_file_perm"},
         {o.gate->progs.kw_getsockopt, "kw_getsockopt"},
         {o.gate->progs.kw_setsockopt, "kw_setsockopt"},
+        {o.gate->progs.kw_sock_create, "kw_sock_create"},
         {o.guard->progs.kw_ptrace_access, "kw_ptrace_access"},
         {o.guard->progs.kw_ptrace_traceme, "kw_ptrace_traceme"},
         {o.guard->progs.kw_file_receive, "kw_file_receive"},
@@ -204,6 +205,8 @@ Result<void> Enforcer::attach() {
         {o.guard->progs.kw_inode_link, "kw_inode_link"},
         {o.guard->progs.kw_inode_create, "kw_inode_create"},
         {o.guard->progs.kw_sb_umount, "kw_sb_umount"},
+        {o.guard->progs.kw_file_ioctl, "kw_file_ioctl"},
+        {o.guard->progs.kw_file_free, "kw_file_free"},
     };
     for (const auto& l : lsms) {
         bpf_link* link = bpf_program__attach_lsm(l.prog);

@@ -156,6 +156,7 @@ const char* guard_action_name(uint8_t a) {
     case KW_GUARD_PIN: return "pin";
     case KW_GUARD_STATE: return "state_dir";
     case KW_GUARD_EXEC: return "exec";
+    case KW_GUARD_FOREIGN_SOCKET: return "foreign_socket";
     }
     return "unknown";
 }
@@ -186,6 +187,7 @@ json exec_reasons(uint32_t bits) {
         {KW_EXEC_LD_PRELOAD, "LD_PRELOAD"},  {KW_EXEC_LD_AUDIT, "LD_AUDIT"},
         {KW_EXEC_LD_LIBRARY_PATH, "LD_LIBRARY_PATH"}, {KW_EXEC_ENV_UNREAD, "environment unreadable"},
         {KW_EXEC_ANON, "anonymous executable"},   {KW_EXEC_TRACED, "traced"},
+        {KW_EXEC_LISTENER, "seccomp listener"},
     };
     json out = json::array();
     for (const auto& [bit, name] : names)
@@ -250,7 +252,14 @@ json EventFormatter::format_guard(const kw_ev_hdr& hdr, const kw_ev_guard& e) {
     case KW_GUARD_EXEC:
         j["workload"] = spiffe_id(e.target_ident);
         j["withheld_because"] = exec_reasons(e.detail);
-        why = "no identity for an exec that may run injected code, has no file on disk, or is traced";
+        why = "no identity for an exec that may run injected code, has no file on disk, is traced, or has its "
+              "syscalls answered by a seccomp listener the agent does not hold alone";
+        break;
+    case KW_GUARD_FOREIGN_SOCKET:
+        j["socket_creator"] = spiffe_id(e.target_ident);
+        j["port"] = e.obj_id;
+        j["path"] = e.detail == KW_PATH_SENDMSG ? "sendmsg" : "connect";
+        why = "a socket reaches a destination under an identity's rule only if that identity created it";
         break;
     }
     j["decided_by"] = why;
