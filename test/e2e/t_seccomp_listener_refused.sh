@@ -8,7 +8,8 @@
 # a destination the policy does not declare connects the attacker's socket to that sink,
 # and the attacker writes to it.
 # The agent's own listener (`kwarden exec`) keeps the identity: the enrolled binary
-# reaches the destination. And a socket made by someone else: a socket created
+# reaches the destination; an enrolling process that keeps a copy of its listener is
+# refused enrolment. And a socket made by someone else: a socket created
 # unattested and inherited across the exec of an attested script is refused on connect
 # (EPERM, guard event foreign_socket), while the script's own socket connects.
 # shellcheck source=lib.sh
@@ -90,6 +91,11 @@ expect_ok as_workload "$KWARDEN" exec --enroll-socket "$T/enroll.sock" -- \
     "$KW_ATTESTED" --send "enrolled-$$" 127.0.0.1 "$PORT"
 wait_sink_data db "enrolled-$$"
 assert_eq "guard events for the enrolled exec" 0 "$(ev_count '.type == "guard" and .action == "exec"')"
+# ... but an enrolling process that keeps a copy of its listener is refused: the kernel
+# registers a listener only while the agent holds the one reference.
+expect_ok as_workload "$T/bin/kw_seccomp_inject" --enroll-keeping "$T/enroll.sock"
+assert_match "enrolment refused to a process keeping its listener" '"ok":false' "$KW_OUT"
+assert_match "the refusal names the kept copy" 'another copy of the seccomp listener is still open' "$KW_OUT"
 
 # A socket someone else made. The script's own socket connects ...
 expect_ok as_workload "$T/bin/conn.py" own "$PORT" "script-own-$$"

@@ -4,6 +4,7 @@
  * seccomp user-notification listener.
  *
  *   kw_seccomp_inject [--write TEXT] -- CMD [ARGS...]
+ *   kw_seccomp_inject --enroll-keeping SOCKET
  *
  * Makes a TCP socket of its own, installs a seccomp filter that traps socket(2) with a
  * listener (SECCOMP_FILTER_FLAG_NEW_LISTENER), keeps the listener and forks; the child
@@ -14,6 +15,9 @@
  * connected, the tool prints "attacker socket connected to ADDR:PORT", writes TEXT
  * (--write) through it and shuts it down (CMD sees the end of its stream); if it never
  * was, it prints "attacker socket not connected". Exits with CMD's status.
+ *
+ * --enroll-keeping: enrols itself with the agent at SOCKET as `kwarden exec` does, but
+ * keeps its own copy of the listener; prints the agent's answer line and exits 0.
  */
 #include "kw_common.h"
 
@@ -26,6 +30,8 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 static int install_listener(void)
@@ -76,9 +82,57 @@ static void answer(int listener, int mine)
 	ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
 }
 
+/* Sends the enrolment request with LISTENER attached, keeping our copy. */
+static int enroll_keeping(const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	/* Connected before the filter exists: socket() is what it traps. */
+	int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (sock < 0)
+		kw_die_errno("socket", errno);
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+	if (connect(sock, (struct sockaddr *)&addr, sizeof(addr)))
+		kw_die_errno("connect", errno);
+	int listener = install_listener();
+	char text[128];
+	int n = snprintf(text, sizeof(text), "{\"op\":\"enroll\",\"pid\":%d,\"command\":\"kw_seccomp_inject\"}\n",
+			 (int)getpid());
+	struct iovec iov = { .iov_base = text, .iov_len = (size_t)n };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	memset(&control, 0, sizeof(control));
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+			      .msg_controllen = sizeof(control.buf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &listener, sizeof(int));
+	if (sendmsg(sock, &msg, 0) < 0)
+		kw_die_errno("sendmsg", errno);
+	char reply[1024];
+	size_t got = 0;
+	while (got < sizeof(reply) - 1) {
+		ssize_t r = read(sock, reply + got, 1);
+		if (r <= 0 || reply[got] == '\n')
+			break;
+		got++;
+	}
+	reply[got] = '\0';
+	printf("agent: %s\n", reply);
+	fflush(stdout);
+	close(listener);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	int i = 1;
+
+	if (argc == 3 && !strcmp(argv[1], "--enroll-keeping"))
+		return enroll_keeping(argv[2]);
 
 	const char *text = NULL;
 	while (i + 1 < argc && argv[i][0] == '-' && strcmp(argv[i], "--")) {
@@ -91,7 +145,8 @@ int main(int argc, char **argv)
 	if (i < argc && !strcmp(argv[i], "--"))
 		i++;
 	if (i >= argc)
-		kw_usage("usage: kw_seccomp_inject [--write TEXT] -- CMD [ARGS...]\n");
+		kw_usage("usage: kw_seccomp_inject [--write TEXT] -- CMD [ARGS...]\n"
+			 "       kw_seccomp_inject --enroll-keeping SOCKET\n");
 
 	/* Made before the filter: the attacker's own socket() is not trapped. */
 	int mine = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
