@@ -141,6 +141,21 @@ enum kw_task_flags {
 	KW_TASK_DUMPING = 1u << 3,   /* inside do_coredump(): the task is dying with a core dump */
 };
 
+/* Value of kw_listeners, keyed by the address of a seccomp filter whose user-notification
+ * listener the agent holds alone (registered when the agent first sends an ioctl to it).
+ * notif is the filter's notification state at registration: a filter freed and another
+ * one allocated at the same address does not inherit the registration. */
+struct kw_listener {
+	__u64 notif;
+};
+
+/* Socket local storage: the identity of the process that created the socket, kept only
+ * for sockets created by an attested process (no entry: created unattested). */
+struct kw_sk_creator {
+	__u32 ident;
+	__u32 _pad;
+};
+
 /* Task local storage: the identity the kernel assigned at exec. */
 struct kw_task {
 	__u32 ident;
@@ -285,6 +300,7 @@ enum kw_guard_action {
 	KW_GUARD_RAW_SOCKET = 7, /* a raw or packet socket in a governed process (detail: family, type) */
 	KW_GUARD_CORE_DUMP = 8,	 /* a core dump of an attested or enrolled process */
 	KW_GUARD_RLIMIT = 9,	 /* another process raising the core limit of one (detail: the new limit, capped) */
+	KW_GUARD_FOREIGN_SOCKET = 10, /* connect/sendto under one identity of a socket created under another */
 };
 
 /* detail of KW_GUARD_RAW_SOCKET: the socket's address family and type. */
@@ -299,6 +315,7 @@ enum kw_exec_refusal {
 	KW_EXEC_ANON = 1u << 4,	      /* memfd, O_TMPFILE or deleted file: no name on disk */
 	KW_EXEC_TRACED = 1u << 5,     /* ptraced by someone who is not an allowed debugger */
 	KW_EXEC_CODE_ENV = 1u << 6,   /* another kw_env_var: the event's target_tgid has them all */
+	KW_EXEC_LISTENER = 1u << 7,   /* a seccomp filter's listener is held by someone but the agent */
 };
 
 /* detail of KW_GUARD_PIN and KW_GUARD_STATE. */
@@ -391,10 +408,11 @@ struct kw_ev_guard {
 	__u8 decision;		  /* enum kw_decision */
 	__u16 _pad;
 	__s32 err;	    /* the errno the caller got (positive), 0 when allowed */
-	__u32 detail;	    /* ptrace mode, bpf command, enum kw_inode_op, enum kw_exec_refusal */
+	__u32 detail;	    /* ptrace mode, bpf command, enum kw_inode_op, enum kw_exec_refusal, enum kw_path */
 	__u32 target_tgid;  /* PTRACE: the process asked for; EXEC: the KW_ENV_* variables found */
-	__u32 target_ident; /* PTRACE: the target's; FD_RECEIVE: the socket owner's; EXEC: the workload's */
-	__u32 obj_id;	    /* BPF: the object id; EXEC: workload index */
+	__u32 target_ident; /* PTRACE: the target's; FD_RECEIVE: the socket owner's; EXEC: the workload's;
+			     * FOREIGN_SOCKET: the socket creator's */
+	__u32 obj_id;	    /* BPF: the object id; EXEC: workload index; FOREIGN_SOCKET: the port */
 	struct kw_file_key inode; /* PIN, STATE: the inode */
 	char name[32];		  /* PTRACE: target comm; PIN, STATE: the file name */
 };
@@ -480,6 +498,8 @@ KW_ASSERT_SIZE(struct kw_ev_connect, 144 + KW_PATH_MAX);
 KW_ASSERT_SIZE(struct kw_ev_sock, 80);
 KW_ASSERT_SIZE(struct kw_sk, 40);
 KW_ASSERT_SIZE(struct kw_ktls_state, 8);
+KW_ASSERT_SIZE(struct kw_listener, 8);
+KW_ASSERT_SIZE(struct kw_sk_creator, 8);
 KW_ASSERT_SIZE(struct kw_guard_cfg, 56);
 KW_ASSERT_SIZE(struct kw_guard_id, 8);
 KW_ASSERT_SIZE(struct kw_debugger_key, 24);

@@ -19,9 +19,10 @@
  *
  * No identity for injected code: an exec whose environment sets code-loading configuration
  * (enum kw_env_var: the loader's, a shell's, a language runtime's) matches a workload
- * entry only if the entry allows that variable; an
- * executable with no name on disk (memfd, O_TMPFILE, deleted) or an exec under ptrace by
- * a tracer that is not an allowed debugger matches none. When such a reason is all that
+ * entry only if the entry allows that variable; an executable with no name on disk
+ * (memfd, O_TMPFILE, deleted), an exec under ptrace by a tracer that is not an allowed
+ * debugger, or one under a seccomp filter whose listener someone other than the agent
+ * holds, matches none. When such a reason is all that
  * kept a workload from matching, a guard event says so.
  */
 #include "lib/guard.h"
@@ -57,7 +58,7 @@ struct kw_exec_facts {
 	__u32 env_bits;	 /* KW_ENV_* found */
 	__u32 env_unread; /* KW_EXEC_ENV_UNREAD when the walk did not finish, else 0 */
 	__u32 refused_env; /* KW_ENV_* that refused the first refused workload */
-	__u32 withheld;	 /* KW_EXEC_ANON, KW_EXEC_TRACED: no workload may match */
+	__u32 withheld;	 /* KW_EXEC_ANON, KW_EXEC_TRACED, KW_EXEC_LISTENER: no workload may match */
 	__u32 refused;	 /* reasons that kept the first refused workload from matching */
 	__u32 refused_ident; /* identity of that workload, ~0u none */
 	__u64 env_end;	 /* bprm->exec: the filename, right after the environment */
@@ -423,6 +424,57 @@ static __always_inline int kw_traced_by_stranger(struct task_struct *task)
 	return !kw_debugger_of(tracer, 0);
 }
 
+/*
+ * A seccomp filter with a user-notification listener lets whoever holds the listener
+ * answer the process's trapped syscalls: return any value, or install a descriptor of
+ * its own in the process (SECCOMP_IOCTL_NOTIF_ADDFD), which the process then connects for
+ * it. Filters survive exec, so one installed before the exec of a pinned binary steers the
+ * attested image. The only holder the kernel trusts is the agent, alone (kw_listeners,
+ * registered by kw_guard.bpf.c), matched by filter address and notification state. The
+ * chain is walked to its end; a chain longer than the walk counts as foreign (a kernel
+ * caps the instructions of all filters at 32768, each costing at least 5, so 8192 filters
+ * reach every chain the kernel admits).
+ */
+#define KW_FILTER_WALK 8192
+
+struct kw_filter_walk {
+	struct seccomp_filter *f;
+	__u32 foreign;
+	__u32 done;
+};
+
+static long kw_filter_step(__u32 i, struct kw_filter_walk *w)
+{
+	/* A local, not w->f inside BPF_CORE_READ: CO-RE would relocate struct kw_filter_walk. */
+	struct seccomp_filter *f = w->f;
+
+	if (!f) {
+		w->done = 1;
+		return 1;
+	}
+	struct notification *n = BPF_CORE_READ(f, notif);
+	if (n) {
+		__u64 key = (__u64)f;
+		struct kw_listener *l = bpf_map_lookup_elem(&kw_listeners, &key);
+		if (!l || l->notif != (__u64)n) {
+			w->foreign = 1;
+			return 1;
+		}
+	}
+	w->f = BPF_CORE_READ(f, prev);
+	return 0;
+}
+
+static __always_inline int kw_foreign_listener(struct task_struct *task)
+{
+	struct kw_filter_walk w = { .f = BPF_CORE_READ(task, seccomp.filter) };
+
+	if (!w.f)
+		return 0;
+	bpf_loop(KW_FILTER_WALK, kw_filter_step, &w, 0);
+	return w.foreign || !w.done;
+}
+
 /* Root running the recorded kwarden binary, untraced, with no loader configuration (the
  * agent runs no interpreter, so only KW_ENV_LOADER counts): the agent
  * (or its CLI), which may then take over the guarded pins and maps. */
@@ -435,7 +487,7 @@ static __always_inline int kw_is_agent_exec(struct kw_exec_facts *f, struct kw_f
 	if (g->agent_exe.dev != exe->dev || g->agent_exe.ino != exe->ino || g->agent_ctime_sec != sec ||
 	    g->agent_ctime_nsec != nsec)
 		return 0;
-	if (BPF_CORE_READ(task, ptrace))
+	if (BPF_CORE_READ(task, ptrace) || (f->withheld & KW_EXEC_LISTENER))
 		return 0;
 	kw_env_read(f);
 	return !(f->env_bits & KW_ENV_LOADER) && !f->env_unread;
@@ -475,6 +527,8 @@ int BPF_PROG(kw_exec_commit, struct linux_binprm *bprm)
 		f.withheld |= KW_EXEC_ANON;
 	if (kw_traced_by_stranger(task))
 		f.withheld |= KW_EXEC_TRACED;
+	if (kw_foreign_listener(task))
+		f.withheld |= KW_EXEC_LISTENER;
 
 	if (files) {
 		exe_val = kw_pinned(files, &exe, exe_sec, exe_nsec);

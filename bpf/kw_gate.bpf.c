@@ -8,6 +8,10 @@
  *   socket_sendmsg   the paths that reach a peer without connect(): TCP sendto/sendmsg
  *                    with MSG_FASTOPEN, and UDP datagrams that carry an address.
  *
+ * A connection allowed by the process's own rule must also be made on a socket that
+ * process's identity created (kw_sk_creators, socket_post_create): a descriptor handed in
+ * by someone else does not borrow the identity (KW_GUARD_FOREIGN_SOCKET).
+ *
  * A destination is declared when a (protocol, port, prefix) entry of the policy's LPM
  * trie contains it. The trie is looked up twice, for the port and for "any port"
  * (port 0); every set found must allow the identity. Undeclared destinations return
@@ -180,6 +184,38 @@ static __always_inline void kw_mark_socket(struct socket *sock, struct kw_target
 	__builtin_memcpy(s->addr, t->addr, 16);
 }
 
+/*
+ * Whether the identity that allowed this connection is the one that created the socket.
+ * A descriptor can reach a process without its creating it: injected by a seccomp
+ * listener (ADDFD), passed over a Unix socket, inherited across an exec into another
+ * identity, taken with pidfd_getfd. Connecting it would lend the process's identity to
+ * whoever made the socket. Sockets of unattested creators carry no record; a process
+ * attested from /proc may have made its sockets before the agent ran, so a missing
+ * record is accepted from it (only a record of another identity is refused).
+ */
+static __always_inline int kw_foreign_socket(struct socket *sock, struct kw_task *task, __u32 ident,
+					     struct kw_target *t, __u8 path)
+{
+	struct sock *sk = sock->sk;
+	struct kw_sk_creator *c = sk ? bpf_sk_storage_get(&kw_sk_creators, sk, 0, 0) : 0;
+	__u32 creator = c ? c->ident : KW_IDENT_NONE;
+
+	if (creator == ident || (!c && task && (task->flags & KW_TASK_FROM_PROC)))
+		return 0;
+	if (!kw_guard_on())
+		return 0;
+	struct kw_guard_target g = {
+		.action = KW_GUARD_FOREIGN_SOCKET,
+		.decision = KW_DECISION_DENY,
+		.err = EPERM,
+		.detail = path,
+		.ident = creator,
+		.obj_id = t->port,
+	};
+	kw_emit_guard(&g);
+	return 1;
+}
+
 static __always_inline int kw_gate(struct socket *sock, struct sockaddr *sa, int len, __u8 path)
 {
 	struct kw_target t = {};
@@ -220,6 +256,11 @@ static __always_inline int kw_gate(struct socket *sock, struct sockaddr *sa, int
 	}
 
 	kw_count(KW_CNT_CONNECT_CHECKED);
+	/* Only an identity's own rule can be borrowed: a "*" rule or a refusal needs none. */
+	if (v.allowed && v.reason == KW_REASON_RULE && kw_foreign_socket(sock, task, ident, &t, path)) {
+		kw_count(KW_CNT_CONNECT_DENIED);
+		return -EPERM;
+	}
 	struct kw_config *cfg = bpf_map_lookup_elem(&kw_cfg, &gen);
 	int audit = cfg && cfg->mode == KW_MODE_AUDIT;
 	if (cfg && (!v.allowed || cfg->log_allowed))
@@ -364,6 +405,25 @@ int BPF_PROG(kw_file_perm, struct file *file, int mask, int ret)
 	if (ret)
 		return ret;
 	return kw_agent_only_state(kw_ktls_of_file(file), KW_KTLS_HANDSHAKE);
+}
+
+/* Remembers who made an internet socket, when that was an attested process (the agent
+ * connecting for an enrolled process passes kw_gate on its own rule). Sockets made by
+ * the kernel (kern) or by unattested processes are not touched. */
+SEC("lsm/socket_post_create")
+int BPF_PROG(kw_sock_create, struct socket *sock, int family, int type, int protocol, int kern, int ret)
+{
+	if (ret || kern || (family != AF_INET && family != AF_INET6))
+		return ret;
+	struct kw_task *t = kw_current_task_state();
+	struct sock *sk = sock->sk;
+	if (!t || t->ident == KW_IDENT_NONE || !sk)
+		return 0;
+	struct kw_sk_creator *c = bpf_sk_storage_get(&kw_sk_creators, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (c)
+		c->ident = t->ident;
+	/* Without memory the socket counts as made unattested: its connect is refused. */
+	return 0;
 }
 
 SEC("lsm/socket_connect")

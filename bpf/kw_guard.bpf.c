@@ -409,3 +409,88 @@ int BPF_PROG(kw_task_setrlimit, struct task_struct *p, unsigned int resource, st
 	kw_emit_guard(&g);
 	return -EPERM;
 }
+
+/*
+ * Seccomp listeners. A filter's user-notification listener answers the syscalls of every
+ * process under the filter (kw_attest.bpf.c withholds the identity at exec unless the
+ * agent alone holds each listener of the chain). The agent registers a listener by
+ * sending it SECCOMP_IOCTL_NOTIF_ID_VALID for call id 0 before it confirms an enrolment;
+ * the registration succeeds only when no other reference to the listener file exists:
+ * the enrolling process closed its copy, and no copy was dup'd, forked, passed over a
+ * socket (also one still in flight) or taken with pidfd_getfd. Every such copy is a
+ * reference to the same struct file, so the count sees them all. The agent retries while
+ * the launcher's close is on its way (EBUSY).
+ *
+ * A listener is an anonymous inode named "seccomp notify" (no user-chosen names live on
+ * that filesystem), whose private_data is the filter. When its file is freed, the filter's
+ * notif is gone too and the registration is dropped (file_free_security), so an address
+ * reused by a later filter is not registered.
+ */
+#define ANON_INODE_FS_MAGIC 0x09041934
+/* SECCOMP_IOCTL_NOTIF_ID_VALID: _IOR('!', 2, __u64), and its first, _IOW, encoding. */
+#define KW_NOTIF_ID_VALID 0x80082102u
+#define KW_NOTIF_ID_VALID_OLD 0x40082102u
+#define EBUSY 16
+#define ENOSPC 28
+
+static __always_inline int kw_on_anon_inode(struct file *file)
+{
+	struct inode *inode = file->f_inode;
+	return inode && BPF_CORE_READ(inode, i_sb, s_magic) == ANON_INODE_FS_MAGIC;
+}
+
+static __always_inline int kw_is_listener(struct file *file)
+{
+	char name[16] = {};
+
+	if (!kw_on_anon_inode(file))
+		return 0;
+	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(file, f_path.dentry, d_name.name));
+	const char want[] = "seccomp notify";
+	for (int i = 0; i < (int)sizeof(want); i++)
+		if (name[i] != want[i])
+			return 0;
+	return 1;
+}
+
+SEC("lsm/file_ioctl")
+int BPF_PROG(kw_file_ioctl, struct file *file, unsigned int cmd, unsigned long arg, int ret)
+{
+	__u64 id = 1;
+
+	if (ret)
+		return ret;
+	if ((cmd != KW_NOTIF_ID_VALID && cmd != KW_NOTIF_ID_VALID_OLD) || !kw_is_listener(file))
+		return 0;
+	if (!kw_task_is_agent(kw_current_task_state()))
+		return 0;
+	if (bpf_probe_read_user(&id, sizeof(id), (void *)arg) || id != 0)
+		return 0; /* the agent checking a held call, not registering */
+	struct seccomp_filter *filter = BPF_CORE_READ(file, private_data);
+	struct notification *n = BPF_CORE_READ(filter, notif);
+	if (!filter || !n)
+		return 0;
+	__u64 key = (__u64)filter;
+	struct kw_listener *l = bpf_map_lookup_elem(&kw_listeners, &key);
+	if (l && l->notif == (__u64)n)
+		return 0;
+	/* The agent's descriptor, plus the reference this ioctl took if the agent's
+	 * descriptor table is shared (its threads): fdget() takes one only then. */
+	struct task_struct *me = bpf_get_current_task_btf();
+	long mine = BPF_CORE_READ(me, files, count.counter) > 1 ? 2 : 1;
+	if (BPF_CORE_READ(file, f_count.counter) > mine)
+		return -EBUSY;
+	struct kw_listener v = { .notif = (__u64)n };
+	return bpf_map_update_elem(&kw_listeners, &key, &v, BPF_ANY) ? -ENOSPC : 0;
+}
+
+SEC("lsm/file_free_security")
+int BPF_PROG(kw_file_free, struct file *file)
+{
+	if (!kw_on_anon_inode(file))
+		return 0;
+	__u64 key = (__u64)BPF_CORE_READ(file, private_data);
+	if (key && bpf_map_lookup_elem(&kw_listeners, &key))
+		bpf_map_delete_elem(&kw_listeners, &key);
+	return 0;
+}

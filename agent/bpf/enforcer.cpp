@@ -193,6 +193,7 @@ Result<void> Enforcer::attach() {
         {o.gate->progs.kw_getsockopt, "kw_getsockopt"},
         {o.gate->progs.kw_setsockopt, "kw_setsockopt"},
         {o.gate->progs.kw_socket_create, "kw_socket_create"},
+        {o.gate->progs.kw_sock_create, "kw_sock_create"},
         {o.guard->progs.kw_ptrace_access, "kw_ptrace_access"},
         {o.guard->progs.kw_ptrace_traceme, "kw_ptrace_traceme"},
         {o.guard->progs.kw_file_receive, "kw_file_receive"},
@@ -210,6 +211,8 @@ Result<void> Enforcer::attach() {
         // fentry/fexit: bpf_program__attach picks the attach type from the section.
         {o.guard->progs.kw_coredump_enter, "kw_coredump_enter"},
         {o.guard->progs.kw_coredump_exit, "kw_coredump_exit"},
+        {o.guard->progs.kw_file_ioctl, "kw_file_ioctl"},
+        {o.guard->progs.kw_file_free, "kw_file_free"},
     };
     for (const auto& l : lsms) {
         bpf_link* link = bpf_program__attach(l.prog);

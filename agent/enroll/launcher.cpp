@@ -54,13 +54,16 @@ int exec_enrolled(const std::string& enroll_socket, const std::vector<std::strin
     if (!listener) return fail(listener.message());
     nlohmann::json request = {{"op", "enroll"}, {"pid", ::getpid()}, {"command", argv[0]}};
     if (auto r = send_message(sock.get(), core::json_text(request) + "\n", {listener->get()}); !r) return fail(r.message());
+    // The agent must hold the only copy: the kernel registers the listener as the agent's
+    // only then (claim_listener), and a process exec'd under a listener held by anyone
+    // else gets no identity. The message in flight keeps the listener alive.
+    listener->reset();
     auto answer = read_line(sock.get());
     if (!answer) return fail("no answer from the agent: " + answer.message());
     auto reply = nlohmann::json::parse(*answer, nullptr, false);
     if (!core::json_bool(reply, "ok", false))
         return fail("the agent refused to enrol this process: " +
                     core::json_string(reply, "error", *answer));
-    listener->reset();  // the agent holds it now
     sock.reset();
 
     std::vector<char*> args;

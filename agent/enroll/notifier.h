@@ -8,6 +8,7 @@
 #include <linux/seccomp.h>
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -64,6 +65,14 @@ private:
     core::UniqueFd listener_;
     mutable std::optional<Journal> journal_;  // shared memory, not this object's state
 };
+
+// Tells the kernel the agent holds listener FD alone (SECCOMP_IOCTL_NOTIF_ID_VALID for
+// call id 0, which kwarden's guard takes as the registration): only a process under
+// filters whose listeners are registered keeps its identity at exec. The kernel refuses
+// (EBUSY) while another reference to the listener exists; the launcher closes its copy
+// right after sending it, so that is retried for up to WAIT. An error names the reason:
+// the enrolling process kept a copy, or passed one on.
+Result<void> claim_listener(int fd, std::chrono::milliseconds wait);
 
 // The thread group (process) of thread TID, from /proc/TID/status.
 Result<pid_t> tgid_of(pid_t tid);

@@ -1019,6 +1019,10 @@ void EnrollmentService::on_hello(std::shared_ptr<local::socket> socket, std::sha
         // ioctl is sent to it (an ioctl on an arbitrary file could do anything).
         if (!is_seccomp_listener(msg->fds[0].get()))
             return reply({{"ok", false}, {"error", "the descriptor is not a seccomp listener"}});
+        // Before the reply lets the launcher exec: an exec under a listener the kernel does
+        // not know as the agent's alone gets no identity.
+        if (auto claimed = enroll::claim_listener(msg->fds[0].get(), kClaimWait); !claimed)
+            return reply({{"ok", false}, {"error", claimed.message()}});
         std::string command = core::json_string(request, "command", "?");
         std::optional<enroll::Journal> journal;
         if (!context_.holder_socket.empty()) {

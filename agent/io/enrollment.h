@@ -69,6 +69,8 @@ public:
     static constexpr size_t kPendingPerUid = 64;
     // A connection that has not sent its hello by then is closed.
     static constexpr std::chrono::seconds kHelloTimeout{5};
+    // How long the launcher's close of its listener copy may take to land (claim_listener).
+    static constexpr std::chrono::milliseconds kClaimWait{500};
 
     EnrollmentService(boost::asio::io_context& io, EnrollContext context);
     ~EnrollmentService();

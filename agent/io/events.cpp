@@ -159,6 +159,7 @@ const char* guard_action_name(uint8_t a) {
     case KW_GUARD_RAW_SOCKET: return "raw_socket";
     case KW_GUARD_CORE_DUMP: return "core_dump";
     case KW_GUARD_RLIMIT: return "rlimit";
+    case KW_GUARD_FOREIGN_SOCKET: return "foreign_socket";
     }
     return "unknown";
 }
@@ -212,6 +213,7 @@ json exec_reasons(uint32_t bits, uint32_t env) {
         {KW_EXEC_ENV_UNREAD, "environment unreadable"},
         {KW_EXEC_ANON, "anonymous executable"},
         {KW_EXEC_TRACED, "traced"},
+        {KW_EXEC_LISTENER, "seccomp listener"},
     };
     // The LD_* three are refusal bits of their own; the others come with KW_EXEC_CODE_ENV.
     constexpr uint32_t kLdNamed = KW_EXEC_LD_PRELOAD | KW_EXEC_LD_AUDIT | KW_EXEC_LD_LIBRARY_PATH;
@@ -284,7 +286,8 @@ json EventFormatter::format_guard(const kw_ev_hdr& hdr, const kw_ev_guard& e) {
         j["workload"] = spiffe_id(e.target_ident);
         j["withheld_because"] = exec_reasons(e.detail, e.target_tgid);
         why = "no identity for an exec whose environment may load code nobody pinned (allow_env), that has no "
-              "file on disk, or is traced";
+              "file on disk, is traced, or has its syscalls answered by a seccomp listener the agent does not hold "
+              "alone";
         break;
     case KW_GUARD_RAW_SOCKET:
         // Audit mode lets the socket be: the caller got no errno.
@@ -302,6 +305,13 @@ json EventFormatter::format_guard(const kw_ev_hdr& hdr, const kw_ev_guard& e) {
         j["target"] = {{"tgid", e.target_tgid}, {"comm", name}, {"spiffe_id", spiffe_id(e.target_ident)}};
         j["core_limit"] = e.detail;
         why = "only the process itself raises the core limit of an attested or enrolled process";
+
+        break;
+    case KW_GUARD_FOREIGN_SOCKET:
+        j["socket_creator"] = spiffe_id(e.target_ident);
+        j["port"] = e.obj_id;
+        j["path"] = e.detail == KW_PATH_SENDMSG ? "sendmsg" : "connect";
+        why = "a socket reaches a destination under an identity's rule only if that identity created it";
         break;
     }
     j["decided_by"] = why;

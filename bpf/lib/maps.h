@@ -138,6 +138,27 @@ struct {
 	KW_PIN;
 } kw_ktls SEC(".maps");
 
+/* The identity that created a socket (kw_gate.bpf.c, socket_post_create): a socket
+ * connected to a declared destination under another identity is refused. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct kw_sk_creator);
+	KW_PIN;
+} kw_sk_creators SEC(".maps");
+
+/* Seccomp filters whose listener the agent holds alone (kw_guard.bpf.c registers them
+ * at the agent's first ioctl on the listener and forgets them when the listener file is
+ * freed; kw_attest.bpf.c withholds the identity from an exec under any other listener). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* struct seccomp_filter * */
+	__type(value, struct kw_listener);
+	KW_PIN;
+} kw_listeners SEC(".maps");
+
 /* The guard (kw_guard.bpf.c): settings, kwarden's own objects and inodes, debuggers. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
