@@ -16,7 +16,7 @@
 #include <linux/types.h>
 #endif
 
-#define KW_ABI_VERSION 2
+#define KW_ABI_VERSION 3
 
 /* Identity 0 is "unattested". Identity ids are assigned by the agent, append-only for
  * the lifetime of the pinned maps, so a policy reload never renames a running process. */
@@ -93,6 +93,29 @@ struct kw_workload {
 	__u32 cgroup_level; /* depth below the root cgroup (root = 0) */
 	__u32 argv_len;	    /* bytes of argv[] that must match, including NULs */
 	__u8 argv[KW_ARGV_MAX];
+	__u32 env_allow; /* KW_ENV_* bits allow_env tolerates (env helper) */
+	__u32 code_set;  /* id of the workload's pinned-code set, 0 none (code helper) */
+};
+
+/*
+ * Pinned code: the files an attested process may map executable. A set per identity
+ * (code_set = the identity id, stable across reloads, so a running process keeps its
+ * set after one): the exe, its loader and library closure of every workload entry of
+ * that identity, script interpreters, and the entries' "allow_code". Keyed like the
+ * pinned binaries, with the ctime that was hashed. The entry (set, 0, 0) marks a set
+ * that is not restricted: an identity some entry selects by no file at all.
+ */
+struct kw_code_key {
+	__u32 set;
+	__u32 _pad;
+	__u64 dev;
+	__u64 ino;
+};
+
+struct kw_code_val {
+	__s64 ctime_sec;
+	__u32 ctime_nsec;
+	__u32 _pad;
 };
 
 enum kw_task_flags {
@@ -242,6 +265,7 @@ enum kw_guard_action {
 	KW_GUARD_PIN = 4,	 /* open, unlink or rename of a pin, umount of their filesystem */
 	KW_GUARD_STATE = 5,	 /* open, link, unlink or rename in the agent's state directory */
 	KW_GUARD_EXEC = 6,	 /* an exec that would have been attested but was not (detail says why) */
+	KW_GUARD_EXEC_MAP = 11,	 /* an attested process mapping unpinned code executable (detail: enum kw_map_op) */
 };
 
 /* detail of KW_GUARD_EXEC: why the identity was withheld (bits). */
@@ -252,6 +276,13 @@ enum kw_exec_refusal {
 	KW_EXEC_ENV_UNREAD = 1u << 3, /* the environment could not be read in full */
 	KW_EXEC_ANON = 1u << 4,	      /* memfd, O_TMPFILE or deleted file: no name on disk */
 	KW_EXEC_TRACED = 1u << 5,     /* ptraced by someone who is not an allowed debugger */
+};
+
+/* detail of KW_GUARD_EXEC_MAP. */
+enum kw_map_op {
+	KW_MAP_MMAP = 1,
+	KW_MAP_MPROTECT = 2,
+	KW_MAP_AUDIT = 1u << 8, /* audit mode: reported, not refused */
 };
 
 /* detail of KW_GUARD_PIN and KW_GUARD_STATE. */
@@ -419,7 +450,9 @@ enum kw_counter {
 KW_ASSERT_SIZE(struct kw_file_key, 16);
 KW_ASSERT_SIZE(struct kw_file_val, 24);
 KW_ASSERT_SIZE(struct kw_cand_list, 4 + 4 * KW_CAND_MAX);
-KW_ASSERT_SIZE(struct kw_workload, 4 + 4 + 16 + 16 + 4 + 4 + 8 + 4 + 4 + KW_ARGV_MAX);
+KW_ASSERT_SIZE(struct kw_workload, 4 + 4 + 16 + 16 + 4 + 4 + 8 + 4 + 4 + KW_ARGV_MAX + 4 + 4);
+KW_ASSERT_SIZE(struct kw_code_key, 24);
+KW_ASSERT_SIZE(struct kw_code_val, 16);
 KW_ASSERT_SIZE(struct kw_task, 24);
 KW_ASSERT_SIZE(struct kw_exec_file, 32);
 KW_ASSERT_SIZE(struct kw_ident_name, 2056);

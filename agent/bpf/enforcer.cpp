@@ -204,6 +204,8 @@ Result<void> Enforcer::attach() {
         {o.guard->progs.kw_inode_link, "kw_inode_link"},
         {o.guard->progs.kw_inode_create, "kw_inode_create"},
         {o.guard->progs.kw_sb_umount, "kw_sb_umount"},
+        {o.guard->progs.kw_mmap_file, "kw_mmap_file"},
+        {o.guard->progs.kw_file_mprotect, "kw_file_mprotect"},
     };
     for (const auto& l : lsms) {
         bpf_link* link = bpf_program__attach_lsm(l.prog);
@@ -264,6 +266,7 @@ Result<void> Enforcer::publish(const core::CompiledPolicy& c) {
         {"kw_files", make_inner(BPF_MAP_TYPE_HASH, "kw_files_in", c.files)},
         {"kw_lists", make_inner(BPF_MAP_TYPE_HASH, "kw_lists_in", lists)},
         {"kw_wls", make_inner(BPF_MAP_TYPE_HASH, "kw_wls_in", wls)},
+        {"kw_code", make_inner(BPF_MAP_TYPE_HASH, "kw_code_in", c.code)},
         {"kw_dsts", make_inner(BPF_MAP_TYPE_LPM_TRIE, "kw_dsts_in", c.dsts, BPF_F_NO_PREALLOC)},
         {"kw_allow", make_inner(BPF_MAP_TYPE_HASH, "kw_allow_in", c.allows)},
     };

@@ -37,6 +37,25 @@ public:
     // Resolves a cgroup v2 path (relative to the cgroup2 mount, starting with '/');
     // nullopt when it does not exist (yet).
     virtual std::optional<CgroupRef> resolve_cgroup(const std::string& path) = 0;
+    // The files the loader maps for the ELF file PATH: its PT_INTERP loader first, then its
+    // shared-library closure, absolute paths. A shared object (no PT_INTERP) is asked of
+    // LOADER, when given. Empty for a static executable or a file that is not ELF (and
+    // here, for hosts that have no loader to ask).
+    virtual Result<std::vector<std::string>> code_closure(const std::string& path, const std::string& loader) {
+        (void)path;
+        (void)loader;
+        return std::vector<std::string>{};
+    }
+    // The interpreter a #! script names, nullopt when PATH does not start with "#!".
+    virtual std::optional<std::string> script_interpreter(const std::string& path) {
+        (void)path;
+        return std::nullopt;
+    }
+    // The files an "allow_code" entry opens: PATH itself, or every regular file directly
+    // inside it when it is a directory.
+    virtual Result<std::vector<std::string>> code_files(const std::string& path) {
+        return std::vector<std::string>{path};
+    }
 };
 
 
@@ -86,6 +105,9 @@ struct CompiledPolicy {
     std::vector<kw_workload> workloads;  // index = workload index (policy order)
     std::vector<std::pair<kw_dst_key, kw_dst_val>> dsts;
     std::vector<std::pair<kw_allow_key, kw_allow_val>> allows;
+    // kw_code: per identity, the files its processes may map executable (bpf/abi.h).
+    std::vector<std::pair<kw_code_key, kw_code_val>> code;
+    std::map<uint32_t, std::vector<std::string>> code_paths;  // identity -> paths in its set, for status
 
     std::vector<PinnedFile> pins;                  // index = pin_id
     std::vector<std::vector<uint32_t>> dset_members;  // dset -> destination indices

@@ -80,6 +80,10 @@ struct Workload {
     std::optional<std::chrono::seconds> svid_ttl;  // nullopt: kDefaultSvidTtl
     std::vector<Listen> listen;
     uint32_t allow_env = 0;  // LoaderVar bits; 0: no loader variable tolerated
+    // "allow_code": files, or directories (each regular file directly inside), that the
+    // workload's processes may map executable besides the exe, loader and libraries pinned
+    // with it (plugins: NSS modules, interpreters' C extensions). Absolute, normalised.
+    std::vector<std::string> allow_code;
 };
 
 // Another trust domain whose X.509-SVIDs we verify, with its own bundle file. Bundles of

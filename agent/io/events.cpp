@@ -156,6 +156,7 @@ const char* guard_action_name(uint8_t a) {
     case KW_GUARD_PIN: return "pin";
     case KW_GUARD_STATE: return "state_dir";
     case KW_GUARD_EXEC: return "exec";
+    case KW_GUARD_EXEC_MAP: return "exec_map";
     }
     return "unknown";
 }
@@ -251,6 +252,14 @@ json EventFormatter::format_guard(const kw_ev_hdr& hdr, const kw_ev_guard& e) {
         j["workload"] = spiffe_id(e.target_ident);
         j["withheld_because"] = exec_reasons(e.detail);
         why = "no identity for an exec that may run injected code, has no file on disk, or is traced";
+        break;
+    case KW_GUARD_EXEC_MAP:
+        j["operation"] = (e.detail & 0xff) == KW_MAP_MPROTECT ? "mprotect" : "mmap";
+        j["file"] = name.empty() ? json(nullptr) : json(name);
+        j["inode"] = {{"dev", e.inode.dev}, {"ino", e.inode.ino}};
+        j["audit"] = (e.detail & KW_MAP_AUDIT) != 0;
+        why = (e.detail & KW_MAP_AUDIT) ? "audit mode: an attested process mapped unpinned code executable"
+                                         : "an attested process maps executable only the code pinned for its identity";
         break;
     }
     j["decided_by"] = why;
