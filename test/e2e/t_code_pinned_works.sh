@@ -92,6 +92,6 @@ sink_snapshot db
 expect_status 1 as_workload "$T/app.py" "$PORT" "closed-$$"
 assert_match "the refused import" "Operation not permitted|failed to map" "$KW_OUT"
 assert_sink_unchanged db
-expect_one_event "a refused C extension" '.type == "guard" and .action == "exec_map" and (.file | endswith(".so"))' 
+expect_one_event "a refused C extension" '.type == "guard" and .action == "exec_map" and .comm == "app.py"'
 assert_event decision=deny errno=EPERM "spiffe_id=$KW_PYID"
 stop_agent
