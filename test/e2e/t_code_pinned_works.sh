@@ -10,6 +10,7 @@
 source "$(dirname "$0")/lib.sh"
 
 PORT=7162
+kw_sysctl kernel.bpf_stats_enabled 1 # the BPF cost per mapping, noted at the end
 setup_tools
 make_cgroup
 start_sink db "$PORT"
@@ -94,4 +95,10 @@ assert_match "the refused import" "Operation not permitted|failed to map" "$KW_O
 assert_sink_unchanged db
 expect_one_event "a refused C extension" '.type == "guard" and .action == "exec_map" and .comm == "app.py"'
 assert_event decision=deny errno=EPERM "spiffe_id=$KW_PYID"
-stop_agent
+# Unguarded, so that bpftool may read the programs' statistics.
+stop_agent_unguarded
+if command -v bpftool >/dev/null; then
+    for p in kw_mmap_file kw_file_mprotect kw_exec_commit; do
+        note "bpf stats $p: $(bpftool prog show name "$p" 2>&1 | grep -o 'run_time_ns [0-9]* run_cnt [0-9]*')"
+    done
+fi
