@@ -933,3 +933,15 @@ TEST_CASE("allowing LD_PRELOAD or LD_AUDIT draws a lint warning naming them, LD_
     CHECK(advice[1].message == "LD_PRELOAD allowed: any process of this identity may run injected code");
     CHECK(advice[2].path == "/workloads/2/selectors/exe");
 }
+
+TEST_CASE("allow_code on a whole system directory or under /tmp draws a lint warning; a plugin directory none") {
+    Policy p = policy_of(R"(
+        {"id": "spiffe://example.org/a", "selectors": {"uid": 1},
+         "allow_code": ["/usr/lib/python3.11/lib-dynload", "/usr/lib/x86_64-linux-gnu", "/tmp/plugins/x.so"]})");
+    auto advice = lint_policy(p);
+    REQUIRE(advice.size() == 2);
+    CHECK(advice[0].path == "/workloads/0/allow_code/1");
+    CHECK(advice[0].message.starts_with("'/usr/lib/x86_64-linux-gnu' opens every file of a system directory"));
+    CHECK(advice[1].path == "/workloads/0/allow_code/2");
+    CHECK(advice[1].message.starts_with("'/tmp/plugins/x.so' is under /tmp, where other users may write"));
+}
