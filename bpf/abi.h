@@ -134,6 +134,27 @@ struct kw_workload {
 	__u32 code_set;  /* id of the workload's pinned-code set, 0 none (code helper) */
 };
 
+/*
+ * Pinned code: the files an attested process may map executable. A set per identity
+ * (code_set = the identity id, stable across reloads, so a running process keeps its
+ * set after one): the exe, its loader and library closure of every workload entry of
+ * that identity, script interpreters, and the entries' "allow_code". Keyed like the
+ * pinned binaries, with the ctime that was hashed. The entry (set, 0, 0) marks a set
+ * that is not restricted: an identity some entry selects by no file at all.
+ */
+struct kw_code_key {
+	__u32 set;
+	__u32 _pad;
+	__u64 dev;
+	__u64 ino;
+};
+
+struct kw_code_val {
+	__s64 ctime_sec;
+	__u32 ctime_nsec;
+	__u32 _pad;
+};
+
 enum kw_task_flags {
 	KW_TASK_FROM_PROC = 1u << 0, /* attested from /proc at agent start (weaker) */
 	KW_TASK_AGENT = 1u << 1,     /* the kwarden agent itself (set by the agent; exec clears it) */
@@ -301,6 +322,7 @@ enum kw_guard_action {
 	KW_GUARD_CORE_DUMP = 8,	 /* a core dump of an attested or enrolled process */
 	KW_GUARD_RLIMIT = 9,	 /* another process raising the core limit of one (detail: the new limit, capped) */
 	KW_GUARD_FOREIGN_SOCKET = 10, /* connect/sendto under one identity of a socket created under another */
+	KW_GUARD_EXEC_MAP = 11,	 /* an attested process mapping unpinned code executable (detail: enum kw_map_op) */
 };
 
 /* detail of KW_GUARD_RAW_SOCKET: the socket's address family and type. */
@@ -316,6 +338,13 @@ enum kw_exec_refusal {
 	KW_EXEC_TRACED = 1u << 5,     /* ptraced by someone who is not an allowed debugger */
 	KW_EXEC_CODE_ENV = 1u << 6,   /* another kw_env_var: the event's target_tgid has them all */
 	KW_EXEC_LISTENER = 1u << 7,   /* a seccomp filter's listener is held by someone but the agent */
+};
+
+/* detail of KW_GUARD_EXEC_MAP. */
+enum kw_map_op {
+	KW_MAP_MMAP = 1,
+	KW_MAP_MPROTECT = 2,
+	KW_MAP_AUDIT = 1u << 8, /* audit mode: reported, not refused */
 };
 
 /* detail of KW_GUARD_PIN and KW_GUARD_STATE. */
@@ -485,6 +514,8 @@ KW_ASSERT_SIZE(struct kw_file_key, 16);
 KW_ASSERT_SIZE(struct kw_file_val, 24);
 KW_ASSERT_SIZE(struct kw_cand_list, 4 + 4 * KW_CAND_MAX);
 KW_ASSERT_SIZE(struct kw_workload, 4 + 4 + 16 + 16 + 4 + 4 + 8 + 4 + 4 + KW_ARGV_MAX + 4 + 4);
+KW_ASSERT_SIZE(struct kw_code_key, 24);
+KW_ASSERT_SIZE(struct kw_code_val, 16);
 KW_ASSERT_SIZE(struct kw_task, 24);
 KW_ASSERT_SIZE(struct kw_exec_file, 32);
 KW_ASSERT_SIZE(struct kw_ident_name, 2056);

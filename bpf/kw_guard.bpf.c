@@ -24,6 +24,11 @@
  *                        task (KW_TASK_DUMPING), cred_prepare refuses the copy for a
  *                        marked task, the fexit clears the mark.
  *   task_setrlimit       another process raising the core limit (prlimit) of one.
+ *   mmap_file, file_mprotect
+ *                        an attested process maps executable only the code pinned for
+ *                        its identity (kw_code): its exe, loader, libraries and the
+ *                        policy's allow_code, each unchanged since the policy was applied.
+ *                        Anonymous memory (JIT compilers) is no file and stays allowed.
  *   inode_unlink/rmdir/rename/link/create, sb_umount
  *                        removing, replacing or hiding pins, and the same on the agent's
  *                        state directory (CA keys); file_open reads of that directory.
@@ -493,4 +498,72 @@ int BPF_PROG(kw_file_free, struct file *file)
 	if (key && bpf_map_lookup_elem(&kw_listeners, &key))
 		bpf_map_delete_elem(&kw_listeners, &key);
 	return 0;
+}
+
+#define PROT_EXEC 0x4
+
+/*
+ * Pinned code only: a PROT_EXEC mapping of FILE by an attested process is refused unless
+ * the file, unchanged (same ctime), is in its identity's code set. Refused rather than
+ * "identity dropped": sockets the process already holds would stay with the injected
+ * code. The set is keyed by the identity id, which outlives policy reloads, so a running
+ * process is checked against its identity's set in the policy now in force.
+ * Independent of the guard switch: this is the attestation's promise, like the gate.
+ */
+static __always_inline int kw_code_check(struct file *file, __u32 op)
+{
+	struct kw_task *t = kw_process_state(bpf_get_current_task_btf());
+	if (!t || t->ident == KW_IDENT_NONE || kw_task_is_agent(t))
+		return 0;
+	__u32 gen = kw_generation();
+	void *code = bpf_map_lookup_elem(&kw_code, &gen);
+	if (!code)
+		return 0; /* no policy applied yet */
+	struct kw_code_key k = { .set = t->ident };
+	if (bpf_map_lookup_elem(code, &k))
+		return 0; /* an identity selected by no file: its code was never named */
+	struct kw_file_key fk = {};
+	__s64 sec = 0;
+	__u32 nsec = 0;
+	kw_file_facts(file, &fk, &sec, &nsec);
+	k.dev = fk.dev;
+	k.ino = fk.ino;
+	struct kw_code_val *v = bpf_map_lookup_elem(code, &k);
+	if (v && v->ctime_sec == sec && v->ctime_nsec == nsec)
+		return 0;
+	struct kw_config *cfg = bpf_map_lookup_elem(&kw_cfg, &gen);
+	int audit = cfg && cfg->mode == KW_MODE_AUDIT;
+	struct kw_guard_target g = {
+		.action = KW_GUARD_EXEC_MAP,
+		.decision = audit ? KW_DECISION_ALLOW : KW_DECISION_DENY,
+		.err = audit ? 0 : EPERM,
+		.detail = op | (audit ? KW_MAP_AUDIT : 0),
+		.ident = t->ident,
+		.inode = fk,
+		.name = (const char *)BPF_CORE_READ(file, f_path.dentry, d_name.name),
+	};
+	kw_emit_guard(&g);
+	return audit ? 0 : -EPERM;
+}
+
+/* Arguments (file, reqprot, prot, flags) on 6.1 and 6.12; "ret" is not read, as its
+ * position is not needed: a refusal by an earlier LSM ends the call chain. prot is what
+ * the kernel maps (READ_IMPLIES_EXEC included). */
+SEC("lsm/mmap_file")
+int BPF_PROG(kw_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot, unsigned long flags)
+{
+	if (!file || !(prot & PROT_EXEC))
+		return 0;
+	return kw_code_check(file, KW_MAP_MMAP);
+}
+
+SEC("lsm/file_mprotect")
+int BPF_PROG(kw_file_mprotect, struct vm_area_struct *vma, unsigned long reqprot, unsigned long prot)
+{
+	if (!(prot & PROT_EXEC))
+		return 0;
+	struct file *file = BPF_CORE_READ(vma, vm_file);
+	if (!file)
+		return 0;
+	return kw_code_check(file, KW_MAP_MPROTECT);
 }

@@ -213,6 +213,8 @@ Result<void> Enforcer::attach() {
         {o.guard->progs.kw_coredump_exit, "kw_coredump_exit"},
         {o.guard->progs.kw_file_ioctl, "kw_file_ioctl"},
         {o.guard->progs.kw_file_free, "kw_file_free"},
+        {o.guard->progs.kw_mmap_file, "kw_mmap_file"},
+        {o.guard->progs.kw_file_mprotect, "kw_file_mprotect"},
     };
     for (const auto& l : lsms) {
         bpf_link* link = bpf_program__attach(l.prog);
@@ -275,6 +277,7 @@ Result<void> Enforcer::publish(const core::CompiledPolicy& c) {
         {"kw_lists", make_inner(BPF_MAP_TYPE_HASH, "kw_lists_in", lists)},
         {"kw_wls", make_inner(BPF_MAP_TYPE_HASH, "kw_wls_in", wls)},
         {"kw_cgsel", make_inner(BPF_MAP_TYPE_HASH, "kw_cgsel_in", cgsel)},
+        {"kw_code", make_inner(BPF_MAP_TYPE_HASH, "kw_code_in", c.code)},
         {"kw_dsts", make_inner(BPF_MAP_TYPE_LPM_TRIE, "kw_dsts_in", c.dsts, BPF_F_NO_PREALLOC)},
         {"kw_allow", make_inner(BPF_MAP_TYPE_HASH, "kw_allow_in", c.allows)},
     };

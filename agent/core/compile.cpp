@@ -135,6 +135,7 @@ public:
         if (auto r = pin_files(); !r) return r.error();
         index_active_files();
         if (auto r = compile_workloads(); !r) return r.error();
+        compile_code();
         compile_debuggers();
         index_rules();
         compile_destinations();
@@ -289,10 +290,99 @@ private:
             k.env_allow = w.allow_env;
             if (w.allow_raw_sockets) k.flags |= KW_SEL_ALLOW_RAW_SOCKETS;
             if (w.allow_core_dumps) k.flags |= KW_SEL_ALLOW_CORE_DUMPS;
+            k.code_set = k.ident;
             if (auto r = add_candidate(sel, static_cast<uint32_t>(i)); !r) return r;
             out_.workloads.push_back(k);
         }
         return {};
+    }
+
+    // The code each identity may map executable (kw_code): for every workload entry of
+    // that identity, its exe with the loader and libraries it links, a script's
+    // interpreter with its own, and the entry's allow_code; each file as it is now, by
+    // (dev, ino) and ctime. An identity some entry selects by neither exe nor script runs
+    // code nobody named, and its set is marked unrestricted. A file that cannot be read
+    // is a warning: the set lacks it, and mapping it is refused (fail closed).
+    void compile_code() {
+        std::map<std::tuple<uint32_t, uint64_t, uint64_t>, kw_code_val> entries;
+        std::set<uint32_t> open;
+        auto add = [&](uint32_t set, const std::string& path, size_t index, const std::string& field) {
+            auto content = code_file(path);
+            if (!content) {
+                out_.warnings.push_back({workload_path(index) + field,
+                                         "workload " + policy_.workloads[index].id + " may not map " +
+                                             in_quotes(path) + " executable: " + content.message()});
+                return;
+            }
+            kw_code_val val{};
+            val.ctime_sec = content->ctime_sec;
+            val.ctime_nsec = content->ctime_nsec;
+            if (entries.try_emplace({set, content->key.dev, content->key.ino}, val).second)
+                out_.code_paths[set].push_back(path);
+        };
+        // Returns the loader that maps PATH ("" if none), for the plugins of its workload.
+        auto add_program = [&](uint32_t set, const std::string& path, size_t index, const std::string& field,
+                               const std::string& loader) -> std::string {
+            add(set, path, index, field);
+            auto closure = host_.code_closure(path, loader);
+            if (!closure) {
+                out_.warnings.push_back({workload_path(index) + field,
+                                         "workload " + policy_.workloads[index].id +
+                                             ": the libraries of " + in_quotes(path) +
+                                             " are not pinned, and may not be mapped: " + closure.message()});
+                return loader;
+            }
+            for (const std::string& lib : *closure) add(set, lib, index, field);
+            return closure->empty() ? loader : closure->front();
+        };
+        for (size_t i = 0; i < policy_.workloads.size(); ++i) {
+            const Workload& w = policy_.workloads[i];
+            const Selectors& sel = w.selectors;
+            uint32_t set = out_.workloads[i].code_set;
+            if (!list_for(sel)) continue;  // a file it names is not active: it matches nothing
+            if (!sel.exe && !sel.script) open.insert(set);
+            std::string loader;  // the program's loader, which also maps its plugins
+            if (sel.exe) loader = add_program(set, *sel.exe, i, "/selectors/exe", "");
+            if (sel.script) {
+                if (auto interp = host_.script_interpreter(*sel.script))
+                    loader = add_program(set, *interp, i, "/selectors/script", "");
+            }
+            for (size_t c = 0; c < w.allow_code.size(); ++c) {
+                std::string field = "/allow_code/" + std::to_string(c);
+                auto files = host_.code_files(w.allow_code[c]);
+                if (!files) {
+                    out_.warnings.push_back({workload_path(i) + field,
+                                             "workload " + w.id + " opens nothing with " + in_quotes(w.allow_code[c]) +
+                                                 ": " + files.message()});
+                    continue;
+                }
+                // A plugin brings the libraries it links.
+                for (const std::string& f : *files) add_program(set, f, i, field, loader);
+            }
+        }
+        for (uint32_t set : open) entries.try_emplace({set, 0, 0}, kw_code_val{});
+        for (const auto& [key, val] : entries) {
+            kw_code_key k{};
+            k.set = std::get<0>(key);
+            k.dev = std::get<1>(key);
+            k.ino = std::get<2>(key);
+            out_.code.emplace_back(k, val);
+        }
+    }
+
+    // A file of a code set, read once per compilation (workloads share their libraries).
+    Result<PinnedContent> code_file(const std::string& path) {
+        if (auto it = code_files_.find(path); it != code_files_.end()) return it->second;
+        Result<PinnedContent> content = make_error("");
+        if (auto pin = pin_ids_.find({path, PinRole::Exe}); pin != pin_ids_.end() && out_.pins[pin->second].actual) {
+            // The exe as it was pinned: a file that no longer matches its hash is no code.
+            const PinnedFile& pinned = out_.pins[pin->second];
+            content = pinned.active ? Result<PinnedContent>(*pinned.actual) : make_error(pinned.problem);
+        } else {
+            content = host_.pin_file(path);
+        }
+        code_files_.emplace(path, content);
+        return content;
     }
 
     // A debugger named by path is the file now at that path, as the kernel sees it. Its
@@ -544,6 +634,7 @@ private:
     std::unordered_map<uint32_t, size_t> ident_order_;                    // ident -> order of its first rule
     std::vector<std::optional<uint32_t>> any_rule_;                        // per destination
     std::map<uint32_t, uint32_t> list_of_pin_;  // active pins only
+    std::map<std::string, Result<PinnedContent>> code_files_;
 };
 
 bool selectors_match(const kw_workload& w, const ProcessFacts& facts) {

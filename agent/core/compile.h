@@ -37,6 +37,25 @@ public:
     // Resolves a cgroup v2 path (relative to the cgroup2 mount, starting with '/');
     // nullopt when it does not exist (yet).
     virtual std::optional<CgroupRef> resolve_cgroup(const std::string& path) = 0;
+    // The files the loader maps for the ELF file PATH: its PT_INTERP loader first, then its
+    // shared-library closure, absolute paths. A shared object (no PT_INTERP) is asked of
+    // LOADER, when given. Empty for a static executable or a file that is not ELF (and
+    // here, for hosts that have no loader to ask).
+    virtual Result<std::vector<std::string>> code_closure(const std::string& path, const std::string& loader) {
+        (void)path;
+        (void)loader;
+        return std::vector<std::string>{};
+    }
+    // The interpreter a #! script names, nullopt when PATH does not start with "#!".
+    virtual std::optional<std::string> script_interpreter(const std::string& path) {
+        (void)path;
+        return std::nullopt;
+    }
+    // The files an "allow_code" entry opens: PATH itself, or every regular file directly
+    // inside it when it is a directory.
+    virtual Result<std::vector<std::string>> code_files(const std::string& path) {
+        return std::vector<std::string>{path};
+    }
 };
 
 
@@ -89,6 +108,9 @@ struct CompiledPolicy {
     // kw_cgsel: the cgroups that cgroup selectors name, as (cgroup id, level), each once.
     // The processes in them or below are governed whether attested or not (raw sockets).
     std::vector<std::pair<uint64_t, uint32_t>> governed_cgroups;
+    // kw_code: per identity, the files its processes may map executable (bpf/abi.h).
+    std::vector<std::pair<kw_code_key, kw_code_val>> code;
+    std::map<uint32_t, std::vector<std::string>> code_paths;  // identity -> paths in its set, for status
 
     std::vector<PinnedFile> pins;                  // index = pin_id
     std::vector<std::vector<uint32_t>> dset_members;  // dset -> destination indices

@@ -2,14 +2,23 @@
 // kernel sees the target inode, so that is the file to pin.
 #include "core/host_view_linux.h"
 
+#include <dirent.h>
+#include <elf.h>
 #include <fcntl.h>
+#include <spawn.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <memory>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <system_error>
+#include <vector>
 
 #include "core/sha256.h"
 #include "core/unique_fd.h"
@@ -67,6 +76,55 @@ Result<KernelFileFacts> kernel_file_facts(int fd) {
     return f;
 }
 
+namespace {
+
+// The PT_INTERP of the 64-bit ELF file FD ("" when it has none: static, or not ELF).
+std::optional<std::string> elf_interpreter(int fd) {
+    Elf64_Ehdr eh{};
+    if (::pread(fd, &eh, sizeof eh, 0) != static_cast<ssize_t>(sizeof eh)) return std::string{};
+    if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+        eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum > 256)
+        return std::string{};
+    for (unsigned i = 0; i < eh.e_phnum; ++i) {
+        Elf64_Phdr ph{};
+        if (::pread(fd, &ph, sizeof ph, static_cast<off_t>(eh.e_phoff + i * sizeof ph)) != static_cast<ssize_t>(sizeof ph))
+            return std::nullopt;
+        if (ph.p_type != PT_INTERP) continue;
+        if (ph.p_filesz < 2 || ph.p_filesz > 4096) return std::nullopt;
+        std::string interp(ph.p_filesz, '\0');
+        if (::pread(fd, interp.data(), interp.size(), static_cast<off_t>(ph.p_offset)) !=
+            static_cast<ssize_t>(interp.size()))
+            return std::nullopt;
+        interp.resize(std::strlen(interp.c_str()));
+        return interp;
+    }
+    return std::string{};
+}
+
+// A 64-bit ELF shared object (ET_DYN): a plugin or library the loader can list.
+bool is_shared_object(int fd) {
+    Elf64_Ehdr eh{};
+    return ::pread(fd, &eh, sizeof eh, 0) == static_cast<ssize_t>(sizeof eh) &&
+           std::memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 && eh.e_ident[EI_CLASS] == ELFCLASS64 && eh.e_type == ET_DYN;
+}
+
+// Paths in the output of the loader's list mode: "name => /path (0x...)" or "/path (0x...)";
+// the vDSO and "not found" lines name no file.
+std::vector<std::string> listed_paths(const std::string& out) {
+    std::vector<std::string> paths;
+    std::istringstream in(out);
+    for (std::string line; std::getline(in, line);) {
+        auto arrow = line.find("=> ");
+        size_t start = arrow != std::string::npos ? arrow + 3 : line.find_first_not_of(" \t");
+        if (start == std::string::npos || start >= line.size() || line[start] != '/') continue;
+        size_t end = line.find(" (", start);
+        paths.push_back(line.substr(start, end == std::string::npos ? std::string::npos : end - start));
+    }
+    return paths;
+}
+
+}  // namespace
+
 LinuxHostView::LinuxHostView(std::string cgroup2_mount) : cgroup2_mount_(std::move(cgroup2_mount)) {}
 
 Result<PinnedContent> LinuxHostView::pin_file(const std::string& path) {
@@ -110,6 +168,87 @@ std::optional<CgroupRef> LinuxHostView::resolve_cgroup(const std::string& path) 
     for (size_t i = 0; i < path.size(); ++i)
         if (path[i] == '/' && i + 1 < path.size() && path[i + 1] != '/') ++ref.level;
     return ref;
+}
+
+}  // namespace kw::core
+
+namespace kw::core {
+
+// The system loader in list mode (`ld.so --list EXE`) resolves the closure exactly as it
+// will at exec: ld.so.cache, RUNPATH, $ORIGIN, hwcaps subdirectories, /etc/ld.so.preload.
+// It maps the libraries but relocates none and runs no constructor, so asking it runs no
+// code of the files asked about. An empty environment keeps the agent's own (LD_*)
+// variables out of the answer.
+Result<std::vector<std::string>> LinuxHostView::code_closure(const std::string& path, const std::string& loader) {
+    const std::string what = "'" + path + "'";
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return make_error("cannot open " + what + ": " + errno_text(errno));
+    auto interp = elf_interpreter(fd.get());
+    if (!interp) return make_error("cannot read the program headers of " + what);
+    if (interp->empty()) {
+        if (loader.empty() || !is_shared_object(fd.get())) return std::vector<std::string>{};
+        *interp = loader;
+    }
+
+    int pipefd[2];
+    if (::pipe2(pipefd, O_CLOEXEC) != 0) return make_error("pipe: " + errno_text(errno));
+    UniqueFd rd(pipefd[0]), wr(pipefd[1]);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, wr.get(), 1);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    std::string list = "--list";
+    std::vector<char*> argv = {interp->data(), list.data(), const_cast<char*>(path.c_str()), nullptr};
+    char* envp[] = {nullptr};
+    pid_t pid = 0;
+    int err = posix_spawn(&pid, interp->c_str(), &fa, nullptr, argv.data(), envp);
+    posix_spawn_file_actions_destroy(&fa);
+    if (err != 0) return make_error("cannot run the loader " + *interp + " of " + what + ": " + errno_text(err));
+    wr = UniqueFd();
+    std::string out;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(rd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        out.append(buf, static_cast<size_t>(n));
+    }
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return make_error("the loader " + *interp + " cannot list the libraries of " + what);
+    std::vector<std::string> files{*interp};
+    for (auto& p : listed_paths(out))
+        if (p != *interp) files.push_back(std::move(p));
+    return files;
+}
+
+std::optional<std::string> LinuxHostView::script_interpreter(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::string line;
+    if (!in || !std::getline(in, line) || !line.starts_with("#!")) return std::nullopt;
+    size_t start = line.find_first_not_of(" \t", 2);
+    if (start == std::string::npos) return std::nullopt;
+    size_t end = line.find_first_of(" \t\r", start);
+    return line.substr(start, end == std::string::npos ? std::string::npos : end - start);
+}
+
+Result<std::vector<std::string>> LinuxHostView::code_files(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return make_error("cannot stat '" + path + "': " + errno_text(errno));
+    if (!S_ISDIR(st.st_mode)) return std::vector<std::string>{path};
+    std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(path.c_str()), ::closedir);
+    if (!dir) return make_error("cannot list '" + path + "': " + errno_text(errno));
+    std::set<std::string> files;  // sorted: the same set whatever order readdir gives
+    std::string base = path.ends_with('/') ? path : path + "/";
+    while (dirent* e = ::readdir(dir.get())) {
+        std::string name = e->d_name;
+        if (name == "." || name == "..") continue;
+        struct stat fst {};
+        if (::stat((base + name).c_str(), &fst) == 0 && S_ISREG(fst.st_mode)) files.insert(base + name);
+    }
+    return std::vector<std::string>(files.begin(), files.end());
 }
 
 }  // namespace kw::core

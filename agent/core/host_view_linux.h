@@ -32,6 +32,9 @@ public:
 
     Result<PinnedContent> pin_file(const std::string& path) override;
     std::optional<CgroupRef> resolve_cgroup(const std::string& path) override;
+    Result<std::vector<std::string>> code_closure(const std::string& path, const std::string& loader) override;
+    std::optional<std::string> script_interpreter(const std::string& path) override;
+    Result<std::vector<std::string>> code_files(const std::string& path) override;
 
 private:
     std::string cgroup2_mount_;

@@ -75,6 +75,31 @@ void warn_about_openings(const Workload& w, size_t index, std::vector<PolicyProb
                           "keys included, written to disk or to the core_pattern helper"});
 }
 
+// An "allow_code" entry that opens a whole library directory, or a place anyone may
+// write to, lets the identity map far more code than the workload needs: whatever of it
+// a caller points the loader or dlopen at runs under the identity.
+constexpr std::array<std::string_view, 14> kBroadCodeDirs = {
+    "/lib",       "/lib64",     "/usr/lib", "/usr/lib64", "/usr/local/lib", "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/bin", "/usr/bin",
+    "/sbin",      "/usr/sbin",  "/usr/local/bin"};
+constexpr std::array<std::string_view, 5> kWritableDirs = {"/tmp", "/var/tmp", "/dev/shm", "/run/user", "/home"};
+
+void warn_about_code(const Workload& w, size_t index, std::vector<PolicyProblem>& advice) {
+    for (size_t i = 0; i < w.allow_code.size(); ++i) {
+        std::string_view p = w.allow_code[i];
+        std::string where = "/workloads/" + std::to_string(index) + "/allow_code/" + std::to_string(i);
+        if (std::find(kBroadCodeDirs.begin(), kBroadCodeDirs.end(), p) != kBroadCodeDirs.end())
+            advice.push_back({where, "'" + std::string(p) +
+                                         "' opens every file of a system directory to executable mapping: "
+                                         "name the plugins (files or their own directory) instead"});
+        for (std::string_view dir : kWritableDirs)
+            if (p == dir || (p.starts_with(dir) && p[dir.size()] == '/'))
+                advice.push_back({where, "'" + std::string(p) + "' is under " + std::string(dir) +
+                                             ", where other users may write: what it holds when the policy is "
+                                             "applied runs under the identity"});
+    }
+}
+
 }  // namespace
 
 std::vector<PolicyProblem> lint_policy(const Policy& policy) {
@@ -83,6 +108,7 @@ std::vector<PolicyProblem> lint_policy(const Policy& policy) {
         const Selectors& sel = policy.workloads[i].selectors;
         warn_about_injection(policy.workloads[i], i, advice);
         warn_about_openings(policy.workloads[i], i, advice);
+        warn_about_code(policy.workloads[i], i, advice);
         if (!sel.exe || sel.script || sel.argv) continue;
         std::string_view exe = *sel.exe;
         std::string_view name = exe.substr(exe.rfind('/') + 1);

@@ -39,9 +39,8 @@ constexpr uint64_t kMaxId = 4294967294;  // uid/gid: 4294967295 is (uid_t)-1, "n
 constexpr std::array<std::string_view, 9> kPolicyFields = {"version",    "trust_domain", "mode",
                                                            "log_allowed", "workloads",   "destinations",
                                                            "rules",      "federation",  "allow_debuggers"};
-constexpr std::array<std::string_view, 7> kWorkloadFields = {"id",        "selectors",         "svid_ttl",
-                                                             "listen",    "allow_env",         "allow_raw_sockets",
-                                                             "allow_core_dumps"};
+constexpr std::array<std::string_view, 8> kWorkloadFields = {
+    "id", "selectors", "svid_ttl", "listen", "allow_env", "allow_code", "allow_raw_sockets", "allow_core_dumps"};
 constexpr std::array<std::string_view, 2> kListenFields = {"port", "tls"};
 constexpr std::array<std::string_view, 2> kFederationFields = {"trust_domain", "bundle"};
 constexpr std::array<std::string_view, 9> kSelectorFields = {"exe",         "sha256", "script", "script_sha256", "argv",
@@ -415,6 +414,7 @@ private:
         if (const json* v = field(w, "allow_env")) workload.allow_env = read_allow_env(*v, at(path, "allow_env"));
         workload.allow_raw_sockets = read_flag(w, path, "allow_raw_sockets");
         workload.allow_core_dumps = read_flag(w, path, "allow_core_dumps");
+        if (const json* v = field(w, "allow_code")) workload.allow_code = read_allow_code(*v, at(path, "allow_code"));
         return workload;
     }
 
@@ -425,6 +425,33 @@ private:
         if (v->is_boolean()) return v->get<bool>();
         error(at(path, name), "must be true or false");
         return false;
+    }
+
+
+    // Files the loader, dlopen or an interpreter may map executable under the identity,
+    // besides the pinned closure; existence is the compiler's concern (a warning).
+    std::vector<std::string> read_allow_code(const json& v, const std::string& path) {
+        std::vector<std::string> paths;
+        if (!v.is_array()) {
+            error(path, "must be an array of absolute paths (files or directories)");
+            return paths;
+        }
+        std::map<std::string, std::string> seen;  // entry -> JSON path
+        for (size_t i = 0; i < v.size(); ++i) {
+            std::string item_path = at(path, i);
+            auto text = string_at(v[i], item_path);
+            if (!text) continue;
+            if (auto problem = absolute_path_problem(*text, false)) {
+                error(item_path, in_quotes(*text) + " " + *problem);
+                continue;
+            }
+            if (auto [it, inserted] = seen.emplace(*text, item_path); !inserted) {
+                error(item_path, "duplicate of " + it->second);
+                continue;
+            }
+            paths.push_back(*text);
+        }
+        return paths;
     }
 
     // Each code-loading variable lets code the pinned files do not contain run under the

@@ -129,6 +129,10 @@ struct Workload {
     // "allow_core_dumps": a crash may write the workload's memory to a core file or a
     // core_pattern helper, and other processes may raise its core limit.
     bool allow_core_dumps = false;
+    // "allow_code": files, or directories (each regular file directly inside), that the
+    // workload's processes may map executable besides the exe, loader and libraries pinned
+    // with it (plugins: NSS modules, interpreters' C extensions). Absolute, normalised.
+    std::vector<std::string> allow_code;
 };
 
 // Another trust domain whose X.509-SVIDs we verify, with its own bundle file. Bundles of

@@ -160,6 +160,7 @@ const char* guard_action_name(uint8_t a) {
     case KW_GUARD_CORE_DUMP: return "core_dump";
     case KW_GUARD_RLIMIT: return "rlimit";
     case KW_GUARD_FOREIGN_SOCKET: return "foreign_socket";
+    case KW_GUARD_EXEC_MAP: return "exec_map";
     }
     return "unknown";
 }
@@ -312,6 +313,14 @@ json EventFormatter::format_guard(const kw_ev_hdr& hdr, const kw_ev_guard& e) {
         j["port"] = e.obj_id;
         j["path"] = e.detail == KW_PATH_SENDMSG ? "sendmsg" : "connect";
         why = "a socket reaches a destination under an identity's rule only if that identity created it";
+        break;
+    case KW_GUARD_EXEC_MAP:
+        j["operation"] = (e.detail & 0xff) == KW_MAP_MPROTECT ? "mprotect" : "mmap";
+        j["file"] = name.empty() ? json(nullptr) : json(name);
+        j["inode"] = {{"dev", e.inode.dev}, {"ino", e.inode.ino}};
+        j["audit"] = (e.detail & KW_MAP_AUDIT) != 0;
+        why = (e.detail & KW_MAP_AUDIT) ? "audit mode: an attested process mapped unpinned code executable"
+                                         : "an attested process maps executable only the code pinned for its identity";
         break;
     }
     j["decided_by"] = why;

@@ -44,6 +44,12 @@ struct kw_cgsel_inner {
 	__uint(key_size, sizeof(__u64));
 	__uint(value_size, sizeof(__u32));
 };
+struct kw_code_inner {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(struct kw_code_key));
+	__uint(value_size, sizeof(struct kw_code_val));
+};
 struct kw_dsts_inner {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, 1);
@@ -71,6 +77,7 @@ KW_OUTER(kw_files, kw_files_inner);
 KW_OUTER(kw_lists, kw_lists_inner);
 KW_OUTER(kw_wls, kw_wls_inner);
 KW_OUTER(kw_cgsel, kw_cgsel_inner);
+KW_OUTER(kw_code, kw_code_inner);
 KW_OUTER(kw_dsts, kw_dsts_inner);
 KW_OUTER(kw_allow, kw_allow_inner);
 

@@ -22,7 +22,7 @@ KW_ANYONE=spiffe://$KW_TD/anyone
 write_policy() { # FILE ALLOW_ENV_JSON
     cat >"$1" <<JSON
 { "version": 1, "trust_domain": "$KW_TD", "mode": "enforce",
-  "workloads": [ { "id": "$KW_BILLING", "allow_env": $2,
+  "workloads": [ { "id": "$KW_BILLING", "allow_env": $2, "allow_code": ["$T/bin/x.so"],
                    "selectors": { "exe": "$KW_ATTESTED", "uid": $KW_UID, "cgroup": "$KW_CG" } },
                  { "id": "$KW_ANYONE", "selectors": { "uid": $KW_UID, "cgroup": "$KW_CG" } } ],
   "destinations": [ { "name": "db", "cidrs": ["127.0.0.1/32"], "ports": [$PORT], "protocol": "tcp" } ],
@@ -66,7 +66,8 @@ expect_one_event "LD_PRELOAD behind a 100 KB variable" '.type == "guard" and .ac
 expect_ok as_workload env "BIG=$BIG" "$KW_ATTESTED" --send "big-clean-$$" 127.0.0.1 "$PORT"
 wait_sink_data db "big-clean-$$"
 
-# allow_env lets the operator open it up for one workload, deliberately.
+# allow_env lets the operator open it up for one workload, deliberately (the library is
+# pinned through allow_code: see t_code_unpinned_refused).
 write_policy "$T/policy-preload.json" '["LD_PRELOAD"]'
 expect_ok kwarden_cli policy apply "$T/policy-preload.json"
 expect_ok as_workload env "LD_PRELOAD=$T/bin/x.so" "$KW_ATTESTED" --send "allowed-$$" 127.0.0.1 "$PORT"

@@ -50,9 +50,16 @@ public:
         return it->second;
     }
 
+    void add_closure(const std::string& path, std::vector<std::string> files) { closures_[path] = std::move(files); }
+    Result<std::vector<std::string>> code_closure(const std::string& path, const std::string&) override {
+        auto it = closures_.find(path);
+        return it == closures_.end() ? std::vector<std::string>{} : it->second;
+    }
+
     int pins_requested = 0;
 
 private:
+    std::map<std::string, std::vector<std::string>> closures_;
     std::map<std::string, Result<PinnedContent>> files_;
     std::map<std::string, CgroupRef> cgroups_;
 };
@@ -770,6 +777,43 @@ TEST_CASE("allow_env names of interpreters and families become their kw_env_var 
                                        KW_ENV_CLASSPATH | KW_ENV_LD_OTHER));
 }
 
+// kw_code as comparable rows: (set, ino, ctime_sec).
+std::vector<std::tuple<uint32_t, uint64_t, int64_t>> code_rows(const CompiledPolicy& c) {
+    std::vector<std::tuple<uint32_t, uint64_t, int64_t>> out;
+    for (const auto& [k, v] : c.code) out.emplace_back(k.set, k.ino, v.ctime_sec);
+    return out;
+}
+
+TEST_CASE("each identity's code set holds its exe, loader, libraries and allow_code, once each") {
+    FakeHostView host;
+    host.add_file("/usr/bin/app", 10, std::string(64, 'a'));
+    host.add_file("/lib64/ld.so", 11, std::string(64, 'b'), 2000);
+    host.add_file("/lib/libc.so.6", 12, std::string(64, 'c'));
+    host.add_file("/opt/plugin.so", 13, std::string(64, 'd'));
+    host.add_closure("/usr/bin/app", {"/lib64/ld.so", "/lib/libc.so.6"});
+    Policy p = policy_of(R"(
+        {"id": "spiffe://example.org/app", "selectors": {"exe": "/usr/bin/app"}, "allow_code": ["/opt/plugin.so"]},
+        {"id": "spiffe://example.org/app", "selectors": {"exe": "/usr/bin/app", "uid": 3}},
+        {"id": "spiffe://example.org/any", "selectors": {"uid": 2}},
+        {"id": "spiffe://example.org/gone", "selectors": {"exe": "/usr/bin/app"}, "allow_code": ["/opt/missing"]})");
+    CompiledPolicy c = compile_ok(p, host);
+    const uint32_t app = c.workloads[0].ident, any = c.workloads[2].ident, gone = c.workloads[3].ident;
+    CHECK(c.workloads[1].code_set == app);
+    CHECK(c.workloads[2].code_set == any);
+    using Row = std::tuple<uint32_t, uint64_t, int64_t>;
+    std::vector<Row> want = {{app, 10, 1000},  {app, 11, 2000},  {app, 12, 1000}, {app, 13, 1000},
+                             {any, 0, 0},      {gone, 10, 1000}, {gone, 11, 2000}, {gone, 12, 1000}};
+    std::sort(want.begin(), want.end());
+    auto have = code_rows(c);
+    std::sort(have.begin(), have.end());
+    CHECK(have == want);
+    // The missing allow_code entry is a warning naming it; the set simply lacks it.
+    bool warned = false;
+    for (const auto& w : c.warnings)
+        warned |= w.path == "/workloads/3/allow_code/0" && w.message.find("/opt/missing") != std::string::npos;
+    CHECK(warned);
+}
+
 TEST_CASE("a policy without allow_debuggers compiles to no debugger entry") {
     FakeHostView host;
     Policy p = policy_of(R"({"id": "spiffe://example.org/a", "selectors": {"uid": 1}})");
@@ -975,4 +1019,16 @@ TEST_CASE("allowing raw sockets or core dumps draws a lint warning") {
     CHECK(advice[0].message.starts_with("raw and packet sockets allowed"));
     CHECK(advice[1].path == "/workloads/1/allow_core_dumps");
     CHECK(advice[1].message.starts_with("core dumps allowed"));
+}
+
+TEST_CASE("allow_code on a whole system directory or under /tmp draws a lint warning; a plugin directory none") {
+    Policy p = policy_of(R"(
+        {"id": "spiffe://example.org/a", "selectors": {"uid": 1},
+         "allow_code": ["/usr/lib/python3.11/lib-dynload", "/usr/lib/x86_64-linux-gnu", "/tmp/plugins/x.so"]})");
+    auto advice = lint_policy(p);
+    REQUIRE(advice.size() == 2);
+    CHECK(advice[0].path == "/workloads/0/allow_code/1");
+    CHECK(advice[0].message.starts_with("'/usr/lib/x86_64-linux-gnu' opens every file of a system directory"));
+    CHECK(advice[1].path == "/workloads/0/allow_code/2");
+    CHECK(advice[1].message.starts_with("'/tmp/plugins/x.so' is under /tmp, where other users may write"));
 }
