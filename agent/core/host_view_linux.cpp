@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -16,6 +17,8 @@
 
 namespace kw::core {
 namespace {
+
+constexpr uint64_t kOverlayfsMagic = 0x794c7630;  // OVERLAYFS_SUPER_MAGIC
 
 std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
 
@@ -76,6 +79,13 @@ Result<PinnedContent> LinuxHostView::pin_file(const std::string& path) {
     struct stat before {};
     if (::fstat(fd.get(), &before) != 0) return make_error("cannot stat " + what + ": " + errno_text(errno));
     if (!S_ISREG(before.st_mode)) return make_error(what + " is not a regular file: only files can be pinned");
+    // The kernel identifies a file on overlayfs by its image layer's file (or, once
+    // written in the writable layer, by nothing pinnable): the overlay's own inode, which
+    // stat gives here, is never what an exec presents.
+    struct statfs fs {};
+    if (::fstatfs(fd.get(), &fs) == 0 && static_cast<uint64_t>(fs.f_type) == kOverlayfsMagic)
+        return make_error(what + " is on overlayfs, where the kernel identifies a file by its layer's file: "
+                          "pin the file by its path in the layer directory (the overlay's lowerdir)");
 
     Sha256 hash;
     char buf[65536];
