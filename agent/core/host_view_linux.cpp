@@ -72,20 +72,13 @@ Result<KernelFileFacts> kernel_file_facts(int fd) {
 
 LinuxHostView::LinuxHostView(std::string cgroup2_mount) : cgroup2_mount_(std::move(cgroup2_mount)) {}
 
-Result<PinnedContent> LinuxHostView::pin_file(const std::string& path) {
+Result<PinnedContent> hash_file(const std::string& path) {
     const std::string what = "'" + path + "'";
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) return make_error("cannot open " + what + " to pin it: " + errno_text(errno));
     struct stat before {};
     if (::fstat(fd.get(), &before) != 0) return make_error("cannot stat " + what + ": " + errno_text(errno));
     if (!S_ISREG(before.st_mode)) return make_error(what + " is not a regular file: only files can be pinned");
-    // The kernel identifies a file on overlayfs by its image layer's file (or, once
-    // written in the writable layer, by nothing pinnable): the overlay's own inode, which
-    // stat gives here, is never what an exec presents.
-    struct statfs fs {};
-    if (::fstatfs(fd.get(), &fs) == 0 && static_cast<uint64_t>(fs.f_type) == kOverlayfsMagic)
-        return make_error(what + " is on overlayfs, where the kernel identifies a file by its layer's file: "
-                          "pin the file by its path in the layer directory (the overlay's lowerdir)");
 
     Sha256 hash;
     char buf[65536];
@@ -110,6 +103,17 @@ Result<PinnedContent> LinuxHostView::pin_file(const std::string& path) {
     content.ctime_nsec = facts->ctime_nsec;
     content.sha256 = hash.hex_digest();
     return content;
+}
+
+Result<PinnedContent> LinuxHostView::pin_file(const std::string& path) {
+    // The kernel identifies a file on overlayfs that a container has not written by its
+    // image layer's file, and one it has written by nothing pinnable: the overlay's own
+    // inode, which stat gives here, is never what an exec of the layer's code presents.
+    struct statfs fs {};
+    if (::statfs(path.c_str(), &fs) == 0 && static_cast<uint64_t>(fs.f_type) == kOverlayfsMagic)
+        return make_error("'" + path + "' is on overlayfs, where the kernel identifies a file by its layer's file: "
+                          "name the file by its path in the layer directory (the overlay's lowerdir)");
+    return hash_file(path);
 }
 
 std::optional<CgroupRef> LinuxHostView::resolve_cgroup(const std::string& path) {
