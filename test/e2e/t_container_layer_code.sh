@@ -38,8 +38,9 @@ cat >"$T/policy.json" <<JSON
   "rules": [ { "from": "$KW_BILLING", "to": "db" } ] }
 JSON
 start_agent "$T/policy.json"
-CTR=(uid=$KW_UID mode=enforce protocol=tcp path=connect dst_addr=127.0.0.1 destinations@=db
-    "cgroup:$KW_CG/app:")
+# Not the cgroup's path: crun removes the container's cgroup when it exits, often before
+# the agent names it in the event (then null); its id is always there.
+CTR=(uid=$KW_UID mode=enforce protocol=tcp path=connect dst_addr=127.0.0.1 destinations@=db has:cgroup_id)
 
 # The image layer's binary, exec'd from the overlay root: the workload's identity.
 expect_ok run_container --pidfile "$T/layer.pid" app /app/billing-client --send "layer-$$" 127.0.0.1 "$PORT"
