@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +26,8 @@
 
 namespace kw::core {
 namespace {
+
+constexpr uint64_t kOverlayfsMagic = 0x794c7630;  // OVERLAYFS_SUPER_MAGIC
 
 std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
 
@@ -127,7 +130,7 @@ std::vector<std::string> listed_paths(const std::string& out) {
 
 LinuxHostView::LinuxHostView(std::string cgroup2_mount) : cgroup2_mount_(std::move(cgroup2_mount)) {}
 
-Result<PinnedContent> LinuxHostView::pin_file(const std::string& path) {
+Result<PinnedContent> hash_file(const std::string& path) {
     const std::string what = "'" + path + "'";
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) return make_error("cannot open " + what + " to pin it: " + errno_text(errno));
@@ -158,6 +161,17 @@ Result<PinnedContent> LinuxHostView::pin_file(const std::string& path) {
     content.ctime_nsec = facts->ctime_nsec;
     content.sha256 = hash.hex_digest();
     return content;
+}
+
+Result<PinnedContent> LinuxHostView::pin_file(const std::string& path) {
+    // The kernel identifies a file on overlayfs that a container has not written by its
+    // image layer's file, and one it has written by nothing pinnable: the overlay's own
+    // inode, which stat gives here, is never what an exec of the layer's code presents.
+    struct statfs fs {};
+    if (::statfs(path.c_str(), &fs) == 0 && static_cast<uint64_t>(fs.f_type) == kOverlayfsMagic)
+        return make_error("'" + path + "' is on overlayfs, where the kernel identifies a file by its layer's file: "
+                          "name the file by its path in the layer directory (the overlay's lowerdir)");
+    return hash_file(path);
 }
 
 std::optional<CgroupRef> LinuxHostView::resolve_cgroup(const std::string& path) {

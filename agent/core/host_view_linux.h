@@ -26,6 +26,11 @@ Result<KernelFileFacts> kernel_file_facts(int fd);
 // the mount is not listed or its device field is malformed.
 std::optional<uint64_t> mount_device_in(const std::string& mountinfo, uint64_t mnt_id);
 
+// PATH's content and identity, as pin_file gives them but for a file on overlayfs too,
+// whose identity is then the overlay inode's (what the kernel presents for a file in a
+// container's writable layer). For naming the code of a process seen in an event.
+Result<PinnedContent> hash_file(const std::string& path);
+
 class LinuxHostView : public HostView {
 public:
     explicit LinuxHostView(std::string cgroup2_mount = "/sys/fs/cgroup");

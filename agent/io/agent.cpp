@@ -848,6 +848,11 @@ int Agent::run() {
         return 1;
     }
 
+    // The programs find a container file's image-layer inode through overlayfs's own
+    // types, which the kernel describes only while the module is loaded: load it now, so
+    // that containers started later are covered (without it their files match nothing).
+    if (int rc = std::system("/sbin/modprobe overlay >/dev/null 2>&1"); rc != 0)
+        spdlog::warn("cannot load the overlay module: files in containers started later will match no pin");
     auto enforcer = bpf::Enforcer::load({.pin_dir = options_.pin_dir, .cgroup_root = options_.cgroup_root});
     if (!enforcer) {
         spdlog::error("{}", enforcer.message());

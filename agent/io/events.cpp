@@ -113,10 +113,9 @@ EventFormatter::ExeFacts EventFormatter::exe_facts(const kw_proc_info& p) {
         f.sha256 = it->second;
         return f;
     }
-    core::LinuxHostView host;
     for (const std::string& candidate : {"/proc/" + std::to_string(p.tgid) + "/exe", f.path}) {
         if (candidate.empty()) continue;
-        auto pinned = host.pin_file(candidate);
+        auto pinned = core::hash_file(candidate);
         if (pinned && pinned->key.dev == key.dev && pinned->key.ino == key.ino &&
             pinned->ctime_sec == p.exe_ctime_sec && pinned->ctime_nsec == p.exe_ctime_nsec) {
             hash_cache_[cache_key] = pinned->sha256;

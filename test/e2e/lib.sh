@@ -98,6 +98,19 @@ kw_cleanup() {
             [[ -d $cg ]] && echo "cleanup: could not remove cgroup $cg" >&2
         done <"$t/.kw_cgroups"
     fi
+    if [[ -f $t/.kw_containers ]]; then
+        while read -r i; do crun --root "$t/crun" delete --force "$i" >/dev/null 2>&1 || true; done <"$t/.kw_containers"
+    fi
+    if [[ -f $t/.kw_container_cgroups ]]; then # children of a test cgroup: before it
+        while read -r i; do
+            [[ -d $i ]] || continue
+            echo 1 >"$i/cgroup.kill" 2>/dev/null || true
+            rmdir "$i" 2>/dev/null || { sleep 0.5; rmdir "$i" 2>/dev/null; } || true
+        done <"$t/.kw_container_cgroups"
+    fi
+    if [[ -f $t/.kw_mounts ]]; then
+        while read -r i; do umount -l "$i" 2>/dev/null || true; done <"$t/.kw_mounts"
+    fi
     # The listener holder ends by itself once its processes are gone; make sure.
     pkill -f -- "holder --socket $t/holder.sock" 2>/dev/null || true
     if [[ -f $t/.kw_netns ]]; then
@@ -113,7 +126,7 @@ kw_cleanup() {
         fi
         [[ -e /sys/fs/bpf/kwarden ]] && echo "cleanup: /sys/fs/bpf/kwarden still exists after teardown" >&2
     fi
-    rm -f "$t"/.kw_agent_pid "$t"/.kw_pids "$t"/.kw_cgroups "$t"/.kw_netns "$t"/.kw_sysctl
+    rm -f "$t"/.kw_agent_pid "$t"/.kw_pids "$t"/.kw_cgroups "$t"/.kw_netns "$t"/.kw_sysctl "$t"/.kw_containers "$t"/.kw_container_cgroups "$t"/.kw_mounts
     return 0
 }
 
@@ -257,6 +270,79 @@ as_workload() { # [--pidfile FILE] [--uid N] CMD...
         shift 4
         exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@"
     ' kw_workload "$pidfile" "$KW_CG_DIR" "$uid" "$gid" "$@"
+}
+
+# ---- containers: Debian's crun on an OCI bundle with an overlay root -----------------------
+
+# Builds an image layer in DIR: each FILE (SRC=DEST, or SRC at its own path) with its
+# shared libraries and loader (the ldd closure) at their guest paths, and the directories
+# a runtime mounts over. It is an ordinary directory, as an unpacked image layer is.
+make_image_layer() { # DIR SRC[=DEST]...
+    local dir=$1 spec src dest lib
+    shift
+    mkdir -p "$dir"/{proc,dev,sys,tmp,etc}
+    chmod 1777 "$dir/tmp"
+    for spec in "$@"; do
+        src=${spec%%=*} dest=${spec#*=}
+        [[ $spec == *=* ]] || dest=$src
+        mkdir -p "$dir/$(dirname "$dest")"
+        cp -L "$src" "$dir/$dest"
+        for lib in $(ldd "$src" | grep -o '/[^ ]*'); do
+            [[ -e $dir/$lib ]] && continue
+            mkdir -p "$dir/$(dirname "$lib")"
+            cp -L "$lib" "$dir/$lib"
+        done
+    done
+}
+
+# A bundle in $T/NAME whose root is an overlay: LAYER read-only below, a writable layer
+# ($T/NAME/upper) above, as a runtime's image store sets it up. The container runs as
+# $KW_UID in a child of the test cgroup, in the host's network namespace (so the sinks
+# on 127.0.0.1 are its destinations), with crun's state under $T/crun.
+make_bundle() { # NAME LAYER
+    local b=$T/$1
+    mkdir -p "$b"/{upper,work,rootfs}
+    mount -t overlay overlay -o "lowerdir=$2,upperdir=$b/upper,workdir=$b/work" "$b/rootfs" ||
+        fail "cannot mount an overlay root for bundle $1"
+    kw_track mounts "$b/rootfs"
+    kw_track container_cgroups "$KW_CG_DIR/$1"
+    (cd "$b" && crun spec) || fail "crun spec failed in $b"
+    jq --arg cg "$KW_CG/$1" --argjson uid "$KW_UID" --argjson gid "$KW_GID" '
+        .root = {path: "rootfs", readonly: false}
+        | .process.terminal = false
+        | .process.user = {uid: $uid, gid: $gid}
+        | .linux.cgroupsPath = $cg
+        | .linux.namespaces |= map(select(.type != "network"))
+        | .mounts |= map(select(.destination | startswith("/sys") | not))
+        | .linux.maskedPaths |= map(select(startswith("/sys") | not))' \
+        "$b/config.json" >"$b/config.json.new" && mv "$b/config.json.new" "$b/config.json" ||
+        fail "cannot edit $b/config.json"
+}
+
+KW_CONTAINER_SEQ=0
+
+# Runs CMD in a new container of bundle NAME (crun run, in the foreground), bounded by
+# $KW_TIMEOUT seconds (default 20); its exit status is CMD's. The bundle's writable layer
+# persists from one container to the next; no argument may hold a newline. The
+# container's pid on the host (the process crun execs CMD in) is written to PIDFILE.
+run_container() { # [--pidfile FILE] NAME CMD...
+    local pidfile=/dev/null
+    if [[ $1 == --pidfile ]]; then
+        pidfile=$2
+        shift 2
+    fi
+    local b=$T/$1 id="kw$$-$1-$((KW_CONTAINER_SEQ += 1))"
+    shift
+    # One argument a line (jq 1.6 takes no "--" before --args that look like options).
+    printf '%s\n' "$@" | jq -R -s --slurpfile c "$b/config.json" \
+        '. as $raw | $c[0] | .process.args = ($raw | rtrimstr("\n") | split("\n"))' >"$b/config.json.new" &&
+        mv "$b/config.json.new" "$b/config.json" || fail "cannot set the container's command"
+    kw_track containers "$id"
+    rm -f "$b/pid"
+    local rc=0
+    timeout -k 2 "${KW_TIMEOUT:-20}" crun --root "$T/crun" run --bundle "$b" --pid-file "$b/pid" "$id" || rc=$?
+    cp "$b/pid" "$pidfile" 2>/dev/null || true
+    return $rc
 }
 
 # ---- a workload holding a connection (kw_guard_probe hold) ---------------------------------
