@@ -14,6 +14,8 @@
 source "$(dirname "$0")/lib.sh"
 
 PORT=7163
+# node starts in seconds under emulation, more when the host is busy.
+KW_TIMEOUT=60
 setup_tools
 make_cgroup
 start_sink db "$PORT"
