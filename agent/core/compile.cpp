@@ -324,7 +324,7 @@ private:
         auto add_program = [&](uint32_t set, const std::string& path, size_t index, const std::string& field,
                                const std::string& loader) -> std::string {
             add(set, path, index, field);
-            auto closure = host_.code_closure(path, loader);
+            const Result<std::vector<std::string>>& closure = code_closure(path, loader);
             if (!closure) {
                 out_.warnings.push_back({workload_path(index) + field,
                                          "workload " + policy_.workloads[index].id +
@@ -368,6 +368,14 @@ private:
             k.ino = std::get<2>(key);
             out_.code.emplace_back(k, val);
         }
+    }
+
+    // The loader's answer for PATH, asked once per compilation: entries of one identity,
+    // and identities sharing an exe or plugins, ask about the same files.
+    const Result<std::vector<std::string>>& code_closure(const std::string& path, const std::string& loader) {
+        auto key = std::make_pair(path, loader);
+        if (auto it = code_closures_.find(key); it != code_closures_.end()) return it->second;
+        return code_closures_.emplace(key, host_.code_closure(path, loader)).first->second;
     }
 
     // A file of a code set, read once per compilation (workloads share their libraries).
@@ -635,6 +643,7 @@ private:
     std::vector<std::optional<uint32_t>> any_rule_;                        // per destination
     std::map<uint32_t, uint32_t> list_of_pin_;  // active pins only
     std::map<std::string, Result<PinnedContent>> code_files_;
+    std::map<std::pair<std::string, std::string>, Result<std::vector<std::string>>> code_closures_;
 };
 
 bool selectors_match(const kw_workload& w, const ProcessFacts& facts) {

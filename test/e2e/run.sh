@@ -6,8 +6,9 @@
 #
 # Each test runs in its own bash, in a fresh scratch directory on a tmpfs under /tmp
 # (the guest's /tmp is an overlay of the host's, whose inodes are not what the kernel
-# attests), bounded by KW_TEST_TIMEOUT seconds (default 300), and is cleaned up after
-# even when it failed or timed out: agent, processes, cgroups, netns, pinned BPF state.
+# attests), bounded by KW_TEST_TIMEOUT seconds (default 300, or the test's own
+# "# kw-timeout: S"), and is cleaned up after even when it failed or timed out: agent,
+# processes, cgroups, netns, pinned BPF state.
 # Prints "PASS name" or "FAIL name: reason" per test, then "N passed, M failed"; exits
 # non-zero when a test failed or none ran.
 #
@@ -57,7 +58,12 @@ for t in "${tests[@]}"; do
     scratch=$(mktemp -d "$KW_SCRATCH_ROOT/$t.XXXXXX")
     chmod 0755 "$scratch"
     start=$SECONDS
-    T=$scratch timeout -k 10 "${KW_TEST_TIMEOUT:-300}" bash "$here/$t.sh" >"$scratch/test.log" 2>&1
+    # A test that walks many cases may raise its own bound ("# kw-timeout: S" in its
+    # header, at most 600); KW_TEST_TIMEOUT overrides every bound.
+    limit=$(sed -n '1,20s/^# kw-timeout: \([0-9]\{1,3\}\)$/\1/p' "$here/$t.sh" | head -n 1)
+    ((limit > 0 && limit <= 600)) || limit=300
+    limit=${KW_TEST_TIMEOUT:-$limit}
+    T=$scratch timeout -k 10 "$limit" bash "$here/$t.sh" >"$scratch/test.log" 2>&1
     rc=$?
     kw_cleanup "$scratch" >>"$scratch/test.log" 2>&1
     # Every event a passing test saw must match the documented schema.
@@ -77,7 +83,7 @@ for t in "${tests[@]}"; do
     failed=$((failed + 1))
     reason=$(grep -m1 '^FAIL: ' "$scratch/test.log" | cut -c7-)
     if [[ $rc -eq 124 || $rc -eq 137 ]]; then
-        reason="timed out after ${KW_TEST_TIMEOUT:-300}s${reason:+ (first failure: $reason)}"
+        reason="timed out after ${limit}s${reason:+ (first failure: $reason)}"
     fi
     echo "FAIL $t: ${reason:-exit status $rc}"
     echo "---- $t log ($scratch/test.log)"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# kw-timeout: 420
 # A container's code is pinned by its image layer, not by its overlay: a process started
 # by crun on an OCI bundle whose root is an overlay (image layer below, writable layer
 # above) gets the workload's identity when it runs the layer's binary, which the policy

@@ -16,8 +16,8 @@ start_sink db "$PORT"
 cat >"$T/late.py" <<'PY'
 import os, socket, sys, threading, time
 go, port, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-threading.Thread(target=time.sleep, args=(120,), daemon=True).start()
-deadline = time.time() + 60
+threading.Thread(target=time.sleep, args=(280,), daemon=True).start()
+deadline = time.time() + 240  # the agent starts meanwhile: slow under emulation
 while not os.path.exists(go):
     if time.time() > deadline:
         sys.exit(200)
@@ -42,9 +42,9 @@ cat >"$T/policy.json" <<JSON
   "rules": [ { "from": "$KW_BILLING", "to": "db" } ] }
 JSON
 
-KW_TIMEOUT=90 as_workload --pidfile "$T/late.pid" "$KW_PY" "$T/late.py" "$T/go" "$PORT" "late-$$" &
+KW_TIMEOUT=280 as_workload --pidfile "$T/late.pid" "$KW_PY" "$T/late.py" "$T/go" "$PORT" "late-$$" &
 late=$!
-KW_TIMEOUT=90 as_workload --pidfile "$T/other.pid" "$KW_PY" "$T/other.py" "$T/go" "$PORT" "other-$$" &
+KW_TIMEOUT=280 as_workload --pidfile "$T/other.pid" "$KW_PY" "$T/other.py" "$T/go" "$PORT" "other-$$" &
 other=$!
 wait_until 10 "both python3 processes to start" test -s "$T/late.pid" -a -s "$T/other.pid"
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Issue 13, class 4: raw and packet sockets reach a declared destination without
+# kw-timeout: 480
+# raw and packet sockets reach a declared destination without
 # connect(). With CAP_NET_RAW (root here) a process hand-crafts a UDP datagram to the
 # protected UDP sink db (127.0.0.1:PORT, declared, no rule for anyone): through
 # SOCK_RAW with its own IP header, and as a whole frame on "lo" through AF_PACKET.
