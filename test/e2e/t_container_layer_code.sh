@@ -6,8 +6,10 @@
 # names by its host path in the layer directory. The same bytes written into the
 # writable layer, by cp or by opening the image's file for writing (a copy-up), are
 # code nobody pinned: no identity, connect refused with EPERM, the sink unchanged, one
-# deny event. Before the agent starts, the layer's binary and a copy both reach the
-# sink, so the refusal is kwarden's.
+# deny event. A library written into the container and preloaded through the
+# container's own /etc/ld.so.preload is refused its executable mapping under the
+# identity (the binary runs without it). Before the agent starts, the layer's binary, a
+# copy and the preloaded library all reach the sink, so the refusals are kwarden's.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -20,9 +22,18 @@ start_sink db "$PORT"
 # application's files often are (so the container can open it for writing), and a
 # shell and cp to act inside the container with.
 LAYER=$T/layer
-make_image_layer "$LAYER" "$KW_TOOLS/kw_client=/app/billing-client" /bin/sh /bin/cp
+make_image_layer "$LAYER" "$KW_TOOLS/kw_client=/app/billing-client" /bin/sh /bin/cp \
+    "$KW_TOOLS/kw_preload.so=/stage/evil.so"
 chown "$KW_UID:$KW_GID" "$LAYER/app/billing-client"
 make_bundle app "$LAYER"
+make_bundle preload-control "$LAYER"
+make_bundle preload "$LAYER"
+# Inside the container: the library copied into the writable layer and named in the
+# container's /etc/ld.so.preload, then the image's binary (TAG names the round).
+preload_run() { # TAG
+    echo "cp /stage/evil.so /tmp/evil.so && echo /tmp/evil.so >/etc/ld.so.preload &&" \
+        "KW_PRELOAD_SEND=$PORT:evil-$1-$$ exec /app/billing-client --send preloaded-$1-$$ 127.0.0.1 $PORT"
+}
 
 # Controls without the agent, in one container (each costs seconds under emulation): the
 # layer's binary and a copy of it in the writable layer both reach the sink.
@@ -30,11 +41,15 @@ expect_ok run_container app /bin/sh -c "/app/billing-client --send pre-layer-$$ 
 wait_sink_data db "pre-layer-$$"
 wait_sink_data db "pre-copy-$$"
 [[ -f $T/app/upper/tmp/copy ]] || fail "the copy is not in the container's writable layer"
+expect_ok run_container preload-control /bin/sh -c "$(preload_run pre)"
+wait_sink_data db "evil-pre-$$"
+wait_sink_data db "preloaded-pre-$$"
 
 cat >"$T/policy.json" <<JSON
 { "version": 1, "trust_domain": "$KW_TD", "mode": "enforce", "log_allowed": true,
   "workloads": [ { "id": "$KW_BILLING",
-                   "selectors": { "exe": "$LAYER/app/billing-client", "uid": $KW_UID, "cgroup": "$KW_CG" } } ],
+                   "selectors": { "exe": "$LAYER/app/billing-client", "uid": $KW_UID, "cgroup": "$KW_CG" },
+                   "allow_code": ["$LAYER/lib/x86_64-linux-gnu", "$LAYER/lib64"] } ],
   "destinations": [ { "name": "db", "cidrs": ["127.0.0.1/32"], "ports": [$PORT], "protocol": "tcp" } ],
   "rules": [ { "from": "$KW_BILLING", "to": "db" } ] }
 JSON
@@ -69,3 +84,13 @@ assert_sink_unchanged db
 expect_one_event "the copied-up file's connect" '.type == "connect" and (.tgid | tostring) == $pid' \
     --arg pid "$(cat "$T/up.pid")"
 assert_event decision=deny spiffe_id=unattested "${CTR[@]}"
+
+# The preloaded library from the writable layer: the loader cannot map it under the
+# identity, says so and goes on; the binary's own send arrives, the library's does not.
+ev_mark
+expect_ok run_container preload /bin/sh -c "$(preload_run agent)"
+assert_match "the loader's refusal" "evil.so.*cannot be preloaded" "$KW_OUT"
+wait_sink_data db "preloaded-agent-$$"
+grep -qF "evil-agent-$$" "$T/sink-db" && fail "the preloaded library ran under the identity and reached the sink"
+expect_one_event "the refused mapping of the preloaded library" \
+    '.type == "guard" and .action == "exec_map" and .file == "evil.so" and .decision == "deny"'
