@@ -532,8 +532,18 @@ int BPF_PROG(kw_exec_commit, struct linux_binprm *bprm)
 
 	if (files) {
 		exe_val = kw_pinned(files, &exe, exe_sec, exe_nsec);
-		if (exe_val)
+		if (exe_val) {
 			f.exe = exe;
+		} else {
+			struct kw_file_key layer = {};
+			__s64 layer_sec = 0;
+			__u32 layer_nsec = 0;
+			if (kw_file_layer_facts(bprm->file, &layer, &layer_sec, &layer_nsec)) {
+				exe_val = kw_pinned(files, &layer, layer_sec, layer_nsec);
+				if (exe_val)
+					f.exe = layer;
+			}
+		}
 		/* execve() was given another file than the one that now runs: a #! script. */
 		if (given && !kw_key_eq(&given->key, &exe)) {
 			struct kw_exec_file g = *given;

@@ -531,6 +531,15 @@ static __always_inline int kw_code_check(struct file *file, __u32 op)
 	struct kw_code_val *v = bpf_map_lookup_elem(code, &k);
 	if (v && v->ctime_sec == sec && v->ctime_nsec == nsec)
 		return 0;
+	/* A container's file: its image layer's file may be the pinned one. */
+	struct kw_file_key lk = {};
+	if (kw_file_layer_facts(file, &lk, &sec, &nsec)) {
+		k.dev = lk.dev;
+		k.ino = lk.ino;
+		v = bpf_map_lookup_elem(code, &k);
+		if (v && v->ctime_sec == sec && v->ctime_nsec == nsec)
+			return 0;
+	}
 	struct kw_config *cfg = bpf_map_lookup_elem(&kw_cfg, &gen);
 	int audit = cfg && cfg->mode == KW_MODE_AUDIT;
 	struct kw_guard_target g = {

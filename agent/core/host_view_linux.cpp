@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,7 +26,6 @@
 namespace kw::core {
 namespace {
 
-constexpr uint64_t kOverlayfsMagic = 0x794c7630;  // OVERLAYFS_SUPER_MAGIC
 
 std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
 
@@ -164,13 +162,9 @@ Result<PinnedContent> hash_file(const std::string& path) {
 }
 
 Result<PinnedContent> LinuxHostView::pin_file(const std::string& path) {
-    // The kernel identifies a file on overlayfs that a container has not written by its
-    // image layer's file, and one it has written by nothing pinnable: the overlay's own
-    // inode, which stat gives here, is never what an exec of the layer's code presents.
-    struct statfs fs {};
-    if (::statfs(path.c_str(), &fs) == 0 && static_cast<uint64_t>(fs.f_type) == kOverlayfsMagic)
-        return make_error("'" + path + "' is on overlayfs, where the kernel identifies a file by its layer's file: "
-                          "name the file by its path in the layer directory (the overlay's lowerdir)");
+    // A file on overlayfs is pinned by its own (overlay) inode, as stat gives it: the
+    // kernel tries that identity first, and a container's image file by its layer's host
+    // path as the other.
     return hash_file(path);
 }
 

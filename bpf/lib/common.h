@@ -56,8 +56,8 @@ static __always_inline void kw_inode_ctime(struct inode *inode, __s64 *sec, __u3
 /*
  * overlayfs (a container's root) gives every file an inode of its own, on a device of its
  * own that did not exist when the policy was applied. A file that was never copied up is
- * the image layer's file, unchanged: it is identified by that inode, which the agent pins
- * by the layer's host path. A file with an upper dentry was written in the container's
+ * the image layer's file, unchanged: it is also identified by that inode, which the agent
+ * pins by the layer's host path. A file with an upper dentry was written in the container's
  * writable layer (or had its metadata changed there): it keeps the overlay inode, which
  * nothing pins. A file whose data comes from a second lower layer (metacopy) is not
  * mapped either: its first lower inode is a metadata-only file, not the code.
@@ -113,15 +113,39 @@ static __always_inline struct inode *kw_overlay_lower(struct inode *inode)
 	return real ? real : inode;
 }
 
-static __always_inline void kw_file_facts(struct file *file, struct kw_file_key *key, __s64 *ctime_sec,
-					  __u32 *ctime_nsec)
+static __always_inline void kw_inode_facts(struct inode *inode, struct kw_file_key *key, __s64 *ctime_sec,
+					   __u32 *ctime_nsec)
 {
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	if (BPF_CORE_READ(inode, i_sb, s_magic) == KW_OVERLAYFS_SUPER_MAGIC)
-		inode = kw_overlay_lower(inode);
 	key->dev = BPF_CORE_READ(inode, i_sb, s_dev);
 	key->ino = BPF_CORE_READ(inode, i_ino);
 	kw_inode_ctime(inode, ctime_sec, ctime_nsec);
+}
+
+/* FILE's own inode: what stat(2) of its path says (in the kernel's dev_t encoding). */
+static __always_inline void kw_file_facts(struct file *file, struct kw_file_key *key, __s64 *ctime_sec,
+					  __u32 *ctime_nsec)
+{
+	kw_inode_facts(BPF_CORE_READ(file, f_inode), key, ctime_sec, ctime_nsec);
+}
+
+/*
+ * The image layer's file under FILE, when FILE is on overlayfs and comes unchanged from
+ * one lower layer: 1 and its facts, else 0. A file is pinned by one of two identities:
+ * its own inode (a host whose root is an overlay pins its files by their paths there),
+ * or, for a container's file, its layer's file, which the policy names by its host path.
+ * Lookups try the own inode first, then this one.
+ */
+static __always_inline int kw_file_layer_facts(struct file *file, struct kw_file_key *key, __s64 *ctime_sec,
+					       __u32 *ctime_nsec)
+{
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	if (BPF_CORE_READ(inode, i_sb, s_magic) != KW_OVERLAYFS_SUPER_MAGIC)
+		return 0;
+	struct inode *lower = kw_overlay_lower(inode);
+	if (lower == inode)
+		return 0;
+	kw_inode_facts(lower, key, ctime_sec, ctime_nsec);
+	return 1;
 }
 
 static __always_inline struct kw_task *kw_current_task_state(void)

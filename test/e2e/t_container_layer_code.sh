@@ -25,6 +25,9 @@ LAYER=$T/layer
 make_image_layer "$LAYER" "$KW_TOOLS/kw_client=/app/billing-client" /bin/sh /bin/cp \
     "$KW_TOOLS/kw_preload.so=/stage/evil.so"
 chown "$KW_UID:$KW_GID" "$LAYER/app/billing-client"
+# The image's /etc is the container user's to write, as it is where a container runs
+# as root: the loader's /etc/ld.so.preload is then the container's to set.
+chown "$KW_UID:$KW_GID" "$LAYER/etc"
 make_bundle app "$LAYER"
 make_bundle preload-control "$LAYER"
 make_bundle preload "$LAYER"
