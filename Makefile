@@ -43,7 +43,7 @@ unit: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 vmtest: build
-	vmtest/matrix --timeout 1800 $(VM_KERNELS) -- test/e2e/run.sh $(E2E)
+	vmtest/matrix --timeout 3000 $(VM_KERNELS) -- test/e2e/run.sh $(E2E)
 
 # The host's checks first (a failure there fails fast), then the VMs, then the quick bench.
 test: FUZZ_SMOKE_SECONDS = 10

@@ -55,7 +55,7 @@ int exec_enrolled(const std::string& enroll_socket, const std::vector<std::strin
     nlohmann::json request = {{"op", "enroll"}, {"pid", ::getpid()}, {"command", argv[0]}};
     if (auto r = send_message(sock.get(), core::json_text(request) + "\n", {listener->get()}); !r) return fail(r.message());
     // The agent must hold the only copy: the kernel registers the listener as the agent's
-    // only then (claim_listener), and a process exec'd under a listener held by anyone
+    // only then (try_claim_listener), and a process exec'd under a listener held by anyone
     // else gets no identity. The message in flight keeps the listener alive.
     listener->reset();
     auto answer = read_line(sock.get());

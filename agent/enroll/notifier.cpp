@@ -106,20 +106,15 @@ Result<int> Notifier::send_fd(uint64_t id, int fd, unsigned int newfd_flags) con
     return rc;
 }
 
-Result<void> claim_listener(int fd, std::chrono::milliseconds wait) {
-    const auto deadline = std::chrono::steady_clock::now() + wait;
+Result<bool> try_claim_listener(int fd) {
     for (;;) {
         uint64_t id = 0;
         // ENOENT is the answer for an id no call has: the registration went through (or
         // no guard runs, and then nothing is checked at exec either).
-        if (::ioctl(fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0 || errno == ENOENT) return {};
+        if (::ioctl(fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0 || errno == ENOENT) return true;
         if (errno == EINTR) continue;
-        if (errno != EBUSY)
-            return make_error("registering the seccomp listener with the kernel: " + errno_text(errno));
-        if (std::chrono::steady_clock::now() >= deadline)
-            return make_error("another copy of the seccomp listener is still open (the enrolling process kept or "
-                              "passed one on): whoever holds it could answer the process's calls");
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        if (errno == EBUSY) return false;
+        return make_error("registering the seccomp listener with the kernel: " + errno_text(errno));
     }
 }
 

@@ -66,13 +66,11 @@ private:
     mutable std::optional<Journal> journal_;  // shared memory, not this object's state
 };
 
-// Tells the kernel the agent holds listener FD alone (SECCOMP_IOCTL_NOTIF_ID_VALID for
-// call id 0, which kwarden's guard takes as the registration): only a process under
-// filters whose listeners are registered keeps its identity at exec. The kernel refuses
-// (EBUSY) while another reference to the listener exists; the launcher closes its copy
-// right after sending it, so that is retried for up to WAIT. An error names the reason:
-// the enrolling process kept a copy, or passed one on.
-Result<void> claim_listener(int fd, std::chrono::milliseconds wait);
+// Registers the seccomp listener FD with the kernel as the agent's (the guard's
+// file_ioctl program records it): true once done, false while another copy of it is
+// still open anywhere (EBUSY: the enrolling process has not closed its copy yet, or kept
+// one), an error otherwise. One ioctl: the caller retries on its own schedule.
+Result<bool> try_claim_listener(int fd);
 
 // The thread group (process) of thread TID, from /proc/TID/status.
 Result<pid_t> tgid_of(pid_t tid);

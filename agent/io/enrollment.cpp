@@ -979,6 +979,24 @@ Result<void> EnrollmentService::deposit(EnrolledProcess& process) {
     return reattach();
 }
 
+struct EnrollmentService::Hello {
+    core::UniqueFd listener;
+    core::UniqueFd pidfd;
+    ucred cred;
+    std::string command;
+    std::shared_ptr<core::PeerLimits::Slot> slot;  // held until the hello is answered
+};
+
+namespace {
+
+void reply_to(local::socket& socket, const json& j) {
+    std::string line = core::json_text(j) + "\n";
+    boost::system::error_code ignored;
+    asio::write(socket, asio::buffer(line), ignored);
+}
+
+}  // namespace
+
 void EnrollmentService::on_hello(std::shared_ptr<local::socket> socket, std::shared_ptr<core::PeerLimits::Slot> slot) {
     // The slot is held until the hello is answered or the peer is timed out.
     auto timer = std::make_shared<asio::steady_timer>(io_, kHelloTimeout);
@@ -1019,35 +1037,64 @@ void EnrollmentService::on_hello(std::shared_ptr<local::socket> socket, std::sha
         // ioctl is sent to it (an ioctl on an arbitrary file could do anything).
         if (!is_seccomp_listener(msg->fds[0].get()))
             return reply({{"ok", false}, {"error", "the descriptor is not a seccomp listener"}});
-        // Before the reply lets the launcher exec: an exec under a listener the kernel does
-        // not know as the agent's alone gets no identity.
-        if (auto claimed = enroll::claim_listener(msg->fds[0].get(), kClaimWait); !claimed)
-            return reply({{"ok", false}, {"error", claimed.message()}});
-        std::string command = core::json_string(request, "command", "?");
-        std::optional<enroll::Journal> journal;
-        if (!context_.holder_socket.empty()) {
-            auto j = enroll::Journal::create();
-            if (!j) return reply({{"ok", false}, {"error", "the agent cannot journal held calls: " + j.message()}});
-            journal.emplace(std::move(*j));
-        }
-        auto process = std::make_shared<EnrolledProcess>(*this, std::move(msg->fds[0]), std::move(journal), cred.pid,
-                                                         cred.uid, command);
-        // Fail closed on availability too: a listener the holder does not keep would make
-        // every trapped call of the process fail with ENOSYS after an agent restart.
-        processes_[process.get()] = process;
-        if (auto r = deposit(*process); !r) {
-            processes_.erase(process.get());
-            spdlog::error("refusing to enrol process {} ({}): {}", cred.pid, command, r.message());
-            return reply({{"ok", false}, {"error", "the agent cannot keep the listener across restarts: " + r.message()}});
-        }
-        if (context_.mark_enrolled)
-            if (auto r = context_.mark_enrolled(pidfd.get()); !r)
-                spdlog::warn("enrolled process {}: {}", cred.pid, r.message());
-        process->start();
-        spdlog::info("enrolled process {} (uid {}, {})", cred.pid, cred.uid, command);
-        context_.emit({{"type", "enroll"}, {"time", now_rfc3339()}, {"pid", cred.pid}, {"uid", cred.uid}, {"command", command}});
-        reply({{"ok", true}});
+        auto hello = std::make_shared<Hello>(Hello{std::move(msg->fds[0]), std::move(pidfd), cred,
+                                                    core::json_string(request, "command", "?"), slot});
+        claim_then_enrol(socket, std::move(hello), std::chrono::steady_clock::now() + kClaimWait);
     });
+}
+
+
+// Before the reply lets the launcher exec: an exec under a listener the kernel does not
+// know as the agent's alone gets no identity. The launcher closes its copy right after
+// sending it; until that close lands the claim is retried on a timer, so that a slow
+// launcher (or many at once) never stalls the loop.
+void EnrollmentService::claim_then_enrol(std::shared_ptr<local::socket> socket, std::shared_ptr<Hello> hello,
+                                         std::chrono::steady_clock::time_point deadline) {
+    if (!socket->is_open()) return;
+    auto claimed = enroll::try_claim_listener(hello->listener.get());
+    if (!claimed) return reply_to(*socket, {{"ok", false}, {"error", claimed.message()}});
+    if (!*claimed) {
+        if (std::chrono::steady_clock::now() >= deadline)
+            return reply_to(*socket, {{"ok", false},
+                                      {"error", "another copy of the seccomp listener is still open (the enrolling "
+                                                "process kept or passed one on): whoever holds it could answer the "
+                                                "process's calls"}});
+        auto timer = std::make_shared<asio::steady_timer>(io_, kClaimRetry);
+        timer->async_wait([this, socket, hello, deadline, timer](boost::system::error_code ec) {
+            if (!ec) claim_then_enrol(socket, hello, deadline);
+        });
+        return;
+    }
+    enrol(*socket, *hello);
+}
+
+void EnrollmentService::enrol(local::socket& socket, Hello& hello) {
+    auto reply = [&](const json& j) { reply_to(socket, j); };
+    const ucred& cred = hello.cred;
+    const std::string& command = hello.command;
+    std::optional<enroll::Journal> journal;
+    if (!context_.holder_socket.empty()) {
+        auto j = enroll::Journal::create();
+        if (!j) return reply({{"ok", false}, {"error", "the agent cannot journal held calls: " + j.message()}});
+        journal.emplace(std::move(*j));
+    }
+    auto process = std::make_shared<EnrolledProcess>(*this, std::move(hello.listener), std::move(journal), cred.pid,
+                                                     cred.uid, command);
+    // Fail closed on availability too: a listener the holder does not keep would make
+    // every trapped call of the process fail with ENOSYS after an agent restart.
+    processes_[process.get()] = process;
+    if (auto r = deposit(*process); !r) {
+        processes_.erase(process.get());
+        spdlog::error("refusing to enrol process {} ({}): {}", cred.pid, command, r.message());
+        return reply({{"ok", false}, {"error", "the agent cannot keep the listener across restarts: " + r.message()}});
+    }
+    if (context_.mark_enrolled)
+        if (auto r = context_.mark_enrolled(hello.pidfd.get()); !r)
+            spdlog::warn("enrolled process {}: {}", cred.pid, r.message());
+    process->start();
+    spdlog::info("enrolled process {} (uid {}, {})", cred.pid, cred.uid, command);
+    context_.emit({{"type", "enroll"}, {"time", now_rfc3339()}, {"pid", cred.pid}, {"uid", cred.uid}, {"command", command}});
+    reply({{"ok", true}});
 }
 
 }  // namespace kw::io

@@ -69,8 +69,10 @@ public:
     static constexpr size_t kPendingPerUid = 64;
     // A connection that has not sent its hello by then is closed.
     static constexpr std::chrono::seconds kHelloTimeout{5};
-    // How long the launcher's close of its listener copy may take to land (claim_listener).
-    static constexpr std::chrono::milliseconds kClaimWait{500};
+    // How long the launcher's close of its listener copy may take to land: the claim is
+    // retried every kClaimRetry meanwhile, on the loop, never blocking it.
+    static constexpr std::chrono::seconds kClaimWait{5};
+    static constexpr std::chrono::milliseconds kClaimRetry{10};
 
     EnrollmentService(boost::asio::io_context& io, EnrollContext context);
     ~EnrollmentService();
@@ -93,6 +95,10 @@ public:
 
 private:
     void on_connection(boost::asio::local::stream_protocol::socket socket);
+    struct Hello;  // an enrolment request that passed its checks (enrollment.cpp)
+    void claim_then_enrol(std::shared_ptr<boost::asio::local::stream_protocol::socket> socket,
+                          std::shared_ptr<Hello> hello, std::chrono::steady_clock::time_point deadline);
+    void enrol(boost::asio::local::stream_protocol::socket& socket, Hello& hello);
     void on_hello(std::shared_ptr<boost::asio::local::stream_protocol::socket> socket,
                   std::shared_ptr<core::PeerLimits::Slot> slot);
     void refused(uid_t uid, const std::string& reason);

@@ -29,6 +29,9 @@ if len(sys.argv) < 3:
     sys.exit(0)
 socket.create_connection(("127.0.0.1", int(sys.argv[1]))).sendall(sys.argv[2].encode() + b"\n")
 EOF
+# IO::Socket::INET loads two XS modules (IO.so, Socket.so): plugins of perl, opened for
+# the job with allow_code, as an attested process maps only pinned code.
+PERL_XS=/usr/lib/x86_64-linux-gnu/perl-base/auto
 cat >"$T/bin/job.pl" <<'EOF'
 #!/usr/bin/perl
 use IO::Socket::INET;
@@ -89,7 +92,8 @@ write_policy() { # FILE BASH_ALLOW PY_ALLOW PL_ALLOW JS_ALLOW (JSON arrays)
     { "id": "spiffe://$KW_TD/job-py", "allow_env": $3,
       "selectors": { "script": "$T/bin/job.py", "uid": $KW_UID, "cgroup": "$KW_CG" } },
     { "id": "spiffe://$KW_TD/job-pl", "allow_env": $4,
-      "selectors": { "script": "$T/bin/job.pl", "uid": $KW_UID, "cgroup": "$KW_CG" } } $node_wl ],
+      "selectors": { "script": "$T/bin/job.pl", "uid": $KW_UID, "cgroup": "$KW_CG" },
+      "allow_code": ["$PERL_XS/IO", "$PERL_XS/Socket"] } $node_wl ],
   "destinations": [ { "name": "db", "cidrs": ["127.0.0.1/32"], "ports": [$PORT], "protocol": "tcp" } ],
   "rules": [ { "from": "spiffe://$KW_TD/job-sh", "to": "db" }, { "from": "spiffe://$KW_TD/job-py", "to": "db" },
              { "from": "spiffe://$KW_TD/job-pl", "to": "db" } $node_rule ] }
