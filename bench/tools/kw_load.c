@@ -601,58 +601,62 @@ static void spawn_wait(const char *path)
 	}
 }
 
-static int cmd_exec(const char *path)
+/* Runs ONCE(ARG) for the warm-up, then counts its calls over each timed window and prints
+ * one MODE line per window: the shape of every one-operation-at-a-time mode. */
+static void timed_loop(const char *mode, void (*once)(const void *), const void *arg)
 {
 	for (double t_end = now_s() + opt.warmup; now_s() < t_end;)
-		spawn_wait(path);
+		once(arg);
 	struct mark m0 = mark_now(0);
 	for (int r = 1; r <= opt.repeats; r++) {
 		unsigned long long n = 0;
 		for (double t_end = m0.t + opt.duration; now_s() < t_end; n++)
-			spawn_wait(path);
+			once(arg);
 		struct mark w = window_of(m0, mark_now(n));
-		printf("{\"mode\":\"exec\",\"repeat\":%d,\"seconds\":%.4f,\"count\":%llu,\"per_s\":%.2f,"
+		printf("{\"mode\":\"%s\",\"repeat\":%d,\"seconds\":%.4f,\"count\":%llu,\"per_s\":%.2f,"
 		       "\"cpu_busy_s\":%.3f",
-		       r, w.t, w.count, (double)w.count / w.t, w.busy);
+		       mode, r, w.t, w.count, (double)w.count / w.t, w.busy);
 		end_line(w);
 		m0 = mark_now(0);
 	}
+}
+
+static void spawn_once(const void *path)
+{
+	spawn_wait(path);
+}
+
+static int cmd_exec(const char *path)
+{
+	timed_loop("exec", spawn_once, path);
 	return 0;
 }
 
 /* ---- mmap ----------------------------------------------------------------------------------- */
 
-static void map_exec_once(int fd, long page)
+struct map_target {
+	int fd;
+	size_t page;
+};
+
+/* Maps one page executable and unmaps it again: what a loader or dlopen() does per
+ * segment, so the kernel's hooks on executable mappings run once per call. */
+static void map_exec_once(const void *arg)
 {
-	void *p = mmap(NULL, (size_t)page, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+	const struct map_target *m = arg;
+	void *p = mmap(NULL, m->page, PROT_READ | PROT_EXEC, MAP_PRIVATE, m->fd, 0);
 	if (p == MAP_FAILED)
 		kw_die_errno("mmap PROT_EXEC", errno);
-	munmap(p, (size_t)page);
+	munmap(p, m->page);
 }
 
-/* Maps one page of PATH executable and unmaps it again: what a loader or dlopen() does per
- * segment, so the kernel's hooks on executable mappings run once per iteration. */
 static int cmd_mmap(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	struct map_target m = { .fd = open(path, O_RDONLY | O_CLOEXEC), .page = (size_t)sysconf(_SC_PAGESIZE) };
+	if (m.fd < 0)
 		kw_die_errno("open", errno);
-	long page = sysconf(_SC_PAGESIZE);
-	for (double t_end = now_s() + opt.warmup; now_s() < t_end;)
-		map_exec_once(fd, page);
-	struct mark m0 = mark_now(0);
-	for (int r = 1; r <= opt.repeats; r++) {
-		unsigned long long n = 0;
-		for (double t_end = m0.t + opt.duration; now_s() < t_end; n++)
-			map_exec_once(fd, page);
-		struct mark w = window_of(m0, mark_now(n));
-		printf("{\"mode\":\"mmap\",\"repeat\":%d,\"seconds\":%.4f,\"count\":%llu,\"per_s\":%.2f,"
-		       "\"cpu_busy_s\":%.3f",
-		       r, w.t, w.count, (double)w.count / w.t, w.busy);
-		end_line(w);
-		m0 = mark_now(0);
-	}
-	close(fd);
+	timed_loop("mmap", map_exec_once, &m);
+	close(m.fd);
 	return 0;
 }
 
