@@ -194,7 +194,7 @@ static __always_inline void kw_mark_socket(struct socket *sock, struct kw_target
  * record is accepted from it (only a record of another identity is refused).
  */
 static __always_inline int kw_foreign_socket(struct socket *sock, struct kw_task *task, __u32 ident,
-					     struct kw_target *t, __u8 path)
+					     struct kw_target *t, __u8 path, int audit)
 {
 	struct sock *sk = sock->sk;
 	struct kw_sk_creator *c = sk ? bpf_sk_storage_get(&kw_sk_creators, sk, 0, 0) : 0;
@@ -207,11 +207,15 @@ static __always_inline int kw_foreign_socket(struct socket *sock, struct kw_task
 	struct kw_guard_target g = {
 		.action = KW_GUARD_FOREIGN_SOCKET,
 		.decision = KW_DECISION_DENY,
-		.err = EPERM,
 		.detail = path,
 		.ident = creator,
 		.obj_id = t->port,
 	};
+	if (audit) { /* a gate decision: audit mode reports it and lets the connection be */
+		kw_emit_guard(&g);
+		return 0;
+	}
+	g.err = EPERM;
 	kw_emit_guard(&g);
 	return 1;
 }
@@ -256,13 +260,13 @@ static __always_inline int kw_gate(struct socket *sock, struct sockaddr *sa, int
 	}
 
 	kw_count(KW_CNT_CONNECT_CHECKED);
+	struct kw_config *cfg = bpf_map_lookup_elem(&kw_cfg, &gen);
+	int audit = cfg && cfg->mode == KW_MODE_AUDIT;
 	/* Only an identity's own rule can be borrowed: a "*" rule or a refusal needs none. */
-	if (v.allowed && v.reason == KW_REASON_RULE && kw_foreign_socket(sock, task, ident, &t, path)) {
+	if (v.allowed && v.reason == KW_REASON_RULE && kw_foreign_socket(sock, task, ident, &t, path, audit)) {
 		kw_count(KW_CNT_CONNECT_DENIED);
 		return -EPERM;
 	}
-	struct kw_config *cfg = bpf_map_lookup_elem(&kw_cfg, &gen);
-	int audit = cfg && cfg->mode == KW_MODE_AUDIT;
 	if (cfg && (!v.allowed || cfg->log_allowed))
 		kw_emit_connect(&t, &v, cfg, path);
 	if (!v.allowed) {

@@ -308,6 +308,7 @@ json EventFormatter::format_guard(const kw_ev_hdr& hdr, const kw_ev_guard& e) {
 
         break;
     case KW_GUARD_FOREIGN_SOCKET:
+        j["mode"] = e.err == 0 ? "audit" : "enforce";
         j["socket_creator"] = spiffe_id(e.target_ident);
         j["port"] = e.obj_id;
         j["path"] = e.detail == KW_PATH_SENDMSG ? "sendmsg" : "connect";

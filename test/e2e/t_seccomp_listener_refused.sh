@@ -114,6 +114,20 @@ assert_sink_unchanged db
 expect_one_event "the guard refusing a socket created under another identity" \
     '.type == "guard" and .action == "foreign_socket"'
 assert_event decision=deny errno=EPERM "spiffe_id=$KW_SCRIPT_ID" socket_creator=unattested "port=$PORT" \
-    path=connect
+    path=connect mode=enforce
+
+# A gate decision like the others: audit mode reports the foreign socket and lets it be.
+sed 's/"mode": "enforce"/"mode": "audit"/' "$T/policy.json" >"$T/policy-audit.json"
+expect_ok kwarden_cli policy apply "$T/policy-audit.json"
+ev_mark
+expect_ok as_workload "$KW_PY" -c '
+import os, socket, sys
+s = socket.socket()
+s.set_inheritable(True)
+os.execv(sys.argv[1], [sys.argv[1], str(s.fileno()), sys.argv[2], sys.argv[3]])
+' "$T/bin/conn.py" "$PORT" "script-audited-$$"
+wait_sink_data db "script-audited-$$"
+expect_one_event "the audited foreign socket" '.type == "guard" and .action == "foreign_socket"'
+assert_event decision=deny errno=null mode=audit socket_creator=unattested "port=$PORT"
 
 stop_agent
