@@ -114,10 +114,13 @@ enum kw_env_var {
 	KW_ENV_JDK_JAVA_OPTIONS = 1u << 20,
 	KW_ENV_CLASSPATH = 1u << 21,
 };
-/* What the loader itself reads: the variables that count against the agent's own exec. */
+/* What can load code into the agent itself: the loader's variables and iconv's. Not
+ * OPENSSL_*: the agent's TLS library is BoringSSL, which reads no configuration file and
+ * loads no engine or provider; the one variable it reads, OPENSSL_ia32cap, only chooses
+ * among BoringSSL's own code paths. */
 #define KW_ENV_LOADER                                                                                 \
 	(KW_ENV_LD_PRELOAD | KW_ENV_LD_AUDIT | KW_ENV_LD_LIBRARY_PATH | KW_ENV_LD_OTHER | \
-	 KW_ENV_GLIBC_TUNABLES | KW_ENV_GCONV_PATH | KW_ENV_OPENSSL)
+	 KW_ENV_GLIBC_TUNABLES | KW_ENV_GCONV_PATH)
 
 struct kw_workload {
 	__u32 flags; /* enum kw_sel_flags */

@@ -125,10 +125,7 @@ Result<std::unique_ptr<Enforcer>> Enforcer::load(const LoadOptions& options) {
     auto fail = [&](const char* what, int err) {
         std::string msg = std::string("cannot ") + what + ": " + errno_text(err);
         if (e->took_over_ && err == -EPERM)
-            msg += " (the pins under " + options.pin_dir +
-                   " are guarded: only root running the kwarden binary that turned the guard on may take them "
-                   "over; turn the guard off first with 'kwarden stop', or 'kwarden agent --unprotect' run from "
-                   "that binary)";
+            msg += " (the pins under " + options.pin_dir + " are guarded: " + kGuardAgentRule + ")";
         if (e->took_over_ && err == -EINVAL)
             msg += " (maps pinned under " + maps_dir +
                    " may come from another kwarden version: 'kwarden teardown' removes them and stops enforcement)";

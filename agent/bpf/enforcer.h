@@ -22,6 +22,13 @@ namespace kw::bpf {
 
 inline constexpr const char* kDefaultPinDir = "/sys/fs/bpf/kwarden";
 
+// What the guard asks of a process before it takes it for the agent: the reason a
+// refused agent is given.
+inline constexpr const char* kGuardAgentRule =
+    "while the guard is on, only root running the kwarden binary that turned it on, untraced and with no "
+    "LD_*, GLIBC_TUNABLES or GCONV_PATH in its environment, is the agent; turn the guard off first with "
+    "'kwarden stop', or 'kwarden agent --unprotect' run from that binary";
+
 struct KernelProbe {
     std::string release;
     std::vector<std::string> missing;  // each says what is missing and how to get it

@@ -5,6 +5,7 @@
 
 #include "io/agent.h"
 
+#include <fcntl.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -817,6 +818,14 @@ int Agent::run() {
         return 1;
     }
     chmod(options_.state_dir.c_str(), 0700);
+    // The guard's refusal says why here, not as an unreadable file further on.
+    if (int fd = ::open(options_.state_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
+        ::close(fd);
+    } else if (errno == EPERM) {
+        spdlog::error("the kernel refuses this process its state directory {}: {}", options_.state_dir,
+                      bpf::kGuardAgentRule);
+        return 1;
+    }
     pins_ = load_pins(options_.state_dir + "/pins.json");
     // Before the first key exists: locked memory, no core dumps, no ptrace by the uid.
     if (auto r = protect_key_memory(); !r) {
