@@ -80,6 +80,9 @@ enum kw_sel_flags {
 	KW_SEL_ALLOW_RAW_SOCKETS = 1u << 10,
 	/* "allow_core_dumps": the workload's memory may be dumped when it crashes. */
 	KW_SEL_ALLOW_CORE_DUMPS = 1u << 11,
+	/* argv names files (kw_sources): they are read at their paths, so the exec must see
+	 * the paths as the agent does, from the agent's mount namespace and root. */
+	KW_SEL_SOURCES = 1u << 12,
 };
 
 /*
@@ -158,11 +161,32 @@ struct kw_code_val {
 	__u32 _pad;
 };
 
+/*
+ * Sources: the files a workload entry's argv names by absolute path (the script given to
+ * an interpreter, a config file), which the process reads rather than maps. A set per
+ * identity, like kw_code; keyed by the path as bpf_d_path() shows it (the file's own
+ * path, symlinks resolved), NUL-padded. An attested process with KW_TASK_SOURCES that
+ * opens a file at one of these paths must find the pinned file there, unchanged.
+ */
+#define KW_SOURCE_PATH_MAX 256
+struct kw_source_key {
+	__u32 set;
+	char path[KW_SOURCE_PATH_MAX];
+};
+
+struct kw_source_val {
+	struct kw_file_key file;
+	__s64 ctime_sec;
+	__u32 ctime_nsec;
+	__u32 _pad;
+};
+
 enum kw_task_flags {
 	KW_TASK_FROM_PROC = 1u << 0, /* attested from /proc at agent start (weaker) */
 	KW_TASK_AGENT = 1u << 1,     /* the kwarden agent itself (set by the agent; exec clears it) */
 	KW_TASK_ENROLLED = 1u << 2,  /* enrolled for mutual TLS (kwarden exec): kept across exec and fork */
 	KW_TASK_DUMPING = 1u << 3,   /* inside do_coredump(): the task is dying with a core dump */
+	KW_TASK_SOURCES = 1u << 4,   /* attested by an entry whose argv names files (kw_sources) */
 };
 
 /* Value of kw_listeners, keyed by the address of a seccomp filter whose user-notification
@@ -281,6 +305,11 @@ struct kw_guard_cfg {
 	__u32 _pad2;
 	__u64 pin_dev;	 /* superblock of the bpf filesystem holding the pins (kernel dev_t) */
 	__u64 state_dev; /* superblock of the agent's state directory */
+	/* Where the agent resolved the policy's paths: its mount namespace and root, as
+	 * kernel addresses (compared, never followed), recorded with agent_exe. */
+	__u64 home_mntns;
+	__u64 home_root_mnt;
+	__u64 home_root_dentry;
 };
 
 /* Key of kw_guard_ids: the BPF objects of kwarden (maps, inner maps, programs, links). */
@@ -326,6 +355,7 @@ enum kw_guard_action {
 	KW_GUARD_RLIMIT = 9,	 /* another process raising the core limit of one (detail: the new limit, capped) */
 	KW_GUARD_FOREIGN_SOCKET = 10, /* connect/sendto under one identity of a socket created under another */
 	KW_GUARD_EXEC_MAP = 11,	 /* an attested process mapping unpinned code executable (detail: enum kw_map_op) */
+	KW_GUARD_SOURCE = 12,	 /* an attested process opening another file than the pinned one at a source path */
 };
 
 /* detail of KW_GUARD_RAW_SOCKET: the socket's address family and type. */
@@ -341,6 +371,7 @@ enum kw_exec_refusal {
 	KW_EXEC_TRACED = 1u << 5,     /* ptraced by someone who is not an allowed debugger */
 	KW_EXEC_CODE_ENV = 1u << 6,   /* another kw_env_var: the event's target_tgid has them all */
 	KW_EXEC_LISTENER = 1u << 7,   /* a seccomp filter's listener is held by someone but the agent */
+	KW_EXEC_ELSEWHERE = 1u << 8,  /* argv names files, and the exec's mount namespace or root is not the agent's */
 };
 
 /* detail of KW_GUARD_EXEC_MAP. */
@@ -534,7 +565,9 @@ KW_ASSERT_SIZE(struct kw_sk, 40);
 KW_ASSERT_SIZE(struct kw_ktls_state, 8);
 KW_ASSERT_SIZE(struct kw_listener, 8);
 KW_ASSERT_SIZE(struct kw_sk_creator, 8);
-KW_ASSERT_SIZE(struct kw_guard_cfg, 56);
+KW_ASSERT_SIZE(struct kw_guard_cfg, 80);
+KW_ASSERT_SIZE(struct kw_source_key, 4 + KW_SOURCE_PATH_MAX);
+KW_ASSERT_SIZE(struct kw_source_val, 32);
 KW_ASSERT_SIZE(struct kw_guard_id, 8);
 KW_ASSERT_SIZE(struct kw_debugger_key, 24);
 KW_ASSERT_SIZE(struct kw_ev_guard, 16 + 88 + KW_PATH_MAX + 24 + 16 + 32);

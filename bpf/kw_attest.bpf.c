@@ -62,6 +62,8 @@ struct kw_exec_facts {
 	__u32 refused;	 /* reasons that kept the first refused workload from matching */
 	__u32 refused_ident; /* identity of that workload, ~0u none */
 	__u64 env_end;	 /* bprm->exec: the filename, right after the environment */
+	__u32 place;	 /* 0 unread, 1 the agent's mount namespace and root, 2 elsewhere */
+	__u32 _pad;
 };
 
 static __always_inline int kw_key_eq(const struct kw_file_key *a, const struct kw_file_key *b)
@@ -299,6 +301,25 @@ _Static_assert(KW_ENV_LD_PRELOAD == KW_EXEC_LD_PRELOAD && KW_ENV_LD_AUDIT == KW_
 		       KW_ENV_LD_LIBRARY_PATH == KW_EXEC_LD_LIBRARY_PATH,
 	       "the LD_* three are their own refusal bits");
 
+/* A path means another file from another mount namespace or root: a private one (any
+ * user can make one in a user namespace) can mount or link its own file at a source's
+ * path. Read once per exec, on the first entry that names sources. */
+static __always_inline int kw_exec_elsewhere(struct kw_exec_facts *f)
+{
+	if (!f->place) {
+		struct kw_guard_cfg *g = kw_guard_cfg();
+		struct task_struct *task = bpf_get_current_task_btf();
+		__u64 ns = (__u64)BPF_CORE_READ(task, nsproxy, mnt_ns);
+		__u64 mnt = (__u64)BPF_CORE_READ(task, fs, root.mnt);
+		__u64 dentry = (__u64)BPF_CORE_READ(task, fs, root.dentry);
+		f->place = g && g->home_mntns && ns == g->home_mntns && mnt == g->home_root_mnt &&
+				   dentry == g->home_root_dentry
+			       ? 1
+			       : 2;
+	}
+	return f->place == 2;
+}
+
 /* Selectors first; the exec's own condition (environment, origin, tracer) last, so that
  * a refusal is recorded only for a workload that would otherwise have matched. */
 __noinline int kw_workload_matches(struct kw_exec_facts *f, struct kw_workload *w)
@@ -348,6 +369,8 @@ __noinline int kw_workload_matches(struct kw_exec_facts *f, struct kw_workload *
 		if (env & ~KW_ENV_LD_NAMED)
 			why |= KW_EXEC_CODE_ENV;
 	}
+	if ((flags & KW_SEL_SOURCES) && kw_exec_elsewhere(f))
+		why |= KW_EXEC_ELSEWHERE;
 	if (why) {
 		if (f->refused_ident == ~0u) {
 			f->refused = why;
@@ -578,7 +601,7 @@ int BPF_PROG(kw_exec_commit, struct linux_binprm *bprm)
 			return 0; /* no memory: the process stays unattested (fail closed) */
 		t->ident = w->ident;
 		t->wl = idx + 1;
-		t->flags = flags;
+		t->flags = flags | ((w->flags & KW_SEL_SOURCES) ? KW_TASK_SOURCES : 0);
 		t->pin_id = best.pin;
 		t->exec_ns = bpf_ktime_get_ns();
 		kw_count(KW_CNT_EXEC_ATTESTED);

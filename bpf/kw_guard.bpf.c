@@ -29,6 +29,8 @@
  *                        its identity (kw_code): its exe, loader, libraries and the
  *                        policy's allow_code, each unchanged since the policy was applied.
  *                        Anonymous memory (JIT compilers) is no file and stays allowed.
+ *   file_open            at the paths its entry's argv names, an attested process opens
+ *                        only the files pinned there (kw_sources).
  *   inode_unlink/rmdir/rename/link/create, sb_umount
  *                        removing, replacing or hiding pins, and the same on the agent's
  *                        state directory (CA keys); file_open reads of that directory.
@@ -226,6 +228,64 @@ int BPF_PROG(kw_inode_perm, struct inode *inode, int mask, int ret)
 	return kw_deny_inode(KW_INODE_PIN, &key, KW_OP_OPEN, 0);
 }
 
+/* A refusal of the code rules (ACTION: exec_map, source) for FILE (key FK) under IDENT,
+ * with an event; audit mode (of generation GEN) reports it and allows. */
+static __always_inline int kw_code_refusal(struct file *file, __u8 action, __u32 detail, __u32 ident,
+					   struct kw_file_key *fk, __u32 gen)
+{
+	struct kw_config *cfg = bpf_map_lookup_elem(&kw_cfg, &gen);
+	int audit = cfg && cfg->mode == KW_MODE_AUDIT;
+	struct kw_guard_target g = {
+		.action = action,
+		.decision = audit ? KW_DECISION_ALLOW : KW_DECISION_DENY,
+		.err = audit ? 0 : EPERM,
+		.detail = detail | (audit ? KW_MAP_AUDIT : 0),
+		.ident = ident,
+		.inode = *fk,
+		.name = (const char *)BPF_CORE_READ(file, f_path.dentry, d_name.name),
+	};
+	kw_emit_guard(&g);
+	return audit ? 0 : -EPERM;
+}
+
+/*
+ * Sources (kw_sources): a process attested by an entry whose argv names files opens, at
+ * those paths, only the files pinned there, unchanged since the policy was applied. The
+ * path is the opened file's own (bpf_d_path: symlinks resolved, seen from the process's
+ * root, which the exec check held to the agent's). Another inode there (a file renamed
+ * or bind-mounted over it) or a rewritten one (another ctime) is refused with EPERM and
+ * a "source" event, before the interpreter reads a byte. Like the code rule, this holds
+ * whatever the guard switch says; audit mode reports and allows.
+ */
+static __always_inline int kw_source_check(struct file *file, struct kw_task *t)
+{
+	__u32 gen = kw_generation();
+	void *sources = bpf_map_lookup_elem(&kw_sources, &gen);
+	__u32 zero = 0;
+	struct kw_source_key *k = bpf_map_lookup_elem(&kw_source_scratch, &zero);
+	if (!sources || !k)
+		return 0;
+	k->set = t->ident;
+	long len = bpf_d_path(&file->f_path, k->path, sizeof(k->path));
+	if (len <= 0 || len > KW_SOURCE_PATH_MAX)
+		return 0; /* longer than any source's path */
+	/* d_path() builds the name at the buffer's end before moving it to the start: the
+	 * bytes after the NUL are the name's tail, not padding. */
+	for (__u32 i = 0; i < KW_SOURCE_PATH_MAX; i++)
+		if (i >= len)
+			k->path[i] = 0;
+	struct kw_source_val *v = bpf_map_lookup_elem(sources, k);
+	if (!v)
+		return 0;
+	struct kw_file_key fk = {};
+	__s64 sec = 0;
+	__u32 nsec = 0;
+	kw_file_facts(file, &fk, &sec, &nsec);
+	if (fk.dev == v->file.dev && fk.ino == v->file.ino && sec == v->ctime_sec && nsec == v->ctime_nsec)
+		return 0;
+	return kw_code_refusal(file, KW_GUARD_SOURCE, 0, t->ident, &fk, gen);
+}
+
 /* The state directory (CA keys): reads by anyone but the agent, root included. The
  * superblock compare keeps the lookups to files on the state directory's filesystem. */
 SEC("lsm/file_open")
@@ -238,11 +298,22 @@ int BPF_PROG(kw_file_open, struct file *file, int ret)
 	if (!cfg)
 		return 0;
 	if (cfg->capture_tgid && cfg->capture_tgid == bpf_get_current_pid_tgid() >> 32) {
-		/* The agent asked to be recorded: its executable as exec saw it. */
-		struct file *exe = BPF_CORE_READ(bpf_get_current_task_btf(), mm, exe_file);
+		/* The agent asked to be recorded: its executable as exec saw it, and where it
+		 * stands in the file system. */
+		struct task_struct *me = bpf_get_current_task_btf();
+		struct file *exe = BPF_CORE_READ(me, mm, exe_file);
 		if (exe)
 			kw_file_facts(exe, &cfg->agent_exe, &cfg->agent_ctime_sec, &cfg->agent_ctime_nsec);
+		cfg->home_mntns = (__u64)BPF_CORE_READ(me, nsproxy, mnt_ns);
+		cfg->home_root_mnt = (__u64)BPF_CORE_READ(me, fs, root.mnt);
+		cfg->home_root_dentry = (__u64)BPF_CORE_READ(me, fs, root.dentry);
 		cfg->capture_tgid = 0;
+	}
+	struct kw_task *t = kw_process_state(bpf_get_current_task_btf());
+	if (t && (t->flags & KW_TASK_SOURCES) && t->ident != KW_IDENT_NONE) {
+		int err = kw_source_check(file, t);
+		if (err)
+			return err;
 	}
 	if (!cfg->enabled || !inode || BPF_CORE_READ(inode, i_sb, s_dev) != cfg->state_dev)
 		return 0;
@@ -540,19 +611,7 @@ static __always_inline int kw_code_check(struct file *file, __u32 op)
 		if (v && v->ctime_sec == sec && v->ctime_nsec == nsec)
 			return 0;
 	}
-	struct kw_config *cfg = bpf_map_lookup_elem(&kw_cfg, &gen);
-	int audit = cfg && cfg->mode == KW_MODE_AUDIT;
-	struct kw_guard_target g = {
-		.action = KW_GUARD_EXEC_MAP,
-		.decision = audit ? KW_DECISION_ALLOW : KW_DECISION_DENY,
-		.err = audit ? 0 : EPERM,
-		.detail = op | (audit ? KW_MAP_AUDIT : 0),
-		.ident = t->ident,
-		.inode = fk,
-		.name = (const char *)BPF_CORE_READ(file, f_path.dentry, d_name.name),
-	};
-	kw_emit_guard(&g);
-	return audit ? 0 : -EPERM;
+	return kw_code_refusal(file, KW_GUARD_EXEC_MAP, op, t->ident, &fk, gen);
 }
 
 /* Arguments (file, reqprot, prot, flags) on 6.1 and 6.12; "ret" is not read, as its

@@ -275,6 +275,7 @@ Result<void> Enforcer::publish(const core::CompiledPolicy& c) {
         {"kw_wls", make_inner(BPF_MAP_TYPE_HASH, "kw_wls_in", wls)},
         {"kw_cgsel", make_inner(BPF_MAP_TYPE_HASH, "kw_cgsel_in", cgsel)},
         {"kw_code", make_inner(BPF_MAP_TYPE_HASH, "kw_code_in", c.code)},
+        {"kw_sources", make_inner(BPF_MAP_TYPE_HASH, "kw_sources_in", c.sources)},
         {"kw_dsts", make_inner(BPF_MAP_TYPE_LPM_TRIE, "kw_dsts_in", c.dsts, BPF_F_NO_PREALLOC)},
         {"kw_allow", make_inner(BPF_MAP_TYPE_HASH, "kw_allow_in", c.allows)},
     };
@@ -496,7 +497,8 @@ Result<void> Enforcer::guard_inodes(const std::vector<std::string>& state_dirs) 
 }
 
 // The kernel records the executable (kw_file_open, on this process's next open): the
-// (dev, ino, ctime) exec will compare, which stat(2) does not give on overlayfs.
+// (dev, ino, ctime) exec will compare, which stat(2) does not give on overlayfs; and the
+// mount namespace and root the policy's paths were resolved in.
 Result<void> Enforcer::record_agent_exe() {
     const int fd = map_fd("kw_guard");
     uint32_t zero = 0;
@@ -562,7 +564,7 @@ Result<void> Enforcer::unprotect() {
     cfg.enabled = 0;
     if (bpf_map_update_elem(map_fd("kw_guard"), &zero, &cfg, BPF_ANY) != 0)
         return make_error("cannot turn the guard off (kw_guard): " + errno_text(errno));
-    return {};
+    return record_agent_exe();  // the agent's place, which argv's files are checked against, still counts
 }
 
 bool Enforcer::guard_enabled() const {

@@ -57,6 +57,12 @@ void read_condition(const std::string& dir, const std::string& status, core::Pro
     facts.anon_exe = n <= 0 || static_cast<size_t>(n) == sizeof link ||
                      core::is_anonymous_exe(std::string_view(link, static_cast<size_t>(n)));
     facts.traced = core::tracer_pid(status).value_or(1) != 0;
+    // Another mount namespace or root than the agent's: paths there may name other files.
+    struct stat ns {}, own_ns {}, root {}, own_root {};
+    facts.elsewhere = stat((dir + "/ns/mnt").c_str(), &ns) != 0 || stat("/proc/self/ns/mnt", &own_ns) != 0 ||
+                      stat((dir + "/root/").c_str(), &root) != 0 || stat("/", &own_root) != 0 ||
+                      ns.st_ino != own_ns.st_ino || ns.st_dev != own_ns.st_dev || root.st_ino != own_root.st_ino ||
+                      root.st_dev != own_root.st_dev;
 }
 
 // Why a process whose selectors match a workload was not attested: "LD_PRELOAD, PYTHON*, traced".
@@ -68,6 +74,7 @@ std::string refusal_text(const core::ProcessFacts& facts) {
     if (facts.env_unread) add("environment unreadable");
     if (facts.anon_exe) add("exe has no name on disk");
     if (facts.traced) add("traced");
+    if (facts.elsewhere) add("mount namespace or root");
     return text;
 }
 
@@ -144,11 +151,11 @@ ProcScanStats attest_running_processes(Enforcer& enforcer, const core::CompiledP
             facts.argv = slurp(dir + "/cmdline");
             read_condition(dir, status, facts);
             auto wl = core::match_workload(compiled, facts);
-            if (!wl && (facts.code_env || facts.env_unread || facts.anon_exe || facts.traced)) {
+            if (!wl && (facts.code_env || facts.env_unread || facts.anon_exe || facts.traced || facts.elsewhere)) {
                 core::ProcessFacts unconditioned = facts;
                 unconditioned.code_env = 0;
                 unconditioned.env_unread = false;
-                unconditioned.anon_exe = unconditioned.traced = false;
+                unconditioned.anon_exe = unconditioned.traced = unconditioned.elsewhere = false;
                 if (auto would = core::match_workload(compiled, unconditioned))
                     spdlog::info("running process {} not attested from /proc as workload {}: {}", pid, *would,
                                  refusal_text(facts));
@@ -158,6 +165,8 @@ ProcScanStats attest_running_processes(Enforcer& enforcer, const core::CompiledP
                 t.ident = compiled.workloads[*wl].ident;
                 t.wl = *wl + 1;
                 t.flags = KW_TASK_FROM_PROC;
+                // Its sources were opened before anyone watched; later opens are checked.
+                if (compiled.workloads[*wl].flags & KW_SEL_SOURCES) t.flags |= KW_TASK_SOURCES;
                 t.pin_id = ~0u;
                 struct timespec now {};
                 clock_gettime(CLOCK_MONOTONIC, &now);

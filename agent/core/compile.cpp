@@ -136,6 +136,7 @@ public:
         index_active_files();
         if (auto r = compile_workloads(); !r) return r.error();
         compile_code();
+        compile_sources();
         compile_debuggers();
         index_rules();
         compile_destinations();
@@ -160,9 +161,13 @@ private:
             if (hash) it->second = hash;
             return {};
         };
-        for (const Workload& w : policy_.workloads) {
+        sources_.resize(policy_.workloads.size());
+        for (size_t i = 0; i < policy_.workloads.size(); ++i) {
+            const Workload& w = policy_.workloads[i];
             if (auto r = note(w.selectors.exe, PinRole::Exe, w.selectors.sha256); !r) return r;
             if (auto r = note(w.selectors.script, PinRole::Script, w.selectors.script_sha256); !r) return r;
+            for (const auto& [field, path] : argv_sources(i))
+                if (auto r = note(path, PinRole::Source, std::nullopt); !r) return r;
         }
         for (const PinKey& key : order) {
             pin_ids_[key] = static_cast<uint32_t>(out_.pins.size());
@@ -171,8 +176,48 @@ private:
         return {};
     }
 
+    // The absolute arguments after argv[0] that name files (sources) of workload INDEX,
+    // with their policy fields; a directory is only a warning, its files are not pinned.
+    std::vector<std::pair<std::string, std::string>> argv_sources(size_t index) {
+        const Selectors& sel = policy_.workloads[index].selectors;
+        std::vector<std::pair<std::string, std::string>> found;
+        if (!sel.argv) return found;
+        const std::string base = workload_path(index) + (sel.argv->prefix ? "/selectors/argv_prefix/" : "/selectors/argv/");
+        for (size_t a = 1; a < sel.argv->args.size(); ++a) {
+            const std::string& arg = sel.argv->args[a];
+            if (!arg.starts_with('/')) continue;
+            const ArgPath& named = arg_path(arg);
+            std::string field = base + std::to_string(a);
+            if (named.kind == ArgPath::Directory)
+                out_.warnings.push_back({field, "workload " + policy_.workloads[index].id + ": argv names the directory " +
+                                                    in_quotes(arg) + "; the files in it are not pinned"});
+            if (named.kind == ArgPath::File || named.kind == ArgPath::Missing) found.emplace_back(field, arg);
+        }
+        sources_[index] = found;
+        return found;
+    }
+
+    const ArgPath& arg_path(const std::string& path) {
+        if (auto it = arg_paths_.find(path); it != arg_paths_.end()) return it->second;
+        return arg_paths_.emplace(path, host_.arg_path(path)).first->second;
+    }
+
     PinnedFile pin(const std::string& path, PinRole role, const std::optional<std::string>& policy_hash) {
         PinnedFile pinned{path, role};
+        if (role == PinRole::Source) {
+            // Read at its path, so the path must keep naming it: only root may change that.
+            const ArgPath& named = arg_path(path);
+            pinned.real_path = named.kind == ArgPath::File ? named.real_path : path;
+            if (named.kind == ArgPath::File && !named.problem.empty()) {
+                pinned.problem = named.problem;
+                return pinned;
+            }
+            if (pinned.real_path.size() >= KW_SOURCE_PATH_MAX) {
+                pinned.problem = in_quotes(pinned.real_path) + " is longer than the kernel compares (" +
+                                 std::to_string(KW_SOURCE_PATH_MAX - 1) + " bytes)";
+                return pinned;
+            }
+        }
         auto previous = previous_.find(path);
         if (policy_hash) {
             pinned.pinned_sha256 = *policy_hash;
@@ -209,7 +254,7 @@ private:
         std::map<std::pair<uint64_t, uint64_t>, uint32_t> file_lists;  // (dev, ino) -> list_id
         for (uint32_t pin_id = 0; pin_id < out_.pins.size(); ++pin_id) {
             const PinnedFile& pinned = out_.pins[pin_id];
-            if (!pinned.active) continue;
+            if (!pinned.active || pinned.role == PinRole::Source) continue;  // sources are read, not exec'd
             const PinnedContent& content = *pinned.actual;
             auto [known, fresh] = file_lists.try_emplace({content.key.dev, content.key.ino},
                                                          static_cast<uint32_t>(out_.lists.size()));
@@ -234,7 +279,9 @@ private:
 
     // The list a workload is a candidate in: its script's, else its exe's, else list 0.
     // None when a file it names is not active: it can never match (fail closed).
-    std::optional<uint32_t> list_for(const Selectors& sel) const {
+    std::optional<uint32_t> list_for(const Selectors& sel, size_t index) const {
+        for (const auto& [field, path] : sources_[index])
+            if (!pin_of(path, PinRole::Source).active) return std::nullopt;
         if (!sel.script && !sel.exe) return KW_LIST_ANY;
         if (sel.exe && !pin_of(*sel.exe, PinRole::Exe).active) return std::nullopt;
         PinKey keying = sel.script ? PinKey{*sel.script, PinRole::Script} : PinKey{*sel.exe, PinRole::Exe};
@@ -286,6 +333,12 @@ private:
             if (sel.argv) {
                 k.flags |= sel.argv->prefix ? KW_SEL_ARGV_PREFIX : KW_SEL_ARGV;
                 if (auto r = encode_argv(sel.argv->args, k, i); !r) return r;
+            }
+            if (!sources_[i].empty()) k.flags |= KW_SEL_SOURCES;
+            for (const auto& [field, path] : sources_[i]) {
+                const PinnedFile& pinned = pin_of(path, PinRole::Source);
+                if (!pinned.active)
+                    out_.warnings.push_back({field, "workload " + w.id + " matches no process: " + pinned.problem});
             }
             k.env_allow = w.allow_env;
             if (w.allow_raw_sockets) k.flags |= KW_SEL_ALLOW_RAW_SOCKETS;
@@ -339,7 +392,7 @@ private:
             const Workload& w = policy_.workloads[i];
             const Selectors& sel = w.selectors;
             uint32_t set = out_.workloads[i].code_set;
-            if (!list_for(sel)) continue;  // a file it names is not active: it matches nothing
+            if (!list_for(sel, i)) continue;  // a file it names is not active: it matches nothing
             if (!sel.exe && !sel.script) open.insert(set);
             std::string loader;  // the program's loader, which also maps its plugins
             if (sel.exe) loader = add_program(set, *sel.exe, i, "/selectors/exe", "");
@@ -391,6 +444,29 @@ private:
         }
         code_files_.emplace(path, content);
         return content;
+    }
+
+    // The sources of each identity (kw_sources): every file its entries' argv name, at
+    // its real path, as it was pinned. Entries whose sources are not all active match
+    // nothing, and add none.
+    void compile_sources() {
+        std::set<std::pair<uint32_t, std::string>> seen;
+        for (size_t i = 0; i < policy_.workloads.size(); ++i) {
+            if (!list_for(policy_.workloads[i].selectors, i)) continue;
+            uint32_t set = out_.workloads[i].code_set;
+            for (const auto& [field, path] : sources_[i]) {
+                const PinnedFile& pinned = pin_of(path, PinRole::Source);
+                if (!seen.emplace(set, pinned.real_path).second) continue;
+                kw_source_key k{};
+                k.set = set;
+                std::memcpy(k.path, pinned.real_path.data(), pinned.real_path.size());
+                kw_source_val v{};
+                v.file = pinned.actual->key;
+                v.ctime_sec = pinned.actual->ctime_sec;
+                v.ctime_nsec = pinned.actual->ctime_nsec;
+                out_.sources.emplace_back(k, v);
+            }
+        }
     }
 
     // A debugger named by path is the file now at that path, as the kernel sees it. Its
@@ -454,7 +530,7 @@ private:
     }
 
     Result<void> add_candidate(const Selectors& sel, uint32_t index) {
-        auto list_id = list_for(sel);
+        auto list_id = list_for(sel, index);
         if (!list_id) return {};
         kw_cand_list& list = out_.lists[*list_id];
         if (list.n == KW_CAND_MAX) {
@@ -643,6 +719,8 @@ private:
     std::vector<std::optional<uint32_t>> any_rule_;                        // per destination
     std::map<uint32_t, uint32_t> list_of_pin_;  // active pins only
     std::map<std::string, Result<PinnedContent>> code_files_;
+    std::vector<std::vector<std::pair<std::string, std::string>>> sources_;  // per workload: (field, path)
+    std::map<std::string, ArgPath> arg_paths_;
     std::map<std::pair<std::string, std::string>, Result<std::vector<std::string>>> code_closures_;
 };
 
@@ -664,7 +742,8 @@ bool selectors_match(const kw_workload& w, const ProcessFacts& facts) {
 
 // The process's own condition, checked after the selectors as the kernel does.
 bool refused(const kw_workload& w, const ProcessFacts& facts) {
-    return facts.anon_exe || facts.traced || facts.env_unread || (facts.code_env & ~w.env_allow) != 0;
+    return facts.anon_exe || facts.traced || facts.env_unread || (facts.code_env & ~w.env_allow) != 0 ||
+           (facts.elsewhere && (w.flags & KW_SEL_SOURCES));
 }
 
 std::optional<uint32_t> list_of_file(const CompiledPolicy& compiled, const kw_file_key& key) {

@@ -23,6 +23,14 @@ struct PinnedContent {
     std::string sha256;  // lowercase hex
 };
 
+// What an absolute argv argument names. A regular file is a source: pinned by content,
+// and recognised by the kernel when the process opens it, at its own path.
+struct ArgPath {
+    enum Kind { Missing, File, Directory, Other } kind = File;
+    std::string real_path;  // File: the path with every symlink resolved
+    std::string problem;    // File: why someone but root could change what the path names
+};
+
 struct CgroupRef {
     uint64_t id = 0;     // cgroup v2 id (the directory's inode number)
     uint32_t level = 0;  // depth below the root cgroup
@@ -56,6 +64,10 @@ public:
     virtual Result<std::vector<std::string>> code_files(const std::string& path) {
         return std::vector<std::string>{path};
     }
+    // What the absolute argv argument PATH names; for a file, its real path and whether
+    // a user other than root could replace it (the file, or a directory or symlink on
+    // the way to it, owned or writable by someone else).
+    virtual ArgPath arg_path(const std::string& path) { return ArgPath{ArgPath::File, path, ""}; }
 };
 
 
@@ -75,7 +87,7 @@ private:
     uint32_t next_ = 1;
 };
 
-enum class PinRole { Exe, Script };
+enum class PinRole { Exe, Script, Source };  // Source: a file an argv selector names
 
 // One binary or script the policy names, with the hash it is pinned to.
 struct PinnedFile {
@@ -84,6 +96,7 @@ struct PinnedFile {
     std::string pinned_sha256;           // what is accepted
     std::string pin_source;              // "policy" (sha256 given) | "computed" | "previous"
     std::optional<PinnedContent> actual;  // what is on disk now (nullopt: unreadable)
+    std::string real_path;               // Source: the path the kernel shows for it
     bool active = false;                 // actual matches the pin: in the kernel map
     std::string problem;                 // why not active
 };
@@ -111,6 +124,8 @@ struct CompiledPolicy {
     // kw_code: per identity, the files its processes may map executable (bpf/abi.h).
     std::vector<std::pair<kw_code_key, kw_code_val>> code;
     std::map<uint32_t, std::vector<std::string>> code_paths;  // identity -> paths in its set, for status
+    // kw_sources: per identity, the files its entries' argv name, at their real paths.
+    std::vector<std::pair<kw_source_key, kw_source_val>> sources;
 
     std::vector<PinnedFile> pins;                  // index = pin_id
     std::vector<std::vector<uint32_t>> dset_members;  // dset -> destination indices
@@ -142,6 +157,7 @@ struct ProcessFacts {
     bool env_unread = false;  // the environment could not be read: no workload matches
     bool anon_exe = false;  // the exe has no name on disk: memfd, O_TMPFILE, deleted
     bool traced = false;    // under ptrace (by anyone: /proc cannot tell a debugger)
+    bool elsewhere = false; // another mount namespace or root than the agent's (argv's files)
 };
 // Index of the first workload (policy order) whose selectors all match and that the
 // process's condition does not refuse, if any. As in the kernel, a workload is refused

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <fstream>
 #include <set>
@@ -257,6 +258,85 @@ Result<std::vector<std::string>> LinuxHostView::code_files(const std::string& pa
         if (::stat((base + name).c_str(), &fst) == 0 && S_ISREG(fst.st_mode)) files.insert(base + name);
     }
     return std::vector<std::string>(files.begin(), files.end());
+}
+
+namespace {
+
+// Who other than root could change the entry NAME of directory DIR (whose stat is D), or
+// "" if nobody: its owner, or anyone its mode lets write, unless the sticky bit keeps
+// them to their own entries and ENTRY_UID (the entry's owner) is root.
+std::string dir_writer(const std::string& dir, const struct stat& d, uid_t entry_uid) {
+    if (d.st_uid != 0) return "uid " + std::to_string(d.st_uid) + " owns the directory '" + dir + "'";
+    bool others = (d.st_mode & S_IWOTH) || ((d.st_mode & S_IWGRP) && d.st_gid != 0);
+    if (others && !((d.st_mode & S_ISVTX) && entry_uid == 0))
+        return "the directory '" + dir + "' is writable by " + ((d.st_mode & S_IWOTH) ? "anyone" : "group " + std::to_string(d.st_gid));
+    return "";
+}
+
+std::string parent_of(const std::string& path) {
+    size_t slash = path.find_last_of('/');
+    return slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
+}
+
+}  // namespace
+
+// Walks PATH one component at a time, resolving symlinks as the kernel's lookup does, and
+// checks every directory it passes through and every symlink it follows: whoever may
+// rename, replace or retarget any of them decides what PATH names.
+ArgPath LinuxHostView::arg_path(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return ArgPath{ArgPath::Missing, "", ""};
+    if (S_ISDIR(st.st_mode)) return ArgPath{ArgPath::Directory, "", ""};
+    if (!S_ISREG(st.st_mode)) return ArgPath{ArgPath::Other, "", ""};
+    ArgPath out{ArgPath::File, "", ""};
+    auto refuse = [&](const std::string& why) {
+        if (out.problem.empty())
+            out.problem = "'" + path + "' cannot be pinned: " + why +
+                          " (a file an argv selector names is read at its path: only root may be able to change "
+                          "what that path names)";
+    };
+    std::deque<std::string> todo;
+    auto push_front_components = [&](const std::string& p) {
+        std::vector<std::string> parts;
+        std::stringstream in(p);
+        for (std::string part; std::getline(in, part, '/');)
+            if (!part.empty() && part != ".") parts.push_back(part);
+        todo.insert(todo.begin(), parts.begin(), parts.end());
+    };
+    push_front_components(path);
+    std::string cur = "/";
+    int hops = 0;
+    while (!todo.empty()) {
+        std::string name = todo.front();
+        todo.pop_front();
+        if (name == "..") {
+            cur = parent_of(cur);
+            continue;
+        }
+        std::string next = cur == "/" ? "/" + name : cur + "/" + name;
+        struct stat d {}, e {};
+        if (::stat(cur.c_str(), &d) != 0 || ::lstat(next.c_str(), &e) != 0)
+            return ArgPath{ArgPath::Missing, "", ""};
+        if (auto who = dir_writer(cur, d, e.st_uid); !who.empty()) refuse(who);
+        if (S_ISLNK(e.st_mode)) {
+            if (++hops > 40) return ArgPath{ArgPath::Other, "", ""};
+            std::vector<char> buf(static_cast<size_t>(e.st_size) + 1 > 4096 ? e.st_size + 1 : 4096);
+            ssize_t n = ::readlink(next.c_str(), buf.data(), buf.size());
+            if (n < 0) return ArgPath{ArgPath::Missing, "", ""};
+            std::string target(buf.data(), static_cast<size_t>(n));
+            if (target.starts_with('/')) cur = "/";
+            push_front_components(target);
+            continue;
+        }
+        cur = next;
+    }
+    struct stat f {};
+    if (::stat(cur.c_str(), &f) != 0 || !S_ISREG(f.st_mode)) return ArgPath{ArgPath::Missing, "", ""};
+    if (f.st_uid != 0) refuse("uid " + std::to_string(f.st_uid) + " owns it");
+    else if ((f.st_mode & S_IWOTH) || ((f.st_mode & S_IWGRP) && f.st_gid != 0))
+        refuse(std::string("it is writable by ") + ((f.st_mode & S_IWOTH) ? "anyone" : "group " + std::to_string(f.st_gid)));
+    out.real_path = cur;
+    return out;
 }
 
 }  // namespace kw::core

@@ -40,6 +40,7 @@ public:
     Result<std::vector<std::string>> code_closure(const std::string& path, const std::string& loader) override;
     std::optional<std::string> script_interpreter(const std::string& path) override;
     Result<std::vector<std::string>> code_files(const std::string& path) override;
+    ArgPath arg_path(const std::string& path) override;
 
 private:
     std::string cgroup2_mount_;

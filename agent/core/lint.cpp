@@ -100,6 +100,30 @@ void warn_about_code(const Workload& w, size_t index, std::vector<PolicyProblem>
     }
 }
 
+// A relative argument that looks like a file (a script, a path) names whatever file the
+// caller's working directory holds: it is compared as text, and nothing is pinned.
+void warn_about_relative_files(const Workload& w, size_t index, std::vector<PolicyProblem>& advice) {
+    static constexpr std::array<std::string_view, 10> kScriptSuffixes = {".py", ".pl", ".rb", ".js", ".mjs",
+                                                                        ".sh", ".jar", ".php", ".lua", ".tcl"};
+    const auto& argv = w.selectors.argv;
+    if (!argv) return;
+    for (size_t a = 1; a < argv->args.size(); ++a) {
+        std::string_view arg = argv->args[a];
+        // Options, URLs, host:port and key=value are not paths.
+        if (arg.empty() || arg.starts_with('/') || arg.starts_with('-') || arg.find_first_of(":=") != std::string_view::npos)
+            continue;
+        bool pathlike = arg.find('/') != std::string_view::npos ||
+                        std::any_of(kScriptSuffixes.begin(), kScriptSuffixes.end(),
+                                    [&](std::string_view s) { return arg.ends_with(s); });
+        if (!pathlike) continue;
+        advice.push_back({"/workloads/" + std::to_string(index) + (argv->prefix ? "/selectors/argv_prefix/" : "/selectors/argv/") +
+                              std::to_string(a),
+                          "'" + std::string(arg) +
+                              "' is a relative path: the caller's working directory decides which file it names, "
+                              "and it is not pinned; use the absolute path"});
+    }
+}
+
 }  // namespace
 
 std::vector<PolicyProblem> lint_policy(const Policy& policy) {
@@ -109,6 +133,7 @@ std::vector<PolicyProblem> lint_policy(const Policy& policy) {
         warn_about_injection(policy.workloads[i], i, advice);
         warn_about_openings(policy.workloads[i], i, advice);
         warn_about_code(policy.workloads[i], i, advice);
+        warn_about_relative_files(policy.workloads[i], i, advice);
         if (!sel.exe || sel.script || sel.argv) continue;
         std::string_view exe = *sel.exe;
         std::string_view name = exe.substr(exe.rfind('/') + 1);

@@ -624,7 +624,7 @@ json Agent::status() const {
         json pins = json::array();
         for (const auto& p : view_->compiled.pins) {
             pins.push_back({{"path", p.path},
-                            {"role", p.role == core::PinRole::Exe ? "exe" : "script"},
+                            {"role", p.role == core::PinRole::Exe ? "exe" : p.role == core::PinRole::Script ? "script" : "source"},
                             {"sha256", p.pinned_sha256},
                             {"pinned_from", p.pin_source},
                             {"active", p.active},

@@ -160,6 +160,7 @@ const char* guard_action_name(uint8_t a) {
     case KW_GUARD_RLIMIT: return "rlimit";
     case KW_GUARD_FOREIGN_SOCKET: return "foreign_socket";
     case KW_GUARD_EXEC_MAP: return "exec_map";
+    case KW_GUARD_SOURCE: return "source";
     }
     return "unknown";
 }
@@ -214,6 +215,7 @@ json exec_reasons(uint32_t bits, uint32_t env) {
         {KW_EXEC_ANON, "anonymous executable"},
         {KW_EXEC_TRACED, "traced"},
         {KW_EXEC_LISTENER, "seccomp listener"},
+        {KW_EXEC_ELSEWHERE, "mount namespace or root"},
     };
     // The LD_* three are refusal bits of their own; the others come with KW_EXEC_CODE_ENV.
     constexpr uint32_t kLdNamed = KW_EXEC_LD_PRELOAD | KW_EXEC_LD_AUDIT | KW_EXEC_LD_LIBRARY_PATH;
@@ -321,6 +323,15 @@ json EventFormatter::format_guard(const kw_ev_hdr& hdr, const kw_ev_guard& e) {
         j["audit"] = (e.detail & KW_MAP_AUDIT) != 0;
         why = (e.detail & KW_MAP_AUDIT) ? "audit mode: an attested process mapped unpinned code executable"
                                          : "an attested process maps executable only the code pinned for its identity";
+        break;
+    case KW_GUARD_SOURCE:
+        j["operation"] = "open";
+        j["file"] = name.empty() ? json(nullptr) : json(name);
+        j["inode"] = {{"dev", e.inode.dev}, {"ino", e.inode.ino}};
+        j["audit"] = (e.detail & KW_MAP_AUDIT) != 0;
+        why = (e.detail & KW_MAP_AUDIT)
+                  ? "audit mode: an attested process opened another file than the pinned one at a path its argv names"
+                  : "at a path its argv names, an attested process opens only the file pinned there, unchanged";
         break;
     }
     j["decided_by"] = why;

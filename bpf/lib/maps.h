@@ -50,6 +50,12 @@ struct kw_code_inner {
 	__uint(key_size, sizeof(struct kw_code_key));
 	__uint(value_size, sizeof(struct kw_code_val));
 };
+struct kw_sources_inner {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(struct kw_source_key));
+	__uint(value_size, sizeof(struct kw_source_val));
+};
 struct kw_dsts_inner {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, 1);
@@ -78,6 +84,7 @@ KW_OUTER(kw_lists, kw_lists_inner);
 KW_OUTER(kw_wls, kw_wls_inner);
 KW_OUTER(kw_cgsel, kw_cgsel_inner);
 KW_OUTER(kw_code, kw_code_inner);
+KW_OUTER(kw_sources, kw_sources_inner);
 KW_OUTER(kw_dsts, kw_dsts_inner);
 KW_OUTER(kw_allow, kw_allow_inner);
 
@@ -223,6 +230,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct kw_argv_buf);
 } kw_argv_scratch SEC(".maps");
+
+/* Per-CPU scratch for a source lookup: the key holds a whole path. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kw_source_key);
+} kw_source_scratch SEC(".maps");
 
 /* Per-CPU scratch for the environment scan of an exec (kw_attest.bpf.c). */
 struct {

@@ -56,9 +56,17 @@ public:
         return it == closures_.end() ? std::vector<std::string>{} : it->second;
     }
 
+    // What an absolute argv argument names: the file itself by default when it is known.
+    void set_arg_path(const std::string& path, ArgPath named) { arg_paths_[path] = std::move(named); }
+    ArgPath arg_path(const std::string& path) override {
+        if (auto it = arg_paths_.find(path); it != arg_paths_.end()) return it->second;
+        return files_.count(path) ? ArgPath{ArgPath::File, path, ""} : ArgPath{ArgPath::Missing, "", ""};
+    }
+
     int pins_requested = 0;
 
 private:
+    std::map<std::string, ArgPath> arg_paths_;
     std::map<std::string, std::vector<std::string>> closures_;
     std::map<std::string, Result<PinnedContent>> files_;
     std::map<std::string, CgroupRef> cgroups_;
@@ -1031,4 +1039,85 @@ TEST_CASE("allow_code on a whole system directory or under /tmp draws a lint war
     CHECK(advice[0].message.starts_with("'/usr/lib/x86_64-linux-gnu' opens every file of a system directory"));
     CHECK(advice[1].path == "/workloads/0/allow_code/2");
     CHECK(advice[1].message.starts_with("'/tmp/plugins/x.so' is under /tmp, where other users may write"));
+}
+
+TEST_CASE("files an argv names are sources: pinned, keyed by identity and real path, never exec'd") {
+    FakeHostView host;
+    host.add_file("/usr/bin/python3", 1, kHashA);
+    host.add_file("/srv/app.py", 5, kHashB);
+    host.set_arg_path("/srv/app.py", ArgPath{ArgPath::File, "/srv/releases/7/app.py", ""});
+    Policy p = policy_of(R"(
+        {"id": "spiffe://example.org/app", "selectors": {"exe": "/usr/bin/python3",
+                                                         "argv_prefix": ["/usr/bin/python3", "/srv/app.py", "-v", "rel.py"]}},
+        {"id": "spiffe://example.org/plain", "selectors": {"argv": ["sleep", "30"]}})");
+    IdentityTable ids;
+    CompiledPolicy c = compile_ok(p, host, ids);
+    CHECK((c.workloads[0].flags & KW_SEL_SOURCES) != 0);
+    CHECK((c.workloads[1].flags & KW_SEL_SOURCES) == 0);  // argv[0] and relative arguments are no sources
+    REQUIRE(c.sources.size() == 1);
+    CHECK(c.sources[0].first.set == *ids.find("spiffe://example.org/app"));
+    CHECK(std::string(c.sources[0].first.path) == "/srv/releases/7/app.py");
+    CHECK(c.sources[0].second.file.ino == 5);
+    CHECK(c.sources[0].second.ctime_sec == 1000);
+    auto source = std::find_if(c.pins.begin(), c.pins.end(), [](const auto& pin) { return pin.role == PinRole::Source; });
+    REQUIRE(source != c.pins.end());
+    CHECK(source->path == "/srv/app.py");
+    CHECK(source->pinned_sha256 == kHashB);
+    CHECK(source->active);
+    // Read, not exec'd: no candidate list of its own.
+    CHECK(std::none_of(c.files.begin(), c.files.end(), [](const auto& f) { return f.first.ino == 5; }));
+    CHECK(members(c.lists[file_val(c, 1).list_id]) == std::vector<uint32_t>{0});
+}
+
+TEST_CASE("a source that someone but root can replace, or that is missing, keeps its workload from matching") {
+    FakeHostView host;
+    host.add_file("/home/u/app.py", 5, kHashB);
+    host.set_arg_path("/home/u/app.py",
+                      ArgPath{ArgPath::File, "/home/u/app.py", "'/home/u/app.py' cannot be pinned: uid 1000 owns it"});
+    Policy p = policy_of(R"(
+        {"id": "spiffe://example.org/owned", "selectors": {"argv": ["python3", "/home/u/app.py"]}},
+        {"id": "spiffe://example.org/missing", "selectors": {"argv_prefix": ["python3", "/srv/gone.py"]}},
+        {"id": "spiffe://example.org/dir", "selectors": {"argv": ["postgres", "-D", "/var/lib/pg"]}})");
+    host.set_arg_path("/var/lib/pg", ArgPath{ArgPath::Directory, "", ""});
+    CompiledPolicy c = compile_ok(p, host);
+    CHECK(c.sources.empty());
+    // Neither of the first two is a candidate anywhere; the third matches as before.
+    CHECK(members(c.lists[KW_LIST_ANY]) == std::vector<uint32_t>{2});
+    CHECK((c.workloads[2].flags & KW_SEL_SOURCES) == 0);
+    std::map<std::string, std::string> warned;
+    for (const auto& w : c.warnings) warned[w.path] = w.message;
+    CHECK(warned["/workloads/0/selectors/argv/1"] ==
+          "workload spiffe://example.org/owned matches no process: '/home/u/app.py' cannot be pinned: uid 1000 owns it");
+    CHECK(warned["/workloads/1/selectors/argv_prefix/1"].find("cannot open '/srv/gone.py'") != std::string::npos);
+    CHECK(warned["/workloads/2/selectors/argv/2"] ==
+          "workload spiffe://example.org/dir: argv names the directory '/var/lib/pg'; the files in it are not pinned");
+}
+
+TEST_CASE("from /proc, a process in another mount namespace or root is refused the entries whose argv names files") {
+    FakeHostView host;
+    host.add_file("/srv/app.py", 5, kHashB);
+    Policy p = policy_of(R"(
+        {"id": "spiffe://example.org/app", "selectors": {"argv_prefix": ["python3", "/srv/app.py"]}},
+        {"id": "spiffe://example.org/any", "selectors": {"argv_prefix": ["python3"]}})");
+    CompiledPolicy c = compile_ok(p, host);
+    ProcessFacts facts;
+    facts.argv = std::string("python3\0/srv/app.py\0", 21);
+    CHECK(match_workload(c, facts) == 0u);
+    facts.elsewhere = true;
+    CHECK(match_workload(c, facts) == 1u);  // the entry that names no file still matches
+}
+
+TEST_CASE("a relative argv argument that looks like a file draws a lint warning; options and module names do not") {
+    Policy p = policy_of(R"(
+        {"id": "spiffe://example.org/rel", "selectors": {"argv": ["python3", "app.py", "-m", "conf/x.yaml"]}},
+        {"id": "spiffe://example.org/abs", "selectors": {"argv_prefix": ["python3", "/srv/app.py", "--log=a.py", "http.server"]}})");
+    auto advice = lint_policy(p);
+    std::vector<std::string> at;
+    for (const auto& a : advice)
+        if (a.message.find("relative path") != std::string::npos) at.push_back(a.path);
+    CHECK(at == std::vector<std::string>{"/workloads/0/selectors/argv/1", "/workloads/0/selectors/argv/3"});
+    CHECK(std::any_of(advice.begin(), advice.end(), [](const auto& a) {
+        return a.message == "'app.py' is a relative path: the caller's working directory decides which file it names, "
+                            "and it is not pinned; use the absolute path";
+    }));
 }

@@ -194,3 +194,57 @@ TEST_CASE("a mount's device is read from its own mountinfo line, in the kernel's
     CHECK_FALSE(mount_device_in("", 22).has_value());
     CHECK_FALSE(mount_device_in("22", 22).has_value());  // a line cut short
 }
+
+TEST_CASE("an argv file is a source at its real path only while root alone can change what the path names") {
+    if (::geteuid() != 0) SKIP("ownership checks need files owned by root and by another uid");
+    TempDir tmp;  // in /tmp, whose sticky bit lets nobody but its owner rename it
+    std::filesystem::create_directory(tmp.path() / "srv");
+    struct Srv {
+        std::filesystem::path p;
+        const std::filesystem::path& path() const { return p; }
+    } dir{tmp.path() / "srv"};
+    const auto app = dir.path() / "app.py";
+    write_file(app, "print('hi')\n");
+    REQUIRE(::chmod(dir.path().c_str(), 0755) == 0);
+    REQUIRE(::chmod(app.c_str(), 0644) == 0);
+    std::filesystem::create_symlink(app, dir.path() / "current.py");
+    std::filesystem::create_directory(dir.path() / "sub");
+    LinuxHostView host;
+    using kw::core::ArgPath;
+    const std::string real = std::filesystem::canonical(app).string();
+
+    auto plain = host.arg_path(app.string());
+    CHECK(plain.kind == ArgPath::File);
+    CHECK(plain.problem == "");
+    CHECK(plain.real_path == real);
+    auto linked = host.arg_path((dir.path() / "current.py").string());
+    CHECK(linked.kind == ArgPath::File);
+    CHECK(linked.real_path == real);  // what bpf_d_path shows for the opened file
+    CHECK(host.arg_path((dir.path() / "sub").string()).kind == ArgPath::Directory);
+    CHECK(host.arg_path((dir.path() / "missing.py").string()).kind == ArgPath::Missing);
+    CHECK(host.arg_path("/dev/null").kind == ArgPath::Other);
+
+    // The file writable by others, then owned by someone else, then its directory.
+    REQUIRE(::chmod(app.c_str(), 0666) == 0);
+    CHECK(host.arg_path(app.string()).problem.find("it is writable by anyone") != std::string::npos);
+    REQUIRE(::chmod(app.c_str(), 0644) == 0);
+    REQUIRE(::chown(app.c_str(), 1000, 1000) == 0);
+    CHECK(host.arg_path(app.string()).problem.find("uid 1000 owns it") != std::string::npos);
+    REQUIRE(::chown(app.c_str(), 0, 0) == 0);
+    REQUIRE(::chown(dir.path().c_str(), 1000, 1000) == 0);
+    auto owned_dir = host.arg_path(app.string());
+    CHECK(owned_dir.problem.find("uid 1000 owns the directory") != std::string::npos);
+    // ... which the symlink passes through as well.
+    CHECK(host.arg_path((dir.path() / "current.py").string()).problem.find("uid 1000 owns the directory") !=
+          std::string::npos);
+    REQUIRE(::chown(dir.path().c_str(), 0, 0) == 0);
+    // A sticky world-writable directory keeps others to their own entries: a root-owned
+    // file there is safe, a symlink someone else owns is not.
+    REQUIRE(::chmod(dir.path().c_str(), 01777) == 0);
+    CHECK(host.arg_path(app.string()).problem == "");
+    REQUIRE(::lchown((dir.path() / "current.py").c_str(), 1000, 1000) == 0);
+    CHECK(host.arg_path((dir.path() / "current.py").string()).problem.find("is writable by anyone") !=
+          std::string::npos);
+    REQUIRE(::chmod(dir.path().c_str(), 0777) == 0);
+    CHECK(host.arg_path(app.string()).problem.find("is writable by anyone") != std::string::npos);
+}
