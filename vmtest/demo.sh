@@ -2,7 +2,10 @@
 # `make demo`, guest side: the agent with its embedded default policy. /usr/bin/curl,
 # fetching the demo page, is attested as spiffe://kwarden.local/demo/client and reaches
 # the demo service on 127.0.0.1:7070; python3 and bash, same uid, same cgroup, are
-# refused by the kernel. (The curl command below must stay the policy's argv.)
+# refused by the kernel. Then mutual TLS: an unmodified python3 http.server and curl,
+# both enrolled (`kwarden exec`), talk through the "tls": "mutual" destination demo-files
+# with kTLS in their own sockets; the wire carries only TLS records, and curl run
+# without enrolment is refused. (The curl commands below must stay the policy's argv.)
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 kw="$top/build/kwarden"
@@ -53,6 +56,37 @@ for _ in $(seq 100); do [[ $(grep -c '"decision":"deny"' "$work/events.jsonl") -
 say "audit events (one JSON line each)"
 cat "$work/events.jsonl"
 
-kill "$agent" "$svc" 2>/dev/null; wait "$agent" 2>/dev/null
+say "mutual TLS: python3 -m http.server (spiffe://kwarden.local/demo/files), enrolled, on 127.0.0.1:7443"
+mkdir -p "$work/files" && echo "kwarden demo report: only the reader may fetch this" >"$work/files/report.txt"
+tcpdump -i lo -n -s 0 -U -w "$work/wire.pcap" 'tcp port 7443' >/dev/null 2>&1 &
+dump=$!
+"$kw" exec -- python3 -m http.server 7443 --bind 127.0.0.1 --directory "$work/files" >/dev/null 2>&1 &
+files=$!
+for _ in $(seq 150); do ss -Htln 'sport = :7443' | grep -q . && break; sleep 0.2; done
+
+say "enrolled: curl (spiffe://kwarden.local/demo/reader) -> demo-files; the agent runs TLS 1.3 in its connect()"
+if out=$("$kw" exec -- curl -sS --max-time 10 http://127.0.0.1:7443/report.txt 2>&1); then
+    echo "curl: $out"
+else
+    echo "UNEXPECTED: enrolled curl failed: $out"; rc=1
+fi
+say "not enrolled: the same curl command, straight to the port"
+if out=$(curl -sS --max-time 10 http://127.0.0.1:7443/report.txt 2>&1); then
+    echo "UNEXPECTED: curl reached the mutual-TLS port without the agent: $out"; rc=1
+else
+    echo "curl: $out"
+    echo "(the kernel lets only the agent connect to a mutual-TLS destination: EPERM, a deny event)"
+fi
+sleep 1
+kill "$dump" 2>/dev/null; wait "$dump" 2>/dev/null
+say "the wire (tcpdump on lo, port 7443): TCP payloads as TLS records"
+python3 "$top/vmtest/tls_records.py" "$work/wire.pcap" "kwarden demo report" || rc=1
+say "both ends' SVIDs, and the tls events naming both SPIFFE IDs"
+"$kw" svid list --admin-socket "$sock"
+grep '"type":"tls"' "$work/events.jsonl"
+[[ $(grep '"type":"tls"' "$work/events.jsonl" | grep -c '"result":"ok"') -ge 2 ]] ||
+    { echo "UNEXPECTED: no tls event for each end"; rc=1; }
+
+kill "$agent" "$svc" "$files" 2>/dev/null; wait "$agent" 2>/dev/null
 "$kw" teardown >/dev/null
 exit $rc

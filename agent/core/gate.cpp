@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/mtls.h"
+#include "core/tls_suite.h"
 
 namespace kw::core {
 
@@ -94,12 +95,22 @@ MtlsConnect mtls_connect(const Policy& policy, const GateVerdict& verdict, const
             out.destination = d;
             out.name = dest.name;
             out.server_identity = dest.identity;
-        } else if (dest.identity != out.server_identity) {
-            out.refusal = "destinations " + policy.destinations[*out.destination].name + " and " + dest.name +
-                          " both govern this address and port and name different server identities (" +
-                          out.server_identity + ", " + dest.identity + "): no server can be both";
+            out.tls_cipher = dest.tls_cipher;
+            continue;
+        }
+        const std::string both = "destinations " + policy.destinations[*out.destination].name + " and " + dest.name +
+                                 " both govern this address and port and ";
+        if (dest.identity != out.server_identity) {
+            out.refusal = both + "name different server identities (" + out.server_identity + ", " + dest.identity +
+                          "): no server can be both";
             return out;
         }
+        if (dest.tls_cipher && out.tls_cipher && dest.tls_cipher != out.tls_cipher) {
+            out.refusal = both + "require different cipher suites (" + std::string(tls_suite_name(out.tls_cipher)) +
+                          ", " + std::string(tls_suite_name(dest.tls_cipher)) + "): no handshake can end with both";
+            return out;
+        }
+        if (dest.tls_cipher) out.tls_cipher = dest.tls_cipher;
     }
     if (!verdict.allowed) {
         out.refusal = refusal(policy, verdict, spiffe_id);

@@ -72,6 +72,7 @@ struct MtlsConnect {
     std::optional<size_t> destination;  // the governing mutual-TLS destination (lowest index)
     std::string name;                   // its name
     std::string server_identity;        // what the server must present
+    uint16_t tls_cipher = 0;            // the suite the server must pick (IANA number), 0 any
     std::string refusal;                // why not, when !allowed
 };
 

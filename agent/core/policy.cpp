@@ -24,6 +24,7 @@
 #include "core/prefix.h"
 #include "core/sha256.h"
 #include "core/spiffe_id.h"
+#include "core/tls_suite.h"
 #include "core/proc_facts.h"
 #include "core/unique_fd.h"
 
@@ -45,8 +46,8 @@ constexpr std::array<std::string_view, 2> kListenFields = {"port", "tls"};
 constexpr std::array<std::string_view, 2> kFederationFields = {"trust_domain", "bundle"};
 constexpr std::array<std::string_view, 9> kSelectorFields = {"exe",         "sha256", "script", "script_sha256", "argv",
                                                              "argv_prefix", "uid",    "gid",    "cgroup"};
-constexpr std::array<std::string_view, 6> kDestinationFields = {"name",     "cidrs", "ports",
-                                                                "protocol", "tls",   "identity"};
+constexpr std::array<std::string_view, 7> kDestinationFields = {"name", "cidrs",    "ports",     "protocol",
+                                                                "tls",  "identity", "tls_cipher"};
 constexpr std::array<std::string_view, 2> kRuleFields = {"from", "to"};
 
 std::string pointer_token(std::string_view key) {
@@ -722,6 +723,16 @@ private:
                 dest.identity = *text;
             }
         }
+        if (const json* v = field(d, "tls_cipher")) {
+            std::string suite_path = at(path, "tls_cipher");
+            if (!d.contains("tls")) error(suite_path, "requires a suite of the mutual TLS handshake: it needs \"tls\": \"mutual\"");
+            if (auto text = string_at(*v, suite_path)) {
+                if (auto suite = parse_tls_suite(*text); !suite)
+                    error(suite_path, suite.message());
+                else
+                    dest.tls_cipher = *suite;
+            }
+        }
         return dest;
     }
 
@@ -947,6 +958,21 @@ const std::string& default_policy_text() {
         "exe": "/usr/bin/curl",
         "argv": ["curl", "-sS", "--max-time", "5", "http://127.0.0.1:7070/index.html"]
       }
+    },
+    {
+      "id": "spiffe://kwarden.local/demo/files",
+      "selectors": {
+        "exe": "/usr/bin/python3",
+        "argv_prefix": ["python3", "-m", "http.server", "7443", "--bind", "127.0.0.1"]
+      },
+      "listen": [{ "port": 7443, "tls": "mutual" }]
+    },
+    {
+      "id": "spiffe://kwarden.local/demo/reader",
+      "selectors": {
+        "exe": "/usr/bin/curl",
+        "argv": ["curl", "-sS", "--max-time", "10", "http://127.0.0.1:7443/report.txt"]
+      }
     }
   ],
   "destinations": [
@@ -955,10 +981,19 @@ const std::string& default_policy_text() {
       "cidrs": ["127.0.0.1/32", "::1/128"],
       "ports": [7070],
       "protocol": "tcp"
+    },
+    {
+      "name": "demo-files",
+      "cidrs": ["127.0.0.1/32"],
+      "ports": [7443],
+      "protocol": "tcp",
+      "tls": "mutual",
+      "identity": "spiffe://kwarden.local/demo/files"
     }
   ],
   "rules": [
-    { "from": "spiffe://kwarden.local/demo/client", "to": "demo-service" }
+    { "from": "spiffe://kwarden.local/demo/client", "to": "demo-service" },
+    { "from": "spiffe://kwarden.local/demo/reader", "to": "demo-files" }
   ]
 }
 )json";

@@ -17,7 +17,7 @@ namespace kw::core {
 
 inline constexpr int kPolicySchemaVersion = 1;
 
-// X.509-SVID lifetime (DESIGN.md §4): SPIRE's default, rotated at half-life; a workload
+// X.509-SVID lifetime: SPIRE's default, rotated at half-life; a workload
 // may set its own with "svid_ttl".
 inline constexpr std::chrono::seconds kDefaultSvidTtl{3600};
 inline constexpr std::chrono::seconds kMinSvidTtl{2};
@@ -151,6 +151,7 @@ struct Destination {
     // server must present `identity` (a SPIFFE ID of our or a federated trust domain).
     Tls tls = Tls::None;
     std::string identity;
+    uint16_t tls_cipher = 0;  // "tls_cipher": the one suite the server must pick (IANA number); 0 any
 };
 
 struct Rule {

@@ -1,4 +1,4 @@
-// The one SPIFFE ID parser of the agent (DESIGN.md §4): policies, rules, SVIDs and the
+// The one SPIFFE ID parser of the agent: policies, rules, SVIDs and the
 // CLI all accept or refuse an ID by these rules, and say which rule it broke.
 #pragma once
 

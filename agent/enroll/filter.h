@@ -1,4 +1,4 @@
-// The seccomp filter of an enrolled process (DESIGN.md §2): connect, accept and accept4
+// The seccomp filter of an enrolled process: connect, accept and accept4
 // wait in the kernel for the agent (user notification), and so do sendto/sendmsg with
 // MSG_FASTOPEN (TCP Fast Open reaches a peer without connect(); TCP_FASTOPEN_CONNECT
 // still calls connect()). io_uring_setup fails with ENOSYS: io_uring's connect would skip

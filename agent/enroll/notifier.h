@@ -1,6 +1,6 @@
 // The agent's side of one enrolled process's seccomp listener: receive a held call,
 // read its arguments from the process's memory, and answer it (continue, fail with an
-// errno, succeed with a value). DESIGN.md §2: notif.pid is a thread id; every read of
+// errno, succeed with a value). notif.pid is a thread id; every read of
 // the target's memory is followed by SECCOMP_IOCTL_NOTIF_ID_VALID before it is trusted,
 // since the thread may have died and its id been reused.
 #pragma once

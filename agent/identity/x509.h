@@ -1,4 +1,4 @@
-// X.509 for SPIFFE (DESIGN.md §4): P-256 keys, certificates built from an explicit
+// X.509 for SPIFFE: P-256 keys, certificates built from an explicit
 // template, and the one validator that decides whether a certificate chain is an
 // X.509-SVID of a trust domain. Issuance uses the templates below; tests bend a template
 // to break exactly one rule and check that the validator names that rule.

@@ -222,6 +222,7 @@ public:
           target_(std::move(target)),
           destination_(std::move(mtls.name)),
           expected_(mtls.server_identity),
+          required_cipher_(mtls.tls_cipher),
           socket_(process_->service().io()),
           timer_(process_->service().io()),
           exit_watch_(process_->service().io()),
@@ -233,6 +234,8 @@ private:
     void wait_connected();
     void drive();
     void finish_ok();
+    void read_tickets();
+    void install();
     void finish_fail(int error, const std::string& reason);
     void restore_flags();
     json event(const char* result) const;
@@ -246,6 +249,7 @@ private:
     std::string spiffe_id_ = "unattested";
     std::string destination_;
     std::string expected_;  // the server's SPIFFE ID, as the policy names it
+    uint16_t required_cipher_;  // the destination's "tls_cipher", 0 any
     std::shared_ptr<const identity::Svid> svid_;
     std::optional<core::SpiffeId> expected_id_;
     asio::posix::stream_descriptor socket_;  // our pidfd_getfd copy of the process's socket
@@ -257,6 +261,15 @@ private:
     asio::posix::stream_descriptor exit_watch_;
     std::unique_ptr<tls::Handshake> handshake_;
     std::chrono::steady_clock::time_point started_;
+    // After the handshake: the keys kTLS gets once the server's tickets are read.
+    std::optional<tls::TrafficKeys> keys_;
+    std::string ticket_peer_;  // destination, address and port: what the ticket count is learned for
+    std::optional<int> tickets_expected_;
+    int tickets_seen_ = 0;
+    std::chrono::steady_clock::time_point handshake_done_;
+    std::chrono::steady_clock::time_point ticket_deadline_;
+    asio::steady_timer ticket_timer_{process_->service().io()};
+    bool waiting_ = false;
 };
 
 // The server side: one held accept()/accept4() on a workload's mutual-TLS listen port.
@@ -598,6 +611,7 @@ void ClientConnect::drive() {
         cfg.trust = std::make_shared<const identity::TrustStore>(ctx_.identity->trust());
         cfg.check_peer = tls::expect_peer_id(*expected_id_);
         cfg.cipher = ctx_.cipher;
+        if (required_cipher_) cfg.require = static_cast<tls::Cipher>(required_cipher_);
         auto hs = tls::Handshake::create(socket_.native_handle(), std::move(cfg));
         if (!hs) return finish_fail(ECONNREFUSED, hs.message());
         handshake_ = std::move(*hs);
@@ -617,25 +631,97 @@ json ClientConnect::event(const char* result) const {
                       target_.text(), target_.port, started_});
 }
 
+// The handshake is done. Before kTLS takes the receive side, the server's session tickets
+// are read (tls/post_handshake.h). They come once the server has read (and verified) our
+// last flight, so the wait scales with the handshake's own duration: for a server not
+// known yet, whatever comes within twice that (50 ms to 1 s); for one known to send N,
+// until N came, within four times that (200 ms to 2 s).
 void ClientConnect::finish_ok() {
     if (finished_) return;
     auto keys = handshake_->traffic_keys();
     if (!keys) return finish_fail(ECONNREFUSED, "traffic keys: " + keys.message());
-    if (auto r = tls::set_traffic_keys(socket_.native_handle(), *keys); !r)
+    keys_ = std::move(*keys);
+    handshake_done_ = std::chrono::steady_clock::now();
+    ticket_peer_ = destination_ + "|" + target_.text() + "|" + std::to_string(target_.port);
+    tickets_expected_ = process_->service().tickets().known(ticket_peer_, handshake_done_);
+    if (tickets_expected_ == 0) return install();
+    using std::chrono::milliseconds;
+    const auto took = handshake_done_ - started_;
+    auto bound = tickets_expected_
+                     ? std::clamp<std::chrono::steady_clock::duration>(4 * took, milliseconds(200), milliseconds(2000))
+                     : std::clamp<std::chrono::steady_clock::duration>(2 * took, milliseconds(50), milliseconds(1000));
+    ticket_deadline_ = handshake_done_ + bound;
+    read_tickets();
+}
+
+void ClientConnect::read_tickets() {
+    const int fd = socket_.native_handle();
+    while (!finished_) {
+        auto next = tls::peek_record(fd, *keys_);
+        if (!next) return finish_fail(ECONNRESET, next.message());
+        switch (next->kind) {
+        case tls::NextRecord::ticket_record:
+            if (auto r = tls::consume_record(fd, next->length); !r) return finish_fail(ECONNRESET, r.message());
+            keys_->rx_sequence++;
+            tickets_seen_ += next->tickets;
+            if (tickets_expected_ && tickets_seen_ >= *tickets_expected_) return install();
+            continue;
+        case tls::NextRecord::key_update:
+            return finish_fail(ECONNRESET, "the server sent KeyUpdate right after the handshake: kTLS here cannot "
+                                           "take new receive keys");
+        case tls::NextRecord::closed:
+        case tls::NextRecord::other:
+            return install();  // data, an alert or the end: kTLS delivers it to the app
+        case tls::NextRecord::incomplete:
+            break;
+        }
+        if (std::chrono::steady_clock::now() >= ticket_deadline_) return install();
+        if (waiting_) return;
+        waiting_ = true;
+        auto self = shared_from_this();
+        ticket_timer_.expires_at(ticket_deadline_);
+        ticket_timer_.async_wait([self](boost::system::error_code ec) {
+            if (ec || self->finished_) return;
+            self->waiting_ = false;
+            boost::system::error_code ignored;
+            self->socket_.cancel(ignored);
+            self->read_tickets();
+        });
+        socket_.async_wait(asio::posix::stream_descriptor::wait_read, [self](boost::system::error_code ec) {
+            if (ec || self->finished_) return;
+            self->waiting_ = false;
+            self->ticket_timer_.cancel();
+            self->read_tickets();
+        });
+        return;
+    }
+}
+
+void ClientConnect::install() {
+    if (finished_) return;
+    process_->service().tickets().learn(ticket_peer_, tickets_seen_, std::chrono::steady_clock::now());
+    const tls::TrafficKeys& keys = *keys_;
+    if (auto r = tls::set_traffic_keys(socket_.native_handle(), keys); !r)
         return finish_fail(ECONNREFUSED, "kTLS: " + r.message());
 #ifdef KW_TEST_HOOKS
-    testhooks::dump_traffic_keys("client", tgid_, spiffe_id_, socket_.native_handle(), *keys);
+    testhooks::dump_traffic_keys("client", tgid_, spiffe_id_, socket_.native_handle(), keys);
 #endif
     // Fail closed: a socket whose keys the app could read back is not handed over.
     if (auto r = ctx_.mark_managed(socket_.native_handle(), spiffe_id_); !r) return finish_fail(ECONNREFUSED, r.message());
     finished_ = true;
     timer_.cancel();
+    ticket_timer_.cancel();
+    keys_.reset();
     restore_flags();
     boost::system::error_code ignored;
     exit_watch_.close(ignored);
     socket_.close(ignored);  // the app's descriptor is the one left
     (void)process_->notifier().succeed(call_.id, 0);
     json e = event("ok");
+    e["session_tickets"] = tickets_seen_;
+    e["ticket_wait_us"] = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+                                                                                handshake_done_)
+                              .count();
     spdlog::info("mTLS {} -> {} ({}:{}) as {}: {}, kTLS installed", spiffe_id_, e["peer_id"].get<std::string>(),
                  target_.text(), target_.port, "client", e["cipher"].get<std::string>());
     ctx_.emit(e);
@@ -645,6 +731,8 @@ void ClientConnect::finish_fail(int error, const std::string& reason) {
     if (finished_) return;
     finished_ = true;
     timer_.cancel();
+    ticket_timer_.cancel();
+    keys_.reset();
     boost::system::error_code closed;
     exit_watch_.close(closed);
     if (socket_.is_open()) {

@@ -33,6 +33,7 @@
 #include "io/accept_loop.h"
 #include "io/events.h"
 #include "tls/ktls.h"
+#include "tls/post_handshake.h"
 
 namespace kw::io {
 
@@ -86,6 +87,8 @@ public:
     size_t enrolled() const { return processes_.size(); }
     bool holder_attached() const { return holder_.has_value(); }
     const EnrollContext& context() const { return context_; }
+    // The session tickets each mutual-TLS server sends after its handshake (learned).
+    tls::TicketMemory& tickets() { return tickets_; }
     boost::asio::io_context& io() { return io_; }
     void forget(EnrolledProcess* process);
     // Emits the refusals kept back by the report interval ("refused" events).
@@ -110,6 +113,7 @@ private:
 
     boost::asio::io_context& io_;
     EnrollContext context_;
+    tls::TicketMemory tickets_;
     std::shared_ptr<core::PeerLimits> limits_;
     boost::asio::local::stream_protocol::acceptor acceptor_;
     AcceptLoop accept_;

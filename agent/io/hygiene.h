@@ -1,4 +1,4 @@
-// Key hygiene of the agent process (DESIGN.md §1.4): the private keys of the CA and of
+// Key hygiene of the agent process: the private keys of the CA and of
 // every SVID live in BoringSSL's heap objects, so the whole process is locked in memory
 // (nothing reaches swap) and made non-dumpable (no core file, no ptrace or /proc/PID/mem
 // by processes without CAP_SYS_PTRACE). Called before the first key exists.

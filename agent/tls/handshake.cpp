@@ -33,25 +33,26 @@ int handshake_ex_index() {
     return index;
 }
 
-// Key exchange groups. The client's list is what steers the server's cipher choice (see
-// handshake.h); the server accepts all of them and lets the post-handshake check refuse a
-// cipher that is not the configured one, which names both suites.
+// Key exchange groups. The client's list is what steers a BoringSSL server's cipher
+// choice (see handshake.h): CECPQ2 first asks for AES-256-GCM, and the classic groups
+// after it keep servers that do not speak CECPQ2 reachable (they ask for another key share).
 std::vector<int> client_groups(Cipher cipher) {
-    if (cipher == Cipher::aes_256_gcm) return {NID_CECPQ2};
+    if (cipher == Cipher::aes_256_gcm) return {NID_CECPQ2, NID_X25519, NID_X9_62_prime256v1};
     return {NID_X25519, NID_X9_62_prime256v1};
 }
 const std::vector<int> kServerGroups = {NID_X25519, NID_X9_62_prime256v1, NID_CECPQ2};
 
-std::string negotiation_hint(Cipher configured) {
-    switch (configured) {
+std::string negotiation_hint(Cipher required) {
+    switch (required) {
     case Cipher::aes_128_gcm:
-        return "BoringSSL picks ChaCha20-Poly1305 when either end lacks AES hardware, AES-256-GCM when the client "
-               "offers only CECPQ2";
+        return "a BoringSSL server picks it when both ends have AES hardware and the client does not offer CECPQ2 "
+               "first (--tls-cipher aes-128-gcm); other servers choose by their own order";
     case Cipher::aes_256_gcm:
-        return "AES-256-GCM needs a client offering only the CECPQ2 group and AES hardware on the server";
+        return "a BoringSSL server picks it when the client offers CECPQ2 first (--tls-cipher aes-256-gcm) and it has "
+               "AES hardware; OpenSSL servers pick it by their own order";
     case Cipher::chacha20_poly1305:
-        return "this BoringSSL cannot request ChaCha20-Poly1305; it is negotiated only when the client or the "
-               "server runs without AES hardware (no AES-NI, or OPENSSL_ia32cap=\"~0x200000000000000\")";
+        return "this BoringSSL cannot ask for it: a server picks it when it or the client lacks AES hardware (no "
+               "AES-NI, or OPENSSL_ia32cap=\"~0x200000000000000\"), or by its own order";
     }
     return {};
 }
@@ -177,19 +178,12 @@ Result<void> Handshake::check_negotiated() const {
     if (!peer_verified_) return make_error("the peer's certificate was never verified");
     if (SSL_session_reused(ssl_.get())) return make_error("a resumed session was negotiated; resumption is disabled");
     const uint16_t negotiated = cipher_protocol_id();
-    // In TLS 1.3 the client's offer decides; the server takes any suite kTLS carries, so
-    // peers that prefer another suite (OpenSSL offers AES-256-GCM first) still connect.
-    if (config_.role == Role::server) {
-        if (auto got = cipher_from_protocol_id(negotiated); !got)
-            return make_error("negotiated " + std::string(cipher_name()) + ", which kTLS cannot carry");
-        return {};
-    }
-    if (negotiated != static_cast<uint16_t>(config_.cipher)) {
-        auto got = cipher_from_protocol_id(negotiated);
-        return make_error("negotiated " + std::string(got ? tls::cipher_name(*got) : cipher_name()) + " but " +
-                          std::string(tls::cipher_name(config_.cipher)) +
-                          " is configured: " + negotiation_hint(config_.cipher));
-    }
+    // Any suite kTLS carries, unless the destination requires one.
+    auto got = cipher_from_protocol_id(negotiated);
+    if (!got) return make_error("negotiated " + std::string(cipher_name()) + ", which kTLS cannot carry");
+    if (config_.role == Role::client && config_.require && *got != *config_.require)
+        return make_error("negotiated " + std::string(tls::cipher_name(*got)) + " but the destination requires " +
+                          std::string(tls::cipher_name(*config_.require)) + ": " + negotiation_hint(*config_.require));
     return {};
 }
 

@@ -1,10 +1,11 @@
-// The TLS 1.3 mutual handshake the agent runs on a workload's socket (DESIGN.md §3), as
+// The TLS 1.3 mutual handshake the agent runs on a workload's socket, as
 // client or server, non-blocking, on a connected TCP socket it does not own. When it is
 // done the traffic secrets go to the kernel (ktls.h) and the workload reads and writes
 // plaintext; so the handshake must leave nothing behind that kTLS cannot handle:
-//   - TLS 1.3 only; no session tickets (the server sends none, the client keeps no
-//     session), no early data, never KeyUpdate: any non-data record after Finished makes
-//     the workload's read() fail with EIO;
+//   - TLS 1.3 only; no session tickets from us (the server sends none, the client keeps
+//     no session), no early data, never KeyUpdate: any non-data record after Finished
+//     makes the workload's read() fail with EIO. A third-party server's tickets are read
+//     off the socket before kTLS takes it (post_handshake.h);
 //   - BoringSSL's socket BIO reads record by record, so application data sent right
 //     after Finished stays in the kernel for TLS_RX (no buffering BIO here, ever);
 //   - the peer chain is verified by identity::verify_svid only (the one validator),
@@ -25,10 +26,11 @@
 //   - ChaCha20-Poly1305: cannot be requested per connection. It is negotiated only when
 //     the server, or the client, runs without AES hardware in BoringSSL's view: a machine
 //     without AES-NI, or a process started with OPENSSL_ia32cap="~0x200000000000000".
-// The client checks after the handshake that the negotiated suite is the configured one
-// and fails the handshake otherwise (the failure says both names and why). The server
-// takes any suite kTLS carries: in TLS 1.3 the client's offer decides, and third-party
-// clients (OpenSSL offers AES-256-GCM first) must still get in.
+// The configured suite is a preference: what two kwarden ends negotiate. Either end takes
+// any suite kTLS carries, so third-party peers on their defaults get in (an OpenSSL server
+// picks AES-256-GCM by its own order; OpenSSL clients offer it first). A destination may
+// require one suite ("tls_cipher"); the client then checks after the handshake and fails
+// it otherwise, naming both suites and why.
 #pragma once
 
 #include <openssl/base.h>
@@ -69,7 +71,8 @@ struct HandshakeConfig {
     std::shared_ptr<const identity::Svid> svid;         // our certificate, intermediates and key
     std::shared_ptr<const identity::TrustStore> trust;  // bundles the peer chain is verified against
     PeerCheck check_peer;                               // required
-    Cipher cipher = Cipher::aes_128_gcm;                // the suite both ends must end up with
+    Cipher cipher = Cipher::aes_128_gcm;                // the suite preferred (steers the offer)
+    std::optional<Cipher> require;                      // client: the only suite accepted, if set
     std::function<identity::TimePoint()> clock;         // "now" for chain validity; empty: system clock
 };
 

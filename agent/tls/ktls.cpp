@@ -15,6 +15,7 @@
 #include <cstring>
 #include <string>
 
+#include "core/tls_suite.h"
 #include "core/unique_fd.h"
 
 namespace kw::tls {
@@ -92,15 +93,8 @@ Result<void> set_tls_direction(int fd, int direction, const TrafficKeys& keys) {
 }  // namespace
 
 std::string_view cipher_name(Cipher cipher) {
-    switch (cipher) {
-    case Cipher::aes_128_gcm:
-        return "TLS_AES_128_GCM_SHA256";
-    case Cipher::aes_256_gcm:
-        return "TLS_AES_256_GCM_SHA384";
-    case Cipher::chacha20_poly1305:
-        return "TLS_CHACHA20_POLY1305_SHA256";
-    }
-    return "unknown cipher";
+    std::string_view name = core::tls_suite_name(static_cast<uint16_t>(cipher));
+    return name.empty() ? "unknown cipher" : name;
 }
 
 Result<Cipher> cipher_from_protocol_id(uint16_t protocol_id) {
@@ -114,11 +108,9 @@ Result<Cipher> cipher_from_protocol_id(uint16_t protocol_id) {
 }
 
 Result<Cipher> parse_cipher(std::string_view name) {
-    static constexpr std::array<std::string_view, 3> kShort = {"aes-128-gcm", "aes-256-gcm", "chacha20-poly1305"};
-    for (size_t i = 0; i < kAllCiphers.size(); ++i)
-        if (name == kShort[i] || name == cipher_name(kAllCiphers[i])) return kAllCiphers[i];
-    return make_error("unknown cipher '" + std::string(name) +
-                      "': expected aes-128-gcm, aes-256-gcm or chacha20-poly1305 (or the IANA name)");
+    auto id = core::parse_tls_suite(name);
+    if (!id) return id.error();
+    return static_cast<Cipher>(*id);
 }
 
 size_t key_length(Cipher cipher) { return cipher == Cipher::aes_128_gcm ? 16 : 32; }

@@ -1,4 +1,4 @@
-// kTLS (DESIGN.md §3): from a TLS 1.3 traffic secret to the kernel's crypto_info, and
+// kTLS: from a TLS 1.3 traffic secret to the kernel's crypto_info, and
 // its installation on an established TCP socket. This file owns the key schedule step
 // that turns a traffic secret into key and iv (RFC 8446 §7.1, §7.3) and the layout of
 // `struct tls12_crypto_info_*` (<linux/tls.h>); the handshake that produces the secrets

@@ -615,13 +615,17 @@ make_mtls_peer() { # ID
     expect_ok "$KWARDEN" svid mint --ca "$T/root" --id "$1" --out "$T/ledger" --ttl 1h
 }
 
-# `openssl s_server` on 127.0.0.1:PORT holding the SVID of make_mtls_peer: TLS 1.3 only, no
-# tickets (kTLS cannot take them), a client certificate required and verified against
-# $T/root; -rev answers each line reversed. Logs to $T/s_server.log; returns once listening.
-start_s_server() { # PORT
-    openssl s_server -accept "127.0.0.1:$1" -tls1_3 -num_tickets 0 -ciphersuites TLS_AES_128_GCM_SHA256 \
+# `openssl s_server` on 127.0.0.1:PORT holding the SVID of make_mtls_peer: TLS 1.3 only, a
+# client certificate required and verified against $T/root; -rev answers each line
+# reversed. No tickets and AES-128-GCM, unless --stock: OpenSSL's own defaults (two session
+# tickets after the handshake, the client's suite order), then any more s_server options.
+# Logs to $T/s_server.log (--stock: $T/s_server-PORT.log); returns once listening.
+start_s_server() { # PORT [--stock [OPTION...]]
+    local opts=(-num_tickets 0 -ciphersuites TLS_AES_128_GCM_SHA256) log=$T/s_server.log
+    if [[ ${2:-} == --stock ]]; then opts=("${@:3}") log=$T/s_server-$1.log; fi
+    openssl s_server -accept "127.0.0.1:$1" -tls1_3 "${opts[@]}" \
         -cert "$T/ledger/svid.pem" -cert_chain "$T/ledger/svid.pem" -key "$T/ledger/svid_key.pem" \
-        -CAfile "$T/root/root.pem" -Verify 1 -verify_return_error -rev >"$T/s_server.log" 2>&1 </dev/null &
+        -CAfile "$T/root/root.pem" -Verify 1 -verify_return_error -rev >"$log" 2>&1 </dev/null &
     kw_track pids $!
     wait_until 20 "openssl s_server on port $1" kw_tcp_listening "$1"
 }

@@ -332,3 +332,26 @@ TEST_CASE("a rule naming another trust domain's peer is refused where it could a
     CHECK(errors(R"({"from": "spiffe://example.org/payments", "to": "ledger"})", partner)
               .find("/rules/0/from: no workload has this SPIFFE ID") != std::string::npos);
 }
+
+TEST_CASE("a destination's required cipher suite goes with the decision; two that differ for one address refuse it") {
+    Compiled c = compile(R"({"version": 1, "trust_domain": "t.org",
+        "workloads": [{"id": "spiffe://t.org/w0", "selectors": {"uid": 1000}}],
+        "destinations": [{"name": "a", "cidrs": ["10.0.0.0/24"], "tls": "mutual", "identity": "spiffe://t.org/a"},
+                         {"name": "b", "cidrs": ["10.0.0.5/32"], "tls": "mutual", "identity": "spiffe://t.org/a",
+                          "tls_cipher": "aes-256-gcm"},
+                         {"name": "c", "cidrs": ["10.0.0.5/32"], "ports": [443], "tls": "mutual",
+                          "identity": "spiffe://t.org/a", "tls_cipher": "TLS_AES_128_GCM_SHA256"}],
+        "rules": [{"from": "*", "to": "a"}, {"from": "*", "to": "b"}, {"from": "*", "to": "c"}]})");
+    uint32_t w0 = kernel_identity(c.ids, "spiffe://t.org/w0");
+    auto decide = [&](const char* addr, uint16_t port) {
+        return mtls_connect(c.policy, c.gate.decide(w0, KW_PROTO_TCP, addr_of(addr), port), "spiffe://t.org/w0");
+    };
+    CHECK(decide("10.0.0.1", 80).tls_cipher == 0);  // a: any suite
+    MtlsConnect b = decide("10.0.0.5", 80);        // a and b: b's requirement
+    CHECK(b.allowed);
+    CHECK(b.tls_cipher == 0x1302);
+    MtlsConnect both = decide("10.0.0.5", 443);  // a, b and c: b and c disagree
+    CHECK_FALSE(both.allowed);
+    CHECK(both.refusal == "destinations a and c both govern this address and port and require different cipher suites "
+                          "(TLS_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256): no handshake can end with both");
+}

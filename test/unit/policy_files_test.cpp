@@ -52,7 +52,7 @@ TEST_CASE("the built-in default policy is byte-identical to policy/default.json"
     CHECK(read_text(kPolicyDir + "default.json") == kw::core::default_policy_text());
 }
 
-TEST_CASE("the default policy gives the demo client curl's identity toward the demo service") {
+TEST_CASE("the default policy: curl fetching the demo page, and two enrolled programs over mutual TLS") {
     ParseOutcome out = kw::core::parse_policy(kw::core::default_policy_text());
     INFO(all_problems(out));
     REQUIRE(out.policy);
@@ -60,19 +60,30 @@ TEST_CASE("the default policy gives the demo client curl's identity toward the d
     const auto& p = *out.policy;
     CHECK(p.trust_domain == "kwarden.local");
     CHECK(p.mode == kw::core::Mode::Enforce);
-    REQUIRE(p.workloads.size() == 1);
+    REQUIRE(p.workloads.size() == 3);
     CHECK(p.workloads[0].id == "spiffe://kwarden.local/demo/client");
     CHECK(p.workloads[0].selectors.exe == "/usr/bin/curl");
     CHECK(p.workloads[0].selectors.argv);  // curl alone would lend the identity to any fetch
-    REQUIRE(p.destinations.size() == 1);
+    CHECK(p.workloads[1].id == "spiffe://kwarden.local/demo/files");
+    REQUIRE(p.workloads[1].listen.size() == 1);
+    CHECK(p.workloads[1].listen[0].port == 7443);
+    CHECK(p.workloads[1].listen[0].tls == kw::core::Tls::Mutual);
+    CHECK(p.workloads[2].id == "spiffe://kwarden.local/demo/reader");
+    CHECK(p.workloads[2].selectors.argv);
+    REQUIRE(p.destinations.size() == 2);
     CHECK(p.destinations[0].name == "demo-service");
     CHECK(p.destinations[0].ports == std::vector<uint16_t>{7070});
     REQUIRE(p.destinations[0].cidrs.size() == 2);
     CHECK(p.destinations[0].cidrs[0].text == "127.0.0.1/32");
     CHECK(p.destinations[0].cidrs[1].text == "::1/128");
-    REQUIRE(p.rules.size() == 1);
+    CHECK(p.destinations[1].name == "demo-files");
+    CHECK(p.destinations[1].tls == kw::core::Tls::Mutual);
+    CHECK(p.destinations[1].identity == "spiffe://kwarden.local/demo/files");
+    REQUIRE(p.rules.size() == 2);
     CHECK(p.rules[0].from == "spiffe://kwarden.local/demo/client");
     CHECK(p.rules[0].to == "demo-service");
+    CHECK(p.rules[1].from == "spiffe://kwarden.local/demo/reader");
+    CHECK(p.rules[1].to == "demo-files");
 }
 
 TEST_CASE("the example policies parse without errors or warnings") {

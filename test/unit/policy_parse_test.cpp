@@ -273,6 +273,14 @@ TEST_CASE("each malformed policy is refused with one error at the exact JSON pat
          "missing required field 'identity'"},
         {"identity without tls", edit([](json& d) { d["destinations"][0]["identity"] = "spiffe://example.org/db"; }),
          "/destinations/0/identity", "it needs \"tls\": \"mutual\""},
+        {"tls_cipher without tls", edit([](json& d) { d["destinations"][0]["tls_cipher"] = "aes-256-gcm"; }),
+         "/destinations/0/tls_cipher", "it needs \"tls\": \"mutual\""},
+        {"tls_cipher kTLS cannot carry", edit([](json& d) {
+             d["destinations"][0]["tls"] = "mutual";
+             d["destinations"][0]["identity"] = "spiffe://example.org/db";
+             d["destinations"][0]["tls_cipher"] = "TLS_AES_128_CCM_SHA256";
+         }),
+         "/destinations/0/tls_cipher", "unknown cipher 'TLS_AES_128_CCM_SHA256': expected aes-128-gcm, aes-256-gcm"},
         {"mutual TLS over udp", edit([](json& d) {
              d["destinations"][0]["protocol"] = "udp";
              d["destinations"][0]["tls"] = "mutual";

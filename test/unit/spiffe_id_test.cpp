@@ -1,4 +1,4 @@
-// SPIFFE ID rules (DESIGN.md §4): what parse_spiffe_id accepts, and for each refusal,
+// SPIFFE ID rules: what parse_spiffe_id accepts, and for each refusal,
 // that the message names the rule broken.
 #include <catch2/catch_test_macros.hpp>
 

@@ -1,4 +1,4 @@
-// TLS 1.3 for kTLS (DESIGN.md §3): the key schedule step against RFC 8448's traces, the
+// TLS 1.3 for kTLS: the key schedule step against RFC 8448's traces, the
 // kernel's crypto_info layout per cipher, and real mutual handshakes between a client and
 // a server Handshake over loopback TCP, driven non-blocking in one thread: who is
 // refused and why, matching keys, no ticket left on the wire, and a clear error when the
@@ -26,6 +26,7 @@
 #include "identity/authority.h"
 #include "tls/handshake.h"
 #include "tls/ktls.h"
+#include "tls/post_handshake.h"
 
 using Catch::Matchers::ContainsSubstring;
 using kw::core::UniqueFd;
@@ -423,14 +424,29 @@ TEST_CASE("AES-256-GCM is negotiated when both ends are configured for it") {
     CHECK(keys->tx_secret.size() == 48);
 }
 
-TEST_CASE("a client that cannot end with its configured cipher fails and names both suites; the server takes it") {
+TEST_CASE("the configured suite is a preference: a client takes the suite the server picks") {
     // The suite this machine does not negotiate by default.
     const Cipher wanted = native_cipher() == Cipher::aes_128_gcm ? Cipher::chacha20_poly1305 : Cipher::aes_128_gcm;
     ExampleOrg org;
     Run r = org.run(wanted);
+    INFO("client: " << r.client.hs->failure());
+    REQUIRE(r.client.hs->done());
+    REQUIRE(r.server.hs->done());
+    CHECK(r.client.hs->cipher() == native_cipher());
+    CHECK(r.client.hs->traffic_keys());
+}
+
+TEST_CASE("a destination's required suite refuses any other, naming both suites; the server takes it") {
+    const Cipher wanted = native_cipher() == Cipher::aes_128_gcm ? Cipher::chacha20_poly1305 : Cipher::aes_128_gcm;
+    ExampleOrg org;
+    HandshakeConfig client = config(org.web, org.td.trust, expect_peer_id(id_of("spiffe://example.org/api")));
+    client.require = wanted;
+    Run r(std::move(client), config(org.api, org.td.trust, allow_all()));
+    r.drive();
     CHECK_FALSE(r.client.hs->done());
     CHECK_THAT(r.client.hs->failure(), ContainsSubstring("negotiated " + std::string(cipher_name(native_cipher())) +
-                                                         " but " + std::string(cipher_name(wanted)) + " is configured"));
+                                                         " but the destination requires " +
+                                                         std::string(cipher_name(wanted))));
     CHECK_FALSE(r.client.hs->traffic_keys());
     // The server is done with whatever suite the client's offer decided: the refusing
     // client's agent shuts the socket, so the server app sees an EOF, never data.
@@ -550,4 +566,114 @@ TEST_CASE("the kTLS probe names the missing piece") {
     if (probe) SKIP("this kernel has kTLS with ChaCha20-Poly1305");
     CHECK_THAT(probe.message(), ContainsSubstring("kTLS probe (TLS_CHACHA20_POLY1305_SHA256, loopback TCP)"));
     CHECK_THAT(probe.message(), ContainsSubstring("modprobe tls"));
+}
+
+// ---- after the handshake: the server's session tickets -------------------------------
+
+namespace {
+
+// A handshake whose server sends BoringSSL's default session tickets, as third-party
+// servers do; the client's receive keys are then where kTLS would take over.
+struct TicketRun {
+    ExampleOrg org;
+    std::unique_ptr<Run> r;
+    TrafficKeys keys;
+
+    explicit TicketRun(bool tickets) {
+        r = std::make_unique<Run>(config(org.web, org.td.trust, expect_peer_id(id_of("spiffe://example.org/api"))),
+                                  config(org.api, org.td.trust, allow_all()));
+        if (tickets) {
+            SSL* server = HandshakeTestAccess::ssl(*r->server.hs);
+            SSL_clear_options(server, SSL_OP_NO_TICKET);
+            REQUIRE(SSL_CTX_set_num_tickets(SSL_get_SSL_CTX(server), 2));
+        }
+        r->drive();
+        REQUIRE(r->client.hs->done());
+        auto k = r->client.hs->traffic_keys();
+        REQUIRE(k);
+        keys = std::move(*k);
+    }
+    SSL* server() { return HandshakeTestAccess::ssl(*r->server.hs); }
+    int client_fd() { return r->fds.first.get(); }
+
+    // Reads records until one that is not tickets, consuming the tickets; counts them.
+    NextRecord skip_tickets(int& tickets) {
+        for (int i = 0; i < 10; ++i) {
+            pollfd pfd{client_fd(), POLLIN, 0};
+            poll(&pfd, 1, 1000);
+            auto next = peek_record(client_fd(), keys);
+            INFO((next ? "" : next.message()));
+            REQUIRE(next);
+            if (next->kind != NextRecord::ticket_record) return *next;
+            REQUIRE(consume_record(client_fd(), next->length));
+            keys.rx_sequence++;
+            tickets += next->tickets;
+        }
+        FAIL("more than 10 ticket records");
+        return {};
+    }
+};
+
+}  // namespace
+
+TEST_CASE("a server's session tickets are read and dropped, and its data after them stays on the socket for kTLS") {
+    TicketRun t(true);
+    REQUIRE(SSL_write(t.server(), "hello", 5) == 5);
+    int tickets = 0;
+    NextRecord next = t.skip_tickets(tickets);
+    CHECK(tickets == 2);  // BoringSSL's default, as OpenSSL's
+    CHECK(next.kind == NextRecord::other);
+    CHECK(next.handshake_type == 0);
+    CHECK(next.length == 5 + 5 + 1 + 16);  // header, "hello", content type, tag: still queued, unread
+    std::vector<uint8_t> queued(64);
+    CHECK(recv(t.client_fd(), queued.data(), queued.size(), MSG_PEEK | MSG_DONTWAIT) == static_cast<ssize_t>(next.length));
+}
+
+TEST_CASE("a kwarden server sends no ticket: its first record after the handshake is its data") {
+    TicketRun t(false);
+    REQUIRE(SSL_write(t.server(), "hi", 2) == 2);
+    int tickets = 0;
+    CHECK(t.skip_tickets(tickets).kind == NextRecord::other);
+    CHECK(tickets == 0);
+}
+
+TEST_CASE("nothing yet after the handshake is incomplete; a closed peer is closed; a KeyUpdate is named") {
+    TicketRun t(false);
+    auto nothing = peek_record(t.client_fd(), t.keys);
+    REQUIRE(nothing);
+    CHECK(nothing->kind == NextRecord::incomplete);
+    REQUIRE(SSL_key_update(t.server(), SSL_KEY_UPDATE_NOT_REQUESTED));
+    REQUIRE(SSL_write(t.server(), "x", 1) == 1);
+    int tickets = 0;
+    CHECK(t.skip_tickets(tickets).kind == NextRecord::key_update);
+
+    TicketRun quiet(false);
+    shutdown(quiet.r->fds.second.get(), SHUT_WR);
+    CHECK(quiet.skip_tickets(tickets).kind == NextRecord::closed);
+}
+
+TEST_CASE("a record that does not decrypt with the receive keys is an error, not a guess") {
+    TicketRun t(true);
+    REQUIRE(SSL_write(t.server(), "x", 1) == 1);  // BoringSSL's server flushes its tickets with its first write
+    t.keys.rx_sequence += 5;                       // the wrong nonce
+    pollfd pfd{t.client_fd(), POLLIN, 0};
+    poll(&pfd, 1, 1000);
+    auto next = peek_record(t.client_fd(), t.keys);
+    REQUIRE_FALSE(next);
+    CHECK_THAT(next.message(), ContainsSubstring("does not decrypt"));
+}
+
+TEST_CASE("the ticket count of a server only grows, and 'none' is learned again after a while") {
+    TicketMemory m;
+    const auto t0 = TicketMemory::Clock::time_point{} + 1h;
+    CHECK_FALSE(m.known("a", t0));
+    m.learn("a", 2, t0);
+    m.learn("a", 1, t0 + 1s);  // fewer this time: a slow server keeps its count
+    CHECK(m.known("a", t0 + 2s) == 2);
+    CHECK(m.known("a", t0 + 1h) == 2);
+    m.learn("b", 0, t0);
+    CHECK(m.known("b", t0 + 59s) == 0);
+    CHECK_FALSE(m.known("b", t0 + 61s));  // asked again: its tickets may have come late once
+    m.learn("b", 2, t0 + 62s);
+    CHECK(m.known("b", t0 + 63s) == 2);
 }

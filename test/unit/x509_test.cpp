@@ -1,4 +1,4 @@
-// X.509-SVID issuance and validation (DESIGN.md §4): issued chains verify, here and with
+// X.509-SVID issuance and validation: issued chains verify, here and with
 // the OpenSSL command line as an independent verifier; each rule is broken by bending
 // one template field and the refusal names that rule; chain rules hold per trust domain.
 #include <catch2/catch_test_macros.hpp>
