@@ -176,15 +176,17 @@ private:
         return {};
     }
 
-    // The absolute arguments after argv[0] that name files (sources) of workload INDEX,
-    // with their policy fields; a directory is only a warning, its files are not pinned.
+    // The absolute paths the arguments after argv[0] name, as a whole argument or as the
+    // value of an option ("--config=/etc/app.toml"): the sources of workload INDEX, with
+    // their policy fields. A directory is only a warning, its files are not pinned.
     std::vector<std::pair<std::string, std::string>> argv_sources(size_t index) {
         const Selectors& sel = policy_.workloads[index].selectors;
         std::vector<std::pair<std::string, std::string>> found;
         if (!sel.argv) return found;
         const std::string base = workload_path(index) + (sel.argv->prefix ? "/selectors/argv_prefix/" : "/selectors/argv/");
         for (size_t a = 1; a < sel.argv->args.size(); ++a) {
-            const std::string& arg = sel.argv->args[a];
+            std::string arg = sel.argv->args[a];
+            if (size_t eq = arg.find('='); !arg.starts_with('/') && eq != std::string::npos) arg = arg.substr(eq + 1);
             if (!arg.starts_with('/')) continue;
             const ArgPath& named = arg_path(arg);
             std::string field = base + std::to_string(a);

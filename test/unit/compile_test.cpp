@@ -1046,18 +1046,22 @@ TEST_CASE("files an argv names are sources: pinned, keyed by identity and real p
     host.add_file("/usr/bin/python3", 1, kHashA);
     host.add_file("/srv/app.py", 5, kHashB);
     host.set_arg_path("/srv/app.py", ArgPath{ArgPath::File, "/srv/releases/7/app.py", ""});
+    host.add_file("/etc/app.toml", 6, kHashA);  // an option's value names a file too
     Policy p = policy_of(R"(
         {"id": "spiffe://example.org/app", "selectors": {"exe": "/usr/bin/python3",
-                                                         "argv_prefix": ["/usr/bin/python3", "/srv/app.py", "-v", "rel.py"]}},
+                                                         "argv_prefix": ["/usr/bin/python3", "/srv/app.py", "-v", "rel.py",
+                                                                         "--config=/etc/app.toml"]}},
         {"id": "spiffe://example.org/plain", "selectors": {"argv": ["sleep", "30"]}})");
     IdentityTable ids;
     CompiledPolicy c = compile_ok(p, host, ids);
     CHECK((c.workloads[0].flags & KW_SEL_SOURCES) != 0);
     CHECK((c.workloads[1].flags & KW_SEL_SOURCES) == 0);  // argv[0] and relative arguments are no sources
-    REQUIRE(c.sources.size() == 1);
+    REQUIRE(c.sources.size() == 2);
     CHECK(c.sources[0].first.set == *ids.find("spiffe://example.org/app"));
     CHECK(std::string(c.sources[0].first.path) == "/srv/releases/7/app.py");
     CHECK(c.sources[0].second.file.ino == 5);
+    CHECK(std::string(c.sources[1].first.path) == "/etc/app.toml");
+    CHECK(c.sources[1].second.file.ino == 6);
     CHECK(c.sources[0].second.ctime_sec == 1000);
     auto source = std::find_if(c.pins.begin(), c.pins.end(), [](const auto& pin) { return pin.role == PinRole::Source; });
     REQUIRE(source != c.pins.end());
