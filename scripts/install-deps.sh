@@ -16,7 +16,7 @@ stamp="$cache/deps.stamp"
 mkdir -p "$cache"
 
 # Bump when the lists below change, so that existing checkouts install the new set.
-deps_version=8
+deps_version=9
 if [[ -f $stamp && $(cat "$stamp") == "$deps_version" ]]; then
     exit 0
 fi
@@ -53,6 +53,7 @@ host_pkgs=(
     android-libboringssl-dev
     liburing-dev python3 iproute2 socat curl jq openssl tcpdump stunnel4 gnuplot-nox
     crun  # the OCI runtime the container tests start (the guest runs the host's root)
+    gnutls-bin golang-go  # TLS peers of the interop tests: GnuTLS's tools, Go's crypto/tls
     qemu-system-x86 udev busybox-static kmod cpio
     python3-argcomplete python3-requests python3-jsonschema
 )

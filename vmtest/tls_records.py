@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Reads a pcap of one TCP port (tcpdump -w) and shows each direction's payload as TLS
-records: content type, version, length. Exits 1 if a payload is not a sequence of TLS
-records, or if PLAINTEXT (bytes the app sent) appears anywhere on the wire."""
+"""Reads a pcap of TCP connections (tcpdump -w) and shows each direction's payload as TLS
+records: content type, version, length (with --summary: the count of each type). Exits 1
+if a payload is not a sequence of TLS records, or if PLAINTEXT (bytes the app sent)
+appears anywhere on the wire.
+
+    tls_records.py [--summary] PCAP PLAINTEXT"""
 import struct
 import sys
 
@@ -41,12 +44,18 @@ def tcp_payload(linktype, frame):
 
 
 def main():
-    path, plaintext = sys.argv[1], sys.argv[2].encode()
+    args = sys.argv[1:]
+    summary = args[:1] == ["--summary"]
+    if summary:
+        args = args[1:]
+    path, plaintext = args[0], args[1].encode()
     streams = {}  # direction -> {seq: payload}
+    first = {}  # direction -> the first sequence number seen (the order is relative to it)
     for linktype, frame in packets(path):
         got = tcp_payload(linktype, frame)
         if got and got[2]:
-            streams.setdefault(got[0], {})[got[1]] = got[2]
+            base = first.setdefault(got[0], got[1])
+            streams.setdefault(got[0], {})[(got[1] - base) % (1 << 32)] = got[2]
     ok = True
     for (sport, dport), segs in sorted(streams.items()):
         stream = b"".join(segs[s] for s in sorted(segs))
@@ -59,8 +68,16 @@ def main():
             at += 5 + length
         whole = at == len(stream)
         ok &= whole
+        if summary:
+            counts = {}
+            for r in records:
+                kind = r.split("(")[0]
+                counts[kind] = counts.get(kind, 0) + 1
+            shown = " ".join(f"{kind} {n}" for kind, n in counts.items())
+        else:
+            shown = " ".join(records)
         print(f"  {sport} -> {dport}: {len(stream)} bytes, {len(records)} TLS records"
-              f"{'' if whole else ', NOT all TLS records'}: {' '.join(records)}")
+              f"{'' if whole else ', NOT all TLS records'}: {shown}")
         if plaintext in stream:
             print(f"  the plaintext '{plaintext.decode()}' is on the wire ({sport} -> {dport})")
             ok = False

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # kw-timeout: 420
-# Third-party TLS servers on their stock settings (issue 14). An enrolled client reaches:
+# Third-party TLS servers on their stock settings. An enrolled client reaches:
 #   - openssl s_server with OpenSSL's defaults: it sends two session tickets after the
 #     handshake. The reply comes back through kTLS (the agent read the tickets off
 #     first); the tls event says session_tickets 2, on the first connection (learned)
@@ -11,8 +11,9 @@
 #     both at once;
 #   - a destination that requires AES-128-GCM ("tls_cipher") of a server choosing
 #     AES-256-GCM: ECONNREFUSED, and the event names both suites.
-# Before this issue each of the first three failed: the app's first read() met a ticket
-# (EIO), or the agent refused the suite (ECONNREFUSED).
+# Without the agent reading tickets off and taking the server's suite, each of the first
+# three fails: the app's first read() meets a ticket (EIO), or the agent refuses the
+# suite (ECONNREFUSED).
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 

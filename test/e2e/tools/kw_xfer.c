@@ -3,15 +3,16 @@
  * kw_xfer: a full-duplex bulk transfer over one TCP connection, to prove that a stream
  * crosses the agent's mTLS+kTLS byte-exact in both directions at once.
  *
- *   kw_xfer [--sendfile] [--listen] --send FILE --recv OUTFILE HOST PORT
+ *   kw_xfer [--sendfile] [--listen] [--fin-after-eof] --send FILE --recv OUTFILE HOST PORT
  *
  * Connects to HOST PORT (or, with --listen, binds HOST PORT and accepts one connection),
  * then sends FILE while a second thread writes everything the peer sends to OUTFILE.
  * With --sendfile the data goes out with sendfile(2), else with read/write loops. After
  * the last byte it half-closes (shutdown SHUT_WR, a FIN; kTLS sends no close_notify) and
- * exits once the peer has half-closed too. Prints the socket's upper-layer protocol
+ * exits once the peer has half-closed too; with --fin-after-eof it half-closes only once
+ * its reading has ended (for peers that quit as soon as they read the end). Prints the socket's upper-layer protocol
  * ("ulp: tls" when the kernel carries TLS on it), then "sent N bytes (how)" and
- * "received N bytes". Exits 0, or the errno of the first failed call ("recv: EIO (5)":
+ * "received N bytes" (also when reading failed). Exits 0, or the errno of the first failed call ("recv: EIO (5)":
  * on a kTLS socket, a non-data TLS record).
  */
 #include "kw_common.h"
@@ -130,18 +131,21 @@ static int open_connection(const char *host, const char *port, int listen_mode)
 int main(int argc, char **argv)
 {
 	const char *send_path = NULL, *recv_path = NULL;
-	int use_sendfile = 0, listen_mode = 0;
+	int use_sendfile = 0, listen_mode = 0, fin_after_eof = 0;
 	int i = 1;
 	static const char usage[] =
-		"usage: kw_xfer [--sendfile] [--listen] --send FILE --recv OUTFILE HOST PORT\n"
+		"usage: kw_xfer [--sendfile] [--listen] [--fin-after-eof] --send FILE --recv OUTFILE HOST PORT\n"
 		"  connect (--listen: accept one connection), send FILE (--sendfile: with sendfile(2))\n"
-		"  while writing what the peer sends to OUTFILE; half-close; exit 0 or the errno.\n";
+		"  while writing what the peer sends to OUTFILE; half-close (--fin-after-eof: once\n"
+		"  reading has ended); exit 0 or the errno.\n";
 
 	for (; i < argc && !strncmp(argv[i], "--", 2); i++) {
 		if (!strcmp(argv[i], "--sendfile"))
 			use_sendfile = 1;
 		else if (!strcmp(argv[i], "--listen"))
 			listen_mode = 1;
+		else if (!strcmp(argv[i], "--fin-after-eof"))
+			fin_after_eof = 1;
 		else if (!strcmp(argv[i], "--send") && i + 1 < argc)
 			send_path = argv[++i];
 		else if (!strcmp(argv[i], "--recv") && i + 1 < argc)
@@ -178,15 +182,18 @@ int main(int argc, char **argv)
 	if (err)
 		kw_die_errno("pthread_create", err);
 	unsigned long long sent = send_file(sock, in, use_sendfile);
-	if (shutdown(sock, SHUT_WR) < 0)
-		kw_die_errno("shutdown SHUT_WR", errno);
 	printf("sent %llu bytes (%s)\n", sent, use_sendfile ? "sendfile" : "write");
-	pthread_join(thread, NULL);
+	if (fin_after_eof)
+		pthread_join(thread, NULL);
+	if (shutdown(sock, SHUT_WR) < 0 && !(fin_after_eof && r.err))
+		kw_die_errno("shutdown SHUT_WR", errno);
+	if (!fin_after_eof)
+		pthread_join(thread, NULL);
+	printf("received %llu bytes\n", r.bytes);
 	if (r.err)
 		kw_die_errno(r.what, r.err);
 	if (close(r.out) < 0)
 		kw_die_errno("close OUTFILE", errno);
-	printf("received %llu bytes\n", r.bytes);
 	close(sock);
 	return 0;
 }
