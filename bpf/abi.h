@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The one header shared by the BPF programs and the agent: map keys and values, event
- * records, enums. Fixed-width fields, explicit padding, no bitfields. Both sides assert
- * sizes (BPF: _Static_assert below; C++: agent/bpf/abi_check.cpp).
+ * records, enums. Fixed-width fields, explicit padding, no bitfields. Both sides (the BPF
+ * objects and every agent source that includes this) assert each struct's size and each
+ * field's offset (abi_layout.h, written by scripts/abi-layout).
  *
- * Bump KW_ABI_VERSION on any layout change: pinned maps from an older agent are then
- * refused at start-up with a message, never reinterpreted.
+ * Bump KW_ABI_VERSION on any layout change. Event records carry it (kw_ev_hdr.version)
+ * and the agent drops records of another version; pinned maps do not carry it yet.
  */
 #ifndef KWARDEN_BPF_ABI_H
 #define KWARDEN_BPF_ABI_H
@@ -541,35 +542,14 @@ enum kw_counter {
 
 #ifdef __cplusplus
 #define KW_ASSERT_SIZE(T, N) static_assert(sizeof(T) == (N), #T " layout changed: bump KW_ABI_VERSION")
+#define KW_ASSERT_OFFSET(T, F, N) \
+	static_assert(__builtin_offsetof(T, F) == (N), #T "." #F " moved: bump KW_ABI_VERSION")
 #else
 #define KW_ASSERT_SIZE(T, N) _Static_assert(sizeof(T) == (N), #T " layout changed: bump KW_ABI_VERSION")
+#define KW_ASSERT_OFFSET(T, F, N) \
+	_Static_assert(__builtin_offsetof(T, F) == (N), #T "." #F " moved: bump KW_ABI_VERSION")
 #endif
-KW_ASSERT_SIZE(struct kw_file_key, 16);
-KW_ASSERT_SIZE(struct kw_file_val, 24);
-KW_ASSERT_SIZE(struct kw_cand_list, 4 + 4 * KW_CAND_MAX);
-KW_ASSERT_SIZE(struct kw_workload, 4 + 4 + 16 + 16 + 4 + 4 + 8 + 4 + 4 + KW_ARGV_MAX + 4 + 4);
-KW_ASSERT_SIZE(struct kw_code_key, 24);
-KW_ASSERT_SIZE(struct kw_code_val, 16);
-KW_ASSERT_SIZE(struct kw_task, 24);
-KW_ASSERT_SIZE(struct kw_exec_file, 32);
-KW_ASSERT_SIZE(struct kw_ident_name, 2056);
-KW_ASSERT_SIZE(struct kw_dst_key, 24);
-KW_ASSERT_SIZE(struct kw_dst_val, 16);
-KW_ASSERT_SIZE(struct kw_allow_key, 8);
-KW_ASSERT_SIZE(struct kw_config, 16);
-KW_ASSERT_SIZE(struct kw_ev_hdr, 16);
-KW_ASSERT_SIZE(struct kw_proc_info, 88 + KW_PATH_MAX);
-KW_ASSERT_SIZE(struct kw_ev_connect, 144 + KW_PATH_MAX);
-KW_ASSERT_SIZE(struct kw_ev_sock, 80);
-KW_ASSERT_SIZE(struct kw_sk, 40);
-KW_ASSERT_SIZE(struct kw_ktls_state, 8);
-KW_ASSERT_SIZE(struct kw_listener, 8);
-KW_ASSERT_SIZE(struct kw_sk_creator, 8);
-KW_ASSERT_SIZE(struct kw_guard_cfg, 80);
-KW_ASSERT_SIZE(struct kw_source_key, 4 + KW_SOURCE_PATH_MAX);
-KW_ASSERT_SIZE(struct kw_source_val, 32);
-KW_ASSERT_SIZE(struct kw_guard_id, 8);
-KW_ASSERT_SIZE(struct kw_debugger_key, 24);
-KW_ASSERT_SIZE(struct kw_ev_guard, 16 + 88 + KW_PATH_MAX + 24 + 16 + 32);
+/* Every struct's size and every field's offset, as laid out when the version was set. */
+#include "abi_layout.h"
 
 #endif /* KWARDEN_BPF_ABI_H */
