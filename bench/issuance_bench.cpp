@@ -1,4 +1,4 @@
-// SVID issuance throughput (issue 3): how many X.509-SVIDs (fresh P-256 key, certificate
+// SVID issuance throughput: how many X.509-SVIDs (fresh P-256 key, certificate
 // signed by the node intermediate) the agent can issue per second on this machine, next
 // to its two parts measured alone in the same run: P-256 key generation and ECDSA-P256
 // certificate signing. Each figure is repeated 5 times; the table shows median, min, max.

@@ -1,4 +1,4 @@
-// Policy parse and compile time (issue 12): generated policies (bench/policy_gen.h) of
+// Policy parse and compile time: generated policies (bench/policy_gen.h) of
 // 1,000, 10,000 and 100,000 CIDRs, ports, ports x CIDRs and rules, each parsed and then
 // compiled against a host where every file exists, so that the growth with the policy's
 // size shows: tenfold the size should cost about tenfold the time. Each figure is

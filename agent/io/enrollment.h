@@ -1,4 +1,4 @@
-// Enrolled processes (issue 4): the enrolment socket that `kwarden exec` hands its
+// Enrolled processes: the enrolment socket that `kwarden exec` hands its
 // seccomp listener to, and the service of every call those processes hold.
 //
 // A held connect() to a mutual-TLS destination: the agent maps the thread to its

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Host test of the CA tooling as a user runs it (issue 3): `kwarden ca init`,
+# Host test of the CA tooling as a user runs it: `kwarden ca init`,
 # `ca sign-intermediate`, `svid mint`, `bundle show --ca`, each checked by OpenSSL as an
 # independent verifier, plus the refusals an operator can hit: overwrite without
 # --force, a bad duration, a bad SPIFFE ID. Unprivileged; registered with ctest.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Host test (issue 4, key isolation): the key dump of the test build exists only there.
+# Host test: the key dump of the test build exists only there.
 # The release binary holds no trace of it (the option, the functions, the record
 # labels), the kwarden-testhooks binary holds every one, so this test fails if the
 # markers go stale; the release binary refuses the option and the test build accepts it

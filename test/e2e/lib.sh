@@ -757,7 +757,7 @@ assert_event() { # CHECK...
     [[ -z $problems ]] || fail "event: $(echo "$problems" | paste -sd ';' | sed 's/;/; /g'); event: $KW_EVENT"
 }
 
-# Every field a connect event must carry (issue 2, "Events").
+# Every field a connect event must carry.
 KW_CONNECT_FIELDS=(type time decision mode pid tgid exe sha256 uid gid cgroup spiffe_id
     dst_addr dst_port protocol path destinations decided_by policy_revision)
 

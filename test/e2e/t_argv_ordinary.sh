@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ordinary argv and environments are read right at exec (issue 12, defect 4). The
+# Ordinary argv and environments are read right at exec. The
 # attested binary execed with an empty argument, empty variable values, arguments at the
 # 255-byte step of the kernel's scan, an argument of 100 KiB, 3000 arguments, non-ASCII
 # bytes, or 70,000 variables (past the old scan's bound) gets its identity and reaches its

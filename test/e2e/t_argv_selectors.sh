@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# argv and argv_prefix selectors in the kernel (issue 2): at bprm_committed_creds the
+# argv and argv_prefix selectors in the kernel: at bprm_committed_creds the
 # new image's argv is read where exec left it (mm->arg_start is not set yet then), so
 # an interpreter's workload can be told apart by its arguments. Exact argv matches only
 # the whole list; argv_prefix matches whole leading arguments; a different argument, a

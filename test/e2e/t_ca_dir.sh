@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A node CA made with the CA tooling (issue 3): `ca init` makes the root offline,
+# A node CA made with the CA tooling: `ca init` makes the root offline,
 # `ca sign-intermediate` the node's intermediate; the agent issues from it and OpenSSL
 # verifies the SVIDs against the offline root. Federation bundles are kept per trust
 # domain; a policy naming a missing bundle or another trust domain is refused and the

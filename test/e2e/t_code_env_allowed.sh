@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The other half of t_code_env_refused.sh (issue 13, class 1). Ordinary environments
+# The other half of t_code_env_refused.sh. Ordinary environments
 # (PATH, HOME, LANG, a value that merely contains "BASH_ENV=", PYTHONUNBUFFERED,
 # NODE_ENV) keep each pinned job's identity. Positive control: once the workload's
 # allow_env lists the variable, the very injections t_code_env_refused.sh sees refused

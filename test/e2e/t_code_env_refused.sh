@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # kw-timeout: 420
-# No identity for code an interpreter is told to load by its environment (issue 13,
-# class 1). Pinned #! scripts of bash, python, perl and node are workloads; each is run
+# No identity for code an interpreter is told to load by its environment. Pinned #!
+# scripts of bash, python, perl and node are workloads; each is run
 # with the variable its interpreter documents for loading code (BASH_ENV, an exported
 # bash function, PYTHONPATH with a sitecustomize, PERL5OPT -M, NODE_OPTIONS --require)
 # pointing at attacker code that connects to the protected sink from inside the

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # kw-timeout: 420
-# Legitimate workloads keep working under the pinned-code rule (issue 13, class 2): a
+# Legitimate workloads keep working under the pinned-code rule: a
 # pinned binary linking many shared libraries (curl), a python script importing C
 # extension modules from lib-dynload (opened with allow_code) and running JIT-like code
 # from anonymous PROT_EXEC memory, and a program resolving a host name through NSS

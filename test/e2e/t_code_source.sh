@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The files an argv selector names are pinned by content (issue 13, class 2): a python
+# The files an argv selector names are pinned by content: a python
 # job selected by ["python3", "/…/src/job.py"] runs under its identity, and reaches its
 # destination, only while the kernel sees the pinned job.py at that path.
 #   - a private mount namespace (unshare -rm, as the workload's own uid) binding another

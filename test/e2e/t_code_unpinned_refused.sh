@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # kw-timeout: 420
-# Only pinned code runs under an identity (issue 13, class 2). The attested binary's
+# Only pinned code runs under an identity. The attested binary's
 # workload allows LD_PRELOAD, so it keeps its identity with the variable set; but the
 # preloaded library is not pinned: the loader's executable mapping of it is refused
 # (EPERM, "failed to map segment"), its constructor never runs, nothing it would send

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # kw-timeout: 420
-# No identity for injected code (issue 5, item 3). The attested binary run with
+# No identity for injected code. The attested binary run with
 # LD_PRELOAD, LD_AUDIT or LD_LIBRARY_PATH in its environment gets no identity: the
 # library really is loaded (it says so), the connect to the gated destination is refused
 # with EPERM as "unattested", and one guard event names the workload and the variable.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Process binding of mTLS sockets (issue 5): a socket the agent runs mutual TLS on is
+# Process binding of mTLS sockets: a socket the agent runs mutual TLS on is
 # received only by a process of its owner's identity. The workload, enrolled and
 # attested (a copy of kw_guard_probe, "hold"), holds its mTLS connection (kTLS) to
 # `openssl s_server -rev` and passes it over a unix socket with SCM_RIGHTS:

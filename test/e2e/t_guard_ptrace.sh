@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Process binding (issue 5): nobody but the agent reads the memory of, or takes a socket
+# Process binding: nobody but the agent reads the memory of, or takes a socket
 # from, an attested or enrolled process or the agent. The workload is an enrolled,
 # attested process (a copy of kw_guard_probe, "hold") whose mTLS connection to
 # `openssl s_server` runs on kTLS. An unattested process with the same uid and cgroup,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Nobody tampers with kwarden (issue 5, item 4), root included. With the agent running,
+# Nobody tampers with kwarden, root included. With the agent running,
 # a root shell that is not the agent tries, each time getting EPERM ("Operation not
 # permitted"), changing nothing, and causing exactly one guard event:
 #   - bpftool map update on a pinned map (the guard's own settings), by pin and by id;

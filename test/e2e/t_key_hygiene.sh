@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The agent's keys stay in its memory (issue 3): read from outside, through /proc, the
+# The agent's keys stay in its memory: read from outside, through /proc, the
 # running agent's memory is locked (VmLck, and VmFlags "lo" on its heap and on every
 # mapping the kernel can lock), and it is non-dumpable, so a same-uid process without
 # CAP_SYS_PTRACE cannot read it. A control process with the same credentials that is

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Key isolation (issue 4): an enrolled workload never holds a key of its connection. The
+# Key isolation: an enrolled workload never holds a key of its connection. The
 # test build of the agent (kwarden-testhooks, --test-key-dump) writes every SVID private
 # key when it is issued or rotated, and for every kTLS install the traffic secret and the
 # key, iv, salt and rec_seq given to the kernel. An enrolled, attested client and an

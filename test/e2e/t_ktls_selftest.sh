@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kTLS key installation on this kernel (issue 4): for each TLS 1.3 suite, records the
+# kTLS key installation on this kernel: for each TLS 1.3 suite, records the
 # kernel encrypts open with BoringSSL's AEAD under the expected key and iv (RFC 8448's
 # for AES-128-GCM), kTLS talks to kTLS and to plain BoringSSL in both roles, 8 MiB each
 # way, getsockopt(SOL_TLS) reports the cipher and /proc/net/tls_stat counts the sockets.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Agent restarts do not break enrolled processes (issue 4 item 9). The listener holder
+# Agent restarts do not break enrolled processes. The listener holder
 # keeps every enrolled process's seccomp listener, and the journal of calls the agent
 # had taken, while the agent is SIGKILLed and started again:
 #   - an enrolled client and an enrolled server (python3 both) keep running; the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Transparent mTLS, client side (issue 4): an enrolled, attested client (`kwarden exec`)
+# Transparent mTLS, client side: an enrolled, attested client (`kwarden exec`)
 # connects to a mutual-TLS destination served by `openssl s_server` holding an SVID of
 # the trust domain. The agent holds connect(), handshakes with the process's SVID,
 # installs kTLS, and the unmodified client reads and writes plaintext that s_server

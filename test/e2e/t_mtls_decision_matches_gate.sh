@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The agent decides mutual-TLS destinations by the kernel's rule (issue 12, defect 6):
+# The agent decides mutual-TLS destinations by the kernel's rule:
 # a connection is governed by every declared destination containing it, mutual-TLS or
 # not. An attested, enrolled process (python3, attested by uid and cgroup) connects to a
 # few dozen loopback addresses under generated policies, where nothing listens: a

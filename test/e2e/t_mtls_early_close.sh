@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Transparent mTLS, connections ended early (issue 12, defect 5): what an app wrote
+# Transparent mTLS, connections ended early: what an app wrote
 # successfully arrives at the other app, or an app sees an error; never a silent loss.
 # Both ends are enrolled and attested under one agent (kw_early_close, two copies), so
 # the agent handshakes on both sockets. The peer's FIN or RST can arrive before the agent

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Transparent mTLS, the kernel backstop during the handshake (issue 4): while the agent
+# Transparent mTLS, the kernel backstop during the handshake: while the agent
 # owns an enrolled client's socket for its TLS handshake, no one else moves data on it.
 # An attested, enrolled, two-threaded client (kw_hs_race) connects to a mutual-TLS
 # destination whose server accepts TCP and never answers (kw_sink), so the agent's

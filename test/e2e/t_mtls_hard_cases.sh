@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Transparent mTLS, the hard cases of a held connect() (issue 4, "Hard cases"). A proxy
+# Transparent mTLS, the hard cases of a held connect(). A proxy
 # (kw_stall_proxy) in front of `openssl s_server` (holding an SVID of the trust domain)
 # holds the server's answers for 4 s, so each case really lands while the agent holds the
 # enrolled client's connect() in the middle of its handshake. The client is kw_mtls_probe,

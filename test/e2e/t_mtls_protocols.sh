@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Transparent mTLS carries any TCP protocol unchanged (issue 4, "Protocols"), with client
+# Transparent mTLS carries any TCP protocol unchanged, with client
 # and server enrolled and attested under one agent:
 # - server speaks first: an enrolled `socat` banner server greets each connection before
 #   reading anything; an enrolled `socat` client reads that banner without having sent a

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Transparent mTLS, both ends enrolled under one agent (issue 4): an enrolled, attested
+# Transparent mTLS, both ends enrolled under one agent: an enrolled, attested
 # `curl` fetches a file from an enrolled `python3 -m http.server` over mTLS+kTLS. Neither
 # program knows: curl speaks HTTP to 127.0.0.1, python3 answers plaintext, the agent
 # handshakes on both sockets and the kernel encrypts. A packet capture on lo shows TLS

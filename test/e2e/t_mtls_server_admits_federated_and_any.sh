@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Server-side admission (issue 12, defect 6): an enrolled python3 http.server of our
+# Server-side admission: an enrolled python3 http.server of our
 # trust domain admits mTLS clients by the rules, as clients are decided. A rule may name
 # a federated partner's SPIFFE ID: that partner workload (an SVID of partner.org,
 # verified against the partner's bundle) gets the file, another partner workload and a

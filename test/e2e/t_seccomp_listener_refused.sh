@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # kw-timeout: 420
-# Another process controlling an attested one (issue 13, class 3). An attacker installs a
+# Another process controlling an attested one. An attacker installs a
 # seccomp filter with a user-notification listener, keeps the listener and execs the
 # pinned binary, then answers its socket() with a socket of its own (NOTIF_ADDFD). The
 # exec gets no identity (guard event "seccomp listener"), its connect to the declared

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# X.509-SVIDs in a running agent (issue 3): every SVID the agent issues passes OpenSSL's
+# X.509-SVIDs in a running agent: every SVID the agent issues passes OpenSSL's
 # verification against the bundle `kwarden bundle show` prints; an SVID with svid_ttl
 # "4s" is replaced (new serial, new fingerprint) before its not-after, by the same agent
 # process; a policy change re-issues every SVID; no key ever leaves the agent.

@@ -51,7 +51,7 @@ public:
 // A reply or event line as the agent writes it. Replies carry text that came from a peer
 // (error messages quote what they refuse), which need not be valid UTF-8 even when the
 // request was: nlohmann's strict dump() throws on it and, outside the handler's try,
-// takes the agent down (issue 12, defect 2). The fix serialises with
+// takes the agent down. The fix serialises with
 // error_handler_t::replace; so does this, after noting that strict would have thrown.
 // KW_FUZZ_STRICT_UTF8=1 aborts there instead, to find such inputs; =count only says so
 // on stderr (for a run over a whole corpus).
