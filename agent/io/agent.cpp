@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "bpf/enforcer.h"
+#include "bpf/enforcer_port.h"
 #include "bpf/proc_attest.h"
 #include "core/admin_request.h"
 #include "core/host_view_linux.h"
@@ -247,6 +248,7 @@ private:
     asio::steady_timer timer_;
     asio::steady_timer rotation_timer_;
     std::unique_ptr<bpf::Enforcer> enforcer_;
+    std::unique_ptr<bpf::EnforcerPort> kernel_port_;  // the enrolment runtime's view of the kernel
     std::shared_ptr<const PolicyView> view_;
     core::IdentityTable ids_;
     core::PreviousPins pins_;
@@ -767,24 +769,10 @@ Result<tls::Cipher> Agent::ensure_ktls() const {
 Result<void> Agent::start_enrollment(tls::Cipher cipher) {
     EnrollContext ctx;
     ctx.policy = [this] { return view_; };
-    ctx.identity_of = [this](int pidfd) -> std::optional<std::string> {
-        auto t = enforcer_->task_identity(pidfd);
-        if (!t || t->ident == KW_IDENT_NONE) return std::nullopt;
-        return ids_.name(t->ident);
-    };
+    kernel_port_ = std::make_unique<bpf::EnforcerPort>(*enforcer_);
+    ctx.kernel = kernel_port_.get();
     ctx.identity = &identity_;
     ctx.emit = [this](const json& e) { emit(e); };
-    ctx.mark_handshake = [this](int fd, const std::string& owner) {
-        return enforcer_->mark_handshake_socket(fd, ids_.find(owner).value_or(KW_IDENT_NONE));
-    };
-    ctx.mark_managed = [this](int fd, const std::string& owner) {
-        return enforcer_->mark_managed_socket(fd, ids_.find(owner).value_or(KW_IDENT_NONE));
-    };
-    ctx.mark_enrolled = [this](int pidfd) -> Result<void> {
-        kw_task task = enforcer_->task_identity(pidfd).value_or(kw_task{.pin_id = ~0u});
-        task.flags |= KW_TASK_ENROLLED;
-        return enforcer_->set_task_identity(pidfd, task);
-    };
     ctx.handshake_timeout = options_.handshake_timeout;
     ctx.cipher = cipher;
     ctx.holder_socket = options_.holder_socket;

@@ -25,6 +25,7 @@
 #include <string_view>
 
 #include "core/mtls.h"
+#include "runtime/held_call.h"
 #include "core/json_field.h"
 #include "core/unique_fd.h"
 #include "enroll/fd_message.h"
@@ -36,6 +37,11 @@
 
 namespace kw::io {
 namespace asio = boost::asio;
+using runtime::parse_sockaddr;
+using runtime::Target;
+using runtime::TlsEventFacts;
+using runtime::decide_mtls;
+using runtime::tls_event;
 using local = asio::local::stream_protocol;
 using json = nlohmann::json;
 
@@ -57,91 +63,6 @@ bool is_seccomp_listener(int fd) {
     std::string path = "/proc/self/fd/" + std::to_string(fd);
     ssize_t n = ::readlink(path.c_str(), link, sizeof(link) - 1);
     return n > 0 && std::string_view(link, static_cast<size_t>(n)) == "anon_inode:seccomp notify";
-}
-
-// Where a held call wants to go: an IPv4 or IPv6 sockaddr read from the process.
-struct Target {
-    core::Addr16 addr{};
-    uint16_t port = 0;
-    bool v4 = false;
-    std::vector<uint8_t> raw;  // the sockaddr as the process gave it
-    std::string text() const {
-        char buf[INET6_ADDRSTRLEN] = "?";
-        if (v4)
-            inet_ntop(AF_INET, addr.data() + 12, buf, sizeof buf);
-        else
-            inet_ntop(AF_INET6, addr.data(), buf, sizeof buf);
-        return buf;
-    }
-};
-
-std::optional<Target> parse_sockaddr(std::vector<uint8_t> raw) {
-    Target t;
-    sa_family_t family = 0;
-    if (raw.size() < sizeof(family)) return std::nullopt;
-    std::memcpy(&family, raw.data(), sizeof(family));
-    if (family == AF_INET && raw.size() >= sizeof(sockaddr_in)) {
-        sockaddr_in in{};
-        std::memcpy(&in, raw.data(), sizeof(in));
-        t.addr[10] = t.addr[11] = 0xff;
-        std::memcpy(t.addr.data() + 12, &in.sin_addr, 4);
-        t.port = ntohs(in.sin_port);
-        t.v4 = true;
-    } else if (family == AF_INET6 && raw.size() >= sizeof(sockaddr_in6)) {
-        sockaddr_in6 in6{};
-        std::memcpy(&in6, raw.data(), sizeof(in6));
-        std::memcpy(t.addr.data(), &in6.sin6_addr, 16);
-        t.port = ntohs(in6.sin6_port);
-        // An IPv6 socket reaches IPv4 services through v4-mapped addresses.
-        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-        t.v4 = std::memcmp(t.addr.data(), mapped, 12) == 0;
-    } else {
-        return std::nullopt;
-    }
-    t.raw = std::move(raw);
-    return t;
-}
-
-// The agent's side of the kernel's decision for a TCP connect of SPIFFE_ID to TARGET.
-core::MtlsConnect decide_mtls(const PolicyView& view, const std::string& spiffe_id, const Target& target) {
-    auto verdict =
-        view.gate.decide(core::kernel_identity(view.ids, spiffe_id), KW_PROTO_TCP, target.addr, target.port);
-    return core::mtls_connect(view.policy, verdict, spiffe_id);
-}
-
-// What a "tls" event says (policy/events.schema.json); "error" is set by the caller.
-struct TlsEventFacts {
-    const char* role;
-    const char* result;
-    const enroll::Call& call;
-    pid_t tgid;
-    const std::string& spiffe_id;
-    const tls::Handshake* handshake;
-    std::string expected_peer;
-    std::string destination;
-    std::string addr;
-    uint16_t port;
-    std::chrono::steady_clock::time_point started;
-};
-
-json tls_event(const TlsEventFacts& f) {
-    auto took = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - f.started);
-    bool done = f.handshake && f.handshake->done();
-    return {{"type", "tls"},
-            {"time", now_rfc3339()},
-            {"role", f.role},
-            {"result", f.result},
-            {"pid", f.call.tid},
-            {"tgid", f.tgid},
-            {"spiffe_id", f.spiffe_id},
-            {"peer_id", done ? json(f.handshake->peer_id().str()) : json(nullptr)},
-            {"expected_peer_id", f.expected_peer},
-            {"destination", f.destination},
-            {"dst_addr", f.addr},
-            {"dst_port", f.port},
-            {"cipher", done ? json(std::string(f.handshake->cipher_name())) : json(nullptr)},
-            {"duration_ns", took.count()},
-            {"error", nullptr}};
 }
 
 // One step of HS on the socket SD: DONE when the handshake is finished, FAILED with the
@@ -246,6 +167,7 @@ private:
     Target target_;
     pid_t tgid_ = 0;
     core::UniqueFd pidfd_;
+    uint32_t ident_ = KW_IDENT_NONE;  // the kernel's identity of the caller
     std::string spiffe_id_ = "unattested";
     std::string destination_;
     std::string expected_;  // the server's SPIFFE ID, as the policy names it
@@ -279,12 +201,13 @@ private:
 // whose handshake fails is dropped and the next one taken: the app never sees it.
 class ServerAccept : public std::enable_shared_from_this<ServerAccept> {
 public:
-    ServerAccept(std::shared_ptr<EnrolledProcess> process, enroll::Call call, pid_t tgid, std::string spiffe_id,
-                 core::UniqueFd listener, uint16_t port)
+    ServerAccept(std::shared_ptr<EnrolledProcess> process, enroll::Call call, pid_t tgid, uint32_t ident,
+                 std::string spiffe_id, core::UniqueFd listener, uint16_t port)
         : process_(std::move(process)),
           ctx_(process_->service().context()),
           call_(call),
           tgid_(tgid),
+          ident_(ident),
           spiffe_id_(std::move(spiffe_id)),
           port_(port),
           listener_(process_->service().io(), listener.release()),
@@ -306,6 +229,7 @@ private:
     const EnrollContext& ctx_;
     enroll::Call call_;
     pid_t tgid_;
+    uint32_t ident_;  // the kernel's identity of the server process
     std::string spiffe_id_;
     uint16_t port_;
     asio::posix::stream_descriptor listener_;  // our copy of the app's listening socket
@@ -366,11 +290,12 @@ void EnrolledProcess::resume(const enroll::JournalEntry& entry) {
             ::getpeername(sock.get(), reinterpret_cast<sockaddr*>(&peer), &pl);
             auto target = parse_sockaddr(std::vector<uint8_t>(reinterpret_cast<uint8_t*>(&peer),
                                                               reinterpret_cast<uint8_t*>(&peer) + pl));
-            auto id = service_.context().identity_of(pidfd.get());
             auto view = service_.context().policy();
-            auto mtls = target && view ? decide_mtls(*view, id.value_or("unattested"), *target) : core::MtlsConnect{};
+            uint32_t ident = service_.identity_of(pidfd.get());
+            auto mtls = target && view ? decide_mtls(*view, ident, *target) : core::MtlsConnect{};
+            std::string name = view ? runtime::spiffe_name(*view, ident) : "unattested";
             std::string reason = "the agent restarted during the handshake";
-            json e = tls_event({"client", "failed", call, *tgid, id.value_or("unattested"), nullptr,
+            json e = tls_event({"client", "failed", call, *tgid, name, nullptr,
                                 mtls.server_identity, mtls.name, target ? target->text() : "?",
                                 target ? target->port : uint16_t{0}, std::chrono::steady_clock::now()});
             e["error"] = reason;
@@ -438,7 +363,7 @@ void EnrolledProcess::handle_connect(const enroll::Call& call) {
     auto target = parse_sockaddr(std::move(*raw));
     auto view = service_.context().policy();
     // Whether a mutual-TLS destination governs it does not depend on who asks.
-    auto mtls = target && view ? decide_mtls(*view, "unattested", *target) : core::MtlsConnect{};
+    auto mtls = target && view ? decide_mtls(*view, KW_IDENT_NONE, *target) : core::MtlsConnect{};
     if (!mtls.ours) {
         (void)notifier_.allow(call.id);  // not ours: the BPF gate decides as for anyone
         return;
@@ -464,7 +389,10 @@ void EnrolledProcess::handle_accept(const enroll::Call& call) {
         (void)notifier_.allow(call.id);
         return;
     }
-    auto id = service_.context().identity_of(pidfd.get());
+    uint32_t ident = service_.identity_of(pidfd.get());
+    std::optional<std::string> id;
+    if (ident != KW_IDENT_NONE && view) id = runtime::spiffe_name(*view, ident);
+    if (id == "unattested") id.reset();
     core::UniqueFd listener(pidfd_getfd(pidfd.get(), static_cast<int>(call.args[0])));
     sockaddr_storage ss{};
     socklen_t sl = sizeof(ss);
@@ -479,7 +407,7 @@ void EnrolledProcess::handle_accept(const enroll::Call& call) {
         (void)notifier_.allow(call.id);
         return;
     }
-    std::make_shared<ServerAccept>(shared_from_this(), call, *tgid, *id, std::move(listener), port)->run();
+    std::make_shared<ServerAccept>(shared_from_this(), call, *tgid, ident, *id, std::move(listener), port)->run();
 }
 
 void EnrolledProcess::handle_fastopen(const enroll::Call& call) {
@@ -499,7 +427,7 @@ void EnrolledProcess::handle_fastopen(const enroll::Call& call) {
     if (addr && view) {
         auto raw = notifier_.read_memory(call, addr, std::min<uint64_t>(len, kMaxSockaddr));
         auto target = raw ? parse_sockaddr(std::move(*raw)) : std::nullopt;
-        if (target && decide_mtls(*view, "unattested", *target).ours) {
+        if (target && decide_mtls(*view, KW_IDENT_NONE, *target).ours) {
             (void)notifier_.fail(call.id, EOPNOTSUPP);
             return;
         }
@@ -521,12 +449,13 @@ void ClientConnect::run() {
         pidfd_ = core::UniqueFd(pidfd_open(tgid_));
     }
     if (!pidfd_.valid() || !n.valid(call_.id)) return;  // the caller is gone
-    if (auto id = ctx_.identity_of(pidfd_.get())) spiffe_id_ = *id;
+    ident_ = process_->service().identity_of(pidfd_.get());
+    spiffe_id_ = runtime::spiffe_name(*view, ident_);
     if (spiffe_id_ == "unattested")
         return finish_fail(EPERM, "the process is unattested: it has no SVID for mutual TLS");
     // The kernel's rule, with the caller's identity: every destination that governs the
     // address must allow it, mutual-TLS or not.
-    if (auto decision = decide_mtls(*view, spiffe_id_, target_); !decision.allowed)
+    if (auto decision = decide_mtls(*view, ident_, target_); !decision.allowed)
         return finish_fail(EPERM, decision.refusal);
     svid_ = ctx_.identity->svids().find(spiffe_id_);
     if (!svid_) return finish_fail(EPERM, "no SVID for " + spiffe_id_);
@@ -551,7 +480,7 @@ void ClientConnect::run() {
     // move data on it, so another thread of the app can neither send plaintext to the
     // peer nor read the handshake. Unmarked, it is not connected (fail closed). A failed
     // handshake leaves the mark: that socket never carries plaintext.
-    if (auto r = ctx_.mark_handshake(fd, spiffe_id_); !r) return finish_fail(ECONNREFUSED, r.message());
+    if (auto r = ctx_.kernel->mark_handshake(fd, ident_); !r) return finish_fail(ECONNREFUSED, r.message());
     // The app's socket is one open file with ours: the flags are shared. Work
     // non-blocking, and put back what the app had before it sees the socket again.
     saved_flags_ = ::fcntl(fd, F_GETFL);
@@ -707,7 +636,8 @@ void ClientConnect::install() {
     testhooks::dump_traffic_keys("client", tgid_, spiffe_id_, socket_.native_handle(), keys);
 #endif
     // Fail closed: a socket whose keys the app could read back is not handed over.
-    if (auto r = ctx_.mark_managed(socket_.native_handle(), spiffe_id_); !r) return finish_fail(ECONNREFUSED, r.message());
+    if (auto r = ctx_.kernel->mark_managed(socket_.native_handle(), ident_); !r)
+        return finish_fail(ECONNREFUSED, r.message());
     finished_ = true;
     timer_.cancel();
     ticket_timer_.cancel();
@@ -871,7 +801,7 @@ void ServerAccept::finish_ok() {
 #ifdef KW_TEST_HOOKS
     testhooks::dump_traffic_keys("server", tgid_, spiffe_id_, fd, *keys);
 #endif
-    if (auto r = ctx_.mark_managed(fd, spiffe_id_); !r) return drop(r.message());
+    if (auto r = ctx_.kernel->mark_managed(fd, ident_); !r) return drop(r.message());
     // The app asked for these flags with accept4 (none with accept).
     int flags = call_.nr == __NR_accept4 ? static_cast<int>(call_.args[3]) : 0;
     int fl = ::fcntl(fd, F_GETFL);
@@ -914,12 +844,32 @@ void ServerAccept::finish(int error) {
 
 // ---- EnrollmentService -------------------------------------------------------------
 
+namespace {
+
+// The kernel of an EnrollContext without one: no identity, every mark refused.
+class NoKernel final : public runtime::KernelPort {
+public:
+    uint32_t identity_of(int) override { return KW_IDENT_NONE; }
+    Result<void> mark_handshake(int, uint32_t) override { return make_error("no kernel port"); }
+    Result<void> mark_managed(int, uint32_t) override { return make_error("no kernel port"); }
+    Result<void> mark_enrolled(int) override { return make_error("no kernel port"); }
+};
+
+runtime::KernelPort* no_kernel() {
+    static NoKernel none;
+    return &none;
+}
+
+}  // namespace
+
 EnrollmentService::EnrollmentService(asio::io_context& io, EnrollContext context)
     : io_(io),
       context_(std::move(context)),
       limits_(std::make_shared<core::PeerLimits>(kPendingPerUid, core::kRefusalReportInterval)),
       acceptor_(io),
-      accept_(io, acceptor_, "enrolment socket", [this](local::socket s) { on_connection(std::move(s)); }) {}
+      accept_(io, acceptor_, "enrolment socket", [this](local::socket s) { on_connection(std::move(s)); }) {
+    if (!context_.kernel) context_.kernel = no_kernel();
+}
 
 EnrollmentService::~EnrollmentService() = default;
 
@@ -1176,9 +1126,8 @@ void EnrollmentService::enrol(local::socket& socket, Hello& hello) {
         spdlog::error("refusing to enrol process {} ({}): {}", cred.pid, command, r.message());
         return reply({{"ok", false}, {"error", "the agent cannot keep the listener across restarts: " + r.message()}});
     }
-    if (context_.mark_enrolled)
-        if (auto r = context_.mark_enrolled(hello.pidfd.get()); !r)
-            spdlog::warn("enrolled process {}: {}", cred.pid, r.message());
+    if (auto r = context_.kernel->mark_enrolled(hello.pidfd.get()); !r)
+        spdlog::warn("enrolled process {}: {}", cred.pid, r.message());
     process->start();
     spdlog::info("enrolled process {} (uid {}, {})", cred.pid, cred.uid, command);
     context_.emit({{"type", "enroll"}, {"time", now_rfc3339()}, {"pid", cred.pid}, {"uid", cred.uid}, {"command", command}});

@@ -32,6 +32,7 @@
 #include "identity/node_identity.h"
 #include "io/accept_loop.h"
 #include "io/events.h"
+#include "runtime/kernel_port.h"
 #include "tls/ktls.h"
 #include "tls/post_handshake.h"
 
@@ -39,20 +40,12 @@ namespace kw::io {
 
 struct EnrollContext {
     std::function<std::shared_ptr<const PolicyView>()> policy;
-    // The SPIFFE ID the kernel assigned to the process of PIDFD; nullopt: unattested.
-    std::function<std::optional<std::string>(int pidfd)> identity_of;
+    // The kernel: the identity it assigned to a process, and the marks on sockets and
+    // enrolled processes (runtime/kernel_port.h). Null: a kernel that grants nothing
+    // (no identity, every mark refused), so every mutual-TLS call fails closed.
+    runtime::KernelPort* kernel = nullptr;
     const identity::NodeIdentity* identity = nullptr;
     std::function<void(const nlohmann::json&)> emit;
-    // Before the agent connects the app's socket FD for a client handshake: until
-    // mark_managed, only the agent moves data on it; a failed handshake leaves it so.
-    // OWNER is the SPIFFE ID of the process the socket is for: only processes of that
-    // identity may receive the socket (SCM_RIGHTS) from then on.
-    std::function<Result<void>(int fd, const std::string& owner)> mark_handshake;
-    // After kTLS is installed on FD: only the agent may touch SOL_TLS on it from now on.
-    std::function<Result<void>(int fd, const std::string& owner)> mark_managed;
-    // Records in the kernel that the process behind PIDFD is enrolled: its memory is
-    // guarded like an attested process's (bpf/kw_guard.bpf.c), across fork and exec.
-    std::function<Result<void>(int pidfd)> mark_enrolled;
     std::chrono::milliseconds handshake_timeout{10000};
     tls::Cipher cipher = tls::Cipher::aes_128_gcm;
     // The listener holder (enroll/holder.h): every listener is deposited there, and a
@@ -87,6 +80,8 @@ public:
     size_t enrolled() const { return processes_.size(); }
     bool holder_attached() const { return holder_.has_value(); }
     const EnrollContext& context() const { return context_; }
+    // The kernel's identity of the process behind PIDFD (KW_IDENT_NONE: none).
+    uint32_t identity_of(int pidfd) const { return context_.kernel->identity_of(pidfd); }
     // The session tickets each mutual-TLS server sends after its handshake (learned).
     tls::TicketMemory& tickets() { return tickets_; }
     boost::asio::io_context& io() { return io_; }

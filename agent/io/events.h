@@ -15,17 +15,13 @@
 #include "core/gate.h"
 #include "core/peer_limits.h"
 #include "core/policy.h"
+#include "core/wall_clock.h"
+#include "runtime/policy_view.h"
 
 namespace kw::io {
 
-// The policy in force, as events and the agent's mTLS decisions need it. Replaced whole
-// on reload.
-struct PolicyView {
-    core::Policy policy;
-    core::CompiledPolicy compiled;
-    core::IdentityTable ids;
-    core::GateTables gate;  // built from `compiled`: the kernel's decision, for the agent
-};
+using runtime::PolicyView;
+using core::now_rfc3339;
 
 class EventFormatter {
 public:
@@ -58,9 +54,6 @@ private:
 };
 
 std::string format_address(const uint8_t addr[16]);
-
-// Wall-clock time now, RFC 3339 with nanoseconds, for the agent's own events.
-std::string now_rfc3339();
 
 // A "refused" event: connections to the agent's SOCKET ("admin", "enroll") refused,
 // summed up per uid and reason (core/peer_limits.h).
