@@ -41,7 +41,7 @@
 #include "tls/ktls.h"
 #include "io/accept_loop.h"
 #include "io/enrollment.h"
-#include "io/events.h"
+#include "runtime/events.h"
 #include "io/hygiene.h"
 #include "io/worker.h"
 #ifdef KW_TEST_HOOKS
@@ -53,6 +53,7 @@ namespace asio = boost::asio;
 using local = asio::local::stream_protocol;
 using nlohmann::json;
 namespace fs = std::filesystem;
+using runtime::EventFormatter;
 
 namespace {
 

@@ -31,12 +31,16 @@
 #include "enroll/holder.h"
 #include "identity/node_identity.h"
 #include "io/accept_loop.h"
-#include "io/events.h"
+#include "runtime/events.h"
 #include "runtime/kernel_port.h"
 #include "tls/ktls.h"
 #include "tls/post_handshake.h"
 
 namespace kw::io {
+
+using core::now_rfc3339;
+using runtime::PolicyView;
+using runtime::refused_event;
 
 struct EnrollContext {
     std::function<std::shared_ptr<const PolicyView>()> policy;

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/compile.h"
+#include "policy_view_fixture.h"
 #include "runtime/held_call.h"
 
 using namespace kw;
@@ -44,27 +45,6 @@ std::vector<uint8_t> v6(const char* addr, uint16_t port) {
     in6.sin6_port = htons(port);
     REQUIRE(inet_pton(AF_INET6, addr, &in6.sin6_addr) == 1);
     return bytes_of(&in6, sizeof in6);
-}
-
-class NoFiles : public core::HostView {
-public:
-    Result<core::PinnedContent> pin_file(const std::string& path) override {
-        return make_error("no file " + path + " in this test");
-    }
-    std::optional<core::CgroupRef> resolve_cgroup(const std::string&) override { return std::nullopt; }
-};
-
-runtime::PolicyView view_of(const std::string& text) {
-    runtime::PolicyView v;
-    auto parsed = core::parse_policy(text);
-    REQUIRE(parsed.policy);
-    v.policy = *parsed.policy;
-    NoFiles host;
-    auto compiled = core::compile_policy(v.policy, host, v.ids, {}, {});
-    REQUIRE(compiled);
-    v.compiled = std::move(*compiled);
-    v.gate = core::GateTables(v.compiled);
-    return v;
 }
 
 const char* kPolicy = R"({ "version": 1, "trust_domain": "t.org", "mode": "enforce",
@@ -113,7 +93,9 @@ TEST_CASE("parse_sockaddr refuses what is not a whole inet sockaddr", "[runtime]
 }
 
 TEST_CASE("decide_mtls takes the kernel's decision for a kernel identity under the view it is given", "[runtime]") {
-    auto view = view_of(kPolicy);
+    core::IdentityTable ids;
+    auto held = test::policy_view(kPolicy, ids);
+    const runtime::PolicyView& view = *held;
     auto db = runtime::parse_sockaddr(v4("10.0.0.7", 5432));
     auto web = runtime::parse_sockaddr(v4("10.0.1.7", 80));
     REQUIRE(db);
@@ -150,7 +132,8 @@ TEST_CASE("decide_mtls takes the kernel's decision for a kernel identity under t
     std::string without = kPolicy;
     std::string rule = R"({ "from": "spiffe://t.org/app", "to": "db" }, )";
     without.replace(without.find(rule), rule.size(), "");
-    auto later = view_of(without);
+    auto later_held = test::policy_view(without, ids);
+    const runtime::PolicyView& later = *later_held;
     CHECK_FALSE(runtime::decide_mtls(later, later.ids.find("spiffe://t.org/app").value_or(0), *db).allowed);
     CHECK(runtime::decide_mtls(view, app, *db).allowed);
 }

@@ -1,5 +1,5 @@
 // See events.h.
-#include "io/events.h"
+#include "runtime/events.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -16,7 +16,7 @@
 #include "core/host_view_linux.h"
 #include "core/json_field.h"
 
-namespace kw::io {
+namespace kw::runtime {
 using nlohmann::json;
 
 namespace {
@@ -327,6 +327,21 @@ json EventFormatter::format_guard(const kw_ev_hdr& hdr, const kw_ev_guard& e) {
     return j;
 }
 
+void EventFormatter::set_policy(std::shared_ptr<const PolicyView> view) {
+    view_ = std::move(view);
+    if (!view_) return;
+    uint64_t revision = view_->compiled.config.revision;
+    std::erase_if(kept_, [&](const auto& v) { return v->compiled.config.revision == revision; });
+    kept_.push_front(view_);
+    if (kept_.size() > kKeptViews) kept_.pop_back();
+}
+
+const PolicyView* EventFormatter::view_of(uint64_t revision) const {
+    for (const auto& v : kept_)
+        if (v->compiled.config.revision == revision) return v.get();
+    return nullptr;
+}
+
 std::optional<json> EventFormatter::format(const void* data, size_t size) {
     if (size < sizeof(kw_ev_hdr)) return std::nullopt;
     kw_ev_hdr hdr;
@@ -337,12 +352,15 @@ std::optional<json> EventFormatter::format(const void* data, size_t size) {
         kw_ev_connect e;
         std::memcpy(&e, data, sizeof(e));
         const auto& p = e.proc;
+        // Destination sets and rules are numbered per policy: they are named by the policy
+        // the decision was made under, never by one loaded since.
+        const PolicyView* decided = view_of(e.revision);
         json names = json::array();
         std::string decided_by;
-        if (view_) {
-            const auto& members = view_->compiled.dset_members;
+        if (decided) {
+            const auto& members = decided->compiled.dset_members;
             if (e.dset < members.size())
-                for (uint32_t d : members[e.dset]) names.push_back(view_->policy.destinations[d].name);
+                for (uint32_t d : members[e.dset]) names.push_back(decided->policy.destinations[d].name);
         }
         const std::string dst_names = names.empty() ? "?" : core::json_text(names);
         if (e.reason == KW_REASON_NO_RULE) {
@@ -352,14 +370,15 @@ std::optional<json> EventFormatter::format(const void* data, size_t size) {
                          ": reached only through the agent (kwarden exec), never directly";
         } else if (e.reason == KW_REASON_AGENT) {
             decided_by = "the kwarden agent, connecting for an enrolled process";
-        } else if (view_ && e.rule < view_->policy.rules.size()) {
-            const auto& r = view_->policy.rules[e.rule];
+        } else if (decided && e.rule < decided->policy.rules.size()) {
+            const auto& r = decided->policy.rules[e.rule];
             decided_by = "rule " + std::to_string(e.rule) + " (" + r.from + " -> " + r.to + ")";
         } else {
             decided_by = "rule " + std::to_string(e.rule);
         }
         char rev[17];
         snprintf(rev, sizeof(rev), "%016llx", static_cast<unsigned long long>(e.revision));
+        if (!decided) decided_by += " (under policy revision " + std::string(rev) + ", no longer kept)";
         json j = {
             {"type", "connect"},
             {"time", wall_time(hdr.ktime_ns)},
@@ -413,4 +432,4 @@ json refused_event(const std::string& socket, const core::PeerLimits::Refusal& r
             {"uid", refusal.uid}, {"reason", refusal.reason}, {"count", refusal.count}};
 }
 
-}  // namespace kw::io
+}  // namespace kw::runtime

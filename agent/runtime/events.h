@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -18,15 +19,17 @@
 #include "core/wall_clock.h"
 #include "runtime/policy_view.h"
 
-namespace kw::io {
+namespace kw::runtime {
 
-using runtime::PolicyView;
 using core::now_rfc3339;
 
 class EventFormatter {
 public:
     explicit EventFormatter(std::string cgroup_root = "/sys/fs/cgroup");
-    void set_policy(std::shared_ptr<const PolicyView> view) { view_ = std::move(view); }
+    // The policy now in force. The views of the last kKeptViews revisions stay: a connect
+    // record names the revision it was decided under, and is formatted with that one.
+    void set_policy(std::shared_ptr<const PolicyView> view);
+    static constexpr size_t kKeptViews = 8;
 
     // nullopt for a record that is truncated or of an unknown type/version.
     std::optional<nlohmann::json> format(const void* data, size_t size);
@@ -45,7 +48,11 @@ private:
     nlohmann::json process_fields(const kw_proc_info& p);
     nlohmann::json format_guard(const kw_ev_hdr& hdr, const kw_ev_guard& e);
 
-    std::shared_ptr<const PolicyView> view_;
+    // The view of REVISION (kw_config.revision), if it is one of the kept ones.
+    const PolicyView* view_of(uint64_t revision) const;
+
+    std::shared_ptr<const PolicyView> view_;               // in force
+    std::deque<std::shared_ptr<const PolicyView>> kept_;  // newest first, view_ included
     int64_t mono_to_real_ns_ = 0;
     // Hashes of unattested executables, by (dev, ino, ctime): computed once each.
     std::map<std::tuple<uint64_t, uint64_t, int64_t, uint32_t>, std::string> hash_cache_;
@@ -59,4 +66,4 @@ std::string format_address(const uint8_t addr[16]);
 // summed up per uid and reason (core/peer_limits.h).
 nlohmann::json refused_event(const std::string& socket, const core::PeerLimits::Refusal& refusal);
 
-}  // namespace kw::io
+}  // namespace kw::runtime

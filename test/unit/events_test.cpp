@@ -1,0 +1,133 @@
+// Audit events from the kernel's records (runtime/events.h): a connect record is named
+// by the policy it was decided under, even when another was loaded before it is read;
+// one whose policy is no longer kept says so instead of borrowing names. Every event has
+// the fields policy/events.schema.json requires of its type.
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "core/compile.h"
+#include "policy_view_fixture.h"
+#include "runtime/events.h"
+
+using namespace kw;
+using Catch::Matchers::ContainsSubstring;
+using nlohmann::json;
+
+namespace {
+
+// Two policies whose destination sets and rules are numbered differently.
+const char* kOld = R"({ "version": 1, "trust_domain": "t.org", "mode": "enforce",
+  "workloads": [ { "id": "spiffe://t.org/app", "selectors": { "uid": 1000 } } ],
+  "destinations": [ { "name": "db", "cidrs": ["10.0.0.0/24"], "ports": [5432], "protocol": "tcp" } ],
+  "rules": [ { "from": "spiffe://t.org/app", "to": "db" } ] })";
+const char* kNew = R"({ "version": 1, "trust_domain": "t.org", "mode": "enforce",
+  "workloads": [ { "id": "spiffe://t.org/app", "selectors": { "uid": 1000 } } ],
+  "destinations": [ { "name": "cache", "cidrs": ["10.0.9.0/24"], "ports": [6379], "protocol": "tcp" },
+                    { "name": "db", "cidrs": ["10.0.0.0/24"], "ports": [5432], "protocol": "tcp" } ],
+  "rules": [ { "from": "spiffe://t.org/app", "to": "cache" } ] })";
+
+uint32_t dset_of(const runtime::PolicyView& v, const std::string& name) {
+    for (uint32_t s = 0; s < v.compiled.dset_members.size(); s++)
+        for (uint32_t d : v.compiled.dset_members[s])
+            if (v.policy.destinations[d].name == name) return s;
+    FAIL("no destination set holds " << name);
+    return 0;
+}
+
+kw_ev_connect connect_record(const runtime::PolicyView& decided_under, uint32_t ident) {
+    kw_ev_connect e{};
+    e.hdr.type = KW_EV_CONNECT;
+    e.hdr.version = KW_ABI_VERSION;
+    e.hdr.size = sizeof(e);
+    e.proc.pid = e.proc.tgid = 4242;
+    e.proc.uid = e.proc.gid = 1000;
+    e.proc.ident = ident;
+    e.proc.pin_id = ~0u;
+    std::strcpy(e.proc.comm, "app");
+    e.decision = KW_DECISION_ALLOW;
+    e.mode = KW_MODE_ENFORCE;
+    e.proto = KW_PROTO_TCP;
+    e.family = 2;
+    e.port = 5432;
+    e.addr[10] = e.addr[11] = 0xff;
+    e.addr[12] = 10;
+    e.addr[15] = 7;
+    e.dset = dset_of(decided_under, "db");
+    e.rule = 0;
+    e.revision = decided_under.compiled.config.revision;
+    return e;
+}
+
+void check_schema(const json& e) {
+    std::ifstream in(std::string(KW_SOURCE_DIR) + "/policy/events.schema.json");
+    REQUIRE(in);
+    json schema = json::parse(in);
+    const json& def = schema["$defs"][e["type"].get<std::string>()];
+    for (const auto& key : def["required"]) CHECK(e.contains(key.get<std::string>()));
+    for (const auto& [key, value] : e.items()) CHECK(def["properties"].contains(key));
+}
+
+}  // namespace
+
+TEST_CASE("a connect event is named by the policy it was decided under", "[runtime][events]") {
+    core::IdentityTable ids;
+    auto old_view = test::policy_view(kOld, ids);
+    auto new_view = test::policy_view(kNew, ids);
+    REQUIRE(old_view->compiled.config.revision != new_view->compiled.config.revision);
+    REQUIRE(dset_of(*old_view, "db") != dset_of(*new_view, "db"));  // numbered differently
+    uint32_t app = ids.find("spiffe://t.org/app").value();
+
+    runtime::EventFormatter formatter;
+    formatter.set_policy(old_view);
+    kw_ev_connect record = connect_record(*old_view, app);
+    formatter.set_policy(new_view);  // a reload between the decision and its event
+
+    auto e = formatter.format(&record, sizeof record);
+    REQUIRE(e);
+    CHECK((*e)["destinations"] == json::array({"db"}));
+    CHECK((*e)["decided_by"] == "rule 0 (spiffe://t.org/app -> db)");  // the old rule 0, not "cache"
+    CHECK((*e)["spiffe_id"] == "spiffe://t.org/app");
+    check_schema(*e);
+
+    // Decided under the new policy: named by it.
+    kw_ev_connect now = connect_record(*new_view, app);
+    now.rule = 0;
+    auto n = formatter.format(&now, sizeof now);
+    REQUIRE(n);
+    CHECK((*n)["destinations"] == json::array({"db"}));
+    CHECK((*n)["decided_by"] == "rule 0 (spiffe://t.org/app -> cache)");
+}
+
+TEST_CASE("a connect event of a policy no longer kept borrows no names", "[runtime][events]") {
+    core::IdentityTable ids;
+    auto old_view = test::policy_view(kOld, ids);
+    uint32_t app = ids.find("spiffe://t.org/app").value();
+    kw_ev_connect record = connect_record(*old_view, app);
+
+    runtime::EventFormatter formatter;
+    formatter.set_policy(test::policy_view(kNew, ids));  // the old one was never seen by this formatter
+    auto e = formatter.format(&record, sizeof record);
+    REQUIRE(e);
+    CHECK((*e)["destinations"] == json::array());
+    CHECK_THAT((*e)["decided_by"].get<std::string>(), ContainsSubstring("no longer kept"));
+    check_schema(*e);
+}
+
+TEST_CASE("records of another ABI version or cut short are dropped", "[runtime][events]") {
+    core::IdentityTable ids;
+    auto view = test::policy_view(kOld, ids);
+    runtime::EventFormatter formatter;
+    formatter.set_policy(view);
+    kw_ev_connect record = connect_record(*view, KW_IDENT_NONE);
+    CHECK(formatter.format(&record, sizeof record));
+    CHECK_FALSE(formatter.format(&record, sizeof(kw_ev_hdr) - 1));
+    CHECK_FALSE(formatter.format(&record, sizeof record - 1));
+    record.hdr.version = KW_ABI_VERSION + 1;
+    CHECK_FALSE(formatter.format(&record, sizeof record));
+}
