@@ -166,8 +166,5 @@ struct ProcessFacts {
 // process is traced; a refused workload does not match, and later ones are tried.
 std::optional<uint32_t> match_workload(const CompiledPolicy& compiled, const ProcessFacts& facts);
 
-// Words of advice for `kwarden policy check` that need no host access: an `exe`
-// selector alone on an interpreter hands the identity to any code it runs.
-std::vector<PolicyProblem> lint_policy(const Policy& policy);
 
 }  // namespace kw::core

@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "core/compile.h"
+#include "core/lint.h"
 
 namespace kw::core {
 namespace {

@@ -18,7 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "abi.h"
-#include "core/compile.h"
+#include "core/lint.h"
 #include "core/json_field.h"
 #include "core/duration.h"
 #include "core/prefix.h"

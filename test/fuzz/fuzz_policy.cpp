@@ -4,6 +4,7 @@
 // (never a crash), and compiles again as an agent restart would, with the pins the first
 // compilation left.
 #include "core/compile.h"
+#include "core/lint.h"
 #include "core/policy.h"
 #include "fuzz_common.h"
 

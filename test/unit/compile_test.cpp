@@ -12,6 +12,7 @@
 #include <tuple>
 
 #include "core/compile.h"
+#include "core/lint.h"
 #include "core/prefix.h"
 
 using namespace kw::core;
