@@ -43,22 +43,42 @@ def tcp_payload(linktype, frame):
     return (sport, dport), seq, seg[(seg[12] >> 4) * 4:]
 
 
+def reassemble(segs):
+    """The byte stream of one direction from its segments by offset. Retransmissions and
+    window probes may cover a range again with other boundaries: each byte is taken once.
+    A hole (a segment the capture lacks) ends the stream there: returns (stream, whole)."""
+    stream, end = bytearray(), 0
+    for offset in sorted(segs):
+        data = segs[offset]
+        if offset > end:
+            return bytes(stream), False
+        if offset + len(data) > end:
+            stream += data[end - offset:]
+            end = offset + len(data)
+    return bytes(stream), True
+
+
 def main():
     args = sys.argv[1:]
     summary = args[:1] == ["--summary"]
     if summary:
         args = args[1:]
     path, plaintext = args[0], args[1].encode()
-    streams = {}  # direction -> {seq: payload}
-    first = {}  # direction -> the first sequence number seen (the order is relative to it)
+    streams = {}  # direction -> {offset: payload}, offsets relative to the first payload
+    first = {}  # direction -> the sequence number of the first payload seen
     for linktype, frame in packets(path):
         got = tcp_payload(linktype, frame)
         if got and got[2]:
             base = first.setdefault(got[0], got[1])
-            streams.setdefault(got[0], {})[(got[1] - base) % (1 << 32)] = got[2]
+            offset = (got[1] - base) % (1 << 32)
+            if offset >= 1 << 31:
+                continue  # before the first payload seen: a retransmission of nothing we need
+            segs = streams.setdefault(got[0], {})
+            if len(got[2]) > len(segs.get(offset, b"")):
+                segs[offset] = got[2]
     ok = True
     for (sport, dport), segs in sorted(streams.items()):
-        stream = b"".join(segs[s] for s in sorted(segs))
+        stream, captured = reassemble(segs)
         records, at = [], 0
         while at + 5 <= len(stream):
             ctype, ver, length = stream[at], struct.unpack(">H", stream[at + 1:at + 3])[0], struct.unpack(">H", stream[at + 3:at + 5])[0]
@@ -67,7 +87,7 @@ def main():
             records.append(f"{TYPES[ctype]}({length})")
             at += 5 + length
         whole = at == len(stream)
-        ok &= whole
+        ok &= whole and captured
         if summary:
             counts = {}
             for r in records:
@@ -77,7 +97,7 @@ def main():
         else:
             shown = " ".join(records)
         print(f"  {sport} -> {dport}: {len(stream)} bytes, {len(records)} TLS records"
-              f"{'' if whole else ', NOT all TLS records'}: {shown}")
+              f"{'' if whole else ', NOT all TLS records'}{'' if captured else ', a hole in the capture'}: {shown}")
         if plaintext in stream:
             print(f"  the plaintext '{plaintext.decode()}' is on the wire ({sport} -> {dport})")
             ok = False
