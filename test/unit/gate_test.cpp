@@ -16,19 +16,14 @@
 #include "core/mtls.h"
 #include "core/policy.h"
 #include "core/prefix.h"
+#include "policy_view_fixture.h"
 
 using namespace kw::core;
 
 namespace {
 
 // Workloads select by uid only: nothing to pin.
-class NoFiles : public HostView {
-public:
-    kw::Result<PinnedContent> pin_file(const std::string& path) override {
-        return kw::make_error("no file " + path + " in this test");
-    }
-    std::optional<CgroupRef> resolve_cgroup(const std::string&) override { return std::nullopt; }
-};
+using kw::test::NoFiles;
 
 Policy parse_ok(const std::string& text) {
     ParseOutcome out = parse_policy(text);
