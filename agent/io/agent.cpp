@@ -29,7 +29,6 @@
 #include <vector>
 
 #include "bpf/enforcer.h"
-#include "bpf/enforcer_port.h"
 #include "bpf/proc_attest.h"
 #include "core/admin_request.h"
 #include "core/host_view_linux.h"
@@ -43,6 +42,7 @@
 #include "io/enrollment.h"
 #include "runtime/events.h"
 #include "io/hygiene.h"
+#include "io/linux_kernel.h"
 #include "io/worker.h"
 #ifdef KW_TEST_HOOKS
 #include "testhooks/key_dump.h"
@@ -249,7 +249,7 @@ private:
     asio::steady_timer timer_;
     asio::steady_timer rotation_timer_;
     std::unique_ptr<bpf::Enforcer> enforcer_;
-    std::unique_ptr<bpf::EnforcerPort> kernel_port_;  // the enrolment runtime's view of the kernel
+    std::unique_ptr<LinuxKernel> kernel_port_;  // the enrolment runtime's view of the kernel
     std::shared_ptr<const PolicyView> view_;
     core::IdentityTable ids_;
     core::PreviousPins pins_;
@@ -770,13 +770,16 @@ Result<tls::Cipher> Agent::ensure_ktls() const {
 Result<void> Agent::start_enrollment(tls::Cipher cipher) {
     EnrollContext ctx;
     ctx.policy = [this] { return view_; };
-    kernel_port_ = std::make_unique<bpf::EnforcerPort>(*enforcer_);
+    kernel_port_ = std::make_unique<LinuxKernel>(*enforcer_);
     ctx.kernel = kernel_port_.get();
     ctx.identity = &identity_;
     ctx.emit = [this](const json& e) { emit(e); };
     ctx.handshake_timeout = options_.handshake_timeout;
     ctx.cipher = cipher;
     ctx.holder_socket = options_.holder_socket;
+#ifdef KW_TEST_HOOKS
+    ctx.keys_installed = testhooks::dump_traffic_keys;
+#endif
     enrollment_ = std::make_unique<EnrollmentService>(io_, std::move(ctx));
     // The processes a previous agent served come back first, with the calls they hold.
     // Without a holder the agent still runs; each enrolment tries to reach one again.

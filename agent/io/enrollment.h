@@ -1,17 +1,7 @@
-// Enrolled processes: the enrolment socket that `kwarden exec` hands its
-// seccomp listener to, and the service of every call those processes hold.
-//
-// A held connect() to a mutual-TLS destination: the agent maps the thread to its
-// process's kernel-assigned identity (pidfd, then SECCOMP_IOCTL_NOTIF_ID_VALID), checks
-// the policy, takes the socket (pidfd_getfd), connects it, runs the TLS 1.3 handshake
-// with the process's SVID, installs kTLS TX and RX, and lets connect() return 0. From
-// the moment it takes the socket until kTLS is in, the kernel refuses data movement on it
-// to anyone but the agent (the app's other threads included). Any failure shuts the
-// socket down, leaves it refusing data for good, and fails connect() (EPERM for a policy
-// refusal, ECONNREFUSED otherwise), with an event. A held accept() on a workload's mutual-TLS
-// listen port: the agent accepts on its copy of the listener, handshakes as server,
-// installs kTLS and hands the connection in with ADDFD|SEND; failed handshakes never
-// reach the app. Calls that need no mTLS continue untouched.
+// Enrolled processes: the enrolment socket that `kwarden exec` hands its seccomp
+// listener to, the listener holder that keeps those listeners across agent restarts, and
+// each listener's notifications, handed to the runtime (runtime/sessions.h), which
+// decides and serves every call those processes hold.
 #pragma once
 
 #include <utility>  // before Asio (Boost 1.74 with GCC 12 and C++20)
@@ -31,9 +21,9 @@
 #include "enroll/holder.h"
 #include "identity/node_identity.h"
 #include "io/accept_loop.h"
+#include "io/asio_loop.h"
 #include "runtime/events.h"
-#include "runtime/kernel_port.h"
-#include "tls/ktls.h"
+#include "runtime/session.h"
 #include "tls/post_handshake.h"
 
 namespace kw::io {
@@ -42,18 +32,10 @@ using core::now_rfc3339;
 using runtime::PolicyView;
 using runtime::refused_event;
 
-struct EnrollContext {
-    std::function<std::shared_ptr<const PolicyView>()> policy;
-    // The kernel: the identity it assigned to a process, and the marks on sockets and
-    // enrolled processes (runtime/kernel_port.h). Null: a kernel that grants nothing
-    // (no identity, every mark refused), so every mutual-TLS call fails closed.
-    runtime::KernelPort* kernel = nullptr;
-    const identity::NodeIdentity* identity = nullptr;
-    std::function<void(const nlohmann::json&)> emit;
-    std::chrono::milliseconds handshake_timeout{10000};
-    tls::Cipher cipher = tls::Cipher::aes_128_gcm;
-    // The listener holder (enroll/holder.h): every listener is deposited there, and a
-    // restarted agent adopts them back. Empty: none (listeners die with the agent).
+// The runtime's context (policy, kernel, SVIDs, events, timeouts; the service fills in
+// its loop and ticket memory), and where the listener holder listens: empty for none
+// (listeners die with the agent).
+struct EnrollContext : runtime::Context {
     std::string holder_socket;
 };
 
@@ -84,10 +66,6 @@ public:
     size_t enrolled() const { return processes_.size(); }
     bool holder_attached() const { return holder_.has_value(); }
     const EnrollContext& context() const { return context_; }
-    // The kernel's identity of the process behind PIDFD (KW_IDENT_NONE: none).
-    uint32_t identity_of(int pidfd) const { return context_.kernel->identity_of(pidfd); }
-    // The session tickets each mutual-TLS server sends after its handshake (learned).
-    tls::TicketMemory& tickets() { return tickets_; }
     boost::asio::io_context& io() { return io_; }
     void forget(EnrolledProcess* process);
     // Emits the refusals kept back by the report interval ("refused" events).
@@ -111,8 +89,9 @@ private:
     void watch_holder();
 
     boost::asio::io_context& io_;
-    EnrollContext context_;
+    AsioLoop loop_;
     tls::TicketMemory tickets_;
+    EnrollContext context_;
     std::shared_ptr<core::PeerLimits> limits_;
     boost::asio::local::stream_protocol::acceptor acceptor_;
     AcceptLoop accept_;

@@ -1,14 +1,15 @@
 // What the runtime asks of the kernel while it serves enrolled processes, and nothing
-// else: the identity the kernel assigned to a process, and the marks that keep a socket
-// out of the app's hands while the agent handshakes on it and its keys out of reach once
-// kTLS is in. agent/bpf implements it with the BPF maps (bpf/enforcer_port.h); unit
-// tests with a fake. Identities are the kernel's numbers (KW_IDENT_NONE: unattested); a
+// else: the identity the kernel assigned to a process, the marks that keep a socket out
+// of the app's hands while the agent handshakes on it and its keys out of reach once kTLS
+// is in, and kTLS itself. io/linux_kernel.h implements it with the BPF maps and the
+// socket options; unit tests with a fake. Identities are the kernel's numbers (KW_IDENT_NONE: unattested); a
 // SPIFFE ID is looked up in the policy view only where a name is needed.
 #pragma once
 
 #include <cstdint>
 
 #include "core/result.h"
+#include "tls/ktls.h"
 
 namespace kw::runtime {
 
@@ -28,6 +29,10 @@ public:
     // Records that the process behind PIDFD is enrolled: its memory is guarded like an
     // attested process's, across fork and exec.
     virtual Result<void> mark_enrolled(int pidfd) = 0;
+    // kTLS on the TCP socket FD, in its two steps (tls/ktls.h): the "tls" ULP while it is
+    // ESTABLISHED, before the handshake; the traffic keys once the handshake is done.
+    virtual Result<void> attach_tls(int fd) = 0;
+    virtual Result<void> install_keys(int fd, const tls::TrafficKeys& keys) = 0;
 };
 
 }  // namespace kw::runtime

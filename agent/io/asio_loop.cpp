@@ -1,0 +1,91 @@
+#include "io/asio_loop.h"
+
+#include <spdlog/spdlog.h>
+
+namespace kw::io {
+namespace asio = boost::asio;
+
+namespace {
+
+// A wait's callback runs only if no cancel() came after the wait began: Asio runs a
+// handler whose wait completed before the cancel with success, so each wait carries the
+// generation it belongs to.
+class Generation {
+public:
+    std::shared_ptr<const bool> current() const { return live_; }
+    void next() {
+        *live_ = false;
+        live_ = std::make_shared<bool>(true);
+    }
+    ~Generation() { *live_ = false; }
+
+private:
+    std::shared_ptr<bool> live_ = std::make_shared<bool>(true);
+};
+
+std::function<void(boost::system::error_code)> guarded(const Generation& g, std::function<void()> fn) {
+    return [live = g.current(), fn = std::move(fn)](boost::system::error_code ec) {
+        if (!ec && *live) fn();
+    };
+}
+
+class AsioTimer final : public runtime::Timer {
+public:
+    explicit AsioTimer(asio::io_context& io) : timer_(io) {}
+    void at(std::chrono::steady_clock::time_point when, std::function<void()> fire) override {
+        cancel();
+        timer_.expires_at(when);
+        timer_.async_wait(guarded(generation_, std::move(fire)));
+    }
+    void cancel() override {
+        generation_.next();
+        timer_.cancel();
+    }
+
+private:
+    asio::steady_timer timer_;
+    Generation generation_;
+};
+
+class AsioReadiness final : public runtime::Readiness {
+public:
+    AsioReadiness(asio::io_context& io, int fd) : sd_(io) {
+        boost::system::error_code ec;
+        sd_.assign(fd, ec);
+        if (ec) spdlog::error("cannot watch descriptor {}: {}", fd, ec.message());
+    }
+    // release(), never close(): the descriptor is the caller's. Release takes it out of
+    // the reactor's epoll set, which a close would not do while another descriptor of
+    // the same open file (the app's) stays open.
+    ~AsioReadiness() override {
+        boost::system::error_code ec;
+        generation_.next();
+        if (sd_.is_open()) {
+            sd_.cancel(ec);
+            (void)sd_.release();
+        }
+    }
+    void wait(For what, std::function<void()> ready) override {
+        if (!sd_.is_open()) return;  // not watchable: the caller's timeouts bound it
+        sd_.async_wait(what == For::read ? asio::posix::stream_descriptor::wait_read
+                                         : asio::posix::stream_descriptor::wait_write,
+                       guarded(generation_, std::move(ready)));
+    }
+    void cancel() override {
+        generation_.next();
+        boost::system::error_code ec;
+        sd_.cancel(ec);
+    }
+
+private:
+    asio::posix::stream_descriptor sd_;
+    Generation generation_;
+};
+
+}  // namespace
+
+std::unique_ptr<runtime::Timer> AsioLoop::timer() { return std::make_unique<AsioTimer>(io_); }
+
+std::unique_ptr<runtime::Readiness> AsioLoop::watch(int fd) { return std::make_unique<AsioReadiness>(io_, fd); }
+
+}  // namespace kw::io
