@@ -5,7 +5,8 @@
 #   make build     BPF objects, skeletons, agent, unit tests, e2e tools (build/)
 #   make unit      host unit tests (no root, no kernel features)
 #   make vmtest    end-to-end tests in VMs, one VM per kernel of VM_KERNELS, all at once
-#                  (E2E='t_a t_b': only those tests)
+#                  (E2E='t_a t_b': only those tests); builds the previous release's
+#                  agent first, for the upgrade test (make previous)
 #   make test      unit, fuzz-smoke (10 s a harness), vmtest, quick bench: what CI runs
 #   make demo      the agent with the embedded default policy, in a 6.12 VM
 #   make bench     benchmarks: gate cost, throughput, latency, connection rate and memory
@@ -26,7 +27,7 @@ FUZZ_HARNESSES ?=
 VM_KERNELS ?= 6.12 6.1
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build unit vmtest test demo bench vmlinux fuzz-build fuzz fuzz-smoke clean
+.PHONY: all deps build previous unit vmtest test demo bench vmlinux fuzz-build fuzz fuzz-smoke clean
 
 all: build
 
@@ -42,7 +43,11 @@ build: deps $(BUILD)/CMakeCache.txt
 unit: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
-vmtest: build
+# The agent of the release the upgrade test starts from (build/previous/kwarden).
+previous: deps
+	scripts/build-previous $(BUILD)/previous
+
+vmtest: build previous
 	vmtest/matrix --timeout 3000 $(VM_KERNELS) -- test/e2e/run.sh $(E2E)
 
 # The host's checks first (a failure there fails fast), then the VMs, then the quick bench.

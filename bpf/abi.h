@@ -6,7 +6,10 @@
  * field's offset (abi_layout.h, written by scripts/abi-layout).
  *
  * Bump KW_ABI_VERSION on any layout change. Event records carry it (kw_ev_hdr.version)
- * and the agent drops records of another version; pinned maps do not carry it yet.
+ * and the agent drops records of another version. The pinned maps carry it in kw_abi,
+ * written by the agent that loaded them: a new agent checks each pinned map against its
+ * own definition before it takes the pins over, and names the maps it cannot read (pins
+ * from before version 4 have no kw_abi: they are version 3).
  */
 #ifndef KWARDEN_BPF_ABI_H
 #define KWARDEN_BPF_ABI_H
@@ -17,7 +20,7 @@
 #include <linux/types.h>
 #endif
 
-#define KW_ABI_VERSION 3
+#define KW_ABI_VERSION 4
 
 /* Identity 0 is "unattested". Identity ids are assigned by the agent, append-only for
  * the lifetime of the pinned maps, so a policy reload never renames a running process. */
@@ -280,6 +283,12 @@ enum kw_mode {
 };
 
 /* Per-generation settings. */
+/* The ABI version of the pinned maps (kw_abi, single entry). */
+struct kw_abi_pin {
+	__u32 version; /* KW_ABI_VERSION of the agent that pinned or last took over the maps */
+	__u32 _pad;
+};
+
 struct kw_config {
 	__u32 mode; /* enum kw_mode */
 	__u32 log_allowed;
@@ -479,6 +488,7 @@ struct kw_ev_guard {
 	__u32 obj_id;	    /* BPF: the object id; EXEC: workload index; FOREIGN_SOCKET: the port */
 	struct kw_file_key inode; /* PIN, STATE: the inode */
 	char name[32];		  /* PTRACE: target comm; PIN, STATE: the file name */
+	__u64 revision;		  /* the policy in force (kw_config.revision): obj_id indexes it */
 };
 
 /* sockops lifecycle of a connection the gate allowed to a declared destination. */
@@ -549,7 +559,10 @@ enum kw_counter {
 #define KW_ASSERT_OFFSET(T, F, N) \
 	_Static_assert(__builtin_offsetof(T, F) == (N), #T "." #F " moved: bump KW_ABI_VERSION")
 #endif
-/* Every struct's size and every field's offset, as laid out when the version was set. */
+/* Every struct's size and every field's offset, as laid out when the version was set
+ * (scripts/abi-layout reads the layout without them, to write them anew). */
+#ifndef KW_ABI_UNCHECKED
 #include "abi_layout.h"
+#endif
 
 #endif /* KWARDEN_BPF_ABI_H */

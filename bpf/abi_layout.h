@@ -4,6 +4,9 @@
 #ifndef KWARDEN_BPF_ABI_LAYOUT_H
 #define KWARDEN_BPF_ABI_LAYOUT_H
 
+KW_ASSERT_OFFSET(struct kw_abi_pin, version, 0);
+KW_ASSERT_OFFSET(struct kw_abi_pin, _pad, 4);
+KW_ASSERT_SIZE(struct kw_abi_pin, 8);
 KW_ASSERT_OFFSET(struct kw_allow_key, ident, 0);
 KW_ASSERT_OFFSET(struct kw_allow_key, dset, 4);
 KW_ASSERT_SIZE(struct kw_allow_key, 8);
@@ -67,7 +70,8 @@ KW_ASSERT_OFFSET(struct kw_ev_guard, target_ident, 376);
 KW_ASSERT_OFFSET(struct kw_ev_guard, obj_id, 380);
 KW_ASSERT_OFFSET(struct kw_ev_guard, inode, 384);
 KW_ASSERT_OFFSET(struct kw_ev_guard, name, 400);
-KW_ASSERT_SIZE(struct kw_ev_guard, 432);
+KW_ASSERT_OFFSET(struct kw_ev_guard, revision, 432);
+KW_ASSERT_SIZE(struct kw_ev_guard, 440);
 KW_ASSERT_OFFSET(struct kw_ev_hdr, type, 0);
 KW_ASSERT_OFFSET(struct kw_ev_hdr, version, 2);
 KW_ASSERT_OFFSET(struct kw_ev_hdr, size, 4);

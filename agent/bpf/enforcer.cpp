@@ -90,6 +90,79 @@ KernelProbe probe_kernel(const std::string& pin_dir) {
     return p;
 }
 
+namespace {
+
+// The ABI version the maps pinned under MAPS_DIR were written with: kw_abi's, or 3 for
+// pins from before kw_abi existed.
+Result<uint32_t> read_pinned_abi(const std::string& maps_dir) {
+    core::UniqueFd fd(bpf_obj_get((maps_dir + "/kw_abi").c_str()));
+    if (!fd.valid()) {
+        if (errno == ENOENT) return uint32_t{3};
+        return make_error("cannot open " + maps_dir + "/kw_abi: " + errno_text(errno) +
+                          (errno == EPERM ? std::string(" (the pins are guarded: ") + kGuardAgentRule + ")" : ""));
+    }
+    const uint32_t zero = 0;
+    kw_abi_pin pin{};
+    if (bpf_map_lookup_elem(fd.get(), &zero, &pin) != 0)
+        return make_error("cannot read " + maps_dir + "/kw_abi: " + errno_text(errno));
+    return pin.version;
+}
+
+// Every map of OBJECTS that is pinned already must be one this release can read: the
+// same type, key and value sizes, flags, and (but for ring buffers, which libbpf sizes to
+// the page) the same number of entries. Errors name each map that is not.
+Result<void> check_pinned_maps(std::initializer_list<bpf_object*> objects, uint32_t pinned,
+                               const std::string& maps_dir) {
+    if (pinned > KW_ABI_VERSION)
+        return make_error("the maps pinned under " + maps_dir + " are ABI version " + std::to_string(pinned) +
+                          ", from a newer kwarden; this agent is version " + std::to_string(KW_ABI_VERSION) +
+                          " and does not read them. The programs that pinned them keep enforcing: start the newer "
+                          "agent again, or remove everything with 'kwarden teardown' (enforcement stops)");
+    std::vector<std::string> unreadable;
+    std::map<std::string, bool> seen;  // the shared maps are declared by every object
+    for (bpf_object* obj : objects) {
+        bpf_map* map;
+        bpf_object__for_each_map(map, obj) {
+            const char* path = bpf_map__pin_path(map);
+            if (!path || seen[bpf_map__name(map)]) continue;
+            seen[bpf_map__name(map)] = true;
+            core::UniqueFd fd(bpf_obj_get(path));
+            if (!fd.valid()) continue;  // new in this release: created and pinned at load
+            bpf_map_info info{};
+            uint32_t len = sizeof(info);
+            if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) {
+                unreadable.push_back(std::string(bpf_map__name(map)) + " (" + errno_text(errno) + ")");
+                continue;
+            }
+            std::vector<std::string> differs;
+            auto compare = [&](const char* what, uint32_t theirs, uint32_t ours) {
+                if (theirs != ours)
+                    differs.push_back(std::string(what) + " " + std::to_string(theirs) + ", this release's " +
+                                      std::to_string(ours));
+            };
+            compare("type", info.type, bpf_map__type(map));
+            compare("key size", info.key_size, bpf_map__key_size(map));
+            compare("value size", info.value_size, bpf_map__value_size(map));
+            compare("flags", info.map_flags, bpf_map__map_flags(map));
+            if (info.type != BPF_MAP_TYPE_RINGBUF) compare("entries", info.max_entries, bpf_map__max_entries(map));
+            if (!differs.empty()) {
+                std::string line = std::string(bpf_map__name(map)) + ": ";
+                for (size_t i = 0; i < differs.size(); i++) line += (i ? ", " : "") + differs[i];
+                unreadable.push_back(line);
+            }
+        }
+    }
+    if (unreadable.empty()) return {};
+    std::string msg = "the maps pinned under " + maps_dir + " (ABI version " + std::to_string(pinned) +
+                      ") cannot all be taken over by this agent (version " + std::to_string(KW_ABI_VERSION) + "): ";
+    for (size_t i = 0; i < unreadable.size(); i++) msg += (i ? "; " : "") + unreadable[i];
+    return make_error(msg +
+                      ". The programs that pinned them keep enforcing; 'kwarden teardown' removes them "
+                      "(enforcement stops) before a fresh start");
+}
+
+}  // namespace
+
 struct Enforcer::Objects {
     kw_attest* attest = nullptr;
     kw_gate* gate = nullptr;
@@ -134,13 +207,29 @@ Result<std::unique_ptr<Enforcer>> Enforcer::load(const LoadOptions& options) {
 
     auto& o = *e->objs_;
     if (!(o.attest = kw_attest__open_opts(&opts))) return fail("open the attestation programs", -errno);
-    if (int err = kw_attest__load(o.attest)) return fail("load the attestation programs (kw_attest)", err);
     if (!(o.gate = kw_gate__open_opts(&opts))) return fail("open the gate programs", -errno);
-    if (int err = kw_gate__load(o.gate)) return fail("load the gate programs (kw_gate)", err);
     if (!(o.guard = kw_guard__open_opts(&opts))) return fail("open the guard programs", -errno);
-    if (int err = kw_guard__load(o.guard)) return fail("load the guard programs (kw_guard)", err);
     if (!(o.sockops = kw_sockops__open_opts(&opts))) return fail("open the sockops program", -errno);
+    // Pinned state of another release: checked map by map before anything is loaded, so
+    // that what cannot be read is refused by name while the programs that pinned it keep
+    // enforcing.
+    if (e->took_over_) {
+        auto pinned = read_pinned_abi(maps_dir);
+        if (!pinned) return pinned.error();
+        e->pinned_abi_ = *pinned;
+        if (auto r = check_pinned_maps({o.attest->obj, o.gate->obj, o.guard->obj, o.sockops->obj}, *pinned, maps_dir);
+            !r)
+            return r.error();
+    }
+    if (int err = kw_attest__load(o.attest)) return fail("load the attestation programs (kw_attest)", err);
+    if (int err = kw_gate__load(o.gate)) return fail("load the gate programs (kw_gate)", err);
+    if (int err = kw_guard__load(o.guard)) return fail("load the guard programs (kw_guard)", err);
     if (int err = kw_sockops__load(o.sockops)) return fail("load the sockops program (kw_sockops)", err);
+    // From now on the pins are this release's: a later agent checks against it.
+    const uint32_t zero = 0;
+    const kw_abi_pin version{.version = KW_ABI_VERSION, ._pad = 0};
+    if (bpf_map_update_elem(bpf_map__fd(o.attest->maps.kw_abi), &zero, &version, BPF_ANY) != 0)
+        return fail("record the ABI version in kw_abi", -errno);
     return e;
 }
 

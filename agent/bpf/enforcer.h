@@ -55,6 +55,9 @@ public:
     static Result<std::unique_ptr<Enforcer>> load(const LoadOptions& options);
 
     bool took_over() const { return took_over_; }
+    // The ABI version of the pinned maps taken over (KW_ABI_VERSION for an upgrade
+    // within a release); 0 when none were.
+    uint32_t pinned_abi() const { return pinned_abi_; }
 
     // Attaches every program and pins its link under PIN_DIR/links. A link pinned by a
     // previous agent is released only after the new one is attached: both enforce for
@@ -126,6 +129,7 @@ private:
     std::unique_ptr<Objects> objs_;
     LoadOptions options_;
     bool took_over_ = false;
+    uint32_t pinned_abi_ = 0;
     ring_buffer* events_ = nullptr;
     EventCallback callback_;
 };

@@ -891,6 +891,9 @@ int Agent::run() {
     spdlog::info("{} kernel programs under {} (kernel {})",
                  enforcer_->took_over() ? "took over the pinned" : "attached and pinned", options_.pin_dir,
                  kernel_release_);
+    if (enforcer_->took_over() && enforcer_->pinned_abi() != KW_ABI_VERSION)
+        spdlog::info("the pinned maps were ABI version {}: taken over as version {}", enforcer_->pinned_abi(),
+                     KW_ABI_VERSION);
     if (!enforcer_->took_over()) {
         auto st = bpf::attest_running_processes(*enforcer_, view_->compiled, options_.cgroup_root);
         spdlog::info("attested {} of {} running processes from /proc (weaker than exec attestation)",

@@ -29,6 +29,7 @@
 #include "core/unique_fd.h"
 #include "enroll/fd_message.h"
 #include "enroll/notifier.h"
+#include "runtime/enrolment.h"
 #include "runtime/sessions.h"
 
 namespace kw::io {
@@ -368,14 +369,8 @@ void EnrollmentService::on_hello(std::shared_ptr<local::socket> socket, std::sha
         socklen_t cl = sizeof(cred);
         if (::getsockopt(socket->native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0)
             return reply({{"ok", false}, {"error", "cannot read the peer's credentials"}});
-        if (!request.is_object() || core::json_string(request, "op", "") != "enroll" || !request.contains("pid") ||
-            !request["pid"].is_number_integer())
-            return reply({{"ok", false}, {"error", "expected {\"op\":\"enroll\",\"pid\":N} with one listener fd"}});
-        if (msg->fds.size() != 1)
-            return reply({{"ok", false}, {"error", "expected exactly one file descriptor, the seccomp listener"}});
-        // A process enrols itself: the pid it names is the one on the other end.
-        if (request["pid"].get<int64_t>() != cred.pid)
-            return reply({{"ok", false}, {"error", "the pid in the request is not the caller's"}});
+        auto checked = runtime::check_hello(request, cred.pid, msg->fds.size());
+        if (auto* error = std::get_if<std::string>(&checked)) return reply({{"ok", false}, {"error", *error}});
         core::UniqueFd pidfd(pidfd_open(cred.pid));
         if (!pidfd.valid()) return reply({{"ok", false}, {"error", "the caller is gone"}});
         // The descriptor must be a seccomp listener, told by its anonymous inode before any
@@ -383,7 +378,7 @@ void EnrollmentService::on_hello(std::shared_ptr<local::socket> socket, std::sha
         if (!is_seccomp_listener(msg->fds[0].get()))
             return reply({{"ok", false}, {"error", "the descriptor is not a seccomp listener"}});
         auto hello = std::make_shared<Hello>(Hello{std::move(msg->fds[0]), std::move(pidfd), cred,
-                                                    core::json_string(request, "command", "?"), slot});
+                                                    std::get<runtime::Hello>(checked).command, slot});
         claim_then_enrol(socket, std::move(hello), std::chrono::steady_clock::now() + kClaimWait);
     });
 }

@@ -249,8 +249,10 @@ json EventFormatter::format_guard(const kw_ev_hdr& hdr, const kw_ev_guard& e) {
         j["ptrace_mode"] = e.detail;
         if (allowed) {
             why = "allow_debuggers[" + std::to_string(e.obj_id) + "]";
-            if (view_ && e.obj_id < view_->policy.allow_debuggers.size())
-                why += " (" + view_->policy.allow_debuggers[e.obj_id] + ")";
+            // The index is into the list of the policy the kernel decided under.
+            if (const PolicyView* decided = view_of(e.revision);
+                decided && e.obj_id < decided->policy.allow_debuggers.size())
+                why += " (" + decided->policy.allow_debuggers[e.obj_id] + ")";
         } else {
             why = "attach, /proc/PID/mem, process_vm_* and pidfd_getfd on an attested or enrolled process, or the "
                   "agent, are the agent's only";

@@ -146,6 +146,9 @@ static __always_inline void kw_emit_guard(struct kw_guard_target *g)
 	e->inode = g->inode;
 	if (g->name)
 		bpf_probe_read_kernel_str(e->name, sizeof(e->name), g->name);
+	__u32 gen = kw_generation();
+	struct kw_config *cfg = bpf_map_lookup_elem(&kw_cfg, &gen);
+	e->revision = cfg ? cfg->revision : 0;
 	bpf_ringbuf_submit(e, 0);
 }
 

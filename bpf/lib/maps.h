@@ -96,6 +96,14 @@ struct {
 	KW_PIN;
 } kw_cfg SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kw_abi_pin);
+	KW_PIN;
+} kw_abi SEC(".maps");
+
 /* [0] = the generation in force. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

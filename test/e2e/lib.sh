@@ -501,6 +501,62 @@ kw_listening() { # PORT
     ss -Htln "sport = :$1" | grep -q .
 }
 
+# ---- an unattested connect loop -----------------------------------------------------------
+
+# Starts an unattested kw_client to 127.0.0.1:PORT every ~20 ms, for at most SECONDS,
+# counting outcomes (successes, EPERM, anything else) in $T/loop; waits until it has seen
+# 5 refusals. A window of non-enforcement shows as a success.
+start_connect_loop() { # PORT SECONDS
+    mkdir -m 0777 "$T/loop"
+    cat >"$T/loop.sh" <<'LOOP'
+#!/bin/bash
+dir=$1 client=$2 port=$3 seconds=$4
+ok=0 eperm=0 other=0
+end=$((SECONDS + seconds))
+while ((SECONDS < end)) && [[ ! -e $dir/stop ]]; do
+    "$client" 127.0.0.1 "$port" >/dev/null 2>&1
+    rc=$?
+    case $rc in
+        0) ok=$((ok + 1)); date +%s.%N >>"$dir/successes" ;;
+        1) eperm=$((eperm + 1)) ;;
+        *) other=$((other + 1)); echo "status $rc" >>"$dir/others" ;;
+    esac
+    echo "$ok $eperm $other" >"$dir/counts.tmp" && mv -f "$dir/counts.tmp" "$dir/counts"
+    sleep 0.02
+done
+echo "$ok $eperm $other" >"$dir/final"
+LOOP
+    chmod 0755 "$T/loop.sh"
+    KW_TIMEOUT=$(($2 + 20)) kw_bg as_workload "$T/loop.sh" "$T/loop" "$T/bin/kw_client" "$1" "$2"
+    KW_LOOP_PID=$KW_BG_PID
+    wait_until 30 "the loop to see 5 refusals (counts: $(cat "$T/loop/counts" 2>/dev/null))" loop_eperm_at_least 5
+}
+
+loop_eperm() { [[ -f $T/loop/counts ]] && cut -d' ' -f2 "$T/loop/counts" || echo 0; }
+loop_eperm_at_least() { (($(loop_eperm) >= $1)); }
+
+# Waits (bounded) for N more refusals than the loop has seen so far.
+loop_more_refusals() { # N WHEN
+    local n
+    n=$(loop_eperm)
+    wait_until 30 "the loop to see $1 more refusals $2" loop_eperm_at_least $((n + $1))
+}
+
+# Stops the loop; fails on any success or outcome other than EPERM, or fewer than
+# MIN_EPERM refusals in all.
+finish_connect_loop() { # MIN_EPERM WHAT
+    local ok eperm other
+    touch "$T/loop/stop"
+    wait_until 20 "the connect loop to stop" test -f "$T/loop/final"
+    wait "$KW_LOOP_PID" 2>/dev/null || true
+    read -r ok eperm other <"$T/loop/final"
+    note "loop final: $ok successes, $eperm EPERM, $other other"
+    assert_eq "successful unattested connects $2 (at: $(tr '\n' ' ' 2>/dev/null <"$T/loop/successes"))" 0 "$ok"
+    assert_eq "connect outcomes other than EPERM ($(sort "$T/loop/others" 2>/dev/null | uniq -c | tr '\n' ' '))" 0 \
+        "$other"
+    ((eperm >= $1)) || fail "the loop made only $eperm refused attempts: too few to cover $2"
+}
+
 # ---- policies -----------------------------------------------------------------------------
 
 # The policy most tests use: $KW_ATTESTED, as uid $KW_UID in the test cgroup, is

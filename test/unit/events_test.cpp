@@ -131,3 +131,35 @@ TEST_CASE("records of another ABI version or cut short are dropped", "[runtime][
     record.hdr.version = KW_ABI_VERSION + 1;
     CHECK_FALSE(formatter.format(&record, sizeof record));
 }
+
+TEST_CASE("a debugger let in is named from the allow_debuggers of the policy the kernel decided under",
+          "[runtime][events]") {
+    const std::string base = R"({ "version": 1, "trust_domain": "t.org", "mode": "enforce",
+  "workloads": [ { "id": "spiffe://t.org/app", "selectors": { "uid": 1000 } },
+                 { "id": "spiffe://t.org/gdb", "selectors": { "uid": 1001 } },
+                 { "id": "spiffe://t.org/strace", "selectors": { "uid": 1002 } } ],
+  "destinations": [], "rules": [], "allow_debuggers": )";
+    core::IdentityTable ids;
+    auto old_view = test::policy_view(base + R"([ "spiffe://t.org/gdb" ] })", ids);
+    auto new_view = test::policy_view(base + R"([ "spiffe://t.org/strace", "spiffe://t.org/gdb" ] })", ids);
+    runtime::EventFormatter formatter;
+    formatter.set_policy(old_view);
+    kw_ev_guard record{};
+    record.hdr.type = KW_EV_GUARD;
+    record.hdr.version = KW_ABI_VERSION;
+    record.hdr.size = sizeof(record);
+    record.proc.pin_id = ~0u;
+    record.action = KW_GUARD_PTRACE;
+    record.decision = KW_DECISION_ALLOW;
+    record.obj_id = 0;  // allow_debuggers[0] of the old policy
+    record.revision = old_view->compiled.config.revision;
+    formatter.set_policy(new_view);
+    auto e = formatter.format(&record, sizeof record);
+    REQUIRE(e);
+    CHECK((*e)["decided_by"] == "allow_debuggers[0] (spiffe://t.org/gdb)");  // not the new [0], strace
+    check_schema(*e);
+    record.revision = 0x1234;  // a policy this formatter never kept: the index alone
+    e = formatter.format(&record, sizeof record);
+    REQUIRE(e);
+    CHECK((*e)["decided_by"] == "allow_debuggers[0]");
+}
