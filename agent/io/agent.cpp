@@ -39,6 +39,8 @@
 #include "identity/node_identity.h"
 #include "tls/ktls.h"
 #include "io/accept_loop.h"
+#include "io/admin_session.h"
+#include "io/event_sink.h"
 #include "io/enrollment.h"
 #include "runtime/events.h"
 #include "io/hygiene.h"
@@ -57,7 +59,6 @@ using runtime::EventFormatter;
 
 namespace {
 
-constexpr size_t kRecentEvents = 1000;
 
 const char* counter_name(int i) {
     switch (i) {
@@ -132,43 +133,7 @@ void raise_descriptor_limit() {
         spdlog::info("descriptor limit raised from {} to {}", was, rl.rlim_cur);
 }
 
-class Agent;
-
-class Session : public std::enable_shared_from_this<Session> {
-public:
-    // A request line may carry a policy (the parser refuses more than 16 MiB); a peer
-    // that sends more without a newline is cut off rather than buffered forever.
-    static constexpr size_t kMaxRequest = 17u << 20;
-    // A client that connects and says nothing holds a descriptor: its first request line
-    // must be complete within this.
-    static constexpr std::chrono::seconds kFirstRequest{5};
-    Session(local::socket socket, Agent& agent)
-        : socket_(std::move(socket)), agent_(agent), in_(kMaxRequest), first_request_(socket_.get_executor()) {}
-    void start();
-    void send(const std::string& line);
-    bool following() const { return following_; }
-    void set_following() { following_ = true; }
-    // The reply comes later (a policy apply compiling off the loop): no further request
-    // is read until it is sent, so that replies keep the order of requests.
-    void set_waiting() { waiting_ = true; }
-    void reply_later(const json& response);
-
-private:
-    void read_next();
-    void write_next();
-
-    local::socket socket_;
-    Agent& agent_;
-    asio::streambuf in_;
-    asio::steady_timer first_request_;
-    std::deque<std::string> out_;
-    bool following_ = false;
-    bool waiting_ = false;
-    bool writing_ = false;
-    bool requested_ = false;  // a request line (or an error) came: no idle timeout any more
-};
-
-class Agent {
+class Agent final : public AdminHandler {
 public:
     Agent(const AgentOptions& options)
         : options_(options),
@@ -181,9 +146,8 @@ public:
           identity_(options.ca_dir) {}
 
     int run();
-    json handle(const json& request, const std::shared_ptr<Session>& session);
-    // A client (root: others are never read) sent no request within Session::kFirstRequest.
-    void idle_admin_client(uid_t uid) {
+    json handle(const json& request, const std::shared_ptr<AdminSession>& session) override;
+    void idle_admin_client(uid_t uid) override {
         auto r = admin_limits_->refuse(uid, "idle", core::PeerLimits::Clock::now());
         if (r.count) emit(refused_event("admin", r));
     }
@@ -256,87 +220,15 @@ private:
     EventFormatter formatter_;
     identity::NodeIdentity identity_;
     std::unique_ptr<EnrollmentService> enrollment_;
-    std::ofstream events_file_;
-    std::deque<std::string> recent_;
-    std::vector<std::weak_ptr<Session>> followers_;
+    EventSink events_;
     uint64_t dropped_reported_ = 0;
     // Exceptions that reached the event loop: each was logged, and the loop kept running.
     uint64_t loop_exceptions_ = 0;
+    uint64_t undecodable_ = 0;  // event records of another ABI version, or cut short
     std::string kernel_release_;
     std::deque<std::shared_ptr<Change>> changes_;  // the first one is being compiled
     Worker compiler_;  // last: stopped first, while what its job uses still exists
 };
-
-void Session::start() {
-    std::weak_ptr<Session> weak = shared_from_this();
-    first_request_.expires_after(kFirstRequest);
-    first_request_.async_wait([weak](boost::system::error_code ec) {
-        auto self = weak.lock();
-        if (ec || !self || self->requested_) return;
-        self->agent_.idle_admin_client(0);
-        boost::system::error_code ignored;
-        self->socket_.close(ignored);  // the pending read ends, and with it the session
-    });
-    read_next();
-}
-
-void Session::read_next() {
-    auto self = shared_from_this();
-    asio::async_read_until(socket_, in_, '\n', [self](boost::system::error_code ec, size_t n) {
-        self->requested_ = true;
-        self->first_request_.cancel();
-        if (ec == asio::error::not_found) {
-            self->send(core::json_text({{"ok", false}, {"error", "request line longer than 17 MiB: refused"}}));
-            return;
-        }
-        if (ec) return;
-        std::string line(asio::buffers_begin(self->in_.data()), asio::buffers_begin(self->in_.data()) + n);
-        self->in_.consume(n);
-        // Whatever the request held, it gets an answer: a parser's message quoting
-        // invalid UTF-8 is written with replacement characters, and anything else that
-        // throws is an internal error of this request, not of the agent.
-        json response;
-        try {
-            response = self->agent_.handle(json::parse(line), self);
-        } catch (const json::parse_error& e) {
-            response = {{"ok", false}, {"error", std::string("request is not valid JSON: ") + e.what()}};
-        } catch (const std::exception& e) {
-            spdlog::error("admin: a request failed: {}", e.what());
-            response = {{"ok", false}, {"error", std::string("the agent could not handle the request: ") + e.what()}};
-        }
-        if (!response.is_null()) self->send(core::json_text(response));
-        if (!self->following_ && !self->waiting_) self->read_next();
-    });
-}
-
-void Session::reply_later(const json& response) {
-    waiting_ = false;
-    send(core::json_text(response));
-    read_next();
-}
-
-void Session::send(const std::string& line) {
-    out_.push_back(line + "\n");
-    if (!writing_) write_next();
-}
-
-void Session::write_next() {
-    if (out_.empty()) {
-        writing_ = false;
-        return;
-    }
-    writing_ = true;
-    auto self = shared_from_this();
-    asio::async_write(socket_, asio::buffer(out_.front()), [self](boost::system::error_code ec, size_t) {
-        if (ec) {
-            self->out_.clear();
-            self->writing_ = false;
-            return;
-        }
-        self->out_.pop_front();
-        self->write_next();
-    });
-}
 
 std::string Agent::policy_text(std::string& error) const {
     if (!options_.policy_path) return core::default_policy_text();
@@ -464,33 +356,20 @@ void Agent::on_signal() {
 void Agent::on_event(const void* data, size_t size) {
     auto j = formatter_.format(data, size);
     if (!j) {
-        spdlog::warn("dropped an event record of {} bytes that this agent cannot decode", size);
+        // After an upgrade the previous programs write records of their ABI version until
+        // their links are replaced: one line for the first, then one per thousand.
+        kw_ev_hdr hdr{};
+        if (size >= sizeof(hdr)) std::memcpy(&hdr, data, sizeof(hdr));
+        if (undecodable_++ % 1000 == 0)
+            spdlog::warn("dropped an event record of {} bytes (ABI version {}, this agent's is {}) that this agent "
+                         "cannot decode; {} so far",
+                         size, hdr.version, KW_ABI_VERSION, undecodable_);
         return;
     }
     emit(*j);
 }
 
-// One event line to the events file (or stdout), the recent buffer and every follower:
-// kernel events and the agent's own (enrolment, handshakes) alike.
-void Agent::emit(const json& event) {
-    std::string line = core::json_text(event);
-    if (events_file_.is_open()) {
-        events_file_ << line << '\n';
-        events_file_.flush();
-    } else if (options_.events_path == "-") {
-        std::cout << line << std::endl;
-    }
-    recent_.push_back(line);
-    if (recent_.size() > kRecentEvents) recent_.pop_front();
-    for (auto it = followers_.begin(); it != followers_.end();) {
-        if (auto s = it->lock()) {
-            s->send(line);
-            ++it;
-        } else {
-            it = followers_.erase(it);
-        }
-    }
-}
+void Agent::emit(const json& event) { events_.emit(event); }
 
 void Agent::watch_events() {
     events_fd_.async_wait(asio::posix::stream_descriptor::wait_read, [this](boost::system::error_code ec) {
@@ -592,7 +471,7 @@ void Agent::on_admin_connection(local::socket socket) {
     struct ucred cred {};
     socklen_t len = sizeof(cred);
     if (getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == 0) {
-        std::make_shared<Session>(std::move(socket), *this)->start();
+        std::make_shared<AdminSession>(std::move(socket), *this)->start();
         return;
     }
     refused_admin_peer(cred);
@@ -679,7 +558,7 @@ void Agent::emit_protection(bool on, const std::string& by) {
     emit({{"type", "protection"}, {"time", now_rfc3339()}, {"guard", on ? "on" : "off"}, {"by", by}});
 }
 
-json Agent::handle(const json& line, const std::shared_ptr<Session>& session) {
+json Agent::handle(const json& line, const std::shared_ptr<AdminSession>& session) {
     auto request = core::read_admin_request(line);
     if (!request) return {{"ok", false}, {"error", request.message()}};
     switch (request->op) {
@@ -710,12 +589,8 @@ json Agent::handle(const json& line, const std::shared_ptr<Session>& session) {
         return nullptr;  // answered when the change is done
     }
     case core::AdminOp::events:
-        for (const auto& recent : recent_) session->send(recent);
-        if (request->follow) {
-            session->set_following();
-            followers_.push_back(session);
-            return nullptr;
-        }
+        events_.replay(session, request->follow);
+        if (request->follow) return nullptr;
         return {{"ok", true}, {"end", true}};
     case core::AdminOp::identity: {
         int pid = request->pid;
@@ -900,12 +775,9 @@ int Agent::run() {
                      st.attested, st.scanned);
     }
 
-    if (!options_.events_path.empty() && options_.events_path != "-") {
-        events_file_.open(options_.events_path, std::ios::app);
-        if (!events_file_) {
-            spdlog::error("cannot open events file {}: {}", options_.events_path, std::strerror(errno));
-            return 1;
-        }
+    if (auto r = events_.open(options_.events_path); !r) {
+        spdlog::error("{}", r.message());
+        return 1;
     }
     if (auto r = enforcer_->open_events([this](const void* d, size_t n) { on_event(d, n); }); !r) {
         spdlog::error("{}", r.message());
