@@ -1,5 +1,5 @@
 // What the agent decides and reports about a call an enrolled process holds, apart from
-// the sockets and timers that carry it out (io/enrollment.cpp): where a connect() goes,
+// the sessions that carry it out (runtime/sessions.cpp): where a connect() goes,
 // whether the agent runs mutual TLS for it, and the "tls" event of its handshake.
 #pragma once
 
