@@ -45,6 +45,7 @@
 #include "runtime/events.h"
 #include "io/hygiene.h"
 #include "io/linux_kernel.h"
+#include "runtime/policy_service.h"
 #include "io/worker.h"
 #ifdef KW_TEST_HOOKS
 #include "testhooks/key_dump.h"
@@ -85,40 +86,6 @@ std::string read_text(const std::string& path, std::string& error) {
     return ss.str();
 }
 
-// Pins of earlier loads (path -> sha256) kept in the state directory.
-core::PreviousPins load_pins(const std::string& file) {
-    core::PreviousPins pins;
-    std::ifstream in(file);
-    if (!in) return pins;
-    try {
-        json j = json::parse(in);
-        for (auto& [path, hash] : j.items()) pins[path] = hash.get<std::string>();
-    } catch (const std::exception& e) {
-        spdlog::warn("ignoring unreadable pin file {}: {}", file, e.what());
-    }
-    return pins;
-}
-
-void save_pins(const std::string& file, const core::CompiledPolicy& compiled, core::PreviousPins& pins) {
-    for (const auto& p : compiled.pins) pins[p.path] = p.pinned_sha256;
-    std::string tmp = file + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::trunc);
-        out << core::json_text(json(pins), 2) << "\n";
-    }
-    chmod(tmp.c_str(), 0600);
-    if (rename(tmp.c_str(), file.c_str()) != 0)
-        spdlog::warn("cannot save pins to {}: {}", file, std::strerror(errno));
-}
-
-// POLICY compiled against this machine's files and cgroups: no kernel, no agent state, so
-// that a policy change runs it on the worker thread.
-Result<core::CompiledPolicy> compile(const core::Policy& policy, const std::string& cgroup_root,
-                                     core::IdentityTable& ids, const core::PreviousPins& pins, bool repin) {
-    core::LinuxHostView host(cgroup_root);
-    return core::compile_policy(policy, host, ids, pins, core::CompileOptions{.repin = repin});
-}
-
 // Every enrolled process, held call and client costs descriptors: the soft limit (often
 // 1024) is raised to the hard one, so that the per-uid bounds of the sockets, not the
 // limit, decide when a user is refused.
@@ -143,7 +110,8 @@ public:
           timer_(io_),
           rotation_timer_(io_),
           formatter_(options.cgroup_root),
-          identity_(options.ca_dir) {}
+          identity_(options.ca_dir),
+          policy_(policy_ports()) {}
 
     int run();
     json handle(const json& request, const std::shared_ptr<AdminSession>& session) override;
@@ -153,35 +121,7 @@ public:
     }
 
 private:
-    struct Applied {
-        std::string revision;
-        std::vector<core::PolicyProblem> warnings;
-    };
-    // A policy change (apply, SIGHUP, a recompile): parsed and compiled on the worker
-    // thread while the loop serves on with the policy in force, then published to the
-    // kernel on the loop. Changes run one at a time in the order asked; DONE gets the
-    // outcome, and the parser's problems when it refused the policy.
-    struct Change {
-        std::string text;                    // the policy to parse, or
-        std::optional<core::Policy> policy;  // the policy to compile again
-        bool repin = true;
-        bool new_policy = true;
-        std::function<void(Result<Applied>, const std::vector<core::PolicyProblem>&)> done;
-        // The worker's: the tables it starts from (the loop's, when it starts), its result.
-        core::IdentityTable ids;
-        core::PreviousPins pins;
-        std::vector<core::PolicyProblem> problems, warnings;
-        std::optional<Result<core::CompiledPolicy>> compiled;
-    };
-    void change_policy(std::shared_ptr<Change> change);
-    void compile_next();
-    void finish(Change& change);
-    // NEW_POLICY: a policy change (start, apply, SIGHUP), which also re-issues every SVID;
-    // false for a recompile of the same policy (a cgroup came back with a new id).
-    Result<void> publish(core::Policy policy, bool repin, bool new_policy, std::vector<core::PolicyProblem>* warnings);
-    // The kernel's part of publish(), on the loop: COMPILED with the identities IDS.
-    Result<void> install(core::Policy policy, core::CompiledPolicy compiled, const core::IdentityTable& ids,
-                         bool new_policy, std::vector<core::PolicyProblem>* warnings);
+    runtime::PolicyPorts policy_ports();
     std::string policy_text(std::string& error) const;
     void on_signal();
     void watch_events();
@@ -214,9 +154,6 @@ private:
     asio::steady_timer rotation_timer_;
     std::unique_ptr<bpf::Enforcer> enforcer_;
     std::unique_ptr<LinuxKernel> kernel_port_;  // the enrolment runtime's view of the kernel
-    std::shared_ptr<const PolicyView> view_;
-    core::IdentityTable ids_;
-    core::PreviousPins pins_;
     EventFormatter formatter_;
     identity::NodeIdentity identity_;
     std::unique_ptr<EnrollmentService> enrollment_;
@@ -226,103 +163,32 @@ private:
     uint64_t loop_exceptions_ = 0;
     uint64_t undecodable_ = 0;  // event records of another ABI version, or cut short
     std::string kernel_release_;
-    std::deque<std::shared_ptr<Change>> changes_;  // the first one is being compiled
+    LinuxPolicyKernel policy_kernel_{enforcer_};
+    runtime::PolicyService policy_;
     Worker compiler_;  // last: stopped first, while what its job uses still exists
 };
+
+runtime::PolicyPorts Agent::policy_ports() {
+    runtime::PolicyPorts ports;
+    ports.kernel = &policy_kernel_;
+    ports.identity = &identity_;
+    ports.host = [root = options_.cgroup_root] { return std::make_unique<core::LinuxHostView>(root); };
+    ports.off_loop = [this](std::function<void()> job) { compiler_.post(std::move(job)); };
+    ports.on_loop = [this](std::function<void()> job) { asio::post(io_, std::move(job)); };
+    ports.pins_file = options_.state_dir + "/pins.json";
+    ports.installed = [this](const std::shared_ptr<const PolicyView>& view) { formatter_.set_policy(view); };
+    ports.svids_issued = [this] {
+#ifdef KW_TEST_HOOKS
+        testhooks::dump_svid_keys(identity_.svids());
+#endif
+        schedule_rotation();
+    };
+    return ports;
+}
 
 std::string Agent::policy_text(std::string& error) const {
     if (!options_.policy_path) return core::default_policy_text();
     return read_text(*options_.policy_path, error);
-}
-
-Result<void> Agent::publish(core::Policy policy, bool repin, bool new_policy,
-                            std::vector<core::PolicyProblem>* warnings) {
-    core::IdentityTable ids = ids_;  // committed only if the kernel takes the policy
-    auto compiled = compile(policy, options_.cgroup_root, ids, pins_, repin);
-    if (!compiled) return compiled.error();
-    return install(std::move(policy), std::move(*compiled), ids, new_policy, warnings);
-}
-
-Result<void> Agent::install(core::Policy policy, core::CompiledPolicy compiled, const core::IdentityTable& ids,
-                            bool new_policy, std::vector<core::PolicyProblem>* warnings) {
-    // Identity first: a policy whose SVIDs cannot be issued (CA of another trust domain,
-    // unreadable federation bundle) changes nothing in the kernel.
-    std::optional<identity::NodeIdentity::Staged> staged;
-    if (new_policy) {
-        auto s = identity_.prepare(policy);
-        if (!s) return s.error();
-        staged = std::move(*s);
-    }
-    if (auto r = enforcer_->store_identities(ids); !r) return r;
-    if (auto r = enforcer_->publish(compiled); !r) return r;
-    ids_ = ids;
-    if (staged) {
-        identity_.commit(std::move(*staged));
-#ifdef KW_TEST_HOOKS
-        testhooks::dump_svid_keys(identity_.svids());
-#endif
-        spdlog::info("issued {} X.509-SVIDs for trust domain {} (CA: {})", identity_.svids().all().size(),
-                     policy.trust_domain, identity_.svids().authority()->source());
-        schedule_rotation();
-    }
-    save_pins(options_.state_dir + "/pins.json", compiled, pins_);
-    for (const auto& w : compiled.warnings) spdlog::warn("policy: {}", w.to_string());
-    if (warnings) warnings->insert(warnings->end(), compiled.warnings.begin(), compiled.warnings.end());
-    auto view = std::make_shared<PolicyView>();
-    view->policy = std::move(policy);
-    view->compiled = std::move(compiled);
-    view->ids = ids_;
-    view->gate = core::GateTables(view->compiled);
-    view_ = view;
-    formatter_.set_policy(view_);
-    spdlog::info("enforcing policy revision {} ({} workloads, {} destinations, mode {}) in generation {}",
-                 view_->policy.revision.substr(0, 16), view_->policy.workloads.size(),
-                 view_->policy.destinations.size(), view_->policy.mode == core::Mode::Audit ? "audit" : "enforce",
-                 enforcer_->active_generation());
-    return {};
-}
-
-void Agent::change_policy(std::shared_ptr<Change> change) {
-    changes_.push_back(std::move(change));
-    if (changes_.size() == 1) compile_next();
-}
-
-void Agent::compile_next() {
-    if (changes_.empty()) return;
-    std::shared_ptr<Change> change = changes_.front();
-    change->ids = ids_;
-    change->pins = pins_;
-    compiler_.post([this, change] {
-        Change& c = *change;
-        try {
-            if (!c.policy) {
-                auto parsed = core::parse_policy(c.text);
-                c.problems = std::move(parsed.errors);
-                c.warnings = std::move(parsed.warnings);
-                c.policy = std::move(parsed.policy);
-            }
-            if (c.policy && c.problems.empty()) c.compiled = compile(*c.policy, options_.cgroup_root, c.ids, c.pins, c.repin);
-        } catch (const std::exception& e) {
-            c.compiled = make_error(std::string("cannot compile the policy: ") + e.what());
-        }
-        asio::post(io_, [this, change] {
-            changes_.pop_front();
-            finish(*change);
-            compile_next();
-        });
-    });
-}
-
-void Agent::finish(Change& c) {
-    if (!c.compiled) {  // the parser refused it
-        return c.done(make_error(core::policy_rejected(c.problems)), c.problems);
-    }
-    Applied out{c.policy ? c.policy->revision : "", std::move(c.warnings)};
-    Result<void> r = c.compiled->ok()
-                         ? install(std::move(*c.policy), std::move(**c.compiled), c.ids, c.new_policy, &out.warnings)
-                         : Result<void>(c.compiled->error());
-    if (!r) return c.done(make_error(core::policy_not_applied(r.message())), {});
-    c.done(std::move(out), {});
 }
 
 void Agent::on_signal() {
@@ -334,21 +200,19 @@ void Agent::on_signal() {
             if (!error.empty()) {
                 spdlog::error("SIGHUP: {}; the previous policy stays in force", error);
             } else {
-                auto change = std::make_shared<Change>();
-                change->text = std::move(text);
-                change->done = [](Result<Applied> r, const std::vector<core::PolicyProblem>&) {
+                policy_.apply(std::move(text), [](Result<runtime::PolicyService::Applied> r,
+                                                  const std::vector<core::PolicyProblem>&) {
                     if (!r)
                         spdlog::error("SIGHUP: {}", r.message());
                     else
                         spdlog::info("SIGHUP: applied revision {}", r->revision.substr(0, 16));
-                };
-                change_policy(std::move(change));
+                });
             }
             on_signal();
             return;
         }
         spdlog::info("signal {}: exiting; the pinned programs keep enforcing revision {}", sig,
-                     view_ ? view_->policy.revision.substr(0, 16) : "?");
+                     policy_.view() ? policy_.view()->policy.revision.substr(0, 16) : "?");
         io_.stop();
     });
 }
@@ -420,25 +284,22 @@ void Agent::tick() {
         }
         // cgroups re-created (systemd restarts a unit) get new ids: re-resolve. A policy
         // change under way resolves them anew; the next tick looks at its outcome.
-        if (view_ && changes_.empty()) {
+        if (auto view = policy_.view(); view && !policy_.changing()) {
             core::LinuxHostView host(options_.cgroup_root);
             bool changed = false;
-            for (size_t i = 0; i < view_->policy.workloads.size() && !changed; i++) {
-                const auto& sel = view_->policy.workloads[i].selectors;
+            for (size_t i = 0; i < view->policy.workloads.size() && !changed; i++) {
+                const auto& sel = view->policy.workloads[i].selectors;
                 if (!sel.cgroup) continue;
                 auto now = host.resolve_cgroup(*sel.cgroup);
-                const auto& was = view_->compiled.cgroups[i];
+                const auto& was = view->compiled.cgroups[i];
                 changed = now.has_value() != was.has_value() || (now && now->id != was->id);
             }
             if (changed) {
                 spdlog::info("a policy cgroup was created or re-created: recompiling");
-                auto change = std::make_shared<Change>();
-                change->policy = view_->policy;
-                change->repin = change->new_policy = false;
-                change->done = [](Result<Applied> r, const std::vector<core::PolicyProblem>&) {
-                    if (!r) spdlog::error("cgroup re-resolution: {}", r.message());
-                };
-                change_policy(std::move(change));
+                policy_.recompile(
+                    [](Result<runtime::PolicyService::Applied> r, const std::vector<core::PolicyProblem>&) {
+                        if (!r) spdlog::error("cgroup re-resolution: {}", r.message());
+                    });
             }
         }
         report_refusals();
@@ -496,15 +357,15 @@ json Agent::status() const {
     auto c = enforcer_->counters();
     for (int i = 0; i < KW_CNT_MAX; i++) counters[counter_name(i)] = c[i];
     s["counters"] = counters;
-    if (view_) {
-        s["revision"] = view_->policy.revision;
-        s["mode"] = view_->policy.mode == core::Mode::Audit ? "audit" : "enforce";
-        s["trust_domain"] = view_->policy.trust_domain;
-        s["workloads"] = view_->policy.workloads.size();
-        s["destinations"] = view_->policy.destinations.size();
-        s["rules"] = view_->policy.rules.size();
+    if (auto view = policy_.view()) {
+        s["revision"] = view->policy.revision;
+        s["mode"] = view->policy.mode == core::Mode::Audit ? "audit" : "enforce";
+        s["trust_domain"] = view->policy.trust_domain;
+        s["workloads"] = view->policy.workloads.size();
+        s["destinations"] = view->policy.destinations.size();
+        s["rules"] = view->policy.rules.size();
         json pins = json::array();
-        for (const auto& p : view_->compiled.pins) {
+        for (const auto& p : view->compiled.pins) {
             pins.push_back({{"path", p.path},
                             {"role", p.role == core::PinRole::Exe ? "exe" : p.role == core::PinRole::Script ? "script" : "source"},
                             {"sha256", p.pinned_sha256},
@@ -514,7 +375,7 @@ json Agent::status() const {
         }
         s["pinned_binaries"] = pins;
         json ids = json::object();
-        for (const auto& [id, name] : ids_.all()) ids[std::to_string(id)] = name;
+        for (const auto& [id, name] : policy_.ids().all()) ids[std::to_string(id)] = name;
         s["identities"] = ids;
     }
     s["identity"] = identity_.status();
@@ -575,17 +436,15 @@ json Agent::handle(const json& line, const std::shared_ptr<AdminSession>& sessio
         return {{"ok", true}};
     }
     case core::AdminOp::policy_apply: {
-        auto change = std::make_shared<Change>();
-        change->text = std::move(request->policy);
-        change->done = [session](Result<Applied> r, const std::vector<core::PolicyProblem>& problems) {
+        session->set_waiting();
+        policy_.apply(std::move(request->policy), [session](Result<runtime::PolicyService::Applied> r,
+                                                            const std::vector<core::PolicyProblem>& problems) {
             if (!r)
                 return session->reply_later(
                     {{"ok", false}, {"error", r.message()}, {"problems", core::problems_json(problems)}});
             spdlog::info("admin: applied revision {}", r->revision.substr(0, 16));
             session->reply_later({{"ok", true}, {"revision", r->revision}, {"warnings", core::problems_json(r->warnings)}});
-        };
-        session->set_waiting();
-        change_policy(std::move(change));
+        });
         return nullptr;  // answered when the change is done
     }
     case core::AdminOp::events:
@@ -599,7 +458,7 @@ json Agent::handle(const json& line, const std::shared_ptr<AdminSession>& sessio
         auto t = enforcer_->task_identity(pidfd);
         close(pidfd);
         std::string name = "unattested";
-        if (t && t->ident != KW_IDENT_NONE) name = ids_.name(t->ident).value_or("unknown");
+        if (t && t->ident != KW_IDENT_NONE) name = policy_.ids().name(t->ident).value_or("unknown");
         return {{"ok", true},
                 {"pid", pid},
                 {"spiffe_id", name},
@@ -644,7 +503,7 @@ Result<tls::Cipher> Agent::ensure_ktls() const {
 
 Result<void> Agent::start_enrollment(tls::Cipher cipher) {
     EnrollContext ctx;
-    ctx.policy = [this] { return view_; };
+    ctx.policy = [this] { return policy_.view(); };
     kernel_port_ = std::make_unique<LinuxKernel>(*enforcer_);
     ctx.kernel = kernel_port_.get();
     ctx.identity = &identity_;
@@ -693,7 +552,7 @@ int Agent::run() {
                       bpf::kGuardAgentRule);
         return 1;
     }
-    pins_ = load_pins(options_.state_dir + "/pins.json");
+    policy_.load_pins();
     // Before the first key exists: locked memory, no core dumps, no ptrace by the uid.
     if (auto r = protect_key_memory(); !r) {
         spdlog::error("{}", r.message());
@@ -735,12 +594,12 @@ int Agent::run() {
         return 1;
     }
     enforcer_ = std::move(*enforcer);
-    if (auto r = enforcer_->restore_identities(ids_); !r) {
+    if (auto r = enforcer_->restore_identities(policy_.identities()); !r) {
         spdlog::error("{}", r.message());
         return 1;
     }
     // Only an operator's apply re-pins: a restart re-verifies against the pins on record.
-    if (auto r = publish(std::move(*parsed.policy), /*repin=*/false, /*new_policy=*/true, nullptr); !r) {
+    if (auto r = policy_.start(std::move(*parsed.policy), nullptr); !r) {
         spdlog::error("{}", r.message());
         return 1;
     }
@@ -770,7 +629,7 @@ int Agent::run() {
         spdlog::info("the pinned maps were ABI version {}: taken over as version {}", enforcer_->pinned_abi(),
                      KW_ABI_VERSION);
     if (!enforcer_->took_over()) {
-        auto st = bpf::attest_running_processes(*enforcer_, view_->compiled, options_.cgroup_root);
+        auto st = bpf::attest_running_processes(*enforcer_, policy_.view()->compiled, options_.cgroup_root);
         spdlog::info("attested {} of {} running processes from /proc (weaker than exec attestation)",
                      st.attested, st.scanned);
     }
