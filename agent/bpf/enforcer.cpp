@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "core/unique_fd.h"
@@ -101,6 +102,16 @@ Result<uint32_t> read_pinned_abi(const std::string& maps_dir) {
         return make_error("cannot open " + maps_dir + "/kw_abi: " + errno_text(errno) +
                           (errno == EPERM ? std::string(" (the pins are guarded: ") + kGuardAgentRule + ")" : ""));
     }
+    // The lookup writes the pinned map's value size: check it before reading into ours.
+    bpf_map_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0)
+        return make_error("cannot read " + maps_dir + "/kw_abi: " + errno_text(errno));
+    if (info.type != BPF_MAP_TYPE_ARRAY || info.key_size != sizeof(uint32_t) || info.value_size != sizeof(kw_abi_pin))
+        return make_error(maps_dir + "/kw_abi is not the ABI version map this agent knows (type " +
+                          std::to_string(info.type) + ", key " + std::to_string(info.key_size) + " bytes, value " +
+                          std::to_string(info.value_size) + " bytes): the pins are of an unknown kwarden. The "
+                          "programs that pinned them keep enforcing; 'kwarden teardown' removes them");
     const uint32_t zero = 0;
     kw_abi_pin pin{};
     if (bpf_map_lookup_elem(fd.get(), &zero, &pin) != 0)
@@ -119,13 +130,12 @@ Result<void> check_pinned_maps(std::initializer_list<bpf_object*> objects, uint3
                           " and does not read them. The programs that pinned them keep enforcing: start the newer "
                           "agent again, or remove everything with 'kwarden teardown' (enforcement stops)");
     std::vector<std::string> unreadable;
-    std::map<std::string, bool> seen;  // the shared maps are declared by every object
+    std::set<std::string> seen;  // the shared maps are declared by every object
     for (bpf_object* obj : objects) {
         bpf_map* map;
         bpf_object__for_each_map(map, obj) {
             const char* path = bpf_map__pin_path(map);
-            if (!path || seen[bpf_map__name(map)]) continue;
-            seen[bpf_map__name(map)] = true;
+            if (!path || !seen.insert(bpf_map__name(map)).second) continue;
             core::UniqueFd fd(bpf_obj_get(path));
             if (!fd.valid()) continue;  // new in this release: created and pinned at load
             bpf_map_info info{};

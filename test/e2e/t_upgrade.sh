@@ -10,7 +10,8 @@
 #     keeps its mutual-TLS connection (kTLS keys in the kernel, the socket's marks in the
 #     pinned maps): it echoes across the upgrade, and new connections work after it;
 #   - this agent says which version it took over, and records its own in kw_abi;
-#   - pins of a newer ABI are refused by name, and the programs keep enforcing.
+#   - pins of a newer ABI, and a version map of another layout, are refused by name, and
+#     the programs keep enforcing.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -164,6 +165,15 @@ expect_status 1 "$NEW" agent --policy "$T/policy.json" --state-dir "$T/state" --
     --admin-socket "$KW_ADMIN" --holder-socket "$T/holder.sock" --enroll-socket "$T/enroll.sock"
 assert_match "the refusal names the version" "ABI version 99, from a newer kwarden; this agent is version 4" "$KW_OUT"
 loop_more_refusals 10 "after the refused start"
+# A kw_abi of another layout (16-byte values) is refused by name, not read into 8 bytes.
+rm /sys/fs/bpf/kwarden/maps/kw_abi
+bpftool map create /sys/fs/bpf/kwarden/maps/kw_abi type array key 4 value 16 entries 1 name kw_abi
+expect_status 1 "$NEW" agent --policy "$T/policy.json" --state-dir "$T/state" --events "$T/events-refused.jsonl" \
+    --admin-socket "$KW_ADMIN" --holder-socket "$T/holder.sock" --enroll-socket "$T/enroll.sock"
+assert_match "the refusal names the map" "kw_abi is not the ABI version map this agent knows.*value 16 bytes" "$KW_OUT"
+loop_more_refusals 10 "after the second refused start"
+rm /sys/fs/bpf/kwarden/maps/kw_abi
+bpftool map create /sys/fs/bpf/kwarden/maps/kw_abi type array key 4 value 8 entries 1 name kw_abi
 bpftool map update pinned /sys/fs/bpf/kwarden/maps/kw_abi key 0 0 0 0 value 4 0 0 0 0 0 0 0
 start_agent "$T/policy.json" "$T/events-again.jsonl"
 ask echo again
