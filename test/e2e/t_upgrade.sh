@@ -161,17 +161,18 @@ abi=$(bpftool map lookup pinned /sys/fs/bpf/kwarden/maps/kw_abi key 0 0 0 0 -j |
 assert_eq "the ABI version this agent recorded in kw_abi" 4 "$abi"
 bpftool map update pinned /sys/fs/bpf/kwarden/maps/kw_abi key 0 0 0 0 value 99 0 0 0 0 0 0 0 ||
     fail "cannot write kw_abi with the guard off"
-expect_status 1 "$NEW" agent --policy "$T/policy.json" --state-dir "$T/state" --events "$T/events-refused.jsonl" \
-    --admin-socket "$KW_ADMIN" --holder-socket "$T/holder.sock" --enroll-socket "$T/enroll.sock"
-assert_match "the refusal names the version" "ABI version 99, from a newer kwarden; this agent is version 4" "$KW_OUT"
-loop_more_refusals 10 "after the refused start"
+# This agent refuses the pins, saying why (REGEX), and the old programs keep enforcing.
+refused_start() { # WHAT REGEX
+    expect_status 1 "$NEW" agent --policy "$T/policy.json" --state-dir "$T/state" --events "$T/events-refused.jsonl" \
+        --admin-socket "$KW_ADMIN" --holder-socket "$T/holder.sock" --enroll-socket "$T/enroll.sock"
+    assert_match "$1" "$2" "$KW_OUT"
+    loop_more_refusals 10 "after the refused start ($1)"
+}
+refused_start "the refusal names the version" "ABI version 99, from a newer kwarden; this agent is version 4"
 # A kw_abi of another layout (16-byte values) is refused by name, not read into 8 bytes.
 rm /sys/fs/bpf/kwarden/maps/kw_abi
 bpftool map create /sys/fs/bpf/kwarden/maps/kw_abi type array key 4 value 16 entries 1 name kw_abi
-expect_status 1 "$NEW" agent --policy "$T/policy.json" --state-dir "$T/state" --events "$T/events-refused.jsonl" \
-    --admin-socket "$KW_ADMIN" --holder-socket "$T/holder.sock" --enroll-socket "$T/enroll.sock"
-assert_match "the refusal names the map" "kw_abi is not the ABI version map this agent knows.*value 16 bytes" "$KW_OUT"
-loop_more_refusals 10 "after the second refused start"
+refused_start "the refusal names the map" "kw_abi is not the ABI version map this agent knows.*value 16 bytes"
 rm /sys/fs/bpf/kwarden/maps/kw_abi
 bpftool map create /sys/fs/bpf/kwarden/maps/kw_abi type array key 4 value 8 entries 1 name kw_abi
 bpftool map update pinned /sys/fs/bpf/kwarden/maps/kw_abi key 0 0 0 0 value 4 0 0 0 0 0 0 0
