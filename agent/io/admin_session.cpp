@@ -14,7 +14,7 @@ void AdminSession::start() {
     first_request_.async_wait([weak](boost::system::error_code ec) {
         auto self = weak.lock();
         if (ec || !self || self->requested_) return;
-        self->handler_.idle_admin_client(0);
+        self->handler_.idle(0);
         boost::system::error_code ignored;
         self->socket_.close(ignored);  // the pending read ends, and with it the session
     });

@@ -13,21 +13,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/admin.h"
+
 namespace kw::io {
 
-class AdminSession;
-
-// What answers the requests: the agent.
-class AdminHandler {
-public:
-    virtual ~AdminHandler() = default;
-    // The reply to REQUEST; null when SESSION is answered later (reply_later) or follows.
-    virtual nlohmann::json handle(const nlohmann::json& request, const std::shared_ptr<AdminSession>& session) = 0;
-    // A client (root: others are never read) sent no request within kFirstRequest.
-    virtual void idle_admin_client(uid_t uid) = 0;
-};
-
-class AdminSession : public std::enable_shared_from_this<AdminSession> {
+// The requests are answered by runtime::AdminService.
+class AdminSession final : public runtime::AdminClient, public std::enable_shared_from_this<AdminSession> {
 public:
     // A request line may carry a policy (the parser refuses more than 16 MiB); a peer
     // that sends more without a newline is cut off rather than buffered forever.
@@ -35,23 +26,23 @@ public:
     // A client that connects and says nothing holds a descriptor: its first request line
     // must be complete within this.
     static constexpr std::chrono::seconds kFirstRequest{5};
-    AdminSession(boost::asio::local::stream_protocol::socket socket, AdminHandler& handler)
+    AdminSession(boost::asio::local::stream_protocol::socket socket, runtime::AdminService& handler)
         : socket_(std::move(socket)), handler_(handler), in_(kMaxRequest), first_request_(socket_.get_executor()) {}
     void start();
-    void send(const std::string& line);
+    void send(const std::string& line) override;
     bool following() const { return following_; }
-    void set_following() { following_ = true; }
+    void set_following() override { following_ = true; }
     // The reply comes later (a policy apply compiling off the loop): no further request
     // is read until it is sent, so that replies keep the order of requests.
-    void set_waiting() { waiting_ = true; }
-    void reply_later(const nlohmann::json& response);
+    void set_waiting() override { waiting_ = true; }
+    void reply_later(const nlohmann::json& response) override;
 
 private:
     void read_next();
     void write_next();
 
     boost::asio::local::stream_protocol::socket socket_;
-    AdminHandler& handler_;
+    runtime::AdminService& handler_;
     boost::asio::streambuf in_;
     boost::asio::steady_timer first_request_;
     std::deque<std::string> out_;

@@ -30,7 +30,6 @@
 
 #include "bpf/enforcer.h"
 #include "bpf/proc_attest.h"
-#include "core/admin_request.h"
 #include "core/host_view_linux.h"
 #include "core/json_field.h"
 #include "core/peer_limits.h"
@@ -100,7 +99,7 @@ void raise_descriptor_limit() {
         spdlog::info("descriptor limit raised from {} to {}", was, rl.rlim_cur);
 }
 
-class Agent final : public AdminHandler {
+class Agent final : public runtime::AdminPorts {
 public:
     Agent(const AgentOptions& options)
         : options_(options),
@@ -114,11 +113,24 @@ public:
           policy_(policy_ports()) {}
 
     int run();
-    json handle(const json& request, const std::shared_ptr<AdminSession>& session) override;
-    void idle_admin_client(uid_t uid) override {
-        auto r = admin_limits_->refuse(uid, "idle", core::PeerLimits::Clock::now());
-        if (r.count) emit(refused_event("admin", r));
+
+    // runtime::AdminPorts
+    json status() override;
+    Result<void> unprotect() override { return enforcer_->unprotect(); }
+    void exit_soon() override;
+    void emit(const json& event) override;
+    void replay_events(const std::shared_ptr<runtime::AdminClient>& client, bool follow) override {
+        events_.replay(client, follow);
     }
+    Result<runtime::ProcessIdentity> process_identity(int pid) override;
+    json svid_list() override { return identity_.svid_list(); }
+    Result<std::string> bundle_json(const std::optional<std::string>& trust_domain) override {
+        return identity_.bundle_json(trust_domain);
+    }
+    void apply_policy(std::string text, runtime::PolicyService::Done done) override {
+        policy_.apply(std::move(text), std::move(done));
+    }
+    std::optional<std::string> identity_name(uint32_t ident) override { return policy_.ids().name(ident); }
 
 private:
     runtime::PolicyPorts policy_ports();
@@ -126,25 +138,18 @@ private:
     void on_signal();
     void watch_events();
     void on_event(const void* data, size_t size);
-    void emit(const json& event);
     Result<tls::Cipher> ensure_ktls() const;
     Result<void> start_enrollment(tls::Cipher cipher);
     void tick();
     void schedule_rotation();
     Result<void> mark_self_as_agent();
-    void emit_protection(bool on, const std::string& by);
     Result<void> open_admin_socket();
     void on_admin_connection(local::socket socket);
-    // A peer that is not root knocked on the admin socket: a guard event (at most one per
-    // uid per report interval; the others are summed up in "refused" events).
-    void refused_admin_peer(const struct ucred& cred);
     void report_refusals();
-    json status() const;
 
     AgentOptions options_;
-    // Before io_: the handlers io_ destroys may hold its slots.
-    std::shared_ptr<core::PeerLimits> admin_limits_ =
-        std::make_shared<core::PeerLimits>(0, core::kRefusalReportInterval);
+    // Before io_: the sessions io_ destroys refer to it.
+    runtime::AdminService admin_{*this};
     asio::io_context io_;
     asio::signal_set signals_;
     local::acceptor acceptor_;
@@ -331,19 +336,17 @@ Result<void> Agent::open_admin_socket() {
 void Agent::on_admin_connection(local::socket socket) {
     struct ucred cred {};
     socklen_t len = sizeof(cred);
-    if (getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == 0) {
-        std::make_shared<AdminSession>(std::move(socket), *this)->start();
+    if (getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) cred.uid = ~0u;
+    auto refusal = admin_.refuse({cred.pid, cred.uid, cred.gid});
+    if (!refusal) {
+        std::make_shared<AdminSession>(std::move(socket), admin_)->start();
         return;
     }
-    refused_admin_peer(cred);
-    std::string line = core::json_text({{"ok", false},
-                                        {"error", "permission denied: the admin socket answers root only (peer uid " +
-                                                      std::to_string(cred.uid) + ")"}}) +
-                       "\n";
+    std::string line = core::json_text(*refusal) + "\n";
     (void)::send(socket.native_handle(), line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
-json Agent::status() const {
+json Agent::status() {
     json s;
     s["kernel"] = kernel_release_;
     s["took_over_pins"] = enforcer_->took_over();
@@ -385,94 +388,32 @@ json Agent::status() const {
     // What the sockets any local user may reach refused, and failed accepts.
     json sockets;
     sockets["admin"] = {{"accept_errors", admin_accept_.errors()},
-                        {"refused_not_root", admin_limits_->refused("not_root")},
-                        {"idle_timeouts", admin_limits_->refused("idle")}};
+                        {"refused_not_root", admin_.refused("not_root")},
+                        {"idle_timeouts", admin_.refused("idle")}};
     if (enrollment_) sockets["enroll"] = enrollment_->socket_status();
     s["sockets"] = sockets;
     s["loop_exceptions"] = loop_exceptions_;
     return s;
 }
 
-void Agent::refused_admin_peer(const struct ucred& cred) {
-    if (admin_limits_->refuse(cred.uid, "not_root", core::PeerLimits::Clock::now()).count == 0) return;
-    spdlog::warn("admin socket: refused peer pid {} uid {}: root only", cred.pid, cred.uid);
-    emit({{"type", "guard"},
-          {"time", now_rfc3339()},
-          {"action", "admin_socket"},
-          {"decision", "deny"},
-          {"errno", "EPERM"},
-          {"pid", cred.pid},
-          {"uid", cred.uid},
-          {"gid", cred.gid},
-          {"decided_by", "the admin socket answers root only"}});
-}
-
 // Refusals kept back by the report interval, summed up per uid and reason.
 void Agent::report_refusals() {
     auto now = core::PeerLimits::Clock::now();
-    for (const auto& r : admin_limits_->flush(now)) emit(refused_event("admin", r));
+    admin_.report_refusals(now);
     if (enrollment_) enrollment_->report_refusals(now);
 }
 
-// The guard went on or off: operators see who switched kwarden's self-protection.
-void Agent::emit_protection(bool on, const std::string& by) {
-    emit({{"type", "protection"}, {"time", now_rfc3339()}, {"guard", on ? "on" : "off"}, {"by", by}});
+void Agent::exit_soon() {
+    auto t = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(200));
+    t->async_wait([this, t](boost::system::error_code) { io_.stop(); });
 }
 
-json Agent::handle(const json& line, const std::shared_ptr<AdminSession>& session) {
-    auto request = core::read_admin_request(line);
-    if (!request) return {{"ok", false}, {"error", request.message()}};
-    switch (request->op) {
-    case core::AdminOp::status:
-        return {{"ok", true}, {"status", status()}};
-    case core::AdminOp::stop: {
-        // The documented way out (upgrade, removal): guard off, then exit; the pinned
-        // programs keep enforcing the policy in force, unguarded, until teardown.
-        if (auto r = enforcer_->unprotect(); !r) return {{"ok", false}, {"error", r.message()}};
-        emit_protection(false, "kwarden stop (admin socket)");
-        spdlog::warn("admin: stop: guard off, exiting; the pinned programs keep enforcing");
-        auto t = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(200));
-        t->async_wait([this, t](boost::system::error_code) { io_.stop(); });
-        return {{"ok", true}};
-    }
-    case core::AdminOp::policy_apply: {
-        session->set_waiting();
-        policy_.apply(std::move(request->policy), [session](Result<runtime::PolicyService::Applied> r,
-                                                            const std::vector<core::PolicyProblem>& problems) {
-            if (!r)
-                return session->reply_later(
-                    {{"ok", false}, {"error", r.message()}, {"problems", core::problems_json(problems)}});
-            spdlog::info("admin: applied revision {}", r->revision.substr(0, 16));
-            session->reply_later({{"ok", true}, {"revision", r->revision}, {"warnings", core::problems_json(r->warnings)}});
-        });
-        return nullptr;  // answered when the change is done
-    }
-    case core::AdminOp::events:
-        events_.replay(session, request->follow);
-        if (request->follow) return nullptr;
-        return {{"ok", true}, {"end", true}};
-    case core::AdminOp::identity: {
-        int pid = request->pid;
-        int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-        if (pidfd < 0) return {{"ok", false}, {"error", "no process " + std::to_string(pid) + ": " + std::strerror(errno)}};
-        auto t = enforcer_->task_identity(pidfd);
-        close(pidfd);
-        std::string name = "unattested";
-        if (t && t->ident != KW_IDENT_NONE) name = policy_.ids().name(t->ident).value_or("unknown");
-        return {{"ok", true},
-                {"pid", pid},
-                {"spiffe_id", name},
-                {"attested_from_proc", t && (t->flags & KW_TASK_FROM_PROC)}};
-    }
-    case core::AdminOp::svid_list:
-        return identity_.svid_list();
-    case core::AdminOp::bundle_show: {
-        auto bundle = identity_.bundle_json(request->trust_domain);
-        if (!bundle) return {{"ok", false}, {"error", bundle.message()}};
-        return {{"ok", true}, {"bundle", *bundle}};
-    }
-    }
-    return {{"ok", false}, {"error", "request not handled"}};
+Result<runtime::ProcessIdentity> Agent::process_identity(int pid) {
+    core::UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+    if (!pidfd.valid()) return make_error("no process " + std::to_string(pid) + ": " + std::strerror(errno));
+    auto t = enforcer_->task_identity(pidfd.get());
+    if (!t) return runtime::ProcessIdentity{KW_IDENT_NONE, false};
+    return runtime::ProcessIdentity{t->ident, (t->flags & KW_TASK_FROM_PROC) != 0};
 }
 
 Result<void> Agent::mark_self_as_agent() {
@@ -643,7 +584,7 @@ int Agent::run() {
         return 1;
     }
     events_fd_.assign(::dup(enforcer_->events_epoll_fd()));
-    emit_protection(!options_.unprotect, options_.unprotect ? "kwarden agent --unprotect" : "agent start");
+    emit(runtime::protection_event(!options_.unprotect, options_.unprotect ? "kwarden agent --unprotect" : "agent start"));
     if (auto r = open_admin_socket(); !r) {
         spdlog::error("{}", r.message());
         return 1;

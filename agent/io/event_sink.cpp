@@ -36,11 +36,11 @@ void EventSink::emit(const nlohmann::json& event) {
     }
 }
 
-void EventSink::replay(const std::shared_ptr<AdminSession>& session, bool follow) {
-    for (const auto& recent : recent_) session->send(recent);
+void EventSink::replay(const std::shared_ptr<runtime::AdminClient>& client, bool follow) {
+    for (const auto& recent : recent_) client->send(recent);
     if (follow) {
-        session->set_following();
-        followers_.push_back(session);
+        client->set_following();
+        followers_.push_back(client);
     }
 }
 

@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/result.h"
-#include "io/admin_session.h"
+#include "runtime/admin.h"
 
 namespace kw::io {
 
@@ -23,14 +23,14 @@ public:
     // PATH: "" nowhere but the admin socket, "-" stdout, else a file appended to.
     Result<void> open(const std::string& path);
     void emit(const nlohmann::json& event);
-    // Sends SESSION the recent events; with FOLLOW, every event from now on too.
-    void replay(const std::shared_ptr<AdminSession>& session, bool follow);
+    // Sends CLIENT the recent events; with FOLLOW, every event from now on too.
+    void replay(const std::shared_ptr<runtime::AdminClient>& client, bool follow);
 
 private:
     bool to_stdout_ = false;
     std::ofstream file_;
     std::deque<std::string> recent_;
-    std::vector<std::weak_ptr<AdminSession>> followers_;
+    std::vector<std::weak_ptr<runtime::AdminClient>> followers_;
 };
 
 }  // namespace kw::io

@@ -434,4 +434,8 @@ json refused_event(const std::string& socket, const core::PeerLimits::Refusal& r
             {"uid", refusal.uid}, {"reason", refusal.reason}, {"count", refusal.count}};
 }
 
+json protection_event(bool on, const std::string& by) {
+    return {{"type", "protection"}, {"time", now_rfc3339()}, {"guard", on ? "on" : "off"}, {"by", by}};
+}
+
 }  // namespace kw::runtime

@@ -65,5 +65,7 @@ std::string format_address(const uint8_t addr[16]);
 // A "refused" event: connections to the agent's SOCKET ("admin", "enroll") refused,
 // summed up per uid and reason (core/peer_limits.h).
 nlohmann::json refused_event(const std::string& socket, const core::PeerLimits::Refusal& refusal);
+// The guard went on or off, and who switched it.
+nlohmann::json protection_event(bool on, const std::string& by);
 
 }  // namespace kw::runtime
