@@ -24,7 +24,9 @@
 #include <thread>
 
 #include "core/unique_fd.h"
+#include "handshake_test_access.h"
 #include "identity/node_identity.h"
+#include "identity/x509.h"
 #include "io/asio_loop.h"
 #include "policy_view_fixture.h"
 #include "runtime/sessions.h"
@@ -158,7 +160,16 @@ struct PeerResult {
     std::string failure;
     std::string peer_id;
     std::optional<tls::TrafficKeys> keys;
+    std::string peer_serial;  // of the leaf certificate the other end presented
 };
+
+// The serial of the leaf certificate the other end of HS presented.
+std::string peer_leaf_serial(const tls::Handshake& hs) {
+    const STACK_OF(CRYPTO_BUFFER)* chain = SSL_get0_peer_certificates(tls::HandshakeTestAccess::ssl(hs));
+    if (chain == nullptr || sk_CRYPTO_BUFFER_num(chain) == 0) return "";
+    identity::X509Ptr leaf(X509_parse_from_buffer(sk_CRYPTO_BUFFER_value(chain, 0)));
+    return leaf ? identity::serial_hex(leaf.get()) : "";
+}
 
 // Runs a whole handshake on the connected socket FD (made non-blocking), within 5 s.
 PeerResult handshake_on(int fd, tls::HandshakeConfig cfg) {
@@ -179,6 +190,7 @@ PeerResult handshake_on(int fd, tls::HandshakeConfig cfg) {
         if (*p == tls::Progress::done) {
             out.done = true;
             out.peer_id = (*hs)->peer_id().str();
+            out.peer_serial = peer_leaf_serial(**hs);
             if (auto k = (*hs)->traffic_keys(); k) out.keys = *k;
             return out;
         }
@@ -220,7 +232,13 @@ struct Runtime {
     io::AsioLoop loop{io};
     core::IdentityTable ids;
     std::shared_ptr<const runtime::PolicyView> view;
-    identity::NodeIdentity identity{"/nonexistent/kwarden-test-ca"};
+    // How far the identity's clock runs behind the real one. A fixture made with a lag
+    // issues SVIDs that are already that old when the test starts; setting it back to
+    // zero lets the test bring rotation due without waiting, while every certificate is
+    // still checked against the real time.
+    identity::Seconds identity_lag;
+    identity::NodeIdentity identity{"/nonexistent/kwarden-test-ca",
+                                    [this] { return identity::now_seconds() - identity_lag; }};
     FakeKernel kernel;
     std::shared_ptr<FakeCalls> calls = std::make_shared<FakeCalls>();
     tls::TicketMemory tickets;
@@ -231,7 +249,7 @@ struct Runtime {
     UniqueFd db_listener = listening_socket(db_port);  // the mutual-TLS destination's server
     UniqueFd app_listener = listening_socket(listen_port);  // the enrolled server's listener
 
-    Runtime() {
+    explicit Runtime(identity::Seconds lag = identity::Seconds{0}) : identity_lag(lag) {
         view = test::policy_view(policy_text(db_port, listen_port), ids);
         REQUIRE(identity.load_ca());
         auto staged = identity.prepare(view->policy);
@@ -528,6 +546,81 @@ TEST_CASE("a policy applied during a handshake: the session and its event keep t
     REQUIRE(server.get().done);
     CHECK(rt.calls->answers[1].kind == "succeed");
     CHECK(rt.last_event()["destination"] == "db");
+}
+
+TEST_CASE("an SVID rotated during a handshake: that handshake finishes with the SVID it began with, the next "
+          "connect presents the new one",
+          "[runtime][sessions]") {
+    // Issued 2000 s ago with the default one-hour TTL: past half-life, so the next tick
+    // rotates them, and still valid for another 1600 s, so the old SVID is good to the end.
+    Runtime rt(2000s);
+    const auto old_svid = rt.identity.svids().find(kApp);
+    REQUIRE(old_svid);
+    REQUIRE(old_svid->not_after > identity::now_seconds() + 60s);
+    auto app = app_socket(rt, 7);
+    std::promise<void> hello_seen, rotated;
+    auto hello = hello_seen.get_future();
+    auto go_on = rotated.get_future();
+    auto server = std::async(std::launch::async, [&] {
+        auto conn = accept_within(rt.db_listener.get(), 5000ms);
+        if (!conn.valid()) return PeerResult{};
+        // Once the ClientHello is here, the session has built its handshake. In TLS 1.3
+        // the client's certificate goes out only after the server's first flight, so the
+        // old SVID crosses the wire after the rotation: the handshake must keep the one
+        // it was built with, key included.
+        pollfd pfd{conn.get(), POLLIN, 0};
+        if (::poll(&pfd, 1, 5000) != 1) return PeerResult{};
+        hello_seen.set_value();
+        go_on.wait_for(5s);
+        return handshake_on(conn.get(), rt.peer_config(tls::Role::server, kDb, kApp));
+    });
+    rt.serve(rt.connect_call(1, 7, sockaddr_bytes(rt.db_port)));
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (hello.wait_for(0s) != std::future_status::ready && std::chrono::steady_clock::now() < deadline) {
+        rt.io.restart();
+        rt.io.run_for(10ms);
+    }
+    REQUIRE(hello.wait_for(0s) == std::future_status::ready);
+    REQUIRE(rt.calls->answers.empty());  // the handshake is still in flight
+
+    rt.identity_lag = 0s;
+    const auto report = rt.identity.tick();
+    CHECK(report.errors.empty());
+    const auto new_svid = rt.identity.svids().find(kApp);
+    REQUIRE(new_svid);
+    REQUIRE(new_svid->serial != old_svid->serial);  // otherwise the test would prove nothing
+    rotated.set_value();
+
+    rt.run_until_answered(1);
+    auto first = server.get();
+    rt.settle();
+    REQUIRE(first.done);
+    CHECK(first.peer_id == kApp);
+    CHECK(first.peer_serial == old_svid->serial);
+    CHECK(rt.calls->answers[1].kind == "succeed");
+    CHECK(rt.calls->answers[1].value == 0);
+    REQUIRE(rt.kernel.installed);
+    REQUIRE(first.keys);
+    CHECK(rt.kernel.installed->tx_secret == first.keys->rx_secret);
+    CHECK(rt.kernel.installed->rx_secret == first.keys->tx_secret);
+    CHECK(rt.last_event()["result"] == "ok");
+
+    // A connect served after the rotation takes the SVID the store holds now.
+    auto app2 = app_socket(rt, 8);
+    auto second_server = db_server(rt, kDb);
+    rt.serve(rt.connect_call(2, 8, sockaddr_bytes(rt.db_port)));
+    rt.run_until_answered(2);
+    auto second = second_server.get();
+    rt.settle();
+    REQUIRE(second.done);
+    CHECK(second.peer_id == kApp);
+    CHECK(second.peer_serial == new_svid->serial);
+    CHECK(rt.calls->answers[2].kind == "succeed");
+    CHECK(rt.calls->answers[2].value == 0);
+    REQUIRE(second.keys);
+    CHECK(rt.kernel.installed->tx_secret == second.keys->rx_secret);
+    CHECK(rt.kernel.installed->rx_secret == second.keys->tx_secret);
+    CHECK(rt.last_event()["result"] == "ok");
 }
 
 TEST_CASE("TCP Fast Open to a mutual-TLS destination fails; elsewhere it continues", "[runtime][sessions]") {

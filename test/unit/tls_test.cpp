@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "core/unique_fd.h"
+#include "handshake_test_access.h"
 #include "identity/authority.h"
 #include "tls/handshake.h"
 #include "tls/ktls.h"
@@ -33,12 +34,6 @@ using kw::core::UniqueFd;
 using namespace kw::identity;
 using namespace kw::tls;
 using namespace std::chrono_literals;
-
-namespace kw::tls {
-struct HandshakeTestAccess {
-    static SSL* ssl(const Handshake& hs) { return hs.ssl_.get(); }
-};
-}  // namespace kw::tls
 
 namespace {
 
