@@ -20,7 +20,7 @@
 #include <linux/types.h>
 #endif
 
-#define KW_ABI_VERSION 4
+#define KW_ABI_VERSION 5
 
 /* Identity 0 is "unattested". Identity ids are assigned by the agent, append-only for
  * the lifetime of the pinned maps, so a policy reload never renames a running process. */
@@ -505,6 +505,8 @@ struct kw_ev_sock {
 	__u16 port; /* host order */
 	__u32 dset;
 	__u8 addr[16];
+	__u64 revision; /* the policy DSET is numbered by (kw_sk_decided); 0: unknown, the
+			   socket was allowed by an agent of ABI 4 or older */
 };
 
 /* Socket local storage on sockets the gate allowed to a declared destination. */
@@ -517,6 +519,13 @@ struct kw_sk {
 	__u8 family;
 	__u64 established_ns;
 	__u8 addr[16];
+};
+
+/* The policy revision a socket of kw_socks was allowed under: destination sets are
+ * numbered per policy, so its events name DSET by that policy, not a later one. Its own
+ * map, so that kw_sk keeps its layout across agent upgrades. */
+struct kw_sk_decided {
+	__u64 revision;
 };
 
 /*

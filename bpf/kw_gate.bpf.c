@@ -164,9 +164,11 @@ static __always_inline void kw_emit_connect(struct kw_target *t, struct kw_verdi
 }
 
 /* Remembers an allowed TCP connection to a declared destination, for sockops. */
-static __always_inline void kw_mark_socket(struct socket *sock, struct kw_target *t, __u32 ident, __u32 dset)
+static __always_inline void kw_mark_socket(struct socket *sock, struct kw_target *t, __u32 ident, __u32 dset,
+					   __u64 revision)
 {
 	struct sock *sk = sock->sk;
+	struct kw_sk_decided *d;
 	struct kw_sk *s;
 
 	if (!sk || t->proto != IPPROTO_TCP)
@@ -182,6 +184,9 @@ static __always_inline void kw_mark_socket(struct socket *sock, struct kw_target
 	s->family = t->family;
 	s->established_ns = 0;
 	__builtin_memcpy(s->addr, t->addr, 16);
+	d = bpf_sk_storage_get(&kw_sk_decided, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (d)
+		d->revision = revision;
 }
 
 /*
@@ -279,7 +284,7 @@ static __always_inline int kw_gate(struct socket *sock, struct sockaddr *sa, int
 		kw_count(KW_CNT_CONNECT_ALLOWED);
 	}
 	if (path == KW_PATH_CONNECT)
-		kw_mark_socket(sock, &t, ident, v.dset);
+		kw_mark_socket(sock, &t, ident, v.dset, cfg ? cfg->revision : 0);
 	return 0;
 }
 

@@ -31,6 +31,8 @@ static __always_inline void kw_emit_sock(struct bpf_sock_ops *skops, struct bpf_
 	e->port = s->port;
 	e->dset = s->dset;
 	__builtin_memcpy(e->addr, s->addr, 16);
+	struct kw_sk_decided *d = bpf_sk_storage_get(&kw_sk_decided, sk, 0, 0);
+	e->revision = d ? d->revision : 0;
 	bpf_ringbuf_submit(e, 0);
 }
 

@@ -408,9 +408,15 @@ std::optional<json> EventFormatter::format(const void* data, size_t size) {
     if ((hdr.type == KW_EV_ESTABLISHED || hdr.type == KW_EV_CLOSED) && size >= sizeof(kw_ev_sock)) {
         kw_ev_sock e;
         std::memcpy(&e, data, sizeof(e));
+        // Named by the policy the connect was allowed under, as connect events are: a
+        // connection that outlives a policy change keeps the names it was allowed to.
         json names = json::array();
-        if (view_ && e.dset < view_->compiled.dset_members.size())
-            for (uint32_t d : view_->compiled.dset_members[e.dset]) names.push_back(view_->policy.destinations[d].name);
+        const PolicyView* decided = e.revision ? view_of(e.revision) : nullptr;
+        if (decided && e.dset < decided->compiled.dset_members.size())
+            for (uint32_t d : decided->compiled.dset_members[e.dset])
+                names.push_back(decided->policy.destinations[d].name);
+        char rev[17];
+        snprintf(rev, sizeof(rev), "%016llx", static_cast<unsigned long long>(e.revision));
         return json{
             {"type", hdr.type == KW_EV_ESTABLISHED ? "established" : "closed"},
             {"time", wall_time(hdr.ktime_ns)},
@@ -421,6 +427,7 @@ std::optional<json> EventFormatter::format(const void* data, size_t size) {
             {"dst_port", e.port},
             {"protocol", proto_name(e.proto)},
             {"destinations", names},
+            {"policy_revision", e.revision ? json(rev) : json(nullptr)},
             {"bytes_sent", e.bytes_sent},
             {"bytes_received", e.bytes_received},
             {"duration_ns", e.duration_ns},

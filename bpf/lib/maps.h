@@ -148,6 +148,14 @@ struct {
 	KW_PIN;
 } kw_socks SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct kw_sk_decided);
+	KW_PIN;
+} kw_sk_decided SEC(".maps");
+
 /* Sockets the agent runs mutual TLS on (value: enum kw_ktls_flags). Written by the agent
  * through the socket's fd: HANDSHAKE before it connects the socket, MANAGED right after
  * TLS_TX/TLS_RX; read by the data and SOL_TLS guards of kw_gate. A map of its own so

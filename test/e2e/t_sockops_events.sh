@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # An allowed connection to a gated destination produces one "established" and one
 # "closed" event; the closed event counts at least the bytes sent and a positive
-# duration.
+# duration, and names the destinations and the policy revision the connect was allowed under.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -39,6 +39,13 @@ for f in dst_port spiffe_id; do
         esac
     fi
 done
+# Named by the policy the connect was allowed under: the one in force.
+rev=$(status_revision)
+[[ -n $rev ]] || fail "kwarden status reports no policy revision"
+jq -e --arg rev "$rev" '.policy_revision != null and ($rev | startswith(.policy_revision))' <<<"$KW_EVENT" >/dev/null ||
+    fail "closed event: policy_revision should be the first digits of $rev, saw $(jq -c .policy_revision <<<"$KW_EVENT")"
+jq -e '.destinations | length > 0' <<<"$KW_EVENT" >/dev/null ||
+    fail "closed event: the destinations it was allowed to should be named, saw $(jq -c .destinations <<<"$KW_EVENT")"
 # established comes before closed in the stream.
 first=$(ev_select '.type == "established" or .type == "closed"' | head -n1 | jq -r .type)
 assert_eq "first lifecycle event" established "$first"

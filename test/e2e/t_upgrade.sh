@@ -136,7 +136,7 @@ stop_agent_unguarded
 loop_more_refusals 10 "with no agent running"
 KWARDEN=$NEW
 start_agent "$T/policy.json" "$T/events.jsonl"
-assert_match "what the agent took over" "the pinned maps were ABI version 3: taken over as version 4" \
+assert_match "what the agent took over" "the pinned maps were ABI version 3: taken over as version 5" \
     "$(cat "$T/agent.log")"
 loop_more_refusals 10 "under this agent"
 
@@ -158,7 +158,7 @@ assert_event "spiffe_id=$CLIENT" "peer_id=$ECHO" destination=echo
 stop_agent_unguarded
 # The guard is off now: bpftool may read the pins.
 abi=$(bpftool map lookup pinned /sys/fs/bpf/kwarden/maps/kw_abi key 0 0 0 0 -j | jq -r .formatted.value.version)
-assert_eq "the ABI version this agent recorded in kw_abi" 4 "$abi"
+assert_eq "the ABI version this agent recorded in kw_abi" 5 "$abi"
 bpftool map update pinned /sys/fs/bpf/kwarden/maps/kw_abi key 0 0 0 0 value 99 0 0 0 0 0 0 0 ||
     fail "cannot write kw_abi with the guard off"
 # This agent refuses the pins, saying why (REGEX), and the old programs keep enforcing.
@@ -168,7 +168,7 @@ refused_start() { # WHAT REGEX
     assert_match "$1" "$2" "$KW_OUT"
     loop_more_refusals 10 "after the refused start ($1)"
 }
-refused_start "the refusal names the version" "ABI version 99, from a newer kwarden; this agent is version 4"
+refused_start "the refusal names the version" "ABI version 99, from a newer kwarden; this agent is version 5"
 # A kw_abi of another layout (16-byte values) is refused by name, not read into 8 bytes.
 rm /sys/fs/bpf/kwarden/maps/kw_abi
 bpftool map create /sys/fs/bpf/kwarden/maps/kw_abi type array key 4 value 16 entries 1 name kw_abi

@@ -1,7 +1,8 @@
-// Audit events from the kernel's records (runtime/events.h): a connect record is named
-// by the policy it was decided under, even when another was loaded before it is read;
-// one whose policy is no longer kept says so instead of borrowing names. Every event has
-// the fields policy/events.schema.json requires of its type.
+// Audit events from the kernel's records (runtime/events.h): a connect record, and the
+// lifecycle of the connection it allowed, are named by the policy the connect was decided
+// under, even when another was loaded before the record is read; one whose policy is no
+// longer kept says so instead of borrowing names. Every event has the fields
+// policy/events.schema.json requires of its type.
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
@@ -68,7 +69,10 @@ void check_schema(const json& e) {
     std::ifstream in(std::string(KW_SOURCE_DIR) + "/policy/events.schema.json");
     REQUIRE(in);
     json schema = json::parse(in);
-    const json& def = schema["$defs"][e["type"].get<std::string>()];
+    std::string type = e["type"];
+    if (type == "established" || type == "closed") type = "lifecycle";
+    const json& def = schema["$defs"][type];
+    REQUIRE(def.is_object());
     for (const auto& key : def["required"]) CHECK(e.contains(key.get<std::string>()));
     for (const auto& [key, value] : e.items()) CHECK(def["properties"].contains(key));
 }
@@ -117,6 +121,53 @@ TEST_CASE("a connect event of a policy no longer kept borrows no names", "[runti
     CHECK((*e)["destinations"] == json::array());
     CHECK_THAT((*e)["decided_by"].get<std::string>(), ContainsSubstring("no longer kept"));
     check_schema(*e);
+}
+
+TEST_CASE("a connection's lifecycle events are named by the policy its connect was allowed under",
+          "[runtime][events]") {
+    core::IdentityTable ids;
+    auto old_view = test::policy_view(kOld, ids);
+    auto new_view = test::policy_view(kNew, ids);
+    uint32_t app = ids.find("spiffe://t.org/app").value();
+    REQUIRE(dset_of(*old_view, "db") != dset_of(*new_view, "db"));
+
+    kw_ev_sock record{};
+    record.hdr.type = KW_EV_CLOSED;
+    record.hdr.version = KW_ABI_VERSION;
+    record.hdr.size = sizeof(record);
+    record.tgid = 4242;
+    record.ident = app;
+    record.proto = KW_PROTO_TCP;
+    record.family = 2;
+    record.port = 5432;
+    record.dset = dset_of(*old_view, "db");
+    record.revision = old_view->compiled.config.revision;
+
+    runtime::EventFormatter formatter;
+    formatter.set_policy(old_view);
+    formatter.set_policy(new_view);  // the connection outlived the policy that allowed it
+    auto e = formatter.format(&record, sizeof record);
+    REQUIRE(e);
+    CHECK((*e)["type"] == "closed");
+    CHECK((*e)["destinations"] == json::array({"db"}));  // the new numbering would say "cache"
+    CHECK((*e)["policy_revision"].get<std::string>().size() == 16);
+    check_schema(*e);
+
+    SECTION("a socket an older agent allowed: no revision, no names borrowed") {
+        record.revision = 0;
+        auto old = formatter.format(&record, sizeof record);
+        REQUIRE(old);
+        CHECK((*old)["destinations"] == json::array());
+        CHECK((*old)["policy_revision"].is_null());
+        check_schema(*old);
+    }
+    SECTION("a policy no longer kept: no names borrowed") {
+        record.revision = 0x1234;
+        auto gone = formatter.format(&record, sizeof record);
+        REQUIRE(gone);
+        CHECK((*gone)["destinations"] == json::array());
+        CHECK((*gone)["policy_revision"] == "0000000000001234");
+    }
 }
 
 TEST_CASE("records of another ABI version or cut short are dropped", "[runtime][events]") {
