@@ -42,7 +42,7 @@ done
 # Named by the policy the connect was allowed under: the one in force.
 rev=$(status_revision)
 [[ -n $rev ]] || fail "kwarden status reports no policy revision"
-jq -e --arg rev "$rev" '.policy_revision != null and ($rev | startswith(.policy_revision))' <<<"$KW_EVENT" >/dev/null ||
+jq -e --arg rev "$rev" '.policy_revision as $p | $p != null and ($rev | startswith($p))' <<<"$KW_EVENT" >/dev/null ||
     fail "closed event: policy_revision should be the first digits of $rev, saw $(jq -c .policy_revision <<<"$KW_EVENT")"
 jq -e '.destinations | length > 0' <<<"$KW_EVENT" >/dev/null ||
     fail "closed event: the destinations it was allowed to should be named, saw $(jq -c .destinations <<<"$KW_EVENT")"

@@ -99,7 +99,9 @@ sink_snapshot db
 # ---- the previous release ----------------------------------------------------------
 KWARDEN=$PREVIOUS
 KW_AGENT_ARGS=(--enroll-socket "$T/enroll.sock")
-start_agent "$T/policy.json" "$T/events-previous.jsonl"
+# Its events follow the previous release's schema: named so that run.sh does not hold
+# them to this release's (every events*.jsonl is checked).
+start_agent "$T/policy.json" "$T/previous-release-events.jsonl"
 grep -q kw_abi <(ls /sys/fs/bpf/kwarden/maps) && fail "the previous release already pins kw_abi: not the base this test means"
 
 mkfifo -m 0666 "$T/cmd.fifo"
