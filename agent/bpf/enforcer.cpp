@@ -21,7 +21,7 @@
 
 #include "core/unique_fd.h"
 #include "kw_attest.skel.h"
-#include "core/host_view_linux.h"
+#include "host/linux_host_view.h"
 #include "kw_gate.skel.h"
 #include "kw_guard.skel.h"
 #include "kw_sockops.skel.h"
@@ -542,10 +542,10 @@ uint32_t object_id(int fd) {
     return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
 }
 
-Result<core::KernelFileFacts> path_facts(const std::string& path) {
+Result<host::KernelFileFacts> path_facts(const std::string& path) {
     core::UniqueFd fd(open(path.c_str(), O_PATH | O_CLOEXEC));
     if (!fd.valid()) return make_error("cannot open " + path + ": " + errno_text(errno));
-    auto f = core::kernel_file_facts(fd.get());
+    auto f = host::kernel_file_facts(fd.get());
     if (!f) return make_error(path + ": " + f.message());
     return f;
 }

@@ -13,7 +13,7 @@
 #include <fstream>
 #include <optional>
 
-#include "core/host_view_linux.h"
+#include "host/linux_host_view.h"
 #include "core/proc_facts.h"
 #include "core/unique_fd.h"
 #include <sstream>
@@ -138,7 +138,7 @@ ProcScanStats attest_running_processes(Enforcer& enforcer, const core::CompiledP
         // The kernel's record wins: never overwrite an identity it assigned at exec.
         bool known = enforcer.task_identity(pidfd).has_value();
         core::UniqueFd exe(open((dir + "/exe").c_str(), O_RDONLY | O_CLOEXEC));
-        auto exe_facts = exe.valid() ? core::kernel_file_facts(exe.get()) : Result<core::KernelFileFacts>(Error{});
+        auto exe_facts = exe.valid() ? host::kernel_file_facts(exe.get()) : Result<host::KernelFileFacts>(Error{});
         const std::string status = slurp(dir + "/status");
         if (!known && exe_facts && read_ids(status, facts.uid, facts.gid)) {
             const auto& f = *exe_facts;

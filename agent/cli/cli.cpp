@@ -25,7 +25,7 @@
 #include "core/policy.h"
 #include "core/compile.h"
 #include "core/gate.h"
-#include "core/host_view_linux.h"
+#include "host/linux_host_view.h"
 #include "identity/trust_store.h"
 #include "io/admin_protocol.h"
 #include "io/agent.h"
@@ -150,7 +150,7 @@ int cmd_policy_decide(const std::vector<std::string>& argv) {
     auto out = core::load_policy_file(a->positional[0]);
     print_problems("error", out.errors);
     if (!out.errors.empty()) return fail(a->positional[0] + ": invalid (" + std::to_string(out.errors.size()) + " error(s))");
-    core::LinuxHostView host;
+    host::LinuxHostView host;
     core::IdentityTable ids;
     auto compiled = core::compile_policy(*out.policy, host, ids, {}, {});
     if (!compiled) return fail(a->positional[0] + ": " + compiled.message());

@@ -17,7 +17,7 @@ namespace kw::core {
 
 // A file as the kernel knows it, and its content hash, taken from one open fd.
 struct PinnedContent {
-    kw_file_key key{};  // as the kernel sees it (see kernel_file_facts in host_view_linux.h)
+    kw_file_key key{};  // as the kernel sees it (see kernel_file_facts in host/linux_host_view.h)
     int64_t ctime_sec = 0;
     uint32_t ctime_nsec = 0;
     std::string sha256;  // lowercase hex

@@ -1,6 +1,6 @@
-// LinuxHostView (see host_view_linux.h). Symlinks are followed on purpose: at exec the
+// LinuxHostView (see linux_host_view.h). Symlinks are followed on purpose: at exec the
 // kernel sees the target inode, so that is the file to pin.
-#include "core/host_view_linux.h"
+#include "host/linux_host_view.h"
 
 #include <dirent.h>
 #include <elf.h>
@@ -24,7 +24,10 @@
 #include "core/sha256.h"
 #include "core/unique_fd.h"
 
-namespace kw::core {
+namespace kw::host {
+using core::Sha256;
+using core::UniqueFd;
+
 namespace {
 
 
@@ -179,9 +182,9 @@ std::optional<CgroupRef> LinuxHostView::resolve_cgroup(const std::string& path) 
     return ref;
 }
 
-}  // namespace kw::core
+}  // namespace kw::host
 
-namespace kw::core {
+namespace kw::host {
 
 // The system loader in list mode (`ld.so --list EXE`) resolves the closure exactly as it
 // will at exec: ld.so.cache, RUNPATH, $ORIGIN, hwcaps subdirectories, /etc/ld.so.preload.
@@ -339,4 +342,4 @@ ArgPath LinuxHostView::arg_path(const std::string& path) {
     return out;
 }
 
-}  // namespace kw::core
+}  // namespace kw::host

@@ -1,5 +1,6 @@
-// LinuxHostView: the HostView of a running system: files hashed through one open fd,
-// cgroups resolved below the cgroup2 mount.
+// LinuxHostView: the HostView (core/compile.h) of a running system: files hashed through
+// one open fd, cgroups resolved below the cgroup2 mount. The compiler sees the host only
+// through HostView, so that core does no I/O of its own.
 #pragma once
 
 #include <cstdint>
@@ -8,7 +9,12 @@
 
 #include "core/compile.h"
 
-namespace kw::core {
+namespace kw::host {
+
+using core::ArgPath;
+using core::CgroupRef;
+using core::HostView;
+using core::PinnedContent;
 
 // The identity the kernel gives the open file FD: (superblock dev, ino) and ctime, as
 // the BPF programs read them from the inode. stat(2)'s st_dev is not always the
@@ -46,4 +52,4 @@ private:
     std::string cgroup2_mount_;
 };
 
-}  // namespace kw::core
+}  // namespace kw::host

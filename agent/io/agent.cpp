@@ -30,7 +30,7 @@
 
 #include "bpf/enforcer.h"
 #include "bpf/proc_attest.h"
-#include "core/host_view_linux.h"
+#include "host/linux_host_view.h"
 #include "core/json_field.h"
 #include "core/peer_limits.h"
 #include "core/policy.h"
@@ -40,7 +40,9 @@
 #include "io/accept_loop.h"
 #include "io/admin_session.h"
 #include "io/event_sink.h"
-#include "io/enrollment.h"
+#include "io/asio_loop.h"
+#include "io/enrol_socket.h"
+#include "runtime/enrolment_service.h"
 #include "runtime/events.h"
 #include "io/hygiene.h"
 #include "io/linux_kernel.h"
@@ -161,7 +163,9 @@ private:
     std::unique_ptr<LinuxKernel> kernel_port_;  // the enrolment runtime's view of the kernel
     EventFormatter formatter_;
     identity::NodeIdentity identity_;
-    std::unique_ptr<EnrollmentService> enrollment_;
+    AsioLoop loop_{io_};  // the runtime's loop
+    std::unique_ptr<runtime::EnrollmentService> enrollment_;
+    std::unique_ptr<EnrolSocket> enrol_socket_;  // after enrollment_: destroyed first
     EventSink events_;
     uint64_t dropped_reported_ = 0;
     // Exceptions that reached the event loop: each was logged, and the loop kept running.
@@ -177,11 +181,11 @@ runtime::PolicyPorts Agent::policy_ports() {
     runtime::PolicyPorts ports;
     ports.kernel = &policy_kernel_;
     ports.identity = &identity_;
-    ports.host = [root = options_.cgroup_root] { return std::make_unique<core::LinuxHostView>(root); };
+    ports.host = [root = options_.cgroup_root] { return std::make_unique<host::LinuxHostView>(root); };
     ports.off_loop = [this](std::function<void()> job) { compiler_.post(std::move(job)); };
     ports.on_loop = [this](std::function<void()> job) { asio::post(io_, std::move(job)); };
     ports.pins_file = options_.state_dir + "/pins.json";
-    ports.installed = [this](const std::shared_ptr<const PolicyView>& view) { formatter_.set_policy(view); };
+    ports.installed = [this](const std::shared_ptr<const runtime::PolicyView>& view) { formatter_.set_policy(view); };
     ports.svids_issued = [this] {
 #ifdef KW_TEST_HOOKS
         testhooks::dump_svid_keys(identity_.svids());
@@ -290,7 +294,7 @@ void Agent::tick() {
         // cgroups re-created (systemd restarts a unit) get new ids: re-resolve. A policy
         // change under way resolves them anew; the next tick looks at its outcome.
         if (auto view = policy_.view(); view && !policy_.changing()) {
-            core::LinuxHostView host(options_.cgroup_root);
+            host::LinuxHostView host(options_.cgroup_root);
             bool changed = false;
             for (size_t i = 0; i < view->policy.workloads.size() && !changed; i++) {
                 const auto& sel = view->policy.workloads[i].selectors;
@@ -390,7 +394,7 @@ json Agent::status() {
     sockets["admin"] = {{"accept_errors", admin_accept_.errors()},
                         {"refused_not_root", admin_.refused("not_root")},
                         {"idle_timeouts", admin_.refused("idle")}};
-    if (enrollment_) sockets["enroll"] = enrollment_->socket_status();
+    if (enrol_socket_) sockets["enroll"] = enrol_socket_->status();
     s["sockets"] = sockets;
     s["loop_exceptions"] = loop_exceptions_;
     return s;
@@ -443,7 +447,8 @@ Result<tls::Cipher> Agent::ensure_ktls() const {
 }
 
 Result<void> Agent::start_enrollment(tls::Cipher cipher) {
-    EnrollContext ctx;
+    runtime::EnrollContext ctx;
+    ctx.loop = &loop_;
     ctx.policy = [this] { return policy_.view(); };
     kernel_port_ = std::make_unique<LinuxKernel>(*enforcer_);
     ctx.kernel = kernel_port_.get();
@@ -455,14 +460,15 @@ Result<void> Agent::start_enrollment(tls::Cipher cipher) {
 #ifdef KW_TEST_HOOKS
     ctx.keys_installed = testhooks::dump_traffic_keys;
 #endif
-    enrollment_ = std::make_unique<EnrollmentService>(io_, std::move(ctx));
+    enrollment_ = std::make_unique<runtime::EnrollmentService>(std::move(ctx));
     // The processes a previous agent served come back first, with the calls they hold.
     // Without a holder the agent still runs; each enrolment tries to reach one again.
     if (auto adopted = enrollment_->adopt(); !adopted)
         spdlog::error("listener holder at {}: {}", options_.holder_socket, adopted.message());
     else if (*adopted)
         spdlog::info("adopted {} enrolled process(es) from the listener holder", *adopted);
-    return enrollment_->listen(options_.enroll_socket);
+    enrol_socket_ = std::make_unique<EnrolSocket>(io_, *enrollment_);
+    return enrol_socket_->listen(options_.enroll_socket);
 }
 
 int Agent::run() {

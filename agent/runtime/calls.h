@@ -1,7 +1,7 @@
 // The calls one enrolled process holds, as the runtime answers them: check that a call
 // is still held, read and write the caller's memory, answer it, and reach the caller's
-// process and its descriptors. io/enrollment.cpp implements it on the process's seccomp
-// listener (enroll/notifier.h) and pidfds; unit tests with a fake.
+// process and its descriptors. enrolment_service.cpp implements it on the process's
+// seccomp listener (enroll/notifier.h) and pidfds; unit tests with a fake.
 #pragma once
 
 #include <sys/types.h>

@@ -1,7 +1,7 @@
 // Who may enrol: the checks on an enrolment request (`kwarden exec`'s hello) that need no
 // kernel object. A process enrols itself only: the pid it names must be the peer's (from
 // SO_PEERCRED), and it hands over exactly one descriptor. The socket, the descriptor's
-// kind and its registration with the kernel are io/enrollment.cpp's.
+// kind and its registration with the kernel are enrolment_service.cpp's.
 #pragma once
 
 #include <sys/types.h>

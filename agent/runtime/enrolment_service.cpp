@@ -1,6 +1,6 @@
-// The enrolment socket, the listener holder, and the seccomp listeners of enrolled
-// processes (see enrollment.h).
-#include "io/enrollment.h"
+// Enrolment, the listener holder, and the seccomp listeners of enrolled processes (see
+// enrolment_service.h).
+#include "runtime/enrolment_service.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -22,20 +22,20 @@
 #include <cstring>
 #include <algorithm>
 #include <ctime>
-#include <filesystem>
 #include <string_view>
 
 #include "core/json_field.h"
 #include "core/unique_fd.h"
 #include "enroll/fd_message.h"
 #include "enroll/notifier.h"
+#include "core/wall_clock.h"
 #include "runtime/enrolment.h"
+#include "runtime/events.h"
 #include "runtime/sessions.h"
 
-namespace kw::io {
-namespace asio = boost::asio;
-using local = asio::local::stream_protocol;
+namespace kw::runtime {
 using json = nlohmann::json;
+using core::now_rfc3339;
 
 namespace {
 
@@ -59,13 +59,13 @@ bool is_seccomp_listener(int fd) {
 
 // One enrolled process tree (the filter is inherited by its children): its seccomp
 // listener, through which the runtime answers the calls it holds (runtime/calls.h).
-class EnrolledProcess final : public runtime::CallPort, public std::enable_shared_from_this<EnrolledProcess> {
+class EnrolledProcess final : public CallPort, public std::enable_shared_from_this<EnrolledProcess> {
 public:
     EnrolledProcess(EnrollmentService& service, core::UniqueFd listener, std::optional<enroll::Journal> journal,
                     pid_t pid, uid_t uid, std::string command)
         : service_(service),
           notifier_(std::move(listener), std::move(journal)),
-          watch_(service.io(), ::dup(notifier_.fd())),
+          watch_(service.loop().watch(notifier_.fd())),
           pid_(pid),
           uid_(uid),
           command_(std::move(command)) {}
@@ -78,7 +78,7 @@ public:
     uid_t uid() const { return uid_; }
     const std::string& command() const { return command_; }
 
-    // runtime::CallPort, on the listener and the caller's pidfd.
+    // CallPort, on the listener and the caller's pidfd.
     bool held(uint64_t id) override { return notifier_.valid(id); }
     Result<std::vector<uint8_t>> read_memory(const enroll::Call& call, uint64_t addr, size_t len) override {
         return notifier_.read_memory(call, addr, len);
@@ -91,14 +91,14 @@ public:
     Result<void> succeed(uint64_t id, int64_t value) override { return notifier_.succeed(id, value); }
     Result<int> send_fd(uint64_t id, int fd, unsigned int flags) override { return notifier_.send_fd(id, fd, flags); }
     void note_saved_flags(uint64_t id, int flags) override { notifier_.note_saved_flags(id, flags); }
-    std::optional<runtime::Caller> caller(const enroll::Call& call) override {
+    std::optional<Caller> caller(const enroll::Call& call) override {
         auto tgid = enroll::tgid_of(call.tid);
         if (!tgid) return std::nullopt;
         core::UniqueFd pidfd(pidfd_open(*tgid));
         if (!pidfd.valid() || !notifier_.valid(call.id)) return std::nullopt;
-        return runtime::Caller{*tgid, std::move(pidfd)};
+        return Caller{*tgid, std::move(pidfd)};
     }
-    Result<core::UniqueFd> take_fd(const runtime::Caller& caller, int fd) override {
+    Result<core::UniqueFd> take_fd(const Caller& caller, int fd) override {
         core::UniqueFd copy(pidfd_getfd(caller.pidfd.get(), fd));
         if (!copy.valid()) return make_error(std::string("pidfd_getfd: ") + std::strerror(errno));
         return copy;
@@ -106,10 +106,10 @@ public:
 
 private:
     void wait_next();
-    void handle(const enroll::Call& call) { runtime::serve_call(service_.context(), shared_from_this(), pid_, call); }
+    void handle(const enroll::Call& call) { serve_call(service_.context(), shared_from_this(), pid_, call); }
     EnrollmentService& service_;
     enroll::Notifier notifier_;
-    asio::posix::stream_descriptor watch_;
+    std::unique_ptr<Readiness> watch_;
     pid_t pid_;
     uid_t uid_;
     std::string command_;
@@ -126,7 +126,7 @@ size_t EnrolledProcess::start() {
                 continue;
             }
             ++resumed;
-            runtime::resume_call(service_.context(), shared_from_this(), pid_, entry);
+            resume_call(service_.context(), shared_from_this(), pid_, entry);
         }
     }
     wait_next();
@@ -139,8 +139,7 @@ size_t EnrolledProcess::start() {
 
 void EnrolledProcess::wait_next() {
     auto self = shared_from_this();
-    watch_.async_wait(asio::posix::stream_descriptor::wait_read, [self](boost::system::error_code ec) {
-        if (ec) return;
+    watch_->wait(Readiness::For::read, [self] {
         // No task uses the filter any more: the whole process tree is gone.
         pollfd p{self->notifier_.fd(), POLLIN, 0};
         const bool ready = ::poll(&p, 1, 0) == 1;
@@ -164,53 +163,53 @@ void EnrolledProcess::wait_next() {
     });
 }
 
-
 // ---- EnrollmentService -------------------------------------------------------------
 
-
-EnrollmentService::EnrollmentService(asio::io_context& io, EnrollContext context)
-    : io_(io),
-      loop_(io),
-      context_(std::move(context)),
-      limits_(std::make_shared<core::PeerLimits>(kPendingPerUid, core::kRefusalReportInterval)),
-      acceptor_(io),
-      accept_(io, acceptor_, "enrolment socket", [this](local::socket s) { on_connection(std::move(s)); }) {
-    context_.loop = &loop_;
+EnrollmentService::EnrollmentService(EnrollContext context)
+    : context_(std::move(context)),
+      limits_(std::make_shared<core::PeerLimits>(kPendingPerUid, core::kRefusalReportInterval)) {
     context_.tickets = &tickets_;
 }
 
 EnrollmentService::~EnrollmentService() = default;
 
-Result<void> EnrollmentService::listen(const std::string& path) {
-    std::error_code ec;
-    std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-    ::unlink(path.c_str());
-    boost::system::error_code bec;
-    acceptor_.open(local(), bec);
-    if (!bec) acceptor_.bind(local::endpoint(path), bec);
-    if (!bec) acceptor_.listen(asio::socket_base::max_listen_connections, bec);
-    if (bec) return make_error("cannot listen on enrolment socket " + path + ": " + bec.message());
-    ::chmod(path.c_str(), 0666);  // any user enrols their own processes; the agent checks who
-    accept_.start();
-    return {};
-}
-
-void EnrollmentService::on_connection(local::socket socket) {
+// A connection waiting for its hello (then for its listener's claim): the slot it takes
+// of its uid's pending connections is held until it is answered or timed out.
+struct EnrollmentService::Peer {
+    core::UniqueFd socket;
     ucred cred{};
-    socklen_t cl = sizeof(cred);
-    if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0) return;
-    auto slot = limits_->admit(cred.uid);
-    if (!slot) {
-        // Answered without waiting (the line fits a fresh socket's buffer) and closed.
-        std::string line = core::json_text({{"ok", false},
-                                            {"error", "too many connections from uid " + std::to_string(cred.uid) +
-                                                          " waiting to enrol (limit " +
-                                                          std::to_string(kPendingPerUid) + "): refused"}}) +
-                           "\n";
-        (void)::send(socket.native_handle(), line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-        return refused(cred.uid, "peer_limit");
+    std::shared_ptr<core::PeerLimits::Slot> slot;
+    std::unique_ptr<Readiness> readable;
+    std::unique_ptr<Timer> timer;
+
+    // One line, sent without waiting: it fits a fresh socket's buffer, so nothing waits on
+    // a peer that does not read. The connection is done after it.
+    void reply(const json& j) {
+        std::string line = core::json_text(j) + "\n";
+        if (socket.valid()) (void)::send(socket.get(), line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        close();
     }
-    on_hello(std::make_shared<local::socket>(std::move(socket)), std::move(slot));
+    void close() {
+        readable.reset();
+        timer.reset();
+        socket.reset();
+        slot.reset();
+    }
+};
+
+void EnrollmentService::on_connection(core::UniqueFd socket) {
+    auto peer = std::make_shared<Peer>();
+    peer->socket = std::move(socket);
+    socklen_t cl = sizeof(peer->cred);
+    if (::getsockopt(peer->socket.get(), SOL_SOCKET, SO_PEERCRED, &peer->cred, &cl) != 0) return;
+    peer->slot = limits_->admit(peer->cred.uid);
+    if (!peer->slot) {
+        peer->reply({{"ok", false},
+                     {"error", "too many connections from uid " + std::to_string(peer->cred.uid) +
+                                   " waiting to enrol (limit " + std::to_string(kPendingPerUid) + "): refused"}});
+        return refused(peer->cred.uid, "peer_limit");
+    }
+    on_hello(peer);
 }
 
 void EnrollmentService::refused(uid_t uid, const std::string& reason) {
@@ -228,8 +227,7 @@ void EnrollmentService::report_refusals(core::PeerLimits::Clock::time_point now)
 }
 
 json EnrollmentService::socket_status() const {
-    return {{"accept_errors", accept_.errors()},
-            {"refused_peer_limit", limits_->refused("peer_limit")},
+    return {{"refused_peer_limit", limits_->refused("peer_limit")},
             {"idle_timeouts", limits_->refused("idle")},
             {"pending_per_uid_limit", kPendingPerUid}};
 }
@@ -275,9 +273,9 @@ Result<size_t> EnrollmentService::adopt() {
 // given every listener again, before this agent could die too and take them along.
 void EnrollmentService::watch_holder() {
     if (!holder_) return;
-    if (!holder_watch_) holder_watch_.emplace(io_, ::dup(holder_->fd()));
-    holder_watch_->async_wait(asio::posix::stream_descriptor::wait_read, [this](boost::system::error_code ec) {
-        if (ec || !holder_) return;
+    if (!holder_watch_) holder_watch_ = loop().watch(holder_->fd());
+    holder_watch_->wait(Readiness::For::read, [this] {
+        if (!holder_) return;
         char byte;
         ssize_t n = ::recv(holder_->fd(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
         if (n != 0 && !(n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) return watch_holder();
@@ -328,94 +326,68 @@ Result<void> EnrollmentService::deposit(EnrolledProcess& process) {
 struct EnrollmentService::Hello {
     core::UniqueFd listener;
     core::UniqueFd pidfd;
-    ucred cred;
     std::string command;
-    std::shared_ptr<core::PeerLimits::Slot> slot;  // held until the hello is answered
 };
 
-namespace {
-
-void reply_to(local::socket& socket, const json& j) {
-    std::string line = core::json_text(j) + "\n";
-    boost::system::error_code ignored;
-    asio::write(socket, asio::buffer(line), ignored);
-}
-
-}  // namespace
-
-void EnrollmentService::on_hello(std::shared_ptr<local::socket> socket, std::shared_ptr<core::PeerLimits::Slot> slot) {
-    // The slot is held until the hello is answered or the peer is timed out.
-    auto timer = std::make_shared<asio::steady_timer>(io_, kHelloTimeout);
-    timer->async_wait([this, socket, slot](boost::system::error_code ec) {
-        if (ec || !socket->is_open()) return;
-        ucred cred{};
-        socklen_t cl = sizeof(cred);
-        if (::getsockopt(socket->native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0) refused(cred.uid, "idle");
-        boost::system::error_code ignored;
-        socket->close(ignored);  // the wait below ends with an error
+void EnrollmentService::on_hello(const std::shared_ptr<Peer>& peer) {
+    peer->timer = loop().timer();
+    peer->timer->after(kHelloTimeout, [this, weak = std::weak_ptr<Peer>(peer)] {
+        auto p = weak.lock();
+        if (!p || !p->socket.valid()) return;
+        refused(p->cred.uid, "idle");
+        p->close();
     });
-    socket->async_wait(local::socket::wait_read, [this, socket, slot, timer](boost::system::error_code ec) {
-        timer->cancel();
-        if (ec) return;
-        auto reply = [&](const json& j) {
-            std::string line = core::json_text(j) + "\n";
-            boost::system::error_code ignored;
-            asio::write(*socket, asio::buffer(line), ignored);
-        };
-        auto msg = enroll::receive_message(socket->native_handle(), 4095, MSG_DONTWAIT);
-        if (!msg) return;
+    peer->readable = loop().watch(peer->socket.get());
+    peer->readable->wait(Readiness::For::read, [this, peer] {
+        peer->timer.reset();
+        auto msg = enroll::receive_message(peer->socket.get(), 4095, MSG_DONTWAIT);
+        if (!msg) return peer->close();
         auto request = json::parse(msg->text, nullptr, false);
-        ucred cred{};
-        socklen_t cl = sizeof(cred);
-        if (::getsockopt(socket->native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0)
-            return reply({{"ok", false}, {"error", "cannot read the peer's credentials"}});
-        auto checked = runtime::check_hello(request, cred.pid, msg->fds.size());
-        if (auto* error = std::get_if<std::string>(&checked)) return reply({{"ok", false}, {"error", *error}});
-        core::UniqueFd pidfd(pidfd_open(cred.pid));
-        if (!pidfd.valid()) return reply({{"ok", false}, {"error", "the caller is gone"}});
+        auto checked = check_hello(request, peer->cred.pid, msg->fds.size());
+        if (auto* error = std::get_if<std::string>(&checked)) return peer->reply({{"ok", false}, {"error", *error}});
+        core::UniqueFd pidfd(pidfd_open(peer->cred.pid));
+        if (!pidfd.valid()) return peer->reply({{"ok", false}, {"error", "the caller is gone"}});
         // The descriptor must be a seccomp listener, told by its anonymous inode before any
         // ioctl is sent to it (an ioctl on an arbitrary file could do anything).
         if (!is_seccomp_listener(msg->fds[0].get()))
-            return reply({{"ok", false}, {"error", "the descriptor is not a seccomp listener"}});
-        auto hello = std::make_shared<Hello>(Hello{std::move(msg->fds[0]), std::move(pidfd), cred,
-                                                    std::get<runtime::Hello>(checked).command, slot});
-        claim_then_enrol(socket, std::move(hello), std::chrono::steady_clock::now() + kClaimWait);
+            return peer->reply({{"ok", false}, {"error", "the descriptor is not a seccomp listener"}});
+        auto hello = std::make_shared<Hello>(
+            Hello{std::move(msg->fds[0]), std::move(pidfd), std::get<runtime::Hello>(checked).command});
+        claim_then_enrol(peer, std::move(hello), std::chrono::steady_clock::now() + kClaimWait);
     });
 }
-
 
 // Before the reply lets the launcher exec: an exec under a listener the kernel does not
 // know as the agent's alone gets no identity. The launcher closes its copy right after
 // sending it; until that close lands the claim is retried on a timer, so that a slow
 // launcher (or many at once) never stalls the loop.
-void EnrollmentService::claim_then_enrol(std::shared_ptr<local::socket> socket, std::shared_ptr<Hello> hello,
+void EnrollmentService::claim_then_enrol(std::shared_ptr<Peer> peer, std::shared_ptr<Hello> hello,
                                          std::chrono::steady_clock::time_point deadline) {
-    if (!socket->is_open()) return;
+    if (!peer->socket.valid()) return;
     auto claimed = enroll::try_claim_listener(hello->listener.get());
-    if (!claimed) return reply_to(*socket, {{"ok", false}, {"error", claimed.message()}});
+    if (!claimed) return peer->reply({{"ok", false}, {"error", claimed.message()}});
     if (!*claimed) {
         if (std::chrono::steady_clock::now() >= deadline)
-            return reply_to(*socket, {{"ok", false},
-                                      {"error", "another copy of the seccomp listener is still open (the enrolling "
-                                                "process kept or passed one on): whoever holds it could answer the "
-                                                "process's calls"}});
-        auto timer = std::make_shared<asio::steady_timer>(io_, kClaimRetry);
-        timer->async_wait([this, socket, hello, deadline, timer](boost::system::error_code ec) {
-            if (!ec) claim_then_enrol(socket, hello, deadline);
+            return peer->reply({{"ok", false},
+                                {"error", "another copy of the seccomp listener is still open (the enrolling "
+                                          "process kept or passed one on): whoever holds it could answer the "
+                                          "process's calls"}});
+        if (!peer->timer) peer->timer = loop().timer();
+        peer->timer->after(kClaimRetry, [this, weak = std::weak_ptr<Peer>(peer), hello, deadline] {
+            if (auto p = weak.lock()) claim_then_enrol(p, hello, deadline);
         });
         return;
     }
-    enrol(*socket, *hello);
+    enrol(*peer, *hello);
 }
 
-void EnrollmentService::enrol(local::socket& socket, Hello& hello) {
-    auto reply = [&](const json& j) { reply_to(socket, j); };
-    const ucred& cred = hello.cred;
+void EnrollmentService::enrol(Peer& peer, Hello& hello) {
+    const ucred& cred = peer.cred;
     const std::string& command = hello.command;
     std::optional<enroll::Journal> journal;
     if (!context_.holder_socket.empty()) {
         auto j = enroll::Journal::create();
-        if (!j) return reply({{"ok", false}, {"error", "the agent cannot journal held calls: " + j.message()}});
+        if (!j) return peer.reply({{"ok", false}, {"error", "the agent cannot journal held calls: " + j.message()}});
         journal.emplace(std::move(*j));
     }
     auto process = std::make_shared<EnrolledProcess>(*this, std::move(hello.listener), std::move(journal), cred.pid,
@@ -426,14 +398,15 @@ void EnrollmentService::enrol(local::socket& socket, Hello& hello) {
     if (auto r = deposit(*process); !r) {
         processes_.erase(process.get());
         spdlog::error("refusing to enrol process {} ({}): {}", cred.pid, command, r.message());
-        return reply({{"ok", false}, {"error", "the agent cannot keep the listener across restarts: " + r.message()}});
+        return peer.reply(
+            {{"ok", false}, {"error", "the agent cannot keep the listener across restarts: " + r.message()}});
     }
     if (auto r = context_.kernel->mark_enrolled(hello.pidfd.get()); !r)
         spdlog::warn("enrolled process {}: {}", cred.pid, r.message());
     process->start();
     spdlog::info("enrolled process {} (uid {}, {})", cred.pid, cred.uid, command);
     context_.emit({{"type", "enroll"}, {"time", now_rfc3339()}, {"pid", cred.pid}, {"uid", cred.uid}, {"command", command}});
-    reply({{"ok", true}});
+    peer.reply({{"ok", true}});
 }
 
-}  // namespace kw::io
+}  // namespace kw::runtime

@@ -13,7 +13,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/host_view_linux.h"
+#include "host/linux_host_view.h"
 #include "core/json_field.h"
 
 namespace kw::runtime {
@@ -104,7 +104,7 @@ EventFormatter::ExeFacts EventFormatter::exe_facts(const kw_proc_info& p) {
     }
     for (const std::string& candidate : {"/proc/" + std::to_string(p.tgid) + "/exe", f.path}) {
         if (candidate.empty()) continue;
-        auto pinned = core::hash_file(candidate);
+        auto pinned = host::hash_file(candidate);
         if (pinned && pinned->key.dev == key.dev && pinned->key.ino == key.ino &&
             pinned->ctime_sec == p.exe_ctime_sec && pinned->ctime_nsec == p.exe_ctime_nsec) {
             hash_cache_[cache_key] = pinned->sha256;

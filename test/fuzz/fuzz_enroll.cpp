@@ -1,9 +1,9 @@
 // Enrolment messages: what any local user sends on the enrolment socket (mode 0666), and
 // what the listener holder and the agent say to each other. The input is sent as one
 // message with descriptors over a real Unix socket pair and received by
-// enroll::receive_message as the agent receives it (agent/io/enrollment.cpp, on_hello);
-// the text then goes through the hello's checks as on_hello makes them (which sit in its
-// Asio handler), through the holder's reading of the same text as a request
+// enroll::receive_message as the agent receives it (runtime/enrolment_service.cpp,
+// on_hello); the text then goes through the hello's checks (runtime::check_hello),
+// through the holder's reading of the same text as a request
 // (enroll/holder.cpp, Holder::serve) and as an answer while adopting, and the replies and
 // the enrol event are serialised. None of it may throw or crash.
 #include <fcntl.h>
@@ -13,26 +13,20 @@
 #include "core/json_field.h"
 #include "enroll/fd_message.h"
 #include "fuzz_common.h"
+#include "runtime/enrolment.h"
 
 using namespace kw;
 using nlohmann::json;
 
 namespace {
 
-// The seccomp listener, the pid checks and the journal need a real process: the
-// harness stops at the first check that does.
+// The hello's checks as the agent makes them; the seccomp listener and the journal need a
+// real process: the harness stops there.
 json hello(const enroll::FdMessage& msg, pid_t peer_pid) {
-    auto request = json::parse(msg.text, nullptr, false);
-    if (!request.is_object() || core::json_string(request, "op", "") != "enroll" || !request.contains("pid") ||
-        !request["pid"].is_number_integer())
-        return {{"ok", false}, {"error", "expected {\"op\":\"enroll\",\"pid\":N} with one listener fd"}};
-    if (msg.fds.size() != 1)
-        return {{"ok", false}, {"error", "expected exactly one file descriptor, the seccomp listener"}};
-    if (request["pid"].get<int64_t>() != peer_pid)
-        return {{"ok", false}, {"error", "the pid in the request is not the caller's"}};
-    std::string command = core::json_string(request, "command", "?");
+    auto checked = runtime::check_hello(json::parse(msg.text, nullptr, false), peer_pid, msg.fds.size());
+    if (auto* error = std::get_if<std::string>(&checked)) return {{"ok", false}, {"error", *error}};
     (void)fuzz::dump_reply({{"type", "enroll"}, {"time", "2026-12-01T00:00:00Z"}, {"pid", peer_pid}, {"uid", 1000},
-                            {"command", command}});
+                            {"command", std::get<runtime::Hello>(checked).command}});
     return {{"ok", true}};
 }
 

@@ -1,11 +1,19 @@
 // Who may enrol: an enrolment request names its own pid and hands over exactly one
-// descriptor; anything else is refused with an answer that says what was expected.
+// descriptor, a seccomp listener; anything else is refused with an answer that says what
+// was expected, and a uid cannot hold more than its share of waiting connections.
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
+#include "enroll/fd_message.h"
+#include "io/asio_loop.h"
 #include "runtime/enrolment.h"
+#include "runtime/enrolment_service.h"
 
 using Catch::Matchers::ContainsSubstring;
 using kw::runtime::check_hello;
@@ -38,4 +46,92 @@ TEST_CASE("enrolment requests that are refused, and why", "[runtime][enrolment]"
     for (const json& bad : {json::array(), json("enroll"), json{{"op", "enrol"}, {"pid", 1}}, json{{"op", "enroll"}},
                             json{{"op", "enroll"}, {"pid", "4242"}}, json{{"op", "enroll"}, {"pid", 42.5}}})
         CHECK_THAT(refusal(bad, 4242, 1), ContainsSubstring("expected {\"op\":\"enroll\",\"pid\":N}"));
+}
+
+// ---- the enrolment service: what a connection to the enrolment socket gets ----------------
+
+namespace {
+
+struct Enrolment {
+    boost::asio::io_context io;
+    kw::io::AsioLoop loop{io};
+    std::vector<json> events;
+    std::unique_ptr<kw::runtime::EnrollmentService> service;
+
+    Enrolment() {
+        kw::runtime::EnrollContext ctx;
+        ctx.loop = &loop;
+        ctx.emit = [this](const json& e) { events.push_back(e); };
+        service = std::make_unique<kw::runtime::EnrollmentService>(std::move(ctx));
+    }
+    // A connection from this process: the service gets one end, the test keeps the other.
+    kw::core::UniqueFd connect() {
+        int sv[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+        service->on_connection(kw::core::UniqueFd(sv[0]));
+        return kw::core::UniqueFd(sv[1]);
+    }
+    // The answer on CLIENT, running the loop until it comes (at most 2 s).
+    json answer(int client) {
+        for (int i = 0; i < 200; ++i) {
+            io.restart();
+            io.run_for(std::chrono::milliseconds(10));
+            char buf[4096];
+            ssize_t n = ::recv(client, buf, sizeof(buf), MSG_DONTWAIT);
+            if (n > 0) return json::parse(std::string(buf, static_cast<size_t>(n)));
+            if (n == 0) return nullptr;  // closed without an answer
+        }
+        FAIL("no answer within 2 s");
+        return nullptr;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("an enrolment whose descriptor is not a seccomp listener is refused before any ioctl reaches it",
+          "[runtime][enrolment]") {
+    Enrolment e;
+    auto client = e.connect();
+    kw::core::UniqueFd not_a_listener(::eventfd(0, EFD_CLOEXEC));
+    REQUIRE(kw::enroll::send_message(client.get(), json{{"op", "enroll"}, {"pid", ::getpid()}}.dump(),
+                                     {not_a_listener.get()}));
+    auto r = e.answer(client.get());
+    CHECK(r["ok"] == false);
+    CHECK(r["error"] == "the descriptor is not a seccomp listener");
+    CHECK(e.service->enrolled() == 0);
+    // The service is done with the connection: it is closed after the answer.
+    CHECK(e.answer(client.get()).is_null());
+}
+
+TEST_CASE("an enrolment naming another process is refused with the reason", "[runtime][enrolment]") {
+    Enrolment e;
+    auto client = e.connect();
+    kw::core::UniqueFd fd(::eventfd(0, EFD_CLOEXEC));
+    REQUIRE(kw::enroll::send_message(client.get(), json{{"op", "enroll"}, {"pid", 1}}.dump(), {fd.get()}));
+    auto r = e.answer(client.get());
+    CHECK(r["ok"] == false);
+    CHECK_THAT(r["error"].get<std::string>(), ContainsSubstring("pid"));
+}
+
+TEST_CASE("a uid with too many connections waiting for their hello is refused at once, and counted",
+          "[runtime][enrolment]") {
+    Enrolment e;
+    std::vector<kw::core::UniqueFd> waiting;
+    for (size_t i = 0; i < kw::runtime::EnrollmentService::kPendingPerUid; ++i) waiting.push_back(e.connect());
+    auto refused = e.connect();
+    auto r = e.answer(refused.get());
+    CHECK(r["ok"] == false);
+    CHECK_THAT(r["error"].get<std::string>(), ContainsSubstring("too many connections from uid"));
+    CHECK(e.service->socket_status()["refused_peer_limit"] == 1);
+    REQUIRE(e.events.size() == 1);
+    CHECK(e.events[0]["type"] == "refused");
+    CHECK(e.events[0]["reason"] == "peer_limit");
+    // One of those waiting is answered and goes: its slot is free again.
+    kw::core::UniqueFd fd(::eventfd(0, EFD_CLOEXEC));
+    REQUIRE(kw::enroll::send_message(waiting[0].get(), json{{"op", "enroll"}, {"pid", ::getpid()}}.dump(),
+                                     {fd.get()}));
+    CHECK(e.answer(waiting[0].get())["error"] == "the descriptor is not a seccomp listener");
+    auto next = e.connect();
+    REQUIRE(kw::enroll::send_message(next.get(), json{{"op", "enroll"}, {"pid", ::getpid()}}.dump(), {fd.get()}));
+    CHECK(e.answer(next.get())["error"] == "the descriptor is not a seccomp listener");
 }

@@ -11,9 +11,9 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/host_view_linux.h"
+#include "host/linux_host_view.h"
 
-using kw::core::LinuxHostView;
+using kw::host::LinuxHostView;
 
 namespace {
 
@@ -177,7 +177,7 @@ TEST_CASE("the root of the host's cgroup2 hierarchy resolves at level 0") {
 }
 
 TEST_CASE("a mount's device is read from its own mountinfo line, in the kernel's encoding") {
-    using kw::core::mount_device_in;
+    using kw::host::mount_device_in;
     // Mount points are named by whoever mounts: spaces (escaped), numbers, look-alikes.
     const std::string mountinfo =
         "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
