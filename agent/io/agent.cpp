@@ -43,6 +43,7 @@
 #include "io/asio_loop.h"
 #include "io/enrol_socket.h"
 #include "runtime/enrolment_service.h"
+#include "runtime/rotation.h"
 #include "runtime/events.h"
 #include "io/hygiene.h"
 #include "io/linux_kernel.h"
@@ -109,7 +110,6 @@ public:
           acceptor_(io_),
           events_fd_(io_),
           timer_(io_),
-          rotation_timer_(io_),
           formatter_(options.cgroup_root),
           identity_(options.ca_dir),
           policy_(policy_ports()) {}
@@ -143,7 +143,6 @@ private:
     Result<tls::Cipher> ensure_ktls() const;
     Result<void> start_enrollment(tls::Cipher cipher);
     void tick();
-    void schedule_rotation();
     Result<void> mark_self_as_agent();
     Result<void> open_admin_socket();
     void on_admin_connection(local::socket socket);
@@ -158,12 +157,16 @@ private:
     AcceptLoop admin_accept_{io_, acceptor_, "admin socket", [this](local::socket s) { on_admin_connection(std::move(s)); }};
     asio::posix::stream_descriptor events_fd_;
     asio::steady_timer timer_;
-    asio::steady_timer rotation_timer_;
     std::unique_ptr<bpf::Enforcer> enforcer_;
     std::unique_ptr<LinuxKernel> kernel_port_;  // the enrolment runtime's view of the kernel
     EventFormatter formatter_;
     identity::NodeIdentity identity_;
     AsioLoop loop_{io_};  // the runtime's loop
+    runtime::Rotation rotation_{loop_, identity_, [this] {
+#ifdef KW_TEST_HOOKS
+                                    testhooks::dump_svid_keys(identity_.svids());
+#endif
+                                }};
     std::unique_ptr<runtime::EnrollmentService> enrollment_;
     std::unique_ptr<EnrolSocket> enrol_socket_;  // after enrollment_: destroyed first
     EventSink events_;
@@ -190,7 +193,7 @@ runtime::PolicyPorts Agent::policy_ports() {
 #ifdef KW_TEST_HOOKS
         testhooks::dump_svid_keys(identity_.svids());
 #endif
-        schedule_rotation();
+        rotation_.schedule();
     };
     return ports;
 }
@@ -252,35 +255,6 @@ void Agent::watch_events() {
     });
 }
 
-// SVID rotation runs on its own timer, set to the earliest rotation time, so a short
-// svid_ttl is rotated on time rather than on the next 1 s tick. A failed rotation (CA
-// expired) is retried every 5 s; the current SVID stays until it expires.
-void Agent::schedule_rotation() {
-    rotation_timer_.cancel();
-    auto next = identity_.svids().next_rotation();
-    if (!next) return;
-    auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(*next - std::chrono::system_clock::now()) +
-                 std::chrono::milliseconds(5);
-    rotation_timer_.expires_after(std::max(delay, std::chrono::milliseconds(5)));
-    rotation_timer_.async_wait([this](boost::system::error_code ec) {
-        if (ec) return;
-        auto report = identity_.tick();
-#ifdef KW_TEST_HOOKS
-        testhooks::dump_svid_keys(identity_.svids());
-#endif
-        for (const auto& line : report.rotated) spdlog::info("{}", line);
-        for (const auto& line : report.errors) spdlog::error("{}; the current SVID stays until it expires", line);
-        if (!report.errors.empty()) {
-            rotation_timer_.expires_after(std::chrono::seconds(5));
-            rotation_timer_.async_wait([this](boost::system::error_code ec2) {
-                if (!ec2) schedule_rotation();
-            });
-            return;
-        }
-        schedule_rotation();
-    });
-}
-
 void Agent::tick() {
     timer_.expires_after(std::chrono::seconds(1));
     timer_.async_wait([this](boost::system::error_code ec) {
@@ -291,26 +265,9 @@ void Agent::tick() {
                          counters[KW_CNT_EVENTS_DROPPED] - dropped_reported_, counters[KW_CNT_EVENTS_DROPPED]);
             dropped_reported_ = counters[KW_CNT_EVENTS_DROPPED];
         }
-        // cgroups re-created (systemd restarts a unit) get new ids: re-resolve. A policy
-        // change under way resolves them anew; the next tick looks at its outcome.
-        if (auto view = policy_.view(); view && !policy_.changing()) {
-            host::LinuxHostView host(options_.cgroup_root);
-            bool changed = false;
-            for (size_t i = 0; i < view->policy.workloads.size() && !changed; i++) {
-                const auto& sel = view->policy.workloads[i].selectors;
-                if (!sel.cgroup) continue;
-                auto now = host.resolve_cgroup(*sel.cgroup);
-                const auto& was = view->compiled.cgroups[i];
-                changed = now.has_value() != was.has_value() || (now && now->id != was->id);
-            }
-            if (changed) {
-                spdlog::info("a policy cgroup was created or re-created: recompiling");
-                policy_.recompile(
-                    [](Result<runtime::PolicyService::Applied> r, const std::vector<core::PolicyProblem>&) {
-                        if (!r) spdlog::error("cgroup re-resolution: {}", r.message());
-                    });
-            }
-        }
+        policy_.recheck_cgroups([](Result<runtime::PolicyService::Applied> r, const std::vector<core::PolicyProblem>&) {
+            if (!r) spdlog::error("cgroup re-resolution: {}", r.message());
+        });
         report_refusals();
         tick();
     });

@@ -364,7 +364,8 @@ void EnrollmentService::on_hello(const std::shared_ptr<Peer>& peer) {
 void EnrollmentService::claim_then_enrol(std::shared_ptr<Peer> peer, std::shared_ptr<Hello> hello,
                                          std::chrono::steady_clock::time_point deadline) {
     if (!peer->socket.valid()) return;
-    auto claimed = enroll::try_claim_listener(hello->listener.get());
+    auto claimed = context_.claim_listener ? context_.claim_listener(hello->listener.get())
+                                           : enroll::try_claim_listener(hello->listener.get());
     if (!claimed) return peer->reply({{"ok", false}, {"error", claimed.message()}});
     if (!*claimed) {
         if (std::chrono::steady_clock::now() >= deadline)
@@ -372,10 +373,10 @@ void EnrollmentService::claim_then_enrol(std::shared_ptr<Peer> peer, std::shared
                                 {"error", "another copy of the seccomp listener is still open (the enrolling "
                                           "process kept or passed one on): whoever holds it could answer the "
                                           "process's calls"}});
+        // The retry holds the connection: nothing else does while it waits (the hello's
+        // wait is over). close() drops the timer, and with it this hold.
         if (!peer->timer) peer->timer = loop().timer();
-        peer->timer->after(kClaimRetry, [this, weak = std::weak_ptr<Peer>(peer), hello, deadline] {
-            if (auto p = weak.lock()) claim_then_enrol(p, hello, deadline);
-        });
+        peer->timer->after(kClaimRetry, [this, peer, hello, deadline] { claim_then_enrol(peer, hello, deadline); });
         return;
     }
     enrol(*peer, *hello);
@@ -401,7 +402,8 @@ void EnrollmentService::enrol(Peer& peer, Hello& hello) {
         return peer.reply(
             {{"ok", false}, {"error", "the agent cannot keep the listener across restarts: " + r.message()}});
     }
-    if (auto r = context_.kernel->mark_enrolled(hello.pidfd.get()); !r)
+    KernelPort& kernel = context_.kernel ? *context_.kernel : no_kernel();
+    if (auto r = kernel.mark_enrolled(hello.pidfd.get()); !r)
         spdlog::warn("enrolled process {}: {}", cred.pid, r.message());
     process->start();
     spdlog::info("enrolled process {} (uid {}, {})", cred.pid, cred.uid, command);

@@ -31,6 +31,9 @@ namespace kw::runtime {
 // (listeners die with the agent).
 struct EnrollContext : Context {
     std::string holder_socket;
+    // Registers a listener as the agent's alone: true, false while another copy is open
+    // (retried), or the error. Unset: enroll::try_claim_listener; unit tests replace it.
+    std::function<Result<bool>(int listener)> claim_listener;
 };
 
 class EnrolledProcess;

@@ -110,6 +110,23 @@ void PolicyService::recompile(Done done) {
     enqueue(std::move(change));
 }
 
+bool PolicyService::recheck_cgroups(Done done) {
+    if (!view_ || changing()) return false;
+    auto host = ports_.host();
+    bool changed = false;
+    for (size_t i = 0; i < view_->policy.workloads.size() && !changed; i++) {
+        const auto& sel = view_->policy.workloads[i].selectors;
+        if (!sel.cgroup) continue;
+        auto now = host->resolve_cgroup(*sel.cgroup);
+        const auto& was = view_->compiled.cgroups[i];
+        changed = now.has_value() != was.has_value() || (now && now->id != was->id);
+    }
+    if (!changed) return false;
+    spdlog::info("a policy cgroup was created or re-created: recompiling");
+    recompile(std::move(done));
+    return true;
+}
+
 void PolicyService::enqueue(std::shared_ptr<Change> change) {
     changes_.push_back(std::move(change));
     if (changes_.size() == 1) compile_next();

@@ -67,6 +67,10 @@ public:
     // The policy in force compiled again (a selected cgroup came back with a new id):
     // pins kept, SVIDs kept.
     void recompile(Done done);
+    // A cgroup a workload selects was created, removed or re-created (systemd restarts a
+    // unit: a new id) since the policy in force was compiled: recompiles it, once no other
+    // change is under way (a change under way resolves them anew). Whether it did.
+    bool recheck_cgroups(Done done);
     // Whether a change is queued or running.
     bool changing() const { return !changes_.empty(); }
 

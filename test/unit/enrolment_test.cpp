@@ -6,11 +6,13 @@
 
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include "enroll/fd_message.h"
+#include "enroll/filter.h"
 #include "io/asio_loop.h"
 #include "runtime/enrolment.h"
 #include "runtime/enrolment_service.h"
@@ -58,9 +60,10 @@ struct Enrolment {
     std::vector<json> events;
     std::unique_ptr<kw::runtime::EnrollmentService> service;
 
-    Enrolment() {
+    explicit Enrolment(std::function<kw::Result<bool>(int)> claim = {}) {
         kw::runtime::EnrollContext ctx;
         ctx.loop = &loop;
+        ctx.claim_listener = std::move(claim);
         ctx.emit = [this](const json& e) { events.push_back(e); };
         service = std::make_unique<kw::runtime::EnrollmentService>(std::move(ctx));
     }
@@ -134,4 +137,61 @@ TEST_CASE("a uid with too many connections waiting for their hello is refused at
     auto next = e.connect();
     REQUIRE(kw::enroll::send_message(next.get(), json{{"op", "enroll"}, {"pid", ::getpid()}}.dump(), {fd.get()}));
     CHECK(e.answer(next.get())["error"] == "the descriptor is not a seccomp listener");
+}
+
+namespace {
+
+// A real seccomp listener, made the way `kwarden exec` makes it (enroll::install_filter),
+// in a child that hands it over and exits: the filter stays for no task at all.
+kw::core::UniqueFd seccomp_listener() {
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    kw::core::UniqueFd ours(sv[0]), theirs(sv[1]);
+    pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        auto listener = kw::enroll::install_filter();
+        if (!listener || !kw::enroll::send_message(theirs.get(), "listener", {listener->get()})) ::_exit(1);
+        ::_exit(0);
+    }
+    theirs.reset();
+    auto msg = kw::enroll::receive_message(ours.get());
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    REQUIRE(msg);
+    REQUIRE(msg->fds.size() == 1);
+    return std::move(msg->fds[0]);
+}
+
+}  // namespace
+
+TEST_CASE("a listener another copy of which is still open is claimed on a later try, and the enrolment answered",
+          "[runtime][enrolment]") {
+    int claims = 0;
+    // The launcher's copy closes after the hello is read: the first two claims find it open.
+    Enrolment e([&](int) -> kw::Result<bool> { return ++claims >= 3; });
+    auto listener = seccomp_listener();
+    auto client = e.connect();
+    REQUIRE(kw::enroll::send_message(client.get(),
+                                     json{{"op", "enroll"}, {"pid", ::getpid()}, {"command", "app"}}.dump(),
+                                     {listener.get()}));
+    listener.reset();
+    auto r = e.answer(client.get());
+    CHECK(r == json{{"ok", true}});
+    CHECK(claims == 3);
+    REQUIRE_FALSE(e.events.empty());
+    CHECK(e.events.back()["type"] == "enroll");
+    CHECK(e.events.back()["command"] == "app");
+}
+
+TEST_CASE("a listener never claimed: the enrolment is refused by name, not left hanging", "[runtime][enrolment]") {
+    Enrolment e([](int) -> kw::Result<bool> { return kw::make_error("the kernel refused it"); });
+    auto listener = seccomp_listener();
+    auto client = e.connect();
+    REQUIRE(kw::enroll::send_message(client.get(), json{{"op", "enroll"}, {"pid", ::getpid()}}.dump(),
+                                     {listener.get()}));
+    auto r = e.answer(client.get());
+    CHECK(r["ok"] == false);
+    CHECK(r["error"] == "the kernel refused it");
+    CHECK(e.service->enrolled() == 0);
 }

@@ -7,6 +7,7 @@
 
 #include <deque>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -47,8 +48,23 @@ std::string policy(const std::string& workloads, const std::string& mode = "enfo
 const std::string kApp = R"({ "id": "spiffe://t.org/app", "selectors": { "uid": 1000 } })";
 const std::string kDb = R"({ "id": "spiffe://t.org/db", "selectors": { "uid": 1001 } })";
 
+// A host whose cgroups the test creates and re-creates (a new id each time).
+class Cgroups final : public test::NoFiles {
+public:
+    explicit Cgroups(std::map<std::string, uint64_t>& ids) : ids_(ids) {}
+    std::optional<core::CgroupRef> resolve_cgroup(const std::string& path) override {
+        auto it = ids_.find(path);
+        if (it == ids_.end()) return std::nullopt;
+        return core::CgroupRef{it->second, 1};
+    }
+
+private:
+    std::map<std::string, uint64_t>& ids_;
+};
+
 struct Service {
     FakePolicyKernel kernel;
+    std::map<std::string, uint64_t> cgroups;  // path -> id, as the host has them now
     identity::NodeIdentity identity{"/nonexistent/kwarden-test-ca"};
     std::deque<std::function<void()>> compiler, loop;  // jobs posted, run by the test
     std::vector<std::shared_ptr<const runtime::PolicyView>> installed;
@@ -59,7 +75,7 @@ struct Service {
         runtime::PolicyPorts p;
         p.kernel = &kernel;
         p.identity = &identity;
-        p.host = [] { return std::make_unique<test::NoFiles>(); };
+        p.host = [this] { return std::make_unique<Cgroups>(cgroups); };
         p.off_loop = [this](std::function<void()> job) { compiler.push_back(std::move(job)); };
         p.on_loop = [this](std::function<void()> job) { loop.push_back(std::move(job)); };
         p.installed = [this](const std::shared_ptr<const runtime::PolicyView>& v) { installed.push_back(v); };
@@ -185,4 +201,37 @@ TEST_CASE("a recompile of the policy in force keeps its SVIDs", "[runtime][polic
     CHECK(s.installed.size() == 2);
     CHECK(s.issued == 1);
     CHECK(s.serial("spiffe://t.org/app") == serial);
+}
+
+TEST_CASE("a selected cgroup created or re-created recompiles the policy; otherwise nothing runs",
+          "[runtime][policy]") {
+    Service s;
+    const std::string in_cgroup = R"({ "id": "spiffe://t.org/app", "selectors": { "cgroup": "/app.slice" } })";
+    s.start(policy(in_cgroup));
+    REQUIRE_FALSE(s.installed.back()->compiled.cgroups[0].has_value());  // not there at start
+    Outcome out;
+    CHECK_FALSE(s.service.recheck_cgroups(record(out)));
+    CHECK(s.compiler.empty());
+
+    s.cgroups["/app.slice"] = 41;  // created
+    CHECK(s.service.recheck_cgroups(record(out)));
+    CHECK_FALSE(s.service.recheck_cgroups(record(out)));  // one change at a time
+    s.drain();
+    REQUIRE(out.ok);
+    REQUIRE(s.installed.back()->compiled.cgroups[0].has_value());
+    CHECK(s.installed.back()->compiled.cgroups[0]->id == 41);
+    CHECK_FALSE(s.service.recheck_cgroups(record(out)));  // unchanged since
+
+    s.cgroups["/app.slice"] = 77;  // the unit restarted: a new cgroup, a new id
+    Outcome again;
+    CHECK(s.service.recheck_cgroups(record(again)));
+    s.drain();
+    REQUIRE(again.ok);
+    CHECK(s.installed.back()->compiled.cgroups[0]->id == 77);
+
+    s.cgroups.erase("/app.slice");  // removed
+    Outcome gone;
+    CHECK(s.service.recheck_cgroups(record(gone)));
+    s.drain();
+    CHECK_FALSE(s.installed.back()->compiled.cgroups[0].has_value());
 }
