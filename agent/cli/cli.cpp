@@ -29,9 +29,6 @@
 #include "identity/trust_store.h"
 #include "io/admin_protocol.h"
 #include "io/agent.h"
-#ifdef KW_TEST_HOOKS
-#include "testhooks/key_dump.h"
-#endif
 
 namespace kw::cli {
 namespace {
@@ -71,7 +68,7 @@ void print_problems(const char* kind, const std::vector<core::PolicyProblem>& pr
     for (const auto& p : problems) std::cerr << kind << ": " << p.to_string() << "\n";
 }
 
-int cmd_agent(const std::vector<std::string>& argv) {
+int cmd_agent(const std::vector<std::string>& argv, const AgentExtension* extension) {
     std::string usage =
         "kwarden agent [--policy FILE] [--state-dir DIR] [--ca-dir DIR] [--events FILE|-] [--admin-socket PATH] "
         "[--enroll-socket PATH] [--holder-socket PATH] [--handshake-timeout D] [--tls-cipher NAME] [--pin-dir DIR] "
@@ -79,10 +76,10 @@ int cmd_agent(const std::vector<std::string>& argv) {
     std::vector<std::string> options = {"policy",        "state-dir",     "ca-dir",            "events",
                                         "admin-socket",  "enroll-socket", "holder-socket",     "handshake-timeout",
                                         "tls-cipher",    "pin-dir",       "log-level"};
-#ifdef KW_TEST_HOOKS
-    usage += " [--test-key-dump FILE]";
-    options.push_back("test-key-dump");
-#endif
+    if (extension) {
+        usage += extension->usage;
+        options.insert(options.end(), extension->options.begin(), extension->options.end());
+    }
     auto a = parse(argv, options, {"unprotect"}, usage);
     if (!a) return 2;
     if (!a->positional.empty()) return fail("agent takes no arguments, got '" + a->positional[0] + "'\nusage: " + usage, 2);
@@ -108,11 +105,8 @@ int cmd_agent(const std::vector<std::string>& argv) {
     if (level == spdlog::level::off && a->opt("log-level", "info") != "off")
         return fail("unknown --log-level '" + a->opt("log-level", "") + "' (trace, debug, info, warn, error)", 2);
     spdlog::set_level(level);
-#ifdef KW_TEST_HOOKS
-    if (a->has("test-key-dump"))
-        if (auto r = testhooks::open_key_dump(a->opt("test-key-dump", "")); !r)
-            return fail("--test-key-dump: " + r.message(), 2);
-#endif
+    if (extension)
+        if (auto r = extension->apply(*a, o); !r) return fail(r.message(), 2);
     return io::run_agent(o);
 }
 
@@ -368,7 +362,7 @@ int cmd_teardown(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv, const AgentExtension* extension) {
     spdlog::set_default_logger(spdlog::stderr_color_mt("kwarden"));
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
     if (argc < 2) {
@@ -378,7 +372,7 @@ int main(int argc, char** argv) {
     std::string cmd = argv[1];
     std::vector<std::string> rest(argv + 2, argv + argc);
     try {
-        if (cmd == "agent") return cmd_agent(rest);
+        if (cmd == "agent") return cmd_agent(rest, extension);
         if (cmd == "policy") return cmd_policy(rest);
         if (cmd == "status") return cmd_status(rest);
         if (cmd == "events") return cmd_events(rest);

@@ -49,9 +49,6 @@
 #include "io/linux_kernel.h"
 #include "runtime/policy_service.h"
 #include "io/worker.h"
-#ifdef KW_TEST_HOOKS
-#include "testhooks/key_dump.h"
-#endif
 
 namespace kw::io {
 namespace asio = boost::asio;
@@ -163,9 +160,7 @@ private:
     identity::NodeIdentity identity_;
     AsioLoop loop_{io_};  // the runtime's loop
     runtime::Rotation rotation_{loop_, identity_, [this] {
-#ifdef KW_TEST_HOOKS
-                                    testhooks::dump_svid_keys(identity_.svids());
-#endif
+                                    if (options_.hooks.svids_issued) options_.hooks.svids_issued(identity_.svids());
                                 }};
     std::unique_ptr<runtime::EnrollmentService> enrollment_;
     std::unique_ptr<EnrolSocket> enrol_socket_;  // after enrollment_: destroyed first
@@ -190,9 +185,7 @@ runtime::PolicyPorts Agent::policy_ports() {
     ports.pins_file = options_.state_dir + "/pins.json";
     ports.installed = [this](const std::shared_ptr<const runtime::PolicyView>& view) { formatter_.set_policy(view); };
     ports.svids_issued = [this] {
-#ifdef KW_TEST_HOOKS
-        testhooks::dump_svid_keys(identity_.svids());
-#endif
+        if (options_.hooks.svids_issued) options_.hooks.svids_issued(identity_.svids());
         rotation_.schedule();
     };
     return ports;
@@ -414,9 +407,7 @@ Result<void> Agent::start_enrollment(tls::Cipher cipher) {
     ctx.handshake_timeout = options_.handshake_timeout;
     ctx.cipher = cipher;
     ctx.holder_socket = options_.holder_socket;
-#ifdef KW_TEST_HOOKS
-    ctx.keys_installed = testhooks::dump_traffic_keys;
-#endif
+    ctx.keys_installed = options_.hooks.keys_installed;
     enrollment_ = std::make_unique<runtime::EnrollmentService>(std::move(ctx));
     // The processes a previous agent served come back first, with the calls they hold.
     // Without a holder the agent still runs; each enrolment tries to reach one again.

@@ -3,8 +3,12 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
+
+#include "identity/svid_store.h"
+#include "runtime/session.h"
 
 namespace kw::io {
 
@@ -26,6 +30,12 @@ struct AgentOptions {
     // Start with the guard off (bpf/kw_guard.bpf.c): the documented way to upgrade or
     // remove kwarden. Without it the guard is turned on at start.
     bool unprotect = false;
+    // What the test build (agent/testhooks/) is told; empty in the release binary, whose
+    // sources never include the hooks.
+    struct Hooks {
+        std::function<void(const identity::SvidStore&)> svids_issued;  // after each issue or rotation
+        decltype(runtime::Context::keys_installed) keys_installed;      // after each kTLS install
+    } hooks;
 };
 
 // Runs until SIGTERM/SIGINT; returns the process exit code. Enforcement outlives it.

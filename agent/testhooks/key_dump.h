@@ -1,8 +1,9 @@
-// Test builds only (the kwarden-testhooks executable, compiled with KW_TEST_HOOKS): the
+// Test builds only (the kwarden-testhooks executable, agent/testhooks/main.cpp): the
 // agent writes the secrets it holds to a file, so that test/e2e/t_key_isolation.sh can
 // search the memory of enrolled processes for them and prove none ever got there. The
-// release `kwarden` binary has none of this: every call site is inside
-// `#ifdef KW_TEST_HOOKS`, and test/cli/testhooks_compiled_out.sh checks the binary.
+// release `kwarden` binary has none of this: the hooks reach the agent as functions in
+// its options (io::AgentOptions::Hooks), set only by the test build's main, and
+// test/cli/testhooks_compiled_out.sh checks the binary.
 //
 // The file (opened 0600, appended to) gets one line per record, fields as name=value,
 // byte strings as lowercase hex:
@@ -14,10 +15,6 @@
 //     for each direction of each kTLS install: the traffic secret, and the fields of the
 //     crypto_info the kernel was given (crypto_info: the whole struct, as installed).
 #pragma once
-
-#ifndef KW_TEST_HOOKS
-#error "testhooks/key_dump.h belongs to the kwarden-testhooks build only (KW_TEST_HOOKS)"
-#endif
 
 #include <sys/types.h>
 
