@@ -71,10 +71,10 @@ void print_problems(const char* kind, const std::vector<core::PolicyProblem>& pr
 int cmd_agent(const std::vector<std::string>& argv, const AgentExtension* extension) {
     std::string usage =
         "kwarden agent [--policy FILE] [--state-dir DIR] [--ca-dir DIR] [--events FILE|-] [--admin-socket PATH] "
-        "[--enroll-socket PATH] [--holder-socket PATH] [--handshake-timeout D] [--tls-cipher NAME] [--pin-dir DIR] "
+        "[--enroll-socket PATH] [--oci-socket PATH] [--holder-socket PATH] [--handshake-timeout D] [--tls-cipher NAME] [--pin-dir DIR] "
         "[--log-level LEVEL] [--unprotect]";
     std::vector<std::string> options = {"policy",        "state-dir",     "ca-dir",            "events",
-                                        "admin-socket",  "enroll-socket", "holder-socket",     "handshake-timeout",
+                                        "admin-socket",  "enroll-socket", "oci-socket", "holder-socket",     "handshake-timeout",
                                         "tls-cipher",    "pin-dir",       "log-level"};
     if (extension) {
         usage += extension->usage;
@@ -91,6 +91,7 @@ int cmd_agent(const std::vector<std::string>& argv, const AgentExtension* extens
     o.admin_socket = a->opt("admin-socket", o.admin_socket);
     o.pin_dir = a->opt("pin-dir", o.pin_dir);
     o.enroll_socket = a->opt("enroll-socket", o.enroll_socket);
+    o.oci_socket = a->opt("oci-socket", o.oci_socket);
     o.holder_socket = a->opt("holder-socket", o.holder_socket);
     if (o.holder_socket.empty()) return fail("--holder-socket: empty path", 2);
     o.unprotect = a->flag("unprotect");

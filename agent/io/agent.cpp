@@ -164,6 +164,7 @@ private:
                                 }};
     std::unique_ptr<runtime::EnrollmentService> enrollment_;
     std::unique_ptr<EnrolSocket> enrol_socket_;  // after enrollment_: destroyed first
+    std::unique_ptr<EnrolSocket> oci_socket_;
     EventSink events_;
     uint64_t dropped_reported_ = 0;
     // Exceptions that reached the event loop: each was logged, and the loop kept running.
@@ -344,7 +345,13 @@ json Agent::status() {
     sockets["admin"] = {{"accept_errors", admin_accept_.errors()},
                         {"refused_not_root", admin_.refused("not_root")},
                         {"idle_timeouts", admin_.refused("idle")}};
-    if (enrol_socket_) sockets["enroll"] = enrol_socket_->status();
+    if (enrollment_) {
+        sockets["enroll"] = enrollment_->socket_status();
+        sockets["enroll"]["accept_errors"] = enrol_socket_ ? enrol_socket_->accept_errors() : 0;
+        sockets["oci"] = {{"path", options_.oci_socket},
+                          {"accept_errors", oci_socket_ ? oci_socket_->accept_errors() : 0},
+                          {"refused", enrollment_->refused_runtimes()}};
+    }
     s["sockets"] = sockets;
     s["loop_exceptions"] = loop_exceptions_;
     return s;
@@ -415,8 +422,14 @@ Result<void> Agent::start_enrollment(tls::Cipher cipher) {
         spdlog::error("listener holder at {}: {}", options_.holder_socket, adopted.message());
     else if (*adopted)
         spdlog::info("adopted {} enrolled process(es) from the listener holder", *adopted);
-    enrol_socket_ = std::make_unique<EnrolSocket>(io_, *enrollment_);
-    return enrol_socket_->listen(options_.enroll_socket);
+    enrol_socket_ = std::make_unique<EnrolSocket>(
+        io_, "enrolment socket", [this](core::UniqueFd fd) { enrollment_->on_connection(std::move(fd)); });
+    // Any user enrols their own processes; the service checks who.
+    if (auto r = enrol_socket_->listen(options_.enroll_socket, 0666); !r) return r;
+    if (options_.oci_socket.empty()) return {};
+    oci_socket_ = std::make_unique<EnrolSocket>(
+        io_, "seccomp-agent socket", [this](core::UniqueFd fd) { enrollment_->on_runtime_connection(std::move(fd)); });
+    return oci_socket_->listen(options_.oci_socket, 0600);  // container runtimes run as root
 }
 
 int Agent::run() {
@@ -569,6 +582,7 @@ int Agent::run() {
     enforcer_->poll_events(0);  // what the kernel reported before we stopped
     ::unlink(options_.admin_socket.c_str());
     ::unlink(options_.enroll_socket.c_str());
+    if (!options_.oci_socket.empty()) ::unlink(options_.oci_socket.c_str());
     return 0;
 }
 

@@ -21,6 +21,8 @@ struct AgentOptions {
     std::string events_path;  // "" none, "-" stdout, else a file appended to
     std::string admin_socket = "/run/kwarden/admin.sock";
     std::string enroll_socket = "/run/kwarden/enroll.sock";  // kwarden exec hands listeners here
+    // An OCI runtime hands containers' listeners here (linux.seccomp.listenerPath); "" none.
+    std::string oci_socket = "/run/kwarden/oci.sock";
     // Keeps the listeners across agent restarts (enroll/holder.h); started if none runs.
     std::string holder_socket = "/run/kwarden/holder.sock";
     std::chrono::milliseconds handshake_timeout{10000};

@@ -1,29 +1,35 @@
-// The enrolment socket that `kwarden exec` connects to: any user may connect, so no error
-// ends it (io/accept_loop.h); each connection goes to the enrolment service
+// The sockets processes enrol through: the enrolment socket that `kwarden exec` connects
+// to (any user: mode 0666), and the seccomp-agent socket an OCI runtime hands a
+// container's listener to (`linux.seccomp.listenerPath`; root: mode 0600). No error ends
+// them (io/accept_loop.h); each connection goes to the enrolment service
 // (runtime/enrolment_service.h), which decides what it gets.
 #pragma once
 
 #include <utility>  // before Asio (Boost 1.74 with GCC 12 and C++20)
 
+#include <sys/types.h>
+
 #include <boost/asio.hpp>
+#include <functional>
 #include <string>
 
 #include "core/result.h"
+#include "core/unique_fd.h"
 #include "io/accept_loop.h"
-#include "runtime/enrolment_service.h"
 
 namespace kw::io {
 
 class EnrolSocket {
 public:
-    EnrolSocket(boost::asio::io_context& io, runtime::EnrollmentService& service);
-    // Listens on PATH, mode 0666: any user may enrol their own processes.
-    Result<void> listen(const std::string& path);
-    // Accept errors and the service's refusals, for `kwarden status`.
-    nlohmann::json status() const;
+    // NAME for logs ("enrolment socket"); each accepted connection goes to ON_CONNECTION.
+    EnrolSocket(boost::asio::io_context& io, std::string name, std::function<void(core::UniqueFd)> on_connection);
+    // Listens on PATH with MODE.
+    Result<void> listen(const std::string& path, mode_t mode);
+    uint64_t accept_errors() const { return accept_.errors(); }
 
 private:
-    runtime::EnrollmentService& service_;
+    std::string name_;
+    std::function<void(core::UniqueFd)> on_connection_;
     boost::asio::local::stream_protocol::acceptor acceptor_;
     AcceptLoop accept_;
 };

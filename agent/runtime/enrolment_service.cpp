@@ -28,6 +28,7 @@
 #include "core/unique_fd.h"
 #include "enroll/fd_message.h"
 #include "enroll/notifier.h"
+#include "core/oci_state.h"
 #include "core/wall_clock.h"
 #include "runtime/enrolment.h"
 #include "runtime/events.h"
@@ -46,6 +47,16 @@ int pidfd_getfd(int pidfd, int fd) { return static_cast<int>(::syscall(SYS_pidfd
 bool same_open_file(int a, int b) {
     pid_t self = ::getpid();
     return ::syscall(SYS_kcmp, self, self, KCMP_FILE, a, b) == 0;
+}
+
+json container_json(const core::ContainerFacts& f) {
+    auto or_null = [](const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); };
+    return {{"id", f.id},
+            {"name", or_null(f.name)},
+            {"image", or_null(f.image)},
+            {"pod_namespace", or_null(f.pod_namespace)},
+            {"pod_name", or_null(f.pod_name)},
+            {"pod_uid", or_null(f.pod_uid)}};
 }
 
 bool is_seccomp_listener(int fd) {
@@ -181,12 +192,22 @@ struct EnrollmentService::Peer {
     std::shared_ptr<core::PeerLimits::Slot> slot;
     std::unique_ptr<Readiness> readable;
     std::unique_ptr<Timer> timer;
+    // A container runtime (the seccomp-agent socket): it reads no answer; what refuses it
+    // goes here instead, then the connection closes.
+    std::function<void(const std::string& error)> refused;
+    std::string text;  // its state, as it arrives
+    std::vector<core::UniqueFd> fds;  // the descriptors that came with it
+    std::shared_ptr<void> counted;    // its place among the pending runtime connections
 
     // One line, sent without waiting: it fits a fresh socket's buffer, so nothing waits on
     // a peer that does not read. The connection is done after it.
     void reply(const json& j) {
-        std::string line = core::json_text(j) + "\n";
-        if (socket.valid()) (void)::send(socket.get(), line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (refused) {
+            if (!core::json_bool(j, "ok", false)) refused(core::json_string(j, "error", "refused"));
+        } else {
+            std::string line = core::json_text(j) + "\n";
+            if (socket.valid()) (void)::send(socket.get(), line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        }
         close();
     }
     void close() {
@@ -194,6 +215,8 @@ struct EnrollmentService::Peer {
         timer.reset();
         socket.reset();
         slot.reset();
+        fds.clear();
+        counted.reset();
     }
 };
 
@@ -327,6 +350,8 @@ struct EnrollmentService::Hello {
     core::UniqueFd listener;
     core::UniqueFd pidfd;
     std::string command;
+    pid_t pid = 0;  // the process under the listener's filter
+    std::optional<core::ContainerFacts> container;
 };
 
 void EnrollmentService::on_hello(const std::shared_ptr<Peer>& peer) {
@@ -351,8 +376,8 @@ void EnrollmentService::on_hello(const std::shared_ptr<Peer>& peer) {
         // ioctl is sent to it (an ioctl on an arbitrary file could do anything).
         if (!is_seccomp_listener(msg->fds[0].get()))
             return peer->reply({{"ok", false}, {"error", "the descriptor is not a seccomp listener"}});
-        auto hello = std::make_shared<Hello>(
-            Hello{std::move(msg->fds[0]), std::move(pidfd), std::get<runtime::Hello>(checked).command});
+        auto hello = std::make_shared<Hello>(Hello{std::move(msg->fds[0]), std::move(pidfd),
+                                                   std::get<runtime::Hello>(checked).command, peer->cred.pid, {}});
         claim_then_enrol(peer, std::move(hello), std::chrono::steady_clock::now() + kClaimWait);
     });
 }
@@ -383,7 +408,8 @@ void EnrollmentService::claim_then_enrol(std::shared_ptr<Peer> peer, std::shared
 }
 
 void EnrollmentService::enrol(Peer& peer, Hello& hello) {
-    const ucred& cred = peer.cred;
+    const pid_t pid = hello.pid;
+    const uid_t uid = peer.cred.uid;
     const std::string& command = hello.command;
     std::optional<enroll::Journal> journal;
     if (!context_.holder_socket.empty()) {
@@ -391,24 +417,105 @@ void EnrollmentService::enrol(Peer& peer, Hello& hello) {
         if (!j) return peer.reply({{"ok", false}, {"error", "the agent cannot journal held calls: " + j.message()}});
         journal.emplace(std::move(*j));
     }
-    auto process = std::make_shared<EnrolledProcess>(*this, std::move(hello.listener), std::move(journal), cred.pid,
-                                                     cred.uid, command);
+    auto process =
+        std::make_shared<EnrolledProcess>(*this, std::move(hello.listener), std::move(journal), pid, uid, command);
     // Fail closed on availability too: a listener the holder does not keep would make
     // every trapped call of the process fail with ENOSYS after an agent restart.
     processes_[process.get()] = process;
     if (auto r = deposit(*process); !r) {
         processes_.erase(process.get());
-        spdlog::error("refusing to enrol process {} ({}): {}", cred.pid, command, r.message());
+        spdlog::error("refusing to enrol process {} ({}): {}", pid, command, r.message());
         return peer.reply(
             {{"ok", false}, {"error", "the agent cannot keep the listener across restarts: " + r.message()}});
     }
     KernelPort& kernel = context_.kernel ? *context_.kernel : no_kernel();
-    if (auto r = kernel.mark_enrolled(hello.pidfd.get()); !r)
-        spdlog::warn("enrolled process {}: {}", cred.pid, r.message());
+    if (auto r = kernel.mark_enrolled(hello.pidfd.get()); !r) spdlog::warn("enrolled process {}: {}", pid, r.message());
     process->start();
-    spdlog::info("enrolled process {} (uid {}, {})", cred.pid, cred.uid, command);
-    context_.emit({{"type", "enroll"}, {"time", now_rfc3339()}, {"pid", cred.pid}, {"uid", cred.uid}, {"command", command}});
+    spdlog::info("enrolled process {} (uid {}, {})", pid, uid, command);
+    json event = {{"type", "enroll"}, {"time", now_rfc3339()}, {"pid", pid}, {"uid", uid}, {"command", command}};
+    if (hello.container) event["container"] = container_json(*hello.container);
+    context_.emit(event);
     peer.reply({{"ok", true}});
+}
+
+// ---- the OCI runtime's seccomp-agent socket -------------------------------------------
+
+void EnrollmentService::on_runtime_connection(core::UniqueFd socket) {
+    auto peer = std::make_shared<Peer>();
+    peer->socket = std::move(socket);
+    socklen_t cl = sizeof(peer->cred);
+    if (::getsockopt(peer->socket.get(), SOL_SOCKET, SO_PEERCRED, &peer->cred, &cl) != 0) return;
+    peer->refused = [this, weak = std::weak_ptr<Peer>(peer)](const std::string& error) {
+        if (auto p = weak.lock()) refuse_runtime(*p, error);
+    };
+    // The socket is root's alone (mode 0600); a peer that is not root got in some other way.
+    if (peer->cred.uid != 0)
+        return peer->reply({{"ok", false},
+                            {"error", "the seccomp-agent socket serves container runtimes running as root (peer uid " +
+                                          std::to_string(peer->cred.uid) + ")"}});
+    if (pending_runtime_ >= kPendingRuntime)
+        return peer->reply({{"ok", false},
+                            {"error", "more than " + std::to_string(kPendingRuntime) +
+                                          " container runtime connections waiting to send their state"}});
+    ++pending_runtime_;
+    peer->counted = std::shared_ptr<void>(nullptr, [this](void*) { --pending_runtime_; });
+    peer->timer = loop().timer();
+    peer->timer->after(kRuntimeStateWait, [this, weak = std::weak_ptr<Peer>(peer)] {
+        if (auto p = weak.lock())
+            p->reply({{"ok", false},
+                      {"error", "no container process state within " + std::to_string(kRuntimeStateWait.count()) + " s"}});
+    });
+    peer->readable = loop().watch(peer->socket.get());
+    read_runtime_state(peer);
+}
+
+// The state may come in several reads (the descriptors with the first): it is read until
+// it is whole JSON, the runtime closes, or it grows past what any state is.
+void EnrollmentService::read_runtime_state(const std::shared_ptr<Peer>& peer) {
+    peer->readable->wait(Readiness::For::read, [this, peer] {
+        pollfd p{peer->socket.get(), POLLIN, 0};
+        if (::poll(&p, 1, 0) != 1) return read_runtime_state(peer);  // woken with nothing to read
+        auto chunk = enroll::receive_message(peer->socket.get(), core::kOciStateMax, MSG_DONTWAIT);
+        if (!chunk) {
+            if (chunk.message() == "closed")
+                return peer->reply({{"ok", false}, {"error", "the runtime closed before its state was whole"}});
+            return peer->reply({{"ok", false}, {"error", "reading the container process state: " + chunk.message()}});
+        }
+        if (!chunk->fds.empty() && !peer->fds.empty())
+            return peer->reply({{"ok", false}, {"error", "descriptors after the first part of the state"}});
+        for (auto& fd : chunk->fds) peer->fds.push_back(std::move(fd));
+        peer->text += chunk->text;
+        if (peer->text.size() > core::kOciStateMax)
+            return peer->reply({{"ok", false}, {"error", "container process state larger than " +
+                                                             std::to_string(core::kOciStateMax >> 10) + " KiB"}});
+        if (!json::accept(peer->text)) return read_runtime_state(peer);  // more to come
+        auto state = core::parse_oci_process_state(peer->text, peer->fds.size());
+        if (!state) return peer->reply({{"ok", false}, {"error", state.message()}});
+        core::UniqueFd listener = std::move(peer->fds[state->seccomp_fd]);
+        peer->fds.clear();
+        if (!is_seccomp_listener(listener.get()))
+            return peer->reply({{"ok", false}, {"error", "the seccompFd descriptor is not a seccomp listener"}});
+        core::UniqueFd pidfd(pidfd_open(state->pid));
+        if (!pidfd.valid())
+            return peer->reply({{"ok", false}, {"error", "the container process " + std::to_string(state->pid) + " is gone"}});
+        auto facts = core::container_facts(*state);
+        std::string command = "container " + facts.name.value_or(state->id);
+        auto hello = std::make_shared<Hello>(
+            Hello{std::move(listener), std::move(pidfd), std::move(command), state->pid, std::move(facts)});
+        peer->timer.reset();  // the claim's retries have their own deadline
+        claim_then_enrol(peer, std::move(hello), std::chrono::steady_clock::now() + kClaimWait);
+    });
+}
+
+void EnrollmentService::refuse_runtime(Peer& peer, const std::string& why) {
+    ++refused_runtimes_;
+    spdlog::error("seccomp-agent socket: refused a container process from runtime pid {}: {}", peer.cred.pid, why);
+    context_.emit({{"type", "enroll"},
+                   {"time", now_rfc3339()},
+                   {"pid", peer.cred.pid},
+                   {"uid", peer.cred.uid},
+                   {"command", "?"},
+                   {"error", why}});
 }
 
 }  // namespace kw::runtime

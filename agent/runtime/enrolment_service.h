@@ -62,6 +62,17 @@ public:
     // A connection to the enrolment socket (any user may connect): its hello is awaited,
     // checked and answered.
     void on_connection(core::UniqueFd socket);
+    // A connection to the seccomp-agent socket: an OCI runtime (root) sends a container
+    // process's state and its listener (core/oci_state.h), and reads no answer. A state
+    // refused is logged and an event; the listener is closed, so that the container's
+    // trapped calls fail (ENOSYS) rather than run unserved.
+    void on_runtime_connection(core::UniqueFd socket);
+    // Runtimes give a container process up to this long between connecting and sending
+    // its state (crun with no_new_privs sends it at `crun start`).
+    static constexpr std::chrono::seconds kRuntimeStateWait{120};
+    // Connections from a runtime waiting to send their state, at most.
+    static constexpr size_t kPendingRuntime = 256;
+    uint64_t refused_runtimes() const { return refused_runtimes_; }
     size_t enrolled() const { return processes_.size(); }
     bool holder_attached() const { return holder_.has_value(); }
     const EnrollContext& context() const { return context_; }
@@ -79,6 +90,8 @@ private:
     void claim_then_enrol(std::shared_ptr<Peer> peer, std::shared_ptr<Hello> hello,
                           std::chrono::steady_clock::time_point deadline);
     void enrol(Peer& peer, Hello& hello);
+    void read_runtime_state(const std::shared_ptr<Peer>& peer);
+    void refuse_runtime(Peer& peer, const std::string& why);
     void refused(uid_t uid, const std::string& reason);
     // Deposits PROCESS's listener and journal with the holder, re-attaching (and
     // re-depositing every listener) if the holder went away.
@@ -92,6 +105,8 @@ private:
     std::map<EnrolledProcess*, std::shared_ptr<EnrolledProcess>> processes_;
     std::optional<enroll::HolderClient> holder_;
     std::unique_ptr<Readiness> holder_watch_;
+    size_t pending_runtime_ = 0;
+    uint64_t refused_runtimes_ = 0;
 };
 
 }  // namespace kw::runtime

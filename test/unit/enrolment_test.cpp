@@ -195,3 +195,104 @@ TEST_CASE("a listener never claimed: the enrolment is refused by name, not left 
     CHECK(r["error"] == "the kernel refused it");
     CHECK(e.service->enrolled() == 0);
 }
+
+// ---- the seccomp-agent socket: a container runtime hands a container process over ------
+
+namespace {
+
+json runtime_state(const std::string& container) {
+    return {{"ociVersion", "1.0.2-dev"},
+            {"fds", {"seccompFd"}},
+            {"pid", ::getpid()},
+            {"state",
+             {{"ociVersion", "1.0.2-dev"},
+              {"id", container},
+              {"status", "creating"},
+              {"bundle", "/run/containerd/io.containerd.runtime.v2.task/k8s.io/" + container},
+              {"annotations",
+               {{"io.kubernetes.cri.container-type", "container"},
+                {"io.kubernetes.cri.container-name", "billing"},
+                {"io.kubernetes.cri.image-name", "example.org/billing:1.4"},
+                {"io.kubernetes.cri.sandbox-namespace", "payments"},
+                {"io.kubernetes.cri.sandbox-name", "billing-7d9f"},
+                {"io.kubernetes.cri.sandbox-uid", "0b8c7e7a-9f0e-4a6e-8b2a-1c2d3e4f5a6b"}}}}}};
+}
+
+// A connection to the seccomp-agent socket from this process (root, as runtimes are).
+kw::core::UniqueFd runtime_connection(Enrolment& e) {
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    e.service->on_runtime_connection(kw::core::UniqueFd(sv[0]));
+    return kw::core::UniqueFd(sv[1]);
+}
+
+}  // namespace
+
+TEST_CASE("a container runtime's state and listener enrol the container process, named by its pod",
+          "[runtime][enrolment][oci]") {
+    if (::getuid() != 0) SKIP("the seccomp-agent socket serves root peers: run as root");
+    Enrolment e;
+    auto listener = seccomp_listener();
+    auto runtime = runtime_connection(e);
+    SECTION("runc: one compact message") {
+        REQUIRE(kw::enroll::send_message(runtime.get(), runtime_state("c1").dump(), {listener.get()}));
+    }
+    SECTION("crun: pretty-printed, and read in two parts here") {
+        std::string text = runtime_state("c1").dump(4) + "\n";
+        REQUIRE(kw::enroll::send_message(runtime.get(), text.substr(0, 100), {listener.get()}));
+        e.io.restart();
+        e.io.run_for(std::chrono::milliseconds(20));
+        REQUIRE(kw::enroll::send_message(runtime.get(), text.substr(100)));
+    }
+    listener.reset();
+    // The runtime reads no answer: the connection just ends.
+    CHECK(e.answer(runtime.get()).is_null());
+    REQUIRE_FALSE(e.events.empty());
+    const json& enrolled = e.events.back();
+    CHECK(enrolled["type"] == "enroll");
+    CHECK_FALSE(enrolled.contains("error"));
+    CHECK(enrolled["pid"] == ::getpid());
+    CHECK(enrolled["container"]["id"] == "c1");
+    CHECK(enrolled["container"]["name"] == "billing");
+    CHECK(enrolled["container"]["pod_namespace"] == "payments");
+    CHECK(enrolled["command"] == "container billing");
+}
+
+TEST_CASE("what a container runtime sends that is not a container process's state is refused, named",
+          "[runtime][enrolment][oci]") {
+    if (::getuid() != 0) SKIP("the seccomp-agent socket serves root peers: run as root");
+    Enrolment e;
+    auto runtime = runtime_connection(e);
+    std::string why;
+    SECTION("a descriptor that is not a seccomp listener") {
+        kw::core::UniqueFd fd(::eventfd(0, EFD_CLOEXEC));
+        REQUIRE(kw::enroll::send_message(runtime.get(), runtime_state("c2").dump(), {fd.get()}));
+        why = "not a seccomp listener";
+    }
+    SECTION("no descriptor") {
+        REQUIRE(kw::enroll::send_message(runtime.get(), runtime_state("c2").dump()));
+        why = "but 0 came with it";
+    }
+    SECTION("the runtime closes before the state is whole") {
+        auto listener = seccomp_listener();
+        REQUIRE(kw::enroll::send_message(runtime.get(), runtime_state("c2").dump().substr(0, 40), {listener.get()}));
+        runtime.reset();
+        why = "closed before its state was whole";
+    }
+    SECTION("a state of another shape") {
+        auto listener = seccomp_listener();
+        json j = runtime_state("c2");
+        j["state"]["bundle"] = "relative";
+        REQUIRE(kw::enroll::send_message(runtime.get(), j.dump(), {listener.get()}));
+        why = "\"state.bundle\"";
+    }
+    for (int i = 0; i < 100 && e.events.empty(); ++i) {
+        e.io.restart();
+        e.io.run_for(std::chrono::milliseconds(10));
+    }
+    REQUIRE(e.events.size() == 1);
+    CHECK(e.events[0]["type"] == "enroll");
+    CHECK_THAT(e.events[0]["error"].get<std::string>(), ContainsSubstring(why));
+    CHECK(e.service->refused_runtimes() == 1);
+    CHECK(e.service->enrolled() == 0);
+}
