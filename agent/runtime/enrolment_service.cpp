@@ -453,12 +453,12 @@ void EnrollmentService::on_runtime_connection(core::UniqueFd socket) {
         return peer->reply({{"ok", false},
                             {"error", "the seccomp-agent socket serves container runtimes running as root (peer uid " +
                                           std::to_string(peer->cred.uid) + ")"}});
-    if (pending_runtime_ >= kPendingRuntime)
+    if (*pending_runtime_ >= kPendingRuntime)
         return peer->reply({{"ok", false},
                             {"error", "more than " + std::to_string(kPendingRuntime) +
                                           " container runtime connections waiting to send their state"}});
-    ++pending_runtime_;
-    peer->counted = std::shared_ptr<void>(nullptr, [this](void*) { --pending_runtime_; });
+    ++*pending_runtime_;
+    peer->counted = std::shared_ptr<void>(nullptr, [pending = pending_runtime_](void*) { --*pending; });
     peer->timer = loop().timer();
     peer->timer->after(kRuntimeStateWait, [this, weak = std::weak_ptr<Peer>(peer)] {
         if (auto p = weak.lock())

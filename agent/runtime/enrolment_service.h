@@ -105,7 +105,9 @@ private:
     std::map<EnrolledProcess*, std::shared_ptr<EnrolledProcess>> processes_;
     std::optional<enroll::HolderClient> holder_;
     std::unique_ptr<Readiness> holder_watch_;
-    size_t pending_runtime_ = 0;
+    // Shared with the connections it counts: one may outlive the service (a wait still
+    // pending when the loop is destroyed).
+    std::shared_ptr<size_t> pending_runtime_ = std::make_shared<size_t>(0);
     uint64_t refused_runtimes_ = 0;
 };
 
