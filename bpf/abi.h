@@ -87,6 +87,23 @@ enum kw_sel_flags {
 	/* argv names files (kw_sources): they are read at their paths, so the exec must see
 	 * the paths as the agent does, from the agent's mount namespace and root. */
 	KW_SEL_SOURCES = 1u << 12,
+	/* "container": the task's cgroup must be one of a container the agent enrolled and
+	 * matched to this workload (kw_ctrs). */
+	KW_SEL_CONTAINER = 1u << 13,
+};
+
+/*
+ * Containers: key of kw_ctrs, generation-buffered like the workloads it names. The agent
+ * learns a container's facts (image, name, pod) from its runtime through the seccomp-agent
+ * socket, finds the cgroup its process runs in, and writes one entry per workload whose
+ * container selector those facts meet. An exec matches such a workload only in a cgroup
+ * with its entry: a sub-cgroup made inside the container matches nothing (fail closed).
+ */
+#define KW_CTR_MAX 16384 /* entries of one generation: containers x workloads they meet */
+struct kw_ctr_key {
+	__u64 cgroup_id;
+	__u32 wl; /* workload index in the generation */
+	__u32 _pad;
 };
 
 /*
@@ -214,7 +231,7 @@ struct kw_task {
 	__u32 wl;     /* workload index + 1 in the generation that attested it; 0 none */
 	__u32 flags;  /* enum kw_task_flags */
 	__u32 pin_id; /* pinned exe (or script) that matched, for events; ~0u none */
-	__u64 exec_ns; /* bpf_ktime_get_ns() at attestation */
+	__u64 exec_ns; /* bpf_ktime_get_ns() at the last exec (attested or not), or at attestation from /proc */
 };
 
 /* The file execve() was given (the script, for #!), recorded at bprm_creds_for_exec

@@ -63,6 +63,8 @@ struct kw_exec_facts {
 	__u32 refused_ident; /* identity of that workload, ~0u none */
 	__u64 env_end;	 /* bprm->exec: the filename, right after the environment */
 	__u32 place;	 /* 0 unread, 1 the agent's mount namespace and root, 2 elsewhere */
+	__u32 gen;	 /* the policy generation this exec is matched against */
+	__u32 wl;	 /* index of the workload being matched (kw_workload_matches) */
 	__u32 _pad;
 };
 
@@ -343,6 +345,13 @@ __noinline int kw_workload_matches(struct kw_exec_facts *f, struct kw_workload *
 		if (bpf_get_current_ancestor_cgroup_id(w->cgroup_level) != w->cgroup_id)
 			return 0;
 	}
+	if (flags & KW_SEL_CONTAINER) {
+		__u32 gen = f->gen;
+		void *ctrs = bpf_map_lookup_elem(&kw_ctrs, &gen);
+		struct kw_ctr_key k = { .cgroup_id = bpf_get_current_cgroup_id(), .wl = f->wl };
+		if (!ctrs || !bpf_map_lookup_elem(ctrs, &k))
+			return 0;
+	}
 	if (flags & (KW_SEL_ARGV | KW_SEL_ARGV_PREFIX)) {
 		__u32 zero = 0;
 		struct kw_argv_buf *buf = bpf_map_lookup_elem(&kw_argv_scratch, &zero);
@@ -406,6 +415,7 @@ static __always_inline void kw_eval_list(struct kw_exec_facts *f, struct kw_best
 		if (idx >= best->wl)
 			break;
 		struct kw_workload *w = bpf_map_lookup_elem(wls, &idx);
+		f->wl = idx;
 		if (w && kw_workload_matches(f, w)) {
 			best->wl = idx;
 			best->pin = pin_id;
@@ -541,6 +551,7 @@ int BPF_PROG(kw_exec_commit, struct linux_binprm *bprm)
 	f.envc = BPF_CORE_READ(bprm, envc);
 	f.env_end = BPF_CORE_READ(bprm, exec);
 	f.refused_ident = ~0u;
+	f.gen = gen;
 	__u64 stack_end = BPF_CORE_READ(bprm, vma, vm_end);
 	if (stack_end > f.argv_addr)
 		f.argv_avail = stack_end - f.argv_addr > KW_ARGV_MAX ? KW_ARGV_MAX : stack_end - f.argv_addr;
@@ -617,6 +628,7 @@ int BPF_PROG(kw_exec_commit, struct linux_binprm *bprm)
 		t->wl = 0;
 		t->flags = flags;
 		t->pin_id = ~0u;
+		t->exec_ns = bpf_ktime_get_ns(); /* how long it waited, if it is attested later */
 	}
 	/* After the clearing: the event shows the process as it now is, unattested. */
 	if (f.refused_ident != ~0u) {

@@ -338,9 +338,9 @@ namespace {
 
 template <typename K, typename V>
 Result<int> make_inner(bpf_map_type type, const char* name, const std::vector<std::pair<K, V>>& entries,
-                       uint32_t flags = 0) {
+                       uint32_t flags = 0, uint32_t max_entries = 0) {
     LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = flags);
-    uint32_t max = std::max<size_t>(1, entries.size());
+    uint32_t max = max_entries ? max_entries : std::max<size_t>(1, entries.size());
     int fd = bpf_map_create(type, name, sizeof(K), sizeof(V), max, &opts);
     if (fd < 0) return make_error(std::string("cannot create map ") + name + ": " + errno_text(errno));
     for (const auto& [k, v] : entries) {
@@ -363,6 +363,10 @@ Result<void> Enforcer::publish(const core::CompiledPolicy& c) {
     std::vector<std::pair<uint32_t, kw_workload>> wls;
     for (uint32_t i = 0; i < c.workloads.size(); i++) wls.emplace_back(i, c.workloads[i]);
     std::vector<std::pair<uint64_t, uint32_t>> cgsel(c.governed_cgroups.begin(), c.governed_cgroups.end());
+    if (c.containers.size() > KW_CTR_MAX)
+        return make_error("more than " + std::to_string(KW_CTR_MAX) + " container entries (containers x workloads)");
+    std::vector<std::pair<kw_ctr_key, uint32_t>> ctrs;
+    for (const auto& k : c.containers) ctrs.emplace_back(k, 1u);
 
     struct Inner {
         const char* outer;
@@ -375,6 +379,8 @@ Result<void> Enforcer::publish(const core::CompiledPolicy& c) {
         {"kw_cgsel", make_inner(BPF_MAP_TYPE_HASH, "kw_cgsel_in", cgsel)},
         {"kw_code", make_inner(BPF_MAP_TYPE_HASH, "kw_code_in", c.code)},
         {"kw_sources", make_inner(BPF_MAP_TYPE_HASH, "kw_sources_in", c.sources)},
+        // Containers arrive between reloads: room for them (not preallocated).
+        {"kw_ctrs", make_inner(BPF_MAP_TYPE_HASH, "kw_ctrs_in", ctrs, BPF_F_NO_PREALLOC, KW_CTR_MAX)},
         {"kw_dsts", make_inner(BPF_MAP_TYPE_LPM_TRIE, "kw_dsts_in", c.dsts, BPF_F_NO_PREALLOC)},
         {"kw_allow", make_inner(BPF_MAP_TYPE_HASH, "kw_allow_in", c.allows)},
     };
@@ -416,6 +422,38 @@ Result<void> Enforcer::publish(const core::CompiledPolicy& c) {
     // after the new ones are in.
     if (result) result = set_debuggers(c.debuggers);
     return result;
+}
+
+Result<int> Enforcer::active_inner(const char* outer) const {
+    const uint32_t gen = active_generation();
+    uint32_t id = 0;
+    if (bpf_map_lookup_elem(map_fd(outer), &gen, &id) != 0)
+        return make_error(std::string("no generation ") + std::to_string(gen) + " of " + outer + ": " +
+                          errno_text(errno));
+    int fd = bpf_map_get_fd_by_id(id);
+    if (fd < 0) return make_error(std::string("cannot open ") + outer + " of generation " + std::to_string(gen) +
+                                  ": " + errno_text(errno));
+    return fd;
+}
+
+Result<void> Enforcer::add_containers(const std::vector<kw_ctr_key>& entries) {
+    auto fd = active_inner("kw_ctrs");
+    if (!fd) return fd.error();
+    core::UniqueFd inner(*fd);
+    const uint32_t one = 1;
+    for (const auto& k : entries)
+        if (bpf_map_update_elem(inner.get(), &k, &one, BPF_ANY) != 0)
+            return make_error("cannot record container cgroup " + std::to_string(k.cgroup_id) + " in kw_ctrs: " +
+                              errno_text(errno));
+    return {};
+}
+
+Result<void> Enforcer::remove_containers(const std::vector<kw_ctr_key>& entries) {
+    auto fd = active_inner("kw_ctrs");
+    if (!fd) return fd.error();
+    core::UniqueFd inner(*fd);
+    for (const auto& k : entries) bpf_map_delete_elem(inner.get(), &k);
+    return {};
 }
 
 Result<void> Enforcer::store_identities(const core::IdentityTable& ids) {

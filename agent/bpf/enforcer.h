@@ -67,6 +67,10 @@ public:
     // Builds the inner maps of the idle generation from COMPILED, then flips kw_active.
     Result<void> publish(const core::CompiledPolicy& compiled);
     uint32_t active_generation() const;
+    // Containers that started (or ended) since the last publish: their kw_ctrs entries in
+    // the generation in force. The next publish writes the entries it is given, all of them.
+    Result<void> add_containers(const std::vector<kw_ctr_key>& entries);
+    Result<void> remove_containers(const std::vector<kw_ctr_key>& entries);
 
     Result<void> store_identities(const core::IdentityTable& ids);
     Result<void> restore_identities(core::IdentityTable& ids) const;
@@ -122,6 +126,7 @@ private:
     Enforcer() = default;
     struct Objects;
     int map_fd(const char* name) const;
+    Result<int> active_inner(const char* outer) const;
     Result<void> set_socket_state(int fd, kw_ktls_state state, const char* what);
     Result<void> guard_object(uint32_t kind, uint32_t id);
     Result<void> guard_inodes(const std::vector<std::string>& state_dirs);

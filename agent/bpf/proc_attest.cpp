@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <fstream>
 #include <optional>
@@ -120,6 +121,82 @@ std::vector<uint64_t> cgroup_ancestors(const std::string& dir, const std::string
 
 }  // namespace
 
+namespace {
+
+uint64_t clock_ns(clockid_t clock) {
+    struct timespec now {};
+    clock_gettime(clock, &now);
+    return static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
+}
+
+// How long ago process PID started: /proc/PID/stat's starttime (field 22, clock ticks
+// after boot) against CLOCK_BOOTTIME.
+std::optional<uint64_t> process_age_ns(pid_t pid) {
+    std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+    size_t close = stat.rfind(')');  // comm may hold spaces and parentheses
+    if (close == std::string::npos) return std::nullopt;
+    std::istringstream in(stat.substr(close + 2));
+    std::string field;
+    for (int i = 3; i <= 22 && in >> field; ++i)
+        if (i == 22) {
+            const long hz = sysconf(_SC_CLK_TCK);
+            const uint64_t started = std::stoull(field) * (1000000000ull / static_cast<uint64_t>(hz > 0 ? hz : 100));
+            const uint64_t now = clock_ns(CLOCK_BOOTTIME);
+            return now > started ? std::optional<uint64_t>(now - started) : std::nullopt;
+        }
+    return std::nullopt;
+}
+
+// Attests the process PID (its pidfd PIDFD) from /proc if it matches a workload, keeping
+// the task flags FLAGS (enrolment survives). Whether it did.
+bool attest_one(Enforcer& enforcer, const core::CompiledPolicy& compiled, const std::string& cgroup_root, long pid,
+                int pidfd, uint32_t flags) {
+    const std::string dir = "/proc/" + std::to_string(pid);
+    core::ProcessFacts facts;
+    core::UniqueFd exe(open((dir + "/exe").c_str(), O_RDONLY | O_CLOEXEC));
+    auto exe_facts = exe.valid() ? host::kernel_file_facts(exe.get()) : Result<host::KernelFileFacts>(Error{});
+    const std::string status = slurp(dir + "/status");
+    if (!exe_facts || !read_ids(status, facts.uid, facts.gid)) return false;
+    const auto& f = *exe_facts;
+    for (const auto& [k, v] : compiled.files) {
+        if (k.dev == f.key.dev && k.ino == f.key.ino && v.ctime_sec == f.ctime_sec && v.ctime_nsec == f.ctime_nsec)
+            facts.exe = f.key;
+    }
+    facts.cgroup_ancestors = cgroup_ancestors(dir, cgroup_root);
+    facts.argv = slurp(dir + "/cmdline");
+    read_condition(dir, status, facts);
+    auto wl = core::match_workload(compiled, facts);
+    if (!wl && (facts.code_env || facts.env_unread || facts.anon_exe || facts.traced || facts.elsewhere)) {
+        core::ProcessFacts unconditioned = facts;
+        unconditioned.code_env = 0;
+        unconditioned.env_unread = false;
+        unconditioned.anon_exe = unconditioned.traced = unconditioned.elsewhere = false;
+        if (auto would = core::match_workload(compiled, unconditioned))
+            spdlog::info("running process {} not attested from /proc as workload {}: {}", pid, *would,
+                         refusal_text(facts));
+    }
+    if (!wl) return false;
+    kw_task t{};
+    t.ident = compiled.workloads[*wl].ident;
+    t.wl = *wl + 1;
+    t.flags = flags | KW_TASK_FROM_PROC;
+    // Its sources were opened before anyone watched; later opens are checked.
+    if (compiled.workloads[*wl].flags & KW_SEL_SOURCES) t.flags |= KW_TASK_SOURCES;
+    t.pin_id = ~0u;
+    struct timespec now {};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    t.exec_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000ull + now.tv_nsec;
+    // The pidfd keeps naming this task; if it exited, the update fails.
+    if (auto r = enforcer.set_task_identity(pidfd, t); !r) {
+        spdlog::debug("process {}: {}", pid, r.message());
+        return false;
+    }
+    spdlog::info("attested running process {} from /proc as workload {}", pid, *wl);
+    return true;
+}
+
+}  // namespace
+
 ProcScanStats attest_running_processes(Enforcer& enforcer, const core::CompiledPolicy& compiled,
                                        const std::string& cgroup_root) {
     ProcScanStats stats;
@@ -130,59 +207,38 @@ ProcScanStats attest_running_processes(Enforcer& enforcer, const core::CompiledP
         char* end = nullptr;
         long pid = std::strtol(ent->d_name, &end, 10);
         if (*end != '\0' || pid <= 0 || pid == self) continue;
-        int pidfd = pidfd_open(static_cast<pid_t>(pid));
-        if (pidfd < 0) continue;
+        core::UniqueFd pidfd(pidfd_open(static_cast<pid_t>(pid)));
+        if (!pidfd.valid()) continue;
         stats.scanned++;
-        const std::string dir = "/proc/" + std::to_string(pid);
-        core::ProcessFacts facts;
         // The kernel's record wins: never overwrite an identity it assigned at exec.
-        bool known = enforcer.task_identity(pidfd).has_value();
-        core::UniqueFd exe(open((dir + "/exe").c_str(), O_RDONLY | O_CLOEXEC));
-        auto exe_facts = exe.valid() ? host::kernel_file_facts(exe.get()) : Result<host::KernelFileFacts>(Error{});
-        const std::string status = slurp(dir + "/status");
-        if (!known && exe_facts && read_ids(status, facts.uid, facts.gid)) {
-            const auto& f = *exe_facts;
-            for (const auto& [k, v] : compiled.files) {
-                if (k.dev == f.key.dev && k.ino == f.key.ino && v.ctime_sec == f.ctime_sec &&
-                    v.ctime_nsec == f.ctime_nsec)
-                    facts.exe = f.key;
-            }
-            facts.cgroup_ancestors = cgroup_ancestors(dir, cgroup_root);
-            facts.argv = slurp(dir + "/cmdline");
-            read_condition(dir, status, facts);
-            auto wl = core::match_workload(compiled, facts);
-            if (!wl && (facts.code_env || facts.env_unread || facts.anon_exe || facts.traced || facts.elsewhere)) {
-                core::ProcessFacts unconditioned = facts;
-                unconditioned.code_env = 0;
-                unconditioned.env_unread = false;
-                unconditioned.anon_exe = unconditioned.traced = unconditioned.elsewhere = false;
-                if (auto would = core::match_workload(compiled, unconditioned))
-                    spdlog::info("running process {} not attested from /proc as workload {}: {}", pid, *would,
-                                 refusal_text(facts));
-            }
-            if (wl) {
-                kw_task t{};
-                t.ident = compiled.workloads[*wl].ident;
-                t.wl = *wl + 1;
-                t.flags = KW_TASK_FROM_PROC;
-                // Its sources were opened before anyone watched; later opens are checked.
-                if (compiled.workloads[*wl].flags & KW_SEL_SOURCES) t.flags |= KW_TASK_SOURCES;
-                t.pin_id = ~0u;
-                struct timespec now {};
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                t.exec_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000ull + now.tv_nsec;
-                // The pidfd keeps naming this task; if it exited, the update fails.
-                if (auto r = enforcer.set_task_identity(pidfd, t); r) {
-                    stats.attested++;
-                    spdlog::info("attested running process {} from /proc as workload {}", pid, *wl);
-                } else {
-                    spdlog::debug("process {}: {}", pid, r.message());
-                }
-            }
-        }
-        close(pidfd);
+        if (enforcer.task_identity(pidfd.get()).has_value()) continue;
+        if (attest_one(enforcer, compiled, cgroup_root, pid, pidfd.get(), 0)) stats.attested++;
     }
     closedir(d);
+    return stats;
+}
+
+ProcScanStats attest_unattested(Enforcer& enforcer, const core::CompiledPolicy& compiled,
+                                const std::vector<pid_t>& pids, const std::string& cgroup_root) {
+    ProcScanStats stats;
+    for (pid_t pid : pids) {
+        core::UniqueFd pidfd(pidfd_open(pid));
+        if (!pidfd.valid()) continue;
+        stats.scanned++;
+        auto known = enforcer.task_identity(pidfd.get());
+        if (known && known->ident != KW_IDENT_NONE) continue;
+        if (!attest_one(enforcer, compiled, cgroup_root, pid, pidfd.get(), known ? known->flags & KW_TASK_ENROLLED : 0))
+            continue;
+        stats.attested++;
+        // Since its exec, when the kernel recorded it (an enrolled process); else since
+        // the process started (an upper bound: it may have exec'd after).
+        uint64_t waited = 0;
+        if (known && known->exec_ns && known->exec_ns < clock_ns(CLOCK_MONOTONIC))
+            waited = clock_ns(CLOCK_MONOTONIC) - known->exec_ns;
+        else if (auto age = process_age_ns(pid))
+            waited = *age;
+        stats.longest_wait_ns = std::max(stats.longest_wait_ns, waited);
+    }
     return stats;
 }
 

@@ -336,6 +336,7 @@ private:
                 k.flags |= sel.argv->prefix ? KW_SEL_ARGV_PREFIX : KW_SEL_ARGV;
                 if (auto r = encode_argv(sel.argv->args, k, i); !r) return r;
             }
+            if (sel.container) k.flags |= KW_SEL_CONTAINER;
             if (!sources_[i].empty()) k.flags |= KW_SEL_SOURCES;
             for (const auto& [field, path] : sources_[i]) {
                 const PinnedFile& pinned = pin_of(path, PinRole::Source);
@@ -726,7 +727,8 @@ private:
     std::map<std::pair<std::string, std::string>, Result<std::vector<std::string>>> code_closures_;
 };
 
-bool selectors_match(const kw_workload& w, const ProcessFacts& facts) {
+bool selectors_match(const CompiledPolicy& compiled, uint32_t wl, const ProcessFacts& facts) {
+    const kw_workload& w = compiled.workloads[wl];
     if ((w.flags & KW_SEL_EXE) && !(facts.exe && same_file(*facts.exe, w.exe))) return false;
     if ((w.flags & KW_SEL_SCRIPT) && !(facts.script && same_file(*facts.script, w.script))) return false;
     if ((w.flags & KW_SEL_UID) && facts.uid != w.uid) return false;
@@ -735,6 +737,13 @@ bool selectors_match(const kw_workload& w, const ProcessFacts& facts) {
         if (w.cgroup_id == 0 || w.cgroup_level >= facts.cgroup_ancestors.size() ||
             facts.cgroup_ancestors[w.cgroup_level] != w.cgroup_id)
             return false;
+    }
+    if (w.flags & KW_SEL_CONTAINER) {
+        // As the kernel: the process's own cgroup, not an ancestor.
+        if (facts.cgroup_ancestors.empty()) return false;
+        const uint64_t cgroup = facts.cgroup_ancestors.back();
+        auto here = [&](const kw_ctr_key& k) { return k.cgroup_id == cgroup && k.wl == wl; };
+        if (std::none_of(compiled.containers.begin(), compiled.containers.end(), here)) return false;
     }
     std::string_view wanted(reinterpret_cast<const char*>(w.argv), w.argv_len);
     if ((w.flags & KW_SEL_ARGV) && facts.argv != wanted) return false;
@@ -777,7 +786,7 @@ std::optional<uint32_t> match_workload(const CompiledPolicy& compiled, const Pro
         for (uint32_t i = 0; i < std::min<uint32_t>(list.n, KW_CAND_MAX); ++i) {
             uint32_t wl = list.wl[i];
             if (best && wl >= *best) break;
-            if (wl < compiled.workloads.size() && selectors_match(compiled.workloads[wl], facts) &&
+            if (wl < compiled.workloads.size() && selectors_match(compiled, wl, facts) &&
                 !refused(compiled.workloads[wl], facts)) {
                 best = wl;
                 break;

@@ -126,6 +126,9 @@ struct CompiledPolicy {
     std::map<uint32_t, std::vector<std::string>> code_paths;  // identity -> paths in its set, for status
     // kw_sources: per identity, the files its entries' argv name, at their real paths.
     std::vector<std::pair<kw_source_key, kw_source_val>> sources;
+    // kw_ctrs: (container cgroup, workload) for the containers the agent knows now. Not
+    // the compiler's: the runtime adds them (container_entries, core/container_match.h).
+    std::vector<kw_ctr_key> containers;
 
     std::vector<PinnedFile> pins;                  // index = pin_id
     std::vector<std::vector<uint32_t>> dset_members;  // dset -> destination indices

@@ -134,6 +134,10 @@ std::vector<PolicyProblem> lint_policy(const Policy& policy) {
         warn_about_openings(policy.workloads[i], i, advice);
         warn_about_code(policy.workloads[i], i, advice);
         warn_about_relative_files(policy.workloads[i], i, advice);
+        if (sel.container && !sel.exe && !sel.script)
+            advice.push_back({"/workloads/" + std::to_string(i) + "/selectors/container",
+                              "a container selected without a code selector (exe, script): any program started "
+                              "in it gets this identity, a shell exec'd into it included: add an exe selector"});
         if (!sel.exe || sel.script || sel.argv) continue;
         std::string_view exe = *sel.exe;
         std::string_view name = exe.substr(exe.rfind('/') + 1);

@@ -44,8 +44,9 @@ constexpr std::array<std::string_view, 8> kWorkloadFields = {
     "id", "selectors", "svid_ttl", "listen", "allow_env", "allow_code", "allow_raw_sockets", "allow_core_dumps"};
 constexpr std::array<std::string_view, 2> kListenFields = {"port", "tls"};
 constexpr std::array<std::string_view, 2> kFederationFields = {"trust_domain", "bundle"};
-constexpr std::array<std::string_view, 9> kSelectorFields = {"exe",         "sha256", "script", "script_sha256", "argv",
-                                                             "argv_prefix", "uid",    "gid",    "cgroup"};
+constexpr std::array<std::string_view, 10> kSelectorFields = {
+    "exe", "sha256", "script", "script_sha256", "argv", "argv_prefix", "uid", "gid", "cgroup", "container"};
+constexpr std::array<std::string_view, 4> kContainerFields = {"image", "name", "pod_namespace", "pod_name"};
 constexpr std::array<std::string_view, 7> kDestinationFields = {"name", "cidrs",    "ports",     "protocol",
                                                                 "tls",  "identity", "tls_cipher"};
 constexpr std::array<std::string_view, 2> kRuleFields = {"from", "to"};
@@ -647,6 +648,36 @@ private:
                     sel.cgroup = *text;
             }
         }
+        if (const json* v = field(s, "container")) sel.container = read_container(*v, at(path, "container"));
+        return sel;
+    }
+
+    std::optional<ContainerSelector> read_container(const json& c, const std::string& path) {
+        if (!c.is_object()) {
+            error(path, "must be an object (image, name, pod_namespace, pod_name)");
+            return std::nullopt;
+        }
+        check_fields(c, path, kContainerFields);
+        ContainerSelector sel;
+        auto text = [&](std::string_view key, std::optional<std::string>& out) {
+            const json* v = field(c, std::string(key));
+            if (!v) return;
+            std::string p = at(path, std::string(key));
+            auto t = string_at(*v, p);
+            if (!t) return;
+            if (t->empty() || t->size() > 4096 ||
+                std::any_of(t->begin(), t->end(), [](char ch) { return static_cast<unsigned char>(ch) < 0x20; }))
+                error(p, "must be 1 to 4096 characters, none of them a control character");
+            else
+                out = *t;
+        };
+        text("image", sel.image);
+        text("name", sel.name);
+        text("pod_namespace", sel.pod_namespace);
+        text("pod_name", sel.pod_name);
+        if (std::none_of(kContainerFields.begin(), kContainerFields.end(),
+                         [&](std::string_view k) { return c.contains(k); }))
+            error(path, "names no container: give at least one of image, name, pod_namespace, pod_name");
         return sel;
     }
 

@@ -38,6 +38,16 @@ struct ArgvSelector {
     bool prefix = false;  // "argv_prefix": whole arguments, leading
 };
 
+// A container as its runtime started it, from what the runtime's annotations say
+// (containerd's CRI plugin: io.kubernetes.cri.*). Each field given must equal the
+// container's; a container whose runtime did not say is not selected.
+struct ContainerSelector {
+    std::optional<std::string> image;  // the image as the pod spec names it
+    std::optional<std::string> name;   // the container's name in its pod
+    std::optional<std::string> pod_namespace;
+    std::optional<std::string> pod_name;
+};
+
 struct Selectors {
     std::optional<std::string> exe;            // absolute path
     std::optional<std::string> sha256;         // pinned hash of exe (lowercase hex)
@@ -47,6 +57,9 @@ struct Selectors {
     std::optional<uint32_t> uid;
     std::optional<uint32_t> gid;
     std::optional<std::string> cgroup;  // cgroup v2 path below the mount, starts with '/'
+    // The process runs in a container the agent enrolled through the runtime's
+    // seccomp-agent socket, and that container is this one.
+    std::optional<ContainerSelector> container;
 };
 
 enum class Tls { None, Mutual };

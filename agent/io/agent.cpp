@@ -172,6 +172,8 @@ private:
     uint64_t undecodable_ = 0;  // event records of another ABI version, or cut short
     std::string kernel_release_;
     LinuxPolicyKernel policy_kernel_{enforcer_};
+    LinuxContainerHost container_host_{enforcer_, options_.cgroup_root};
+    runtime::Containers containers_{container_host_};
     runtime::PolicyService policy_;
     Worker compiler_;  // last: stopped first, while what its job uses still exists
 };
@@ -184,6 +186,7 @@ runtime::PolicyPorts Agent::policy_ports() {
     ports.off_loop = [this](std::function<void()> job) { compiler_.post(std::move(job)); };
     ports.on_loop = [this](std::function<void()> job) { asio::post(io_, std::move(job)); };
     ports.pins_file = options_.state_dir + "/pins.json";
+    ports.containers = &containers_;
     ports.installed = [this](const std::shared_ptr<const runtime::PolicyView>& view) { formatter_.set_policy(view); };
     ports.svids_issued = [this] {
         if (options_.hooks.svids_issued) options_.hooks.svids_issued(identity_.svids());
@@ -414,6 +417,7 @@ Result<void> Agent::start_enrollment(tls::Cipher cipher) {
     ctx.handshake_timeout = options_.handshake_timeout;
     ctx.cipher = cipher;
     ctx.holder_socket = options_.holder_socket;
+    ctx.containers = &containers_;
     ctx.keys_installed = options_.hooks.keys_installed;
     enrollment_ = std::make_unique<runtime::EnrollmentService>(std::move(ctx));
     // The processes a previous agent served come back first, with the calls they hold.

@@ -1,5 +1,13 @@
 #include "io/linux_kernel.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "bpf/proc_attest.h"
+
 namespace kw::io {
 
 uint32_t LinuxKernel::identity_of(int pidfd) {
@@ -20,5 +28,27 @@ Result<void> LinuxKernel::mark_enrolled(int pidfd) {
 Result<void> LinuxKernel::attach_tls(int fd) { return tls::attach_tls_ulp(fd); }
 
 Result<void> LinuxKernel::install_keys(int fd, const tls::TrafficKeys& keys) { return tls::set_traffic_keys(fd, keys); }
+
+Result<runtime::ContainerHost::Cgroup> LinuxContainerHost::cgroup_of(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
+    if (!in) return make_error("no process " + std::to_string(pid));
+    std::string line, path;
+    while (std::getline(in, line))
+        if (line.rfind("0::", 0) == 0) path = line.substr(3);
+    if (path.empty() || path[0] != '/') return make_error("process " + std::to_string(pid) + " is in no cgroup v2");
+    struct stat st {};
+    if (::stat((cgroup_root_ + path).c_str(), &st) != 0)
+        return make_error("cgroup " + path + ": " + std::strerror(errno));
+    return Cgroup{path, static_cast<uint64_t>(st.st_ino)};
+}
+
+runtime::ContainerHost::Late LinuxContainerHost::attest_unattested(const std::string& path,
+                                                                    const core::CompiledPolicy& compiled) {
+    std::ifstream in(cgroup_root_ + path + "/cgroup.procs");
+    std::vector<pid_t> pids;
+    for (pid_t pid; in >> pid;) pids.push_back(pid);
+    auto stats = bpf::attest_unattested(*enforcer_, compiled, pids, cgroup_root_);
+    return Late{stats.attested, std::chrono::milliseconds(stats.longest_wait_ns / 1000000)};
+}
 
 }  // namespace kw::io

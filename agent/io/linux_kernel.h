@@ -5,7 +5,10 @@
 
 #include "bpf/enforcer.h"
 #include <memory>
+#include <string>
+#include <vector>
 
+#include "runtime/containers.h"
 #include "runtime/kernel_port.h"
 #include "runtime/policy_service.h"
 
@@ -37,6 +40,24 @@ public:
 
 private:
     const std::unique_ptr<bpf::Enforcer>& enforcer_;
+};
+
+// The containers' host: cgroups under the cgroup2 mount, kw_ctrs in the enforcer's maps,
+// late attestation from /proc.
+class LinuxContainerHost final : public runtime::ContainerHost {
+public:
+    LinuxContainerHost(const std::unique_ptr<bpf::Enforcer>& enforcer, std::string cgroup_root)
+        : enforcer_(enforcer), cgroup_root_(std::move(cgroup_root)) {}
+    Result<Cgroup> cgroup_of(pid_t pid) override;
+    Result<void> add(const std::vector<kw_ctr_key>& entries) override { return enforcer_->add_containers(entries); }
+    Result<void> remove(const std::vector<kw_ctr_key>& entries) override {
+        return enforcer_->remove_containers(entries);
+    }
+    Late attest_unattested(const std::string& path, const core::CompiledPolicy& compiled) override;
+
+private:
+    const std::unique_ptr<bpf::Enforcer>& enforcer_;
+    std::string cgroup_root_;
 };
 
 }  // namespace kw::io

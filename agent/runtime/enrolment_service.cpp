@@ -255,7 +255,13 @@ json EnrollmentService::socket_status() const {
             {"pending_per_uid_limit", kPendingPerUid}};
 }
 
-void EnrollmentService::forget(EnrolledProcess* process) { processes_.erase(process); }
+void EnrollmentService::forget(EnrolledProcess* process) {
+    processes_.erase(process);
+    if (auto it = container_of_.find(process); it != container_of_.end()) {
+        if (context_.containers) context_.containers->released(it->second);
+        container_of_.erase(it);
+    }
+}
 
 Result<size_t> EnrollmentService::adopt() {
     if (context_.holder_socket.empty()) return size_t{0};
@@ -352,6 +358,7 @@ struct EnrollmentService::Hello {
     std::string command;
     pid_t pid = 0;  // the process under the listener's filter
     std::optional<core::ContainerFacts> container;
+    std::optional<ContainerHost::Cgroup> cgroup;  // the container's, once located
 };
 
 void EnrollmentService::on_hello(const std::shared_ptr<Peer>& peer) {
@@ -377,7 +384,7 @@ void EnrollmentService::on_hello(const std::shared_ptr<Peer>& peer) {
         if (!is_seccomp_listener(msg->fds[0].get()))
             return peer->reply({{"ok", false}, {"error", "the descriptor is not a seccomp listener"}});
         auto hello = std::make_shared<Hello>(Hello{std::move(msg->fds[0]), std::move(pidfd),
-                                                   std::get<runtime::Hello>(checked).command, peer->cred.pid, {}});
+                                                   std::get<runtime::Hello>(checked).command, peer->cred.pid, {}, {}});
         claim_then_enrol(peer, std::move(hello), std::chrono::steady_clock::now() + kClaimWait);
     });
 }
@@ -430,10 +437,31 @@ void EnrollmentService::enrol(Peer& peer, Hello& hello) {
     }
     KernelPort& kernel = context_.kernel ? *context_.kernel : no_kernel();
     if (auto r = kernel.mark_enrolled(hello.pidfd.get()); !r) spdlog::warn("enrolled process {}: {}", pid, r.message());
-    process->start();
-    spdlog::info("enrolled process {} (uid {}, {})", pid, uid, command);
     json event = {{"type", "enroll"}, {"time", now_rfc3339()}, {"pid", pid}, {"uid", uid}, {"command", command}};
     if (hello.container) event["container"] = container_json(*hello.container);
+    // A container's facts before its first held call is served: a call trapped before
+    // they were known (the exec raced the runtime's hand-over) is decided with them.
+    if (hello.container && hello.cgroup && context_.containers) {
+        json& c = event["container"];
+        c["cgroup"] = hello.cgroup->path;
+        auto view = context_.policy ? context_.policy() : nullptr;
+        auto started = view ? context_.containers->started(*hello.cgroup, *hello.container, view->policy,
+                                                           view->compiled)
+                            : Result<Containers::Started>(make_error("no policy in force"));
+        if (started) {
+            container_of_[process.get()] = hello.cgroup->id;
+            c["workloads"] = started->workloads;
+            if (started->late.attested)
+                c["attested_late"] = {{"processes", started->late.attested},
+                                      {"window_ms", started->late.window.count()}};
+        } else {
+            // Served, but no container selector matches it: its processes stay unattested.
+            spdlog::error("container {}: {}", hello.container->id, started.message());
+            c["error"] = started.message();
+        }
+    }
+    process->start();
+    spdlog::info("enrolled process {} (uid {}, {})", pid, uid, command);
     context_.emit(event);
     peer.reply({{"ok", true}});
 }
@@ -499,9 +527,15 @@ void EnrollmentService::read_runtime_state(const std::shared_ptr<Peer>& peer) {
         if (!pidfd.valid())
             return peer->reply({{"ok", false}, {"error", "the container process " + std::to_string(state->pid) + " is gone"}});
         auto facts = core::container_facts(*state);
+        std::optional<ContainerHost::Cgroup> cgroup;
+        if (context_.containers) {
+            auto located = context_.containers->locate(state->pid, facts);
+            if (!located) return peer->reply({{"ok", false}, {"error", located.message()}});
+            cgroup = *located;
+        }
         std::string command = "container " + facts.name.value_or(state->id);
-        auto hello = std::make_shared<Hello>(
-            Hello{std::move(listener), std::move(pidfd), std::move(command), state->pid, std::move(facts)});
+        auto hello = std::make_shared<Hello>(Hello{std::move(listener), std::move(pidfd), std::move(command),
+                                                   state->pid, std::move(facts), std::move(cgroup)});
         peer->timer.reset();  // the claim's retries have their own deadline
         claim_then_enrol(peer, std::move(hello), std::chrono::steady_clock::now() + kClaimWait);
     });

@@ -20,6 +20,7 @@
 #include "core/result.h"
 #include "core/unique_fd.h"
 #include "enroll/holder.h"
+#include "runtime/containers.h"
 #include "runtime/loop.h"
 #include "runtime/session.h"
 #include "tls/post_handshake.h"
@@ -34,6 +35,9 @@ struct EnrollContext : Context {
     // Registers a listener as the agent's alone: true, false while another copy is open
     // (retried), or the error. Unset: enroll::try_claim_listener; unit tests replace it.
     std::function<Result<bool>(int listener)> claim_listener;
+    // The containers enrolled through the seccomp-agent socket; unset: their processes
+    // are served, but no container selector matches them.
+    Containers* containers = nullptr;
 };
 
 class EnrolledProcess;
@@ -103,6 +107,7 @@ private:
     EnrollContext context_;
     std::shared_ptr<core::PeerLimits> limits_;
     std::map<EnrolledProcess*, std::shared_ptr<EnrolledProcess>> processes_;
+    std::map<EnrolledProcess*, uint64_t> container_of_;  // the cgroup id of an enrolled container process
     std::optional<enroll::HolderClient> holder_;
     std::unique_ptr<Readiness> holder_watch_;
     // Shared with the connections it counts: one may outlive the service (a wait still

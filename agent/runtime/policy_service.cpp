@@ -69,7 +69,9 @@ Result<void> PolicyService::install(core::Policy policy, core::CompiledPolicy co
         staged = std::move(*s);
     }
     if (auto r = ports_.kernel->store_identities(ids); !r) return r;
+    if (ports_.containers) compiled.containers = ports_.containers->entries(policy);
     if (auto r = ports_.kernel->publish(compiled); !r) return r;
+    if (ports_.containers) ports_.containers->published(policy);
     ids_ = ids;
     if (staged) {
         ports_.identity->commit(std::move(*staged));

@@ -15,6 +15,7 @@
 #include "core/compile.h"
 #include "core/policy.h"
 #include "identity/node_identity.h"
+#include "runtime/containers.h"
 #include "runtime/policy_view.h"
 
 namespace kw::runtime {
@@ -41,6 +42,8 @@ struct PolicyPorts {
     std::string pins_file;
     // Called on the loop once a policy is in force (events, rotation, status...).
     std::function<void(const std::shared_ptr<const PolicyView>&)> installed;
+    // The containers enrolled so far: their kw_ctrs entries go with every publish. Optional.
+    Containers* containers = nullptr;
     // Called once a new policy's SVIDs are committed.
     std::function<void()> svids_issued;
 };

@@ -44,6 +44,15 @@ struct kw_cgsel_inner {
 	__uint(key_size, sizeof(__u64));
 	__uint(value_size, sizeof(__u32));
 };
+/* Containers (cgroup id, workload index) -> 1: bpf/abi.h kw_ctr_key. Sized for entries
+ * added between reloads as containers start. */
+struct kw_ctrs_inner {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(key_size, sizeof(struct kw_ctr_key));
+	__uint(value_size, sizeof(__u32));
+};
 struct kw_code_inner {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1);
@@ -83,6 +92,7 @@ KW_OUTER(kw_files, kw_files_inner);
 KW_OUTER(kw_lists, kw_lists_inner);
 KW_OUTER(kw_wls, kw_wls_inner);
 KW_OUTER(kw_cgsel, kw_cgsel_inner);
+KW_OUTER(kw_ctrs, kw_ctrs_inner);
 KW_OUTER(kw_code, kw_code_inner);
 KW_OUTER(kw_sources, kw_sources_inner);
 KW_OUTER(kw_dsts, kw_dsts_inner);

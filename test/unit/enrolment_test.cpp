@@ -15,6 +15,7 @@
 #include "enroll/filter.h"
 #include "io/asio_loop.h"
 #include "runtime/enrolment.h"
+#include "fake_container_host.h"
 #include "runtime/enrolment_service.h"
 
 using Catch::Matchers::ContainsSubstring;
@@ -60,10 +61,13 @@ struct Enrolment {
     std::vector<json> events;
     std::unique_ptr<kw::runtime::EnrollmentService> service;
 
-    explicit Enrolment(std::function<kw::Result<bool>(int)> claim = {}) {
+    explicit Enrolment(std::function<kw::Result<bool>(int)> claim = {}, kw::runtime::Containers* containers = nullptr,
+                       std::shared_ptr<const kw::runtime::PolicyView> view = nullptr) {
         kw::runtime::EnrollContext ctx;
         ctx.loop = &loop;
         ctx.claim_listener = std::move(claim);
+        ctx.containers = containers;
+        if (view) ctx.policy = [view] { return view; };
         ctx.emit = [this](const json& e) { events.push_back(e); };
         service = std::make_unique<kw::runtime::EnrollmentService>(std::move(ctx));
     }
@@ -295,4 +299,51 @@ TEST_CASE("what a container runtime sends that is not a container process's stat
     CHECK_THAT(e.events[0]["error"].get<std::string>(), ContainsSubstring(why));
     CHECK(e.service->refused_runtimes() == 1);
     CHECK(e.service->enrolled() == 0);
+}
+
+TEST_CASE("a container handed over is located by its process's cgroup and meets the container selectors",
+          "[runtime][enrolment][oci]") {
+    if (::getuid() != 0) SKIP("the seccomp-agent socket serves root peers: run as root");
+    kw::test::FakeContainerHost host;
+    kw::runtime::Containers containers(host);
+    auto view = std::make_shared<kw::runtime::PolicyView>();
+    auto parsed = kw::core::parse_policy(R"({"version": 1, "trust_domain": "example.org", "workloads": [
+        {"id": "spiffe://example.org/billing", "selectors": {"exe": "/app/billing",
+            "container": {"name": "billing", "pod_namespace": "payments"}}}], "destinations": [], "rules": []})");
+    REQUIRE(parsed.policy);
+    view->policy = *parsed.policy;
+    Enrolment e({}, &containers, view);
+    std::string other = std::string(64, 'b');
+    SECTION("its cgroup is no container's by name: taken as the runtime says") {
+        host.cgroups[::getpid()] = {"/bundles/c1", 900};
+        auto listener = seccomp_listener();
+        auto runtime = runtime_connection(e);
+        REQUIRE(kw::enroll::send_message(runtime.get(), runtime_state("c1").dump(), {listener.get()}));
+        listener.reset();
+        CHECK(e.answer(runtime.get()).is_null());
+        REQUIRE_FALSE(e.events.empty());
+        const json& c = e.events.back()["container"];
+        CHECK(c["cgroup"] == "/bundles/c1");
+        CHECK(c["workloads"] == json::array({"spiffe://example.org/billing"}));
+        CHECK_FALSE(c.contains("error"));
+        // Written at enrolment (and dropped again once the process behind the test's
+        // listener is gone: the container's last process).
+        REQUIRE(host.added.size() == 1);
+        CHECK(host.added[0].cgroup_id == 900);
+    }
+    SECTION("its cgroup is another container's: refused, named, nothing written") {
+        host.cgroups[::getpid()] = {"/kubepods/burstable/pod0b8c7e7a-9f0e-4a6e-8b2a-1c2d3e4f5a6b/" + other, 901};
+        auto listener = seccomp_listener();
+        auto runtime = runtime_connection(e);
+        REQUIRE(kw::enroll::send_message(runtime.get(), runtime_state("c1").dump(), {listener.get()}));
+        listener.reset();
+        for (int i = 0; i < 100 && e.events.empty(); ++i) {
+            e.io.restart();
+            e.io.run_for(std::chrono::milliseconds(10));
+        }
+        REQUIRE(e.events.size() == 1);
+        CHECK_THAT(e.events[0]["error"].get<std::string>(), ContainsSubstring("runs in the cgroup of container bbbbbbbbbbbb"));
+        CHECK(host.added.empty());
+        CHECK(e.service->enrolled() == 0);
+    }
 }
