@@ -154,17 +154,32 @@ bool attest_one(Enforcer& enforcer, const core::CompiledPolicy& compiled, const 
     const std::string dir = "/proc/" + std::to_string(pid);
     core::ProcessFacts facts;
     core::UniqueFd exe(open((dir + "/exe").c_str(), O_RDONLY | O_CLOEXEC));
-    auto exe_facts = exe.valid() ? host::kernel_file_facts(exe.get()) : Result<host::KernelFileFacts>(Error{});
+    // The exe's mount is the process's (a container's root is in no mount table of ours).
+    auto exe_facts = exe.valid() ? host::kernel_file_facts(exe.get(), dir + "/mountinfo")
+                                 : Result<host::KernelFileFacts>(make_error("cannot open its exe"));
     const std::string status = slurp(dir + "/status");
-    if (!exe_facts || !read_ids(status, facts.uid, facts.gid)) return false;
-    const auto& f = *exe_facts;
-    for (const auto& [k, v] : compiled.files) {
-        if (k.dev == f.key.dev && k.ino == f.key.ino && v.ctime_sec == f.ctime_sec && v.ctime_nsec == f.ctime_nsec)
-            facts.exe = f.key;
+    if (!exe_facts || !read_ids(status, facts.uid, facts.gid)) {
+        spdlog::debug("process {}: {}", pid, exe_facts ? "unreadable status" : exe_facts.message());
+        return false;
+    }
+    auto pinned = [&](const host::KernelFileFacts& f) {
+        for (const auto& [k, v] : compiled.files)
+            if (k.dev == f.key.dev && k.ino == f.key.ino && v.ctime_sec == f.ctime_sec && v.ctime_nsec == f.ctime_nsec)
+                return true;
+        return false;
+    };
+    // As the kernel: the file's own identity, else its image layer's (a container's).
+    if (pinned(*exe_facts)) {
+        facts.exe = exe_facts->key;
+    } else if (auto layer = host::overlay_layer_facts(static_cast<pid_t>(pid), exe.get()); layer && pinned(*layer)) {
+        facts.exe = layer->key;
     }
     facts.cgroup_ancestors = cgroup_ancestors(dir, cgroup_root);
     facts.argv = slurp(dir + "/cmdline");
     read_condition(dir, status, facts);
+    if (!facts.exe)
+        spdlog::debug("process {}: its exe (dev {:#x}, ino {}) is no pinned file, nor its image layer's", pid,
+                      exe_facts->key.dev, exe_facts->key.ino);
     auto wl = core::match_workload(compiled, facts);
     if (!wl && (facts.code_env || facts.env_unread || facts.anon_exe || facts.traced || facts.elsewhere)) {
         core::ProcessFacts unconditioned = facts;
@@ -175,7 +190,11 @@ bool attest_one(Enforcer& enforcer, const core::CompiledPolicy& compiled, const 
             spdlog::info("running process {} not attested from /proc as workload {}: {}", pid, *would,
                          refusal_text(facts));
     }
-    if (!wl) return false;
+    if (!wl) {
+        spdlog::debug("process {} (uid {}, cgroup {}) matches no workload", pid, facts.uid,
+                      facts.cgroup_ancestors.empty() ? 0 : facts.cgroup_ancestors.back());
+        return false;
+    }
     kw_task t{};
     t.ident = compiled.workloads[*wl].ident;
     t.wl = *wl + 1;
@@ -226,7 +245,10 @@ ProcScanStats attest_unattested(Enforcer& enforcer, const core::CompiledPolicy& 
         if (!pidfd.valid()) continue;
         stats.scanned++;
         auto known = enforcer.task_identity(pidfd.get());
-        if (known && known->ident != KW_IDENT_NONE) continue;
+        if (known && known->ident != KW_IDENT_NONE) {
+            spdlog::debug("process {} already has identity {}", pid, known->ident);
+            continue;
+        }
         if (!attest_one(enforcer, compiled, cgroup_root, pid, pidfd.get(), known ? known->flags & KW_TASK_ENROLLED : 0))
             continue;
         stats.attested++;

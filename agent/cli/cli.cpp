@@ -106,6 +106,9 @@ int cmd_agent(const std::vector<std::string>& argv, const AgentExtension* extens
     if (level == spdlog::level::off && a->opt("log-level", "info") != "off")
         return fail("unknown --log-level '" + a->opt("log-level", "") + "' (trace, debug, info, warn, error)", 2);
     spdlog::set_level(level);
+    // Every line as it is logged: stdout is a file or the journal's pipe, where libc would
+    // otherwise hold lines back until a buffer fills (or lose them to a SIGKILL).
+    spdlog::flush_on(spdlog::level::trace);
     if (extension)
         if (auto r = extension->apply(*a, o); !r) return fail(r.message(), 2);
     return io::run_agent(o);

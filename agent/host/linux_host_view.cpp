@@ -6,10 +6,13 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <spawn.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -41,8 +44,8 @@ bool same_inode_state(const struct stat& a, const struct stat& b) {
 }
 
 // The superblock device of mount MNT_ID, from /proc/self/mountinfo.
-std::optional<uint64_t> mount_device(uint64_t mnt_id) {
-    std::ifstream in("/proc/self/mountinfo");
+std::optional<uint64_t> mount_device(uint64_t mnt_id, const std::string& mountinfo) {
+    std::ifstream in(mountinfo);
     std::stringstream text;
     text << in.rdbuf();
     return mount_device_in(text.str(), mnt_id);
@@ -66,19 +69,122 @@ std::optional<uint64_t> mount_device_in(const std::string& mountinfo, uint64_t m
     return std::nullopt;
 }
 
-Result<KernelFileFacts> kernel_file_facts(int fd) {
+Result<KernelFileFacts> kernel_file_facts(int fd, const std::string& mountinfo) {
     struct statx stx {};
     if (::statx(fd, "", AT_EMPTY_PATH, STATX_INO | STATX_CTIME | STATX_MNT_ID, &stx) != 0)
         return make_error("statx failed: " + errno_text(errno));
     if (!(stx.stx_mask & STATX_MNT_ID)) return make_error("statx returned no mount id (kernel older than 5.8?)");
-    auto dev = mount_device(stx.stx_mnt_id);
-    if (!dev) return make_error("mount " + std::to_string(stx.stx_mnt_id) + " is not in /proc/self/mountinfo");
+    auto dev = mount_device(stx.stx_mnt_id, mountinfo);
+    if (!dev) return make_error("mount " + std::to_string(stx.stx_mnt_id) + " is not in " + mountinfo);
     KernelFileFacts f;
     f.key.dev = *dev;
     f.key.ino = stx.stx_ino;
     f.ctime_sec = stx.stx_ctime.tv_sec;
     f.ctime_nsec = stx.stx_ctime.tv_nsec;
     return f;
+}
+
+namespace {
+
+// S with mountinfo's octal escapes (\ooo) undone.
+std::string unescape_octal(std::string_view s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '\\' && s.size() - i >= 4 && std::isdigit(static_cast<unsigned char>(s[i + 1])) && std::isdigit(static_cast<unsigned char>(s[i + 2])) &&
+            std::isdigit(static_cast<unsigned char>(s[i + 3]))) {
+            out += static_cast<char>(((s[i + 1] - '0') << 6) | ((s[i + 2] - '0') << 3) | (s[i + 3] - '0'));
+            i += 3;
+        } else {
+            out += s[i];
+        }
+    }
+    return out;
+}
+
+// A layer list ("a:b:c", "\:" a colon within a path).
+std::vector<std::string> split_layers(std::string_view list) {
+    std::vector<std::string> out(1);
+    for (size_t i = 0; i < list.size(); ++i) {
+        if (list[i] == '\\' && i + 1 < list.size() && list[i + 1] == ':') {
+            out.back() += ':';
+            ++i;
+        } else if (list[i] == ':') {
+            out.emplace_back();
+        } else {
+            out.back() += list[i];
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+std::optional<OverlayMount> overlay_mount_in(const std::string& mountinfo, uint64_t mnt_id) {
+    std::istringstream in(mountinfo);
+    std::string line;
+    while (std::getline(in, line)) {
+        std::istringstream fields(line);
+        std::string id, parent, dev, root, mountpoint, word;
+        if (!(fields >> id >> parent >> dev >> root >> mountpoint)) continue;
+        if (id != std::to_string(mnt_id)) continue;
+        while (fields >> word && word != "-") {
+        }
+        std::string fstype, source, options;
+        if (!(fields >> fstype >> source >> options) || fstype != "overlay") return std::nullopt;
+        OverlayMount m{unescape_octal(root), unescape_octal(mountpoint), {}, ""};
+        // Options are comma-separated; a comma inside a value is escaped (octal).
+        std::istringstream opts(options);
+        std::string opt;
+        while (std::getline(opts, opt, ',')) {
+            if (opt.rfind("lowerdir=", 0) == 0) {
+                for (auto& l : split_layers(opt.substr(9))) m.lower.push_back(unescape_octal(l));
+            } else if (opt.rfind("lowerdir+=", 0) == 0) {
+                m.lower.push_back(unescape_octal(opt.substr(10)));
+            } else if (opt.rfind("upperdir=", 0) == 0) {
+                m.upper = unescape_octal(opt.substr(9));
+            }
+        }
+        if (m.lower.empty()) return std::nullopt;
+        return m;
+    }
+    return std::nullopt;
+}
+
+std::optional<KernelFileFacts> overlay_layer_facts(pid_t pid, int exe_fd) {
+    struct statfs fs {};
+    if (::fstatfs(exe_fd, &fs) != 0 || fs.f_type != OVERLAYFS_SUPER_MAGIC) return std::nullopt;
+    struct statx stx {};
+    if (::statx(exe_fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &stx) != 0 || !(stx.stx_mask & STATX_MNT_ID))
+        return std::nullopt;
+    const std::string proc = "/proc/" + std::to_string(pid);
+    std::ifstream in(proc + "/mountinfo");
+    std::stringstream text;
+    text << in.rdbuf();
+    auto mount = overlay_mount_in(text.str(), stx.stx_mnt_id);
+    if (!mount) return std::nullopt;
+    // The exe's path in the process's own tree, then within the overlay.
+    char link[4096];
+    ssize_t n = ::readlink((proc + "/exe").c_str(), link, sizeof link);
+    if (n <= 0 || static_cast<size_t>(n) == sizeof link) return std::nullopt;
+    std::string path(link, static_cast<size_t>(n));
+    const std::string& mp = mount->mountpoint;
+    if (mp != "/" && !(path.rfind(mp, 0) == 0 && path.size() > mp.size() && path[mp.size()] == '/'))
+        return std::nullopt;
+    std::string rel = (mount->root == "/" ? "" : mount->root) + (mp == "/" ? path : path.substr(mp.size()));
+    if (rel.empty() || rel[0] != '/' || rel.find("/../") != std::string::npos) return std::nullopt;
+    struct stat st {};
+    // Copied up (or written) into the writable layer: not the image's file.
+    if (!mount->upper.empty() && ::lstat((mount->upper + rel).c_str(), &st) == 0) return std::nullopt;
+    for (const auto& layer : mount->lower) {
+        if (::lstat((layer + rel).c_str(), &st) != 0) continue;
+        if (!S_ISREG(st.st_mode)) return std::nullopt;
+        core::UniqueFd fd(::open((layer + rel).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+        if (!fd.valid()) return std::nullopt;
+        auto facts = kernel_file_facts(fd.get());
+        if (!facts) return std::nullopt;
+        return *facts;
+    }
+    return std::nullopt;
 }
 
 namespace {

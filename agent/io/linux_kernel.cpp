@@ -6,6 +6,8 @@
 #include <cstring>
 #include <fstream>
 
+#include <spdlog/spdlog.h>
+
 #include "bpf/proc_attest.h"
 
 namespace kw::io {
@@ -47,6 +49,7 @@ runtime::ContainerHost::Late LinuxContainerHost::attest_unattested(const std::st
     std::ifstream in(cgroup_root_ + path + "/cgroup.procs");
     std::vector<pid_t> pids;
     for (pid_t pid; in >> pid;) pids.push_back(pid);
+    spdlog::debug("container cgroup {}: {} process(es) to attest late", path, pids.size());
     auto stats = bpf::attest_unattested(*enforcer_, compiled, pids, cgroup_root_);
     return Late{stats.attested, std::chrono::milliseconds(stats.longest_wait_ns / 1000000)};
 }

@@ -248,3 +248,37 @@ TEST_CASE("an argv file is a source at its real path only while root alone can c
     REQUIRE(::chmod(dir.path().c_str(), 0777) == 0);
     CHECK(host.arg_path(app.string()).problem.find("is writable by anyone") != std::string::npos);
 }
+
+TEST_CASE("an overlay mount's layers are read from mountinfo as crun and containerd mount them", "[host][overlay]") {
+    using kw::host::overlay_mount_in;
+    const std::string mountinfo =
+        // A bundle's root mounted by a test (one layer), as the container sees it after pivot_root.
+        "612 600 0:45 / / rw,relatime - overlay overlay rw,lowerdir=/tmp/kwe2e/t/layer,"
+        "upperdir=/tmp/kwe2e/t/cart/upper,workdir=/tmp/kwe2e/t/cart/work\n"
+        "613 612 0:5 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw\n"
+        // containerd's snapshotter: two image layers, top first; a path with a space.
+        "700 650 0:52 / /run/containerd/io.containerd.runtime.v2.task/k8s.io/ab/rootfs rw,relatime shared:300 - "
+        "overlay overlay rw,lowerdir=/var/lib/containerd/snapshots/3/fs:/var/lib/containerd/snap\\040shots/2/fs,"
+        "upperdir=/var/lib/containerd/snapshots/4/fs,workdir=/var/lib/containerd/snapshots/4/work,index=off\n"
+        // 6.7 and later may list each layer on its own (lowerdir+), and a read-only overlay has no upper.
+        "701 650 0:53 /sub /mnt/ro ro,relatime - overlay overlay ro,lowerdir+=/l1,lowerdir+=/l\\0542\n";
+    auto bundle = overlay_mount_in(mountinfo, 612);
+    REQUIRE(bundle);
+    CHECK(bundle->root == "/");
+    CHECK(bundle->mountpoint == "/");
+    CHECK(bundle->lower == std::vector<std::string>{"/tmp/kwe2e/t/layer"});
+    CHECK(bundle->upper == "/tmp/kwe2e/t/cart/upper");
+    auto containerd = overlay_mount_in(mountinfo, 700);
+    REQUIRE(containerd);
+    CHECK(containerd->lower ==
+          std::vector<std::string>{"/var/lib/containerd/snapshots/3/fs", "/var/lib/containerd/snap shots/2/fs"});
+    CHECK(containerd->upper == "/var/lib/containerd/snapshots/4/fs");
+    auto ro = overlay_mount_in(mountinfo, 701);
+    REQUIRE(ro);
+    CHECK(ro->root == "/sub");
+    CHECK(ro->lower == std::vector<std::string>{"/l1", "/l,2"});
+    CHECK(ro->upper.empty());
+    CHECK_FALSE(overlay_mount_in(mountinfo, 613));  // proc: not an overlay
+    CHECK_FALSE(overlay_mount_in(mountinfo, 999));  // not listed
+    CHECK_FALSE(overlay_mount_in("612 600 0:45 / / rw - overlay overlay rw,upperdir=/u\n", 612));  // no layer
+}

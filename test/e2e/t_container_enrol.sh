@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# kw-timeout: 480
+# Containers enrolled through the runtime's seccomp-agent socket get their identity from
+# what the runtime started. crun runs bundles whose config.json carries the annotations
+# containerd's CRI writes (container name, pod namespace and name, image) and a seccomp
+# section whose listenerPath is the agent's socket. The policy selects the container
+# "cart" of pod shop/cart-0 together with the layer's binary:
+#   - cart's binary reaches the sink under the identity; the enroll event names the
+#     container and the workload it meets;
+#   - "sidecar", a second container of the same pod running the same binary, is
+#     refused (EPERM) and the sink is unchanged; before the agent ran, it reached the sink;
+#   - a process started in the running cart container later gets the identity when it
+#     is the layer's binary, and not when it is a copy made in the writable layer;
+#   - facts that arrive after the exec (the agent stopped while crun runs the container,
+#     whose connect is then trapped and held): the process is attested from /proc once
+#     they are known, its held connect goes through, and the event reports the window.
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+PORT=7311
+SHOP=spiffe://$KW_TD/shop/cart
+setup_tools
+make_cgroup
+start_sink db "$PORT"
+
+LAYER=$T/layer
+make_image_layer "$LAYER" "$KW_TOOLS/kw_client=/app/cart" /bin/sh /bin/cp /bin/sleep
+make_bundle cart "$LAYER"
+make_bundle sidecar "$LAYER"
+make_bundle late "$LAYER"
+
+# The CRI annotations of container NAME of pod shop/cart-0, and the seccomp section that
+# hands its listener to the agent (connect trapped, everything else allowed).
+enrol_bundle() { # BUNDLE NAME
+    jq --arg name "$2" --arg sock "$T/oci.sock" '
+        .annotations = {
+            "io.kubernetes.cri.container-type": "container",
+            "io.kubernetes.cri.container-name": $name,
+            "io.kubernetes.cri.image-name": "example.org/shop/cart:1.4",
+            "io.kubernetes.cri.sandbox-id": "aa11",
+            "io.kubernetes.cri.sandbox-name": "cart-0",
+            "io.kubernetes.cri.sandbox-namespace": "shop",
+            "io.kubernetes.cri.sandbox-uid": "0b8c7e7a-9f0e-4a6e-8b2a-1c2d3e4f5a6b" }
+        | .linux.seccomp = { defaultAction: "SCMP_ACT_ALLOW", listenerPath: $sock,
+                             syscalls: [ { names: ["connect"], action: "SCMP_ACT_NOTIFY" } ] }' \
+        "$T/$1/config.json" >"$T/$1/config.json.new" && mv "$T/$1/config.json.new" "$T/$1/config.json" ||
+        fail "cannot enrol bundle $1"
+}
+
+# Positive control, without the agent: the sidecar's binary reaches the sink.
+expect_ok run_container sidecar /app/cart --send "pre-sidecar-$$" 127.0.0.1 "$PORT"
+wait_sink_data db "pre-sidecar-$$"
+
+enrol_bundle cart cart
+enrol_bundle sidecar sidecar
+enrol_bundle late cart
+cat >"$T/policy.json" <<JSON
+{ "version": 1, "trust_domain": "$KW_TD", "mode": "enforce", "log_allowed": true,
+  "workloads": [ { "id": "$SHOP",
+                   "selectors": { "exe": "$LAYER/app/cart", "uid": $KW_UID,
+                                  "container": { "name": "cart", "pod_namespace": "shop", "pod_name": "cart-0" } },
+                   "allow_code": ["$LAYER/lib/x86_64-linux-gnu", "$LAYER/lib64"] } ],
+  "destinations": [ { "name": "db", "cidrs": ["127.0.0.1/32"], "ports": [$PORT], "protocol": "tcp" } ],
+  "rules": [ { "from": "$SHOP", "to": "db" } ] }
+JSON
+KW_AGENT_ARGS=(--oci-socket "$T/oci.sock")
+start_agent "$T/policy.json"
+
+# cart: enrolled, named by its pod, its binary attested (at exec, or late if the exec
+# beat the hand-over: either way the connect is decided with the facts).
+ev_mark
+expect_ok run_container --pidfile "$T/cart.pid" cart /app/cart --send "cart-$$" 127.0.0.1 "$PORT"
+wait_sink_data db "cart-$$"
+expect_one_event "cart's enrolment" '.type == "enroll" and .container.name == "cart"'
+assert_event "pid=$(cat "$T/cart.pid")"
+[[ $(jq -r '.container | "\(.pod_namespace)/\(.pod_name) \(.image) \(.workloads | join(","))"' <<<"$KW_EVENT") == \
+    "shop/cart-0 example.org/shop/cart:1.4 $SHOP" ]] || fail "the enroll event names the container wrongly: $KW_EVENT"
+expect_one_event "cart's connect" '.type == "connect" and (.tgid | tostring) == $pid' --arg pid "$(cat "$T/cart.pid")"
+assert_event decision=allow "spiffe_id=$SHOP"
+
+# sidecar: same pod, same binary, another container: no identity.
+sink_snapshot db
+ev_mark
+expect_errno EPERM run_container --pidfile "$T/sidecar.pid" sidecar /app/cart --send "sidecar-$$" 127.0.0.1 "$PORT"
+assert_sink_unchanged db
+expect_one_event "the sidecar's enrolment" '.type == "enroll" and .container.name == "sidecar"'
+[[ $(jq -c '.container.workloads' <<<"$KW_EVENT") == "[]" ]] || fail "the sidecar meets a workload: $KW_EVENT"
+expect_one_event "the sidecar's connect" '.type == "connect" and (.tgid | tostring) == $pid' \
+    --arg pid "$(cat "$T/sidecar.pid")"
+assert_event decision=deny spiffe_id=unattested
+
+# Started in the running container later (by its shell, after the hand-over): the
+# layer's binary gets the identity at its exec, a copy made in the writable layer does not.
+sink_snapshot db
+expect_errno EPERM run_container cart /bin/sh -c \
+    "sleep 2; /app/cart --send later-$$ 127.0.0.1 $PORT && cp /app/cart /tmp/copy && exec /tmp/copy --send copy-$$ 127.0.0.1 $PORT"
+wait_sink_data db "later-$$"
+grep -qF "copy-$$" "$T/sink-db" && fail "the copy in the writable layer reached the sink"
+
+# Late facts: the agent stopped while crun starts the container. The entrypoint execs
+# before anyone knows the facts (unattested), its connect is trapped and waits; once the
+# agent runs again it enrols the container, attests the process from /proc, then serves
+# the held connect, which the gate now allows.
+ev_mark
+kill -STOP "$KW_AGENT_PID" || fail "cannot stop the agent"
+KW_TIMEOUT=90 run_container --pidfile "$T/late.pid" late /app/cart --send "late-$$" 127.0.0.1 "$PORT" \
+    >"$T/late.out" 2>&1 &
+LATE=$!
+kw_track pids "$LATE"
+late_execd() { [[ -s $T/late/pid ]] && [[ $(readlink "/proc/$(cat "$T/late/pid")/exe" 2>/dev/null) == */app/cart ]]; }
+wait_until 60 "the late container's entrypoint to exec" late_execd
+sleep 1 # its connect trapped, waiting on the stopped agent
+kill -CONT "$KW_AGENT_PID"
+wait "$LATE" || fail "the late container's client failed: $(cat "$T/late.out")"
+wait_sink_data db "late-$$"
+expect_one_event "the late container's enrolment" '.type == "enroll" and .container.name == "cart"'
+jq -e '.container.attested_late.processes == 1 and .container.attested_late.window_ms >= 1000' <<<"$KW_EVENT" >/dev/null ||
+    fail "the late enrolment does not report one process attested late after >= 1 s: $KW_EVENT"
+note "late facts: window $(jq -r '.container.attested_late.window_ms' <<<"$KW_EVENT") ms"
+expect_one_event "the late container's connect" '.type == "connect" and (.tgid | tostring) == $pid' \
+    --arg pid "$(cat "$T/late.pid")"
+assert_event decision=allow "spiffe_id=$SHOP" attested_from_proc=true
