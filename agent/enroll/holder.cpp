@@ -27,7 +27,7 @@ namespace {
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-constexpr size_t kMaxMessage = 4096;
+constexpr size_t kMaxMessage = 64 * 1024;  // a container's facts ride with its listener
 
 Result<sockaddr_un> unix_address(const std::string& path) {
     sockaddr_un addr{};
@@ -59,6 +59,7 @@ struct Record {
     pid_t pid;
     uid_t uid;
     std::string command;
+    json container;
     core::UniqueFd listener;
     core::UniqueFd journal;
 };
@@ -160,7 +161,10 @@ void Holder::serve(Peer& peer) {
         for (const Record& r : records_) {
             std::vector<int> fds{r.listener.get()};
             if (r.journal.valid()) fds.push_back(r.journal.get());
-            reply(peer, {{"op", "held"}, {"key", r.key}, {"pid", r.pid}, {"uid", r.uid}, {"command", r.command}}, fds);
+            reply(peer,
+                  {{"op", "held"}, {"key", r.key}, {"pid", r.pid}, {"uid", r.uid}, {"command", r.command},
+                   {"container", r.container}},
+                  fds);
         }
         reply(peer, {{"op", "end"}});
         spdlog::info("holder: agent {} attached; handed it {} listener(s)", peer.pid, records_.size());
@@ -172,8 +176,10 @@ void Holder::serve(Peer& peer) {
             return reply(peer, {{"ok", false},
                                 {"error", "deposit: expected {\"op\":\"deposit\",\"pid\":N,...} with a listener "
                                           "and an optional journal"}});
-        Record r{next_key_++, req["pid"].get<pid_t>(), core::json_int<uid_t>(req, "uid", 0), core::json_string(req, "command", "?"),
-                 std::move(msg->fds[0]), msg->fds.size() > 1 ? std::move(msg->fds[1]) : core::UniqueFd()};
+        json container = req.contains("container") && req["container"].is_object() ? req["container"] : json(nullptr);
+        Record r{next_key_++, req["pid"].get<pid_t>(), core::json_int<uid_t>(req, "uid", 0),
+                 core::json_string(req, "command", "?"), std::move(container), std::move(msg->fds[0]),
+                 msg->fds.size() > 1 ? std::move(msg->fds[1]) : core::UniqueFd()};
         uint64_t key = r.key;
         records_.push_back(std::move(r));
         return reply(peer, {{"ok", true}, {"key", key}});
@@ -291,6 +297,7 @@ Result<HolderClient::Attached> HolderClient::attach(const std::string& path, pid
         h.pid = core::json_int<pid_t>(j, "pid", 0);
         h.uid = core::json_int<uid_t>(j, "uid", 0);
         h.command = core::json_string(j, "command", "?");
+        if (j.contains("container") && j["container"].is_object()) h.container = j["container"];
         h.listener = std::move(msg->fds[0]);
         if (msg->fds.size() > 1) h.journal = std::move(msg->fds[1]);
         out.held.push_back(std::move(h));
@@ -346,10 +353,12 @@ Result<json> HolderClient::status(const std::string& path) {
     return c.request({{"op", "status"}});
 }
 
-Result<uint64_t> HolderClient::deposit(pid_t pid, uid_t uid, const std::string& command, int listener, int journal) {
+Result<uint64_t> HolderClient::deposit(pid_t pid, uid_t uid, const std::string& command, int listener, int journal,
+                                       const json& container) {
     std::vector<int> fds{listener};
     if (journal >= 0) fds.push_back(journal);
-    auto r = request({{"op", "deposit"}, {"pid", pid}, {"uid", uid}, {"command", command}}, fds);
+    auto r = request({{"op", "deposit"}, {"pid", pid}, {"uid", uid}, {"command", command}, {"container", container}},
+                     fds);
     if (!r) return r.error();
     return core::json_int<uint64_t>(*r, "key", 0);
 }

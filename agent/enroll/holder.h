@@ -12,7 +12,8 @@
 //   {"op":"hello","pid":N}    attach as the agent (one at a time): {"ok":true,"held":K},
 //                             then K {"op":"held",...} messages each carrying the
 //                             listener and journal, then {"op":"end"}
-//   {"op":"deposit","pid":N,"uid":U,"command":"..."} + listener [+ journal]
+//   {"op":"deposit","pid":N,"uid":U,"command":"...","container":{...}|null}
+//                             + listener [+ journal]
 //                             (the attached agent only): {"ok":true,"key":K}
 //   {"op":"status"}           {"ok":true,"held":K,"agent_pid":P|null,"listeners":[...]}
 // A listener no task uses any more (POLLHUP: the process tree exited) is dropped.
@@ -51,6 +52,7 @@ struct HeldListener {
     pid_t pid = 0;
     uid_t uid = 0;
     std::string command;
+    nlohmann::json container;  // what the runtime said of its container, as deposited; null none
     core::UniqueFd listener;
     core::UniqueFd journal;  // invalid when none was deposited
 };
@@ -70,7 +72,8 @@ public:
     static Result<nlohmann::json> status(const std::string& path);
 
     int fd() const { return sock_.get(); }
-    Result<uint64_t> deposit(pid_t pid, uid_t uid, const std::string& command, int listener, int journal);
+    Result<uint64_t> deposit(pid_t pid, uid_t uid, const std::string& command, int listener, int journal,
+                             const nlohmann::json& container = nullptr);
 
 private:
     explicit HolderClient(core::UniqueFd sock) : sock_(std::move(sock)) {}

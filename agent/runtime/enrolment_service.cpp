@@ -59,6 +59,25 @@ json container_json(const core::ContainerFacts& f) {
             {"pod_uid", or_null(f.pod_uid)}};
 }
 
+// container_json's inverse, for what the holder kept; nullopt for anything else.
+std::optional<core::ContainerFacts> container_from_json(const json& j) {
+    if (!j.is_object() || !j.contains("id") || !j["id"].is_string()) return std::nullopt;
+    core::ContainerFacts f;
+    f.id = j["id"].get<std::string>();
+    auto text = [&](const char* key, std::optional<std::string>& out) {
+        if (j.contains(key) && j[key].is_string()) out = j[key].get<std::string>();
+    };
+    text("name", f.name);
+    text("image", f.image);
+    text("pod_namespace", f.pod_namespace);
+    text("pod_name", f.pod_name);
+    text("pod_uid", f.pod_uid);
+    return f;
+}
+
+// What the holder keeps of a container, and what events show: bounded.
+constexpr size_t kContainerFactsMax = 16 * 1024;
+
 bool is_seccomp_listener(int fd) {
     char link[64] = {};
     std::string path = "/proc/self/fd/" + std::to_string(fd);
@@ -88,6 +107,10 @@ public:
     pid_t pid() const { return pid_; }
     uid_t uid() const { return uid_; }
     const std::string& command() const { return command_; }
+    // What its runtime said of its container (the seccomp-agent socket); nullopt otherwise.
+    const std::optional<core::ContainerFacts>& container() const { return container_; }
+    void set_container(core::ContainerFacts facts) { container_ = std::move(facts); }
+    json container_record() const { return container_ ? container_json(*container_) : json(nullptr); }
 
     // CallPort, on the listener and the caller's pidfd.
     bool held(uint64_t id) override { return notifier_.valid(id); }
@@ -124,6 +147,7 @@ private:
     pid_t pid_;
     uid_t uid_;
     std::string command_;
+    std::optional<core::ContainerFacts> container_;
 };
 
 // ---- EnrolledProcess ---------------------------------------------------------------
@@ -283,17 +307,27 @@ Result<size_t> EnrollmentService::adopt() {
         auto process = std::make_shared<EnrolledProcess>(*this, std::move(held.listener), std::move(journal), held.pid,
                                                          held.uid, held.command);
         processes_[process.get()] = process;
+        json event = {{"type", "enroll"}, {"time", now_rfc3339()}, {"pid", held.pid},  {"uid", held.uid},
+                      {"command", held.command}, {"adopted", true}};
+        // A container's facts came back with its listener: its cgroup is found again (the
+        // kernel's word, now), and its entries written before its held calls are served.
+        if (auto facts = container_from_json(held.container)) {
+            process->set_container(*facts);
+            std::optional<ContainerHost::Cgroup> cgroup;
+            if (context_.containers) {
+                if (auto located = context_.containers->locate(held.pid, *facts))
+                    cgroup = *located;
+                else
+                    spdlog::error("adopted container process {}: {}", held.pid, located.message());
+            }
+            event["container"] = register_container(*process, cgroup);
+        }
         size_t resumed = process->start();
         ++adopted;
         spdlog::info("adopted enrolled process {} (uid {}, {}) from the listener holder, {} held call(s) resumed",
                      held.pid, held.uid, held.command, resumed);
-        context_.emit({{"type", "enroll"},
-                       {"time", now_rfc3339()},
-                       {"pid", held.pid},
-                       {"uid", held.uid},
-                       {"command", held.command},
-                       {"adopted", true},
-                       {"resumed_calls", resumed}});
+        event["resumed_calls"] = resumed;
+        context_.emit(event);
     }
     return adopted;
 }
@@ -332,7 +366,7 @@ Result<void> EnrollmentService::reattach() {
         });
         if (kept) continue;
         auto key = holder_->deposit(process->pid(), process->uid(), process->command(), n.fd(),
-                                    n.journal() ? n.journal()->fd() : -1);
+                                    n.journal() ? n.journal()->fd() : -1, process->container_record());
         if (!key) return make_error("depositing the listener of process " + std::to_string(process->pid()) + ": " +
                                     key.message());
     }
@@ -344,7 +378,7 @@ Result<void> EnrollmentService::deposit(EnrolledProcess& process) {
     const auto& n = process.notifier();
     if (holder_) {
         auto key = holder_->deposit(process.pid(), process.uid(), process.command(), n.fd(),
-                                    n.journal() ? n.journal()->fd() : -1);
+                                    n.journal() ? n.journal()->fd() : -1, process.container_record());
         if (key) return {};
         spdlog::warn("listener holder: {}: attaching again", key.message());
     }
@@ -426,6 +460,7 @@ void EnrollmentService::enrol(Peer& peer, Hello& hello) {
     }
     auto process =
         std::make_shared<EnrolledProcess>(*this, std::move(hello.listener), std::move(journal), pid, uid, command);
+    if (hello.container) process->set_container(*hello.container);
     // Fail closed on availability too: a listener the holder does not keep would make
     // every trapped call of the process fail with ENOSYS after an agent restart.
     processes_[process.get()] = process;
@@ -438,32 +473,35 @@ void EnrollmentService::enrol(Peer& peer, Hello& hello) {
     KernelPort& kernel = context_.kernel ? *context_.kernel : no_kernel();
     if (auto r = kernel.mark_enrolled(hello.pidfd.get()); !r) spdlog::warn("enrolled process {}: {}", pid, r.message());
     json event = {{"type", "enroll"}, {"time", now_rfc3339()}, {"pid", pid}, {"uid", uid}, {"command", command}};
-    if (hello.container) event["container"] = container_json(*hello.container);
     // A container's facts before its first held call is served: a call trapped before
     // they were known (the exec raced the runtime's hand-over) is decided with them.
-    if (hello.container && hello.cgroup && context_.containers) {
-        json& c = event["container"];
-        c["cgroup"] = hello.cgroup->path;
-        auto view = context_.policy ? context_.policy() : nullptr;
-        auto started = view ? context_.containers->started(*hello.cgroup, *hello.container, view->policy,
-                                                           view->compiled)
-                            : Result<Containers::Started>(make_error("no policy in force"));
-        if (started) {
-            container_of_[process.get()] = hello.cgroup->id;
-            c["workloads"] = started->workloads;
-            if (started->late.attested)
-                c["attested_late"] = {{"processes", started->late.attested},
-                                      {"window_ms", started->late.window.count()}};
-        } else {
-            // Served, but no container selector matches it: its processes stay unattested.
-            spdlog::error("container {}: {}", hello.container->id, started.message());
-            c["error"] = started.message();
-        }
-    }
+    if (hello.container) event["container"] = register_container(*process, hello.cgroup);
     process->start();
     spdlog::info("enrolled process {} (uid {}, {})", pid, uid, command);
     context_.emit(event);
     peer.reply({{"ok", true}});
+}
+
+json EnrollmentService::register_container(EnrolledProcess& process,
+                                           const std::optional<ContainerHost::Cgroup>& cgroup) {
+    const core::ContainerFacts& facts = *process.container();
+    json c = container_json(facts);
+    if (!cgroup || !context_.containers) return c;
+    c["cgroup"] = cgroup->path;
+    auto view = context_.policy ? context_.policy() : nullptr;
+    auto started = view ? context_.containers->started(*cgroup, facts, view->policy, view->compiled)
+                        : Result<Containers::Started>(make_error("no policy in force"));
+    if (started) {
+        container_of_[&process] = cgroup->id;
+        c["workloads"] = started->workloads;
+        if (started->late.attested)
+            c["attested_late"] = {{"processes", started->late.attested}, {"window_ms", started->late.window.count()}};
+    } else {
+        // Served, but no container selector matches it: its processes stay unattested.
+        spdlog::error("container {}: {}", facts.id, started.message());
+        c["error"] = started.message();
+    }
+    return c;
 }
 
 // ---- the OCI runtime's seccomp-agent socket -------------------------------------------
@@ -527,6 +565,9 @@ void EnrollmentService::read_runtime_state(const std::shared_ptr<Peer>& peer) {
         if (!pidfd.valid())
             return peer->reply({{"ok", false}, {"error", "the container process " + std::to_string(state->pid) + " is gone"}});
         auto facts = core::container_facts(*state);
+        if (container_json(facts).dump().size() > kContainerFactsMax)
+            return peer->reply({{"ok", false}, {"error", "the container's name, image and pod take more than " +
+                                                             std::to_string(kContainerFactsMax >> 10) + " KiB"}});
         std::optional<ContainerHost::Cgroup> cgroup;
         if (context_.containers) {
             auto located = context_.containers->locate(state->pid, facts);

@@ -96,6 +96,9 @@ private:
     void enrol(Peer& peer, Hello& hello);
     void read_runtime_state(const std::shared_ptr<Peer>& peer);
     void refuse_runtime(Peer& peer, const std::string& why);
+    // The container PROCESS runs in (CGROUP, when located): its entries and late
+    // attestation (Containers::started); the enroll event's "container".
+    nlohmann::json register_container(EnrolledProcess& process, const std::optional<ContainerHost::Cgroup>& cgroup);
     void refused(uid_t uid, const std::string& reason);
     // Deposits PROCESS's listener and journal with the holder, re-attaching (and
     // re-depositing every listener) if the holder went away.

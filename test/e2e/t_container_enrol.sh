@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kw-timeout: 480
+# kw-timeout: 600
 # Containers enrolled through the runtime's seccomp-agent socket get their identity from
 # what the runtime started. crun runs bundles whose config.json carries the annotations
 # containerd's CRI writes (container name, pod namespace and name, image) and a seccomp
@@ -11,6 +11,8 @@
 #     refused (EPERM) and the sink is unchanged; before the agent ran, it reached the sink;
 #   - a process started in the running cart container later gets the identity when it
 #     is the layer's binary, and not when it is a copy made in the writable layer;
+#   - the agent restarted while the container runs: the holder gives the listener and
+#     the facts back, and an exec after the restart gets the identity;
 #   - facts that arrive after the exec (the agent stopped while crun runs the container,
 #     whose connect is then trapped and held): the process is attested from /proc once
 #     they are known, its held connect goes through, and the event reports the window.
@@ -96,6 +98,24 @@ expect_errno EPERM run_container cart /bin/sh -c \
     "sleep 2; /app/cart --send later-$$ 127.0.0.1 $PORT && cp /app/cart /tmp/copy && exec /tmp/copy --send copy-$$ 127.0.0.1 $PORT"
 wait_sink_data db "later-$$"
 grep -qF "copy-$$" "$T/sink-db" && fail "the copy in the writable layer reached the sink"
+
+# The agent restarted while the container runs: the holder keeps its listener and what
+# its runtime said of it; the restarted agent finds its cgroup again and writes its
+# entries, so that the layer's binary exec'd after the restart gets the identity.
+ev_mark
+KW_TIMEOUT=120 run_container --pidfile "$T/restart.pid" cart /bin/sh -c \
+    "sleep 40; exec /app/cart --send restart-$$ 127.0.0.1 $PORT" >"$T/restart.out" 2>&1 &
+RESTART=$!
+kw_track pids "$RESTART"
+expect_one_event "the running container's enrolment" '.type == "enroll" and .container.name == "cart"'
+stop_agent
+ev_mark
+start_agent "$T/policy.json"
+expect_one_event "the container adopted by the restarted agent" '.type == "enroll" and .adopted == true'
+[[ $(jq -r '.container | "\(.name) \(.workloads | join(","))"' <<<"$KW_EVENT") == "cart $SHOP" ]] ||
+    fail "the restarted agent does not know the container's facts: $KW_EVENT"
+wait "$RESTART" || fail "the container's client failed after the agent restart: $(cat "$T/restart.out")"
+wait_sink_data db "restart-$$"
 
 # Late facts: the agent stopped while crun starts the container. The entrypoint execs
 # before anyone knows the facts (unattested), its connect is trapped and waits; once the

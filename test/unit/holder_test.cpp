@@ -133,7 +133,9 @@ TEST_CASE("holder: listeners outlive the agent that deposited them, one agent at
         auto first = HolderClient::attach(holder.path, 1001);
         REQUIRE(first);
         CHECK(first->held.empty());
-        auto key = first->client.deposit(3003, 1000, "/usr/bin/curl", read_end.get(), journal->fd());
+        // A container's facts ride with its listener (what its runtime said of it).
+        auto key = first->client.deposit(3003, 1000, "/usr/bin/curl", read_end.get(), journal->fd(),
+                                         {{"id", "c1"}, {"name", "cart"}, {"pod_namespace", "shop"}});
         REQUIRE(key);
         CHECK(*key == 1);
 
@@ -161,6 +163,8 @@ TEST_CASE("holder: listeners outlive the agent that deposited them, one agent at
     CHECK(h.pid == 3003);
     CHECK(h.uid == 1000);
     CHECK(h.command == "/usr/bin/curl");
+    CHECK(h.container["name"] == "cart");
+    CHECK(h.container["pod_namespace"] == "shop");
     // The very same pipe: what is written to it comes out of the adopted descriptor.
     REQUIRE(::write(write_end.get(), "ping", 4) == 4);
     char buf[8] = {};
