@@ -55,7 +55,16 @@ void Containers::released(uint64_t cgroup_id) {
     if (it == known_.end() || --it->second.processes > 0) return;
     if (auto r = host_.remove(it->second.in_kernel); !r)
         spdlog::warn("container cgroup {}: {}", it->second.path, r.message());
+    gone_.emplace_front(cgroup_id, std::move(it->second.facts));
+    if (gone_.size() > kRecentlyGone) gone_.pop_back();
     known_.erase(it);
+}
+
+const core::ContainerFacts* Containers::facts_of(uint64_t cgroup_id) const {
+    if (auto it = known_.find(cgroup_id); it != known_.end()) return &it->second.facts;
+    for (const auto& [id, facts] : gone_)
+        if (id == cgroup_id) return &facts;
+    return nullptr;
 }
 
 std::vector<kw_ctr_key> Containers::entries(const core::Policy& policy) const {

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -74,6 +75,11 @@ public:
     // After a publish for POLICY: what the kernel has now.
     void published(const core::Policy& policy);
     size_t size() const { return known_.size(); }
+    // What the runtime said of the container in cgroup CGROUP_ID, for naming it in events:
+    // known now, or among the last kRecentlyGone that went (a process's last event often
+    // comes after its container's end). Null when none.
+    const core::ContainerFacts* facts_of(uint64_t cgroup_id) const;
+    static constexpr size_t kRecentlyGone = 256;
 
 private:
     struct Known {
@@ -84,6 +90,7 @@ private:
     };
     ContainerHost& host_;
     std::map<uint64_t, Known> known_;  // by cgroup id
+    std::deque<std::pair<uint64_t, core::ContainerFacts>> gone_;  // newest first
 };
 
 }  // namespace kw::runtime

@@ -118,7 +118,7 @@ EventFormatter::ExeFacts EventFormatter::exe_facts(const kw_proc_info& p) {
 json EventFormatter::process_fields(const kw_proc_info& p) {
     auto exe = exe_facts(p);
     auto cgroup = cgroup_path(p.cgroup_id);
-    return {
+    json out = {
         {"pid", p.pid},
         {"tgid", p.tgid},
         {"process_start_ns", p.start_ns},
@@ -132,6 +132,15 @@ json EventFormatter::process_fields(const kw_proc_info& p) {
         {"spiffe_id", spiffe_id(p.ident)},
         {"attested_from_proc", (p.task_flags & KW_TASK_FROM_PROC) != 0},
     };
+    if (const core::ContainerFacts* c = containers_ ? containers_->facts_of(p.cgroup_id) : nullptr) {
+        auto or_null = [](const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); };
+        out["container"] = {{"id", c->id},
+                            {"name", or_null(c->name)},
+                            {"image", or_null(c->image)},
+                            {"pod_namespace", or_null(c->pod_namespace)},
+                            {"pod_name", or_null(c->pod_name)}};
+    }
+    return out;
 }
 
 namespace {

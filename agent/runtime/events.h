@@ -17,6 +17,7 @@
 #include "core/peer_limits.h"
 #include "core/policy.h"
 #include "core/wall_clock.h"
+#include "runtime/containers.h"
 #include "runtime/policy_view.h"
 
 namespace kw::runtime {
@@ -29,6 +30,8 @@ public:
     // The policy now in force. The views of the last kKeptViews revisions stay: a connect
     // record names the revision it was decided under, and is formatted with that one.
     void set_policy(std::shared_ptr<const PolicyView> view);
+    // The enrolled containers: a process in one of their cgroups is named with it.
+    void set_containers(const Containers* containers) { containers_ = containers; }
     static constexpr size_t kKeptViews = 8;
 
     // nullopt for a record that is truncated or of an unknown type/version.
@@ -58,6 +61,7 @@ private:
     std::map<std::tuple<uint64_t, uint64_t, int64_t, uint32_t>, std::string> hash_cache_;
     std::string cgroup_root_;
     std::map<uint64_t, std::string> cgroup_paths_;
+    const Containers* containers_ = nullptr;
 };
 
 std::string format_address(const uint8_t addr[16]);

@@ -6,7 +6,7 @@
 # section whose listenerPath is the agent's socket. The policy selects the container
 # "cart" of pod shop/cart-0 together with the layer's binary:
 #   - cart's binary reaches the sink under the identity; the enroll event names the
-#     container and the workload it meets;
+#     container and the workload it meets, and so does the connect event;
 #   - "sidecar", a second container of the same pod running the same binary, is
 #     refused (EPERM) and the sink is unchanged; before the agent ran, it reached the sink;
 #   - a process started in the running cart container later gets the identity when it
@@ -79,6 +79,8 @@ assert_event "pid=$(cat "$T/cart.pid")"
     "shop/cart-0 example.org/shop/cart:1.4 $SHOP" ]] || fail "the enroll event names the container wrongly: $KW_EVENT"
 expect_one_event "cart's connect" '.type == "connect" and (.tgid | tostring) == $pid' --arg pid "$(cat "$T/cart.pid")"
 assert_event decision=allow "spiffe_id=$SHOP"
+jq -e '.container.name == "cart" and .container.pod_namespace == "shop" and .container.pod_name == "cart-0"' \
+    <<<"$KW_EVENT" >/dev/null || fail "the connect event does not name the container: $KW_EVENT"
 
 # sidecar: same pod, same binary, another container: no identity.
 sink_snapshot db
@@ -90,6 +92,7 @@ expect_one_event "the sidecar's enrolment" '.type == "enroll" and .container.nam
 expect_one_event "the sidecar's connect" '.type == "connect" and (.tgid | tostring) == $pid' \
     --arg pid "$(cat "$T/sidecar.pid")"
 assert_event decision=deny spiffe_id=unattested
+jq -e '.container.name == "sidecar"' <<<"$KW_EVENT" >/dev/null || fail "the deny event does not name the sidecar: $KW_EVENT"
 
 # Started in the running container later (by its shell, after the hand-over): the
 # layer's binary gets the identity at its exec, a copy made in the writable layer does not.

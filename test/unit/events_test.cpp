@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/compile.h"
+#include "fake_container_host.h"
 #include "policy_view_fixture.h"
 #include "runtime/events.h"
 
@@ -213,4 +214,42 @@ TEST_CASE("a debugger let in is named from the allow_debuggers of the policy the
     e = formatter.format(&record, sizeof record);
     REQUIRE(e);
     CHECK((*e)["decided_by"] == "allow_debuggers[0]");
+}
+
+TEST_CASE("a process in an enrolled container is named with its container, after the container ended too",
+          "[runtime][events][containers]") {
+    core::IdentityTable ids;
+    auto view = test::policy_view(kOld, ids);
+    uint32_t app = ids.find("spiffe://t.org/app").value();
+    kw::test::FakeContainerHost host;
+    runtime::Containers containers(host);
+    core::ContainerFacts facts;
+    facts.id = "c1";
+    facts.name = "cart";
+    facts.pod_namespace = "shop";
+    REQUIRE(containers.started({"/kubepods/pod1/c1", 900}, facts, view->policy, view->compiled).ok());
+
+    runtime::EventFormatter formatter;
+    formatter.set_policy(view);
+    formatter.set_containers(&containers);
+    kw_ev_connect record = connect_record(*view, app);
+    record.proc.cgroup_id = 900;
+    auto e = formatter.format(&record, sizeof record);
+    REQUIRE(e);
+    CHECK((*e)["container"]["id"] == "c1");
+    CHECK((*e)["container"]["name"] == "cart");
+    CHECK((*e)["container"]["pod_namespace"] == "shop");
+    CHECK((*e)["container"]["image"].is_null());
+    check_schema(*e);
+
+    // Its last process's events are often read after the container's end.
+    containers.released(900);
+    auto later = formatter.format(&record, sizeof record);
+    REQUIRE(later);
+    CHECK((*later)["container"]["name"] == "cart");
+    // Outside any container: no such field.
+    record.proc.cgroup_id = 901;
+    auto host_process = formatter.format(&record, sizeof record);
+    REQUIRE(host_process);
+    CHECK_FALSE(host_process->contains("container"));
 }
