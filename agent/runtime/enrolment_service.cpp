@@ -404,7 +404,7 @@ void EnrollmentService::on_hello(const std::shared_ptr<Peer>& peer) {
         p->close();
     });
     peer->readable = loop().watch(peer->socket.get());
-    peer->readable->wait(Readiness::For::read, [this, peer] {
+    when_readable(peer, [this, peer] {
         peer->timer.reset();
         auto msg = enroll::receive_message(peer->socket.get(), 4095, MSG_DONTWAIT);
         if (!msg) return peer->close();
@@ -537,10 +537,18 @@ void EnrollmentService::on_runtime_connection(core::UniqueFd socket) {
 
 // The state may come in several reads (the descriptors with the first): it is read until
 // it is whole JSON, the runtime closes, or it grows past what any state is.
-void EnrollmentService::read_runtime_state(const std::shared_ptr<Peer>& peer) {
-    peer->readable->wait(Readiness::For::read, [this, peer] {
+// Runs READ once PEER's socket has something to read (or is closed): a wake with nothing
+// to read (readiness is a hint) waits again rather than reading EAGAIN as an end.
+void EnrollmentService::when_readable(const std::shared_ptr<Peer>& peer, std::function<void()> read) {
+    peer->readable->wait(Readiness::For::read, [this, peer, read = std::move(read)]() mutable {
         pollfd p{peer->socket.get(), POLLIN, 0};
-        if (::poll(&p, 1, 0) != 1) return read_runtime_state(peer);  // woken with nothing to read
+        if (::poll(&p, 1, 0) != 1) return when_readable(peer, std::move(read));
+        read();
+    });
+}
+
+void EnrollmentService::read_runtime_state(const std::shared_ptr<Peer>& peer) {
+    when_readable(peer, [this, peer] {
         auto chunk = enroll::receive_message(peer->socket.get(), core::kOciStateMax, MSG_DONTWAIT);
         if (!chunk) {
             if (chunk.message() == "closed")

@@ -94,6 +94,7 @@ private:
     void claim_then_enrol(std::shared_ptr<Peer> peer, std::shared_ptr<Hello> hello,
                           std::chrono::steady_clock::time_point deadline);
     void enrol(Peer& peer, Hello& hello);
+    void when_readable(const std::shared_ptr<Peer>& peer, std::function<void()> read);
     void read_runtime_state(const std::shared_ptr<Peer>& peer);
     void refuse_runtime(Peer& peer, const std::string& why);
     // The container PROCESS runs in (CGROUP, when located): its entries and late

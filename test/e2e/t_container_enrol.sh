@@ -107,7 +107,7 @@ grep -qF "copy-$$" "$T/sink-db" && fail "the copy in the writable layer reached 
 # entries, so that the layer's binary exec'd after the restart gets the identity.
 ev_mark
 KW_TIMEOUT=120 run_container --pidfile "$T/restart.pid" cart /bin/sh -c \
-    "sleep 40; exec /app/cart --send restart-$$ 127.0.0.1 $PORT" >"$T/restart.out" 2>&1 &
+    "sleep 25; exec /app/cart --send restart-$$ 127.0.0.1 $PORT" >"$T/restart.out" 2>&1 &
 RESTART=$!
 kw_track pids "$RESTART"
 expect_one_event "the running container's enrolment" '.type == "enroll" and .container.name == "cart"'

@@ -2,6 +2,7 @@
 // descriptor, a seccomp listener; anything else is refused with an answer that says what
 // was expected, and a uid cannot hold more than its share of waiting connections.
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
 #include <sys/eventfd.h>
@@ -55,14 +56,48 @@ TEST_CASE("enrolment requests that are refused, and why", "[runtime][enrolment]"
 
 namespace {
 
+// A loop whose first wait on each descriptor fires at once, with nothing to read:
+// readiness is a hint, and a spurious wake must not be taken for an end.
+class SpuriousLoop : public kw::runtime::Loop {
+public:
+    explicit SpuriousLoop(kw::runtime::Loop& real) : real_(real) {}
+    std::unique_ptr<kw::runtime::Timer> timer() override { return real_.timer(); }
+    std::unique_ptr<kw::runtime::Readiness> watch(int fd) override {
+        struct Once : kw::runtime::Readiness {
+            std::unique_ptr<kw::runtime::Readiness> real;
+            std::unique_ptr<kw::runtime::Timer> now;
+            bool woken = false;
+            void wait(For what, std::function<void()> ready) override {
+                if (woken) return real->wait(what, std::move(ready));
+                woken = true;
+                now->after(std::chrono::milliseconds(0), std::move(ready));
+            }
+            void cancel() override {
+                real->cancel();
+                now->cancel();
+            }
+        };
+        auto once = std::make_unique<Once>();
+        once->real = real_.watch(fd);
+        once->now = real_.timer();
+        return once;
+    }
+
+private:
+    kw::runtime::Loop& real_;
+};
+
 struct Enrolment {
     boost::asio::io_context io;
-    kw::io::AsioLoop loop{io};
+    kw::io::AsioLoop real_loop{io};
+    SpuriousLoop spurious_loop{real_loop};
+    kw::runtime::Loop& loop;
     std::vector<json> events;
     std::unique_ptr<kw::runtime::EnrollmentService> service;
 
     explicit Enrolment(std::function<kw::Result<bool>(int)> claim = {}, kw::runtime::Containers* containers = nullptr,
-                       std::shared_ptr<const kw::runtime::PolicyView> view = nullptr) {
+                       std::shared_ptr<const kw::runtime::PolicyView> view = nullptr, bool spurious_wakes = false)
+        : loop(spurious_wakes ? static_cast<kw::runtime::Loop&>(spurious_loop) : real_loop) {
         kw::runtime::EnrollContext ctx;
         ctx.loop = &loop;
         ctx.claim_listener = std::move(claim);
@@ -97,8 +132,11 @@ struct Enrolment {
 
 TEST_CASE("an enrolment whose descriptor is not a seccomp listener is refused before any ioctl reaches it",
           "[runtime][enrolment]") {
-    Enrolment e;
+    bool spurious = GENERATE(false, true);  // and when the loop wakes the service with nothing to read
+    Enrolment e({}, nullptr, nullptr, spurious);
     auto client = e.connect();
+    e.io.run_for(std::chrono::milliseconds(20));  // the wake comes before the hello
+    e.io.restart();
     kw::core::UniqueFd not_a_listener(::eventfd(0, EFD_CLOEXEC));
     REQUIRE(kw::enroll::send_message(client.get(), json{{"op", "enroll"}, {"pid", ::getpid()}}.dump(),
                                      {not_a_listener.get()}));
