@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <fstream>
 #include <optional>
+#include <set>
 
 #include "host/linux_host_view.h"
 #include "core/proc_facts.h"
@@ -147,10 +148,49 @@ std::optional<uint64_t> process_age_ns(pid_t pid) {
     return std::nullopt;
 }
 
+// For a process attested late: whether every file it maps executable is in the code set
+// of workload W, as the kernel would have checked each mapping had the process been
+// attested at its exec (bpf/kw_guard.bpf.c kw_code_check). Its own identity or its image
+// layer's, at the ctime pinned. An unreadable mapping fails. WHY names the first other.
+bool code_pinned(const core::CompiledPolicy& compiled, const kw_workload& w, long pid, std::string& why) {
+    const uint32_t set = w.ident;
+    auto in_set = [&](const host::KernelFileFacts& f) {
+        for (const auto& [k, v] : compiled.code)
+            if (k.set == set && k.dev == f.key.dev && k.ino == f.key.ino && v.ctime_sec == f.ctime_sec &&
+                v.ctime_nsec == f.ctime_nsec)
+                return true;
+        return false;
+    };
+    for (const auto& [k, v] : compiled.code)
+        if (k.set == set && k.dev == 0 && k.ino == 0) return true;  // selected by no file: never named
+    const std::string dir = "/proc/" + std::to_string(pid);
+    std::istringstream maps(slurp(dir + "/maps"));
+    std::string line;
+    std::set<std::string> seen;
+    while (std::getline(maps, line)) {
+        std::istringstream f(line);
+        std::string range, perms, offset, dev, inode;
+        if (!(f >> range >> perms >> offset >> dev >> inode)) continue;
+        if (perms.size() < 3 || perms[2] != 'x' || inode == "0" || !seen.insert(range).second) continue;
+        std::string path;
+        std::getline(f >> std::ws, path);
+        core::UniqueFd fd(open((dir + "/map_files/" + range).c_str(), O_RDONLY | O_CLOEXEC));
+        auto own = fd.valid() ? host::kernel_file_facts(fd.get(), dir + "/mountinfo")
+                              : Result<host::KernelFileFacts>(make_error("unreadable"));
+        if (own && in_set(*own)) continue;
+        if (fd.valid())
+            if (auto layer = host::overlay_layer_facts(static_cast<pid_t>(pid), fd.get(), path); layer && in_set(*layer))
+                continue;
+        why = path.empty() ? range : path;
+        return false;
+    }
+    return true;
+}
+
 // Attests the process PID (its pidfd PIDFD) from /proc if it matches a workload, keeping
 // the task flags FLAGS (enrolment survives). Whether it did.
 bool attest_one(Enforcer& enforcer, const core::CompiledPolicy& compiled, const std::string& cgroup_root, long pid,
-                int pidfd, uint32_t flags) {
+                int pidfd, uint32_t flags, bool check_code) {
     const std::string dir = "/proc/" + std::to_string(pid);
     core::ProcessFacts facts;
     core::UniqueFd exe(open((dir + "/exe").c_str(), O_RDONLY | O_CLOEXEC));
@@ -195,6 +235,15 @@ bool attest_one(Enforcer& enforcer, const core::CompiledPolicy& compiled, const 
                       facts.cgroup_ancestors.empty() ? 0 : facts.cgroup_ancestors.back());
         return false;
     }
+    // Late: its loader mapped its libraries while nobody checked them (a library
+    // preloaded from a container's writable layer, say). The kernel would have refused
+    // that mapping under the identity; here the identity is refused instead.
+    if (std::string why; check_code && !code_pinned(compiled, compiled.workloads[*wl], pid, why)) {
+        spdlog::warn("process {} not attested late as workload {}: it maps {} executable, which its code set "
+                     "does not pin",
+                     pid, *wl, why);
+        return false;
+    }
     kw_task t{};
     t.ident = compiled.workloads[*wl].ident;
     t.wl = *wl + 1;
@@ -231,7 +280,7 @@ ProcScanStats attest_running_processes(Enforcer& enforcer, const core::CompiledP
         stats.scanned++;
         // The kernel's record wins: never overwrite an identity it assigned at exec.
         if (enforcer.task_identity(pidfd.get()).has_value()) continue;
-        if (attest_one(enforcer, compiled, cgroup_root, pid, pidfd.get(), 0)) stats.attested++;
+        if (attest_one(enforcer, compiled, cgroup_root, pid, pidfd.get(), 0, false)) stats.attested++;
     }
     closedir(d);
     return stats;
@@ -249,7 +298,8 @@ ProcScanStats attest_unattested(Enforcer& enforcer, const core::CompiledPolicy& 
             spdlog::debug("process {} already has identity {}", pid, known->ident);
             continue;
         }
-        if (!attest_one(enforcer, compiled, cgroup_root, pid, pidfd.get(), known ? known->flags & KW_TASK_ENROLLED : 0))
+        if (!attest_one(enforcer, compiled, cgroup_root, pid, pidfd.get(), known ? known->flags & KW_TASK_ENROLLED : 0,
+                        true))
             continue;
         stats.attested++;
         // Since its exec, when the kernel recorded it (an enrolled process); else since

@@ -151,22 +151,24 @@ std::optional<OverlayMount> overlay_mount_in(const std::string& mountinfo, uint6
 }
 
 std::optional<KernelFileFacts> overlay_layer_facts(pid_t pid, int exe_fd) {
+    char link[4096];
+    ssize_t n = ::readlink(("/proc/" + std::to_string(pid) + "/exe").c_str(), link, sizeof link);
+    if (n <= 0 || static_cast<size_t>(n) == sizeof link) return std::nullopt;
+    return overlay_layer_facts(pid, exe_fd, std::string(link, static_cast<size_t>(n)));
+}
+
+std::optional<KernelFileFacts> overlay_layer_facts(pid_t pid, int fd, const std::string& path) {
     struct statfs fs {};
-    if (::fstatfs(exe_fd, &fs) != 0 || fs.f_type != OVERLAYFS_SUPER_MAGIC) return std::nullopt;
+    if (::fstatfs(fd, &fs) != 0 || fs.f_type != OVERLAYFS_SUPER_MAGIC) return std::nullopt;
     struct statx stx {};
-    if (::statx(exe_fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &stx) != 0 || !(stx.stx_mask & STATX_MNT_ID))
+    if (::statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &stx) != 0 || !(stx.stx_mask & STATX_MNT_ID))
         return std::nullopt;
-    const std::string proc = "/proc/" + std::to_string(pid);
-    std::ifstream in(proc + "/mountinfo");
+    std::ifstream in("/proc/" + std::to_string(pid) + "/mountinfo");
     std::stringstream text;
     text << in.rdbuf();
     auto mount = overlay_mount_in(text.str(), stx.stx_mnt_id);
     if (!mount) return std::nullopt;
-    // The exe's path in the process's own tree, then within the overlay.
-    char link[4096];
-    ssize_t n = ::readlink((proc + "/exe").c_str(), link, sizeof link);
-    if (n <= 0 || static_cast<size_t>(n) == sizeof link) return std::nullopt;
-    std::string path(link, static_cast<size_t>(n));
+    // The path in the process's own tree, then within the overlay.
     const std::string& mp = mount->mountpoint;
     if (mp != "/" && !(path.rfind(mp, 0) == 0 && path.size() > mp.size() && path[mp.size()] == '/'))
         return std::nullopt;

@@ -54,6 +54,9 @@ std::optional<OverlayMount> overlay_mount_in(const std::string& mountinfo, uint6
 // first lower layer that has it. nullopt when it is not on overlayfs, is in the
 // writable layer, or no layer can be read from here.
 std::optional<KernelFileFacts> overlay_layer_facts(pid_t pid, int exe_fd);
+// The same for any file FD the process PID has open or mapped, PATH being the path it
+// shows for it (/proc/PID/maps, a /proc/PID/fd link).
+std::optional<KernelFileFacts> overlay_layer_facts(pid_t pid, int fd, const std::string& path);
 
 // PATH's content and identity, as pin_file gives them but for a file on overlayfs too,
 // whose identity is then the overlay inode's (what the kernel presents for a file in a

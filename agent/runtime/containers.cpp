@@ -44,6 +44,7 @@ Result<Containers::Started> Containers::started(const ContainerHost::Cgroup& cgr
         now.files = compiled.files;
         now.lists = compiled.lists;
         now.workloads = compiled.workloads;
+        now.code = compiled.code;  // late processes' mappings are checked against their code set
         now.containers = entries(policy);
         out.late = host_.attest_unattested(cgroup.path, now);
     }

@@ -13,6 +13,8 @@
 #     is the layer's binary, and not when it is a copy made in the writable layer;
 #   - the agent restarted while the container runs: the holder gives the listener and
 #     the facts back, and an exec after the restart gets the identity;
+#   - a library preloaded from the writable layer before late facts: the identity is
+#     refused (the mappings are read), the held connect refused;
 #   - facts that arrive after the exec (the agent stopped while crun runs the container,
 #     whose connect is then trapped and held): the process is attested from /proc once
 #     they are known, its held connect goes through, and the event reports the window.
@@ -30,6 +32,12 @@ make_image_layer "$LAYER" "$KW_TOOLS/kw_client=/app/cart" /bin/sh /bin/cp /bin/s
 make_bundle cart "$LAYER"
 make_bundle sidecar "$LAYER"
 make_bundle late "$LAYER"
+make_bundle preload "$LAYER"
+# The preload bundle's writable layer holds a library and names it in the loader's
+# /etc/ld.so.preload, as code written into a running container could.
+mkdir -p "$T/preload/upper/etc" "$T/preload/upper/tmp"
+cp "$KW_TOOLS/kw_preload.so" "$T/preload/upper/tmp/evil.so"
+echo /tmp/evil.so >"$T/preload/upper/etc/ld.so.preload"
 
 # The CRI annotations of container NAME of pod shop/cart-0, and the seccomp section that
 # hands its listener to the agent (connect trapped, everything else allowed).
@@ -49,13 +57,17 @@ enrol_bundle() { # BUNDLE NAME
         fail "cannot enrol bundle $1"
 }
 
-# Positive control, without the agent: the sidecar's binary reaches the sink.
+# Positive controls, without the agent: the sidecar's binary reaches the sink, and so
+# does the layer's binary with the library preloaded.
 expect_ok run_container sidecar /app/cart --send "pre-sidecar-$$" 127.0.0.1 "$PORT"
 wait_sink_data db "pre-sidecar-$$"
+expect_ok run_container preload /app/cart --send "pre-preload-$$" 127.0.0.1 "$PORT"
+wait_sink_data db "pre-preload-$$"
 
 enrol_bundle cart cart
 enrol_bundle sidecar sidecar
 enrol_bundle late cart
+enrol_bundle preload cart
 cat >"$T/policy.json" <<JSON
 { "version": 1, "trust_domain": "$KW_TD", "mode": "enforce", "log_allowed": true,
   "workloads": [ { "id": "$SHOP",
@@ -143,3 +155,25 @@ note "late facts: window $(jq -r '.container.attested_late.window_ms' <<<"$KW_EV
 expect_one_event "the late container's connect" '.type == "connect" and (.tgid | tostring) == $pid' \
     --arg pid "$(cat "$T/late.pid")"
 assert_event decision=allow "spiffe_id=$SHOP" attested_from_proc=true
+
+# Late facts again, with the library preloaded: the loader mapped it while nobody knew
+# the process, so the kernel could not refuse the mapping. Attesting late, the agent
+# reads the process's executable mappings and refuses the identity: the held connect
+# is then refused.
+sink_snapshot db
+kill -STOP "$KW_AGENT_PID" || fail "cannot stop the agent"
+KW_TIMEOUT=90 run_container --pidfile "$T/preload.pid" preload /app/cart --send "preload-$$" 127.0.0.1 "$PORT" \
+    >"$T/preload.out" 2>&1 &
+PRELOAD=$!
+kw_track pids "$PRELOAD"
+preload_execd() { [[ -s $T/preload/pid ]] && [[ $(readlink "/proc/$(cat "$T/preload/pid")/exe" 2>/dev/null) == */app/cart ]]; }
+wait_until 60 "the preloading container's entrypoint to exec" preload_execd
+sleep 1
+kill -CONT "$KW_AGENT_PID"
+rc=0
+wait "$PRELOAD" || rc=$?
+[[ $rc -eq $(errno_number EPERM) ]] || fail "expected EPERM from the preloading container, got $rc: $(cat "$T/preload.out")"
+assert_sink_unchanged db
+assert_match "the agent's refusal names the library" "not attested late as workload 0: it maps .*evil.so" \
+    "$(cat "$T/agent.log")"
+
