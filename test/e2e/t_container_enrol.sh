@@ -57,6 +57,26 @@ enrol_bundle() { # BUNDLE NAME
         fail "cannot enrol bundle $1"
 }
 
+# Runs /app/cart --send TAG-$$ in a container of BUNDLE while the agent is stopped: the
+# entrypoint execs before anyone knows the facts (unattested) and its connect is trapped
+# and waits; the agent runs again once the exec happened (and a second more, for the
+# connect to be trapped). The container's exit status is in $KW_LATE_RC, its output in
+# $T/BUNDLE.out, its pid in $T/BUNDLE.pid.
+run_while_agent_stopped() { # BUNDLE TAG
+    local b=$1 bg
+    kill -STOP "$KW_AGENT_PID" || fail "cannot stop the agent"
+    KW_TIMEOUT=90 run_container --pidfile "$T/$b.pid" "$b" /app/cart --send "$2-$$" 127.0.0.1 "$PORT" \
+        >"$T/$b.out" 2>&1 &
+    bg=$!
+    kw_track pids "$bg"
+    cart_execd() { [[ -s $T/$1/pid ]] && [[ $(readlink "/proc/$(cat "$T/$1/pid")/exe" 2>/dev/null) == */app/cart ]]; }
+    wait_until 60 "the $b container's entrypoint to exec" cart_execd "$b"
+    sleep 1
+    kill -CONT "$KW_AGENT_PID"
+    KW_LATE_RC=0
+    wait "$bg" || KW_LATE_RC=$?
+}
+
 # Positive controls, without the agent: the sidecar's binary reaches the sink, and so
 # does the layer's binary with the library preloaded.
 expect_ok run_container sidecar /app/cart --send "pre-sidecar-$$" 127.0.0.1 "$PORT"
@@ -132,21 +152,12 @@ expect_one_event "the container adopted by the restarted agent" '.type == "enrol
 wait "$RESTART" || fail "the container's client failed after the agent restart: $(cat "$T/restart.out")"
 wait_sink_data db "restart-$$"
 
-# Late facts: the agent stopped while crun starts the container. The entrypoint execs
-# before anyone knows the facts (unattested), its connect is trapped and waits; once the
-# agent runs again it enrols the container, attests the process from /proc, then serves
-# the held connect, which the gate now allows.
+# Late facts: the agent stopped while crun starts the container; once it runs again it
+# enrols the container, attests the process from /proc, then serves the held connect,
+# which the gate now allows.
 ev_mark
-kill -STOP "$KW_AGENT_PID" || fail "cannot stop the agent"
-KW_TIMEOUT=90 run_container --pidfile "$T/late.pid" late /app/cart --send "late-$$" 127.0.0.1 "$PORT" \
-    >"$T/late.out" 2>&1 &
-LATE=$!
-kw_track pids "$LATE"
-late_execd() { [[ -s $T/late/pid ]] && [[ $(readlink "/proc/$(cat "$T/late/pid")/exe" 2>/dev/null) == */app/cart ]]; }
-wait_until 60 "the late container's entrypoint to exec" late_execd
-sleep 1 # its connect trapped, waiting on the stopped agent
-kill -CONT "$KW_AGENT_PID"
-wait "$LATE" || fail "the late container's client failed: $(cat "$T/late.out")"
+run_while_agent_stopped late late
+[[ $KW_LATE_RC -eq 0 ]] || fail "the late container's client failed: $(cat "$T/late.out")"
 wait_sink_data db "late-$$"
 expect_one_event "the late container's enrolment" '.type == "enroll" and .container.name == "cart"'
 jq -e '.container.attested_late.processes == 1 and .container.attested_late.window_ms >= 1000' <<<"$KW_EVENT" >/dev/null ||
@@ -161,17 +172,8 @@ assert_event decision=allow "spiffe_id=$SHOP" attested_from_proc=true
 # reads the process's executable mappings and refuses the identity: the held connect
 # is then refused.
 sink_snapshot db
-kill -STOP "$KW_AGENT_PID" || fail "cannot stop the agent"
-KW_TIMEOUT=90 run_container --pidfile "$T/preload.pid" preload /app/cart --send "preload-$$" 127.0.0.1 "$PORT" \
-    >"$T/preload.out" 2>&1 &
-PRELOAD=$!
-kw_track pids "$PRELOAD"
-preload_execd() { [[ -s $T/preload/pid ]] && [[ $(readlink "/proc/$(cat "$T/preload/pid")/exe" 2>/dev/null) == */app/cart ]]; }
-wait_until 60 "the preloading container's entrypoint to exec" preload_execd
-sleep 1
-kill -CONT "$KW_AGENT_PID"
-rc=0
-wait "$PRELOAD" || rc=$?
+run_while_agent_stopped preload preload
+rc=$KW_LATE_RC
 [[ $rc -eq $(errno_number EPERM) ]] || fail "expected EPERM from the preloading container, got $rc: $(cat "$T/preload.out")"
 assert_sink_unchanged db
 assert_match "the agent's refusal names the library" "not attested late as workload 0: it maps .*evil.so" \
