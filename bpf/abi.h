@@ -99,12 +99,16 @@ enum kw_sel_flags {
  * container selector those facts meet. An exec matches such a workload only in a cgroup
  * with its entry: a sub-cgroup made inside the container matches nothing (fail closed).
  */
-#define KW_CTR_MAX 16384 /* entries of one generation: containers x workloads they meet */
+#define KW_CTR_MAX 16384 /* entries of one generation: containers x (workloads they meet + 1) */
 struct kw_ctr_key {
 	__u64 cgroup_id;
-	__u32 wl; /* workload index in the generation */
+	__u32 wl; /* workload index in the generation, or KW_CTR_GOVERNED */
 	__u32 _pad;
 };
+/* The wl of every enrolled container's own entry: the operator handed the container to
+ * the agent, so the processes in its cgroup, or below, are governed whether attested or
+ * not (raw sockets), as in a cgroup a workload selector names. No workload has it. */
+#define KW_CTR_GOVERNED 0xffffffffu
 
 /*
  * Code-loading configuration in an exec's environment: variables (or families of them,

@@ -13,7 +13,7 @@ bool container_selected(const ContainerSelector& sel, const ContainerFacts& fact
 }
 
 std::vector<kw_ctr_key> container_entries(const Policy& policy, uint64_t cgroup_id, const ContainerFacts& facts) {
-    std::vector<kw_ctr_key> out;
+    std::vector<kw_ctr_key> out{kw_ctr_key{cgroup_id, KW_CTR_GOVERNED, 0}};
     for (size_t i = 0; i < policy.workloads.size(); ++i) {
         const auto& sel = policy.workloads[i].selectors.container;
         if (sel && container_selected(*sel, facts)) out.push_back(kw_ctr_key{cgroup_id, static_cast<uint32_t>(i), 0});

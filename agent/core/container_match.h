@@ -17,8 +17,9 @@ namespace kw::core {
 // (pause) container is never selected, nor a container whose runtime did not say.
 bool container_selected(const ContainerSelector& sel, const ContainerFacts& facts);
 
-// kw_ctrs entries of the container in cgroup CGROUP_ID: one per workload (policy order,
-// the compiled workload index) whose container selector FACTS meet.
+// kw_ctrs entries of the container in cgroup CGROUP_ID: its own (KW_CTR_GOVERNED, first),
+// then one per workload (policy order, the compiled workload index) whose container
+// selector FACTS meet.
 std::vector<kw_ctr_key> container_entries(const Policy& policy, uint64_t cgroup_id, const ContainerFacts& facts);
 
 }  // namespace kw::core

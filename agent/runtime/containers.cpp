@@ -37,8 +37,9 @@ Result<Containers::Started> Containers::started(const ContainerHost::Cgroup& cgr
     }
     k.processes++;
     Started out{cgroup, {}, {}};
-    for (const auto& e : k.in_kernel) out.workloads.push_back(policy.workloads[e.wl].id);
-    if (!k.in_kernel.empty()) {
+    for (const auto& e : k.in_kernel)
+        if (e.wl != KW_CTR_GOVERNED) out.workloads.push_back(policy.workloads[e.wl].id);
+    if (!out.workloads.empty()) {
         // What the kernel matches: the compiled tables with every container known.
         core::CompiledPolicy now;
         now.files = compiled.files;

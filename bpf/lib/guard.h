@@ -96,21 +96,30 @@ static __always_inline int kw_task_allows(struct kw_task *t, __u32 flag)
 /* Deepest cgroup level searched for a workload's cgroup selector (as kw_attest). */
 #define KW_CGROUP_LEVELS 64
 
-/* The current process is in a cgroup that a workload selector names, or below one: the
- * selector's cgroup is then one of its ancestors, at the selector's own level. */
+/* The current process is in a cgroup that a workload selector names, or below one (the
+ * selector's cgroup is then one of its ancestors, at the selector's own level), or in an
+ * enrolled container's cgroup, or below it (a sub-cgroup made inside the container). */
 static __always_inline int kw_in_governed_cgroup(__u32 gen)
 {
 	void *cgs = bpf_map_lookup_elem(&kw_cgsel, &gen);
-	if (!cgs)
-		return 0;
+	void *ctrs = bpf_map_lookup_elem(&kw_ctrs, &gen);
+	struct kw_ctr_key ck = { .wl = KW_CTR_GOVERNED };
 	int level = BPF_CORE_READ(bpf_get_current_task_btf(), cgroups, dfl_cgrp, level);
+
 	for (int i = 0; i < KW_CGROUP_LEVELS; i++) {
 		if (i > level)
 			break;
 		__u64 id = bpf_get_current_ancestor_cgroup_id(i);
-		__u32 *at = bpf_map_lookup_elem(cgs, &id);
-		if (at && *at == (__u32)i)
-			return 1;
+		if (cgs) {
+			__u32 *at = bpf_map_lookup_elem(cgs, &id);
+			if (at && *at == (__u32)i)
+				return 1;
+		}
+		if (ctrs) {
+			ck.cgroup_id = id;
+			if (bpf_map_lookup_elem(ctrs, &ck))
+				return 1;
+		}
 	}
 	return 0;
 }

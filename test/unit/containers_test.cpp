@@ -129,23 +129,27 @@ TEST_CASE("a container selected without a code selector is a lint warning: a she
 TEST_CASE("a container meets the workloads whose every container field it has", "[core][containers]") {
     Policy p = two_workloads();
     auto entries = container_entries(p, 900, cart_facts());
-    REQUIRE(entries.size() == 2);
-    CHECK((entries[0].cgroup_id == 900 && entries[0].wl == 0));
-    CHECK((entries[1].cgroup_id == 900 && entries[1].wl == 1));
+    REQUIRE(entries.size() == 3);
+    CHECK((entries[0].cgroup_id == 900 && entries[0].wl == KW_CTR_GOVERNED));  // its own, always
+    CHECK((entries[1].cgroup_id == 900 && entries[1].wl == 0));
+    CHECK((entries[2].cgroup_id == 900 && entries[2].wl == 1));
 
     ContainerFacts other = cart_facts();
     other.name = "sidecar";  // same pod, another container
     entries = container_entries(p, 901, other);
-    REQUIRE(entries.size() == 1);
-    CHECK(entries[0].wl == 1);
+    REQUIRE(entries.size() == 2);
+    CHECK(entries[1].wl == 1);
 
+    // Governed, selected by nothing: a runtime that did not say, the pod's pause container.
+    auto governed_only = [](const std::vector<kw_ctr_key>& e, uint64_t cgroup) {
+        return e.size() == 1 && e[0].cgroup_id == cgroup && e[0].wl == KW_CTR_GOVERNED;
+    };
     ContainerFacts unsaid = cart_facts();
-    unsaid.pod_namespace.reset();  // a runtime that did not say is not selected
-    CHECK(container_entries(p, 902, unsaid).empty());
-
+    unsaid.pod_namespace.reset();
+    CHECK(governed_only(container_entries(p, 902, unsaid), 902));
     ContainerFacts sandbox = cart_facts();
-    sandbox.sandbox = true;  // the pod's pause container
-    CHECK(container_entries(p, 903, sandbox).empty());
+    sandbox.sandbox = true;
+    CHECK(governed_only(container_entries(p, 903, sandbox), 903));
 }
 
 TEST_CASE("an exec matches a container workload only in a cgroup with its entry", "[core][containers]") {
@@ -205,13 +209,13 @@ TEST_CASE("a container's entries are written once, late processes attested with 
     REQUIRE(first.ok());
     CHECK(first->workloads == std::vector<std::string>{"spiffe://example.org/cart", "spiffe://example.org/any-shop"});
     CHECK(first->late.attested == 1);
-    CHECK(host.kernel.size() == 2);
+    CHECK(host.kernel.size() == 3);
     REQUIRE(host.late_calls.size() == 1);
-    CHECK(host.late_calls[0].size() == 2);  // the tables it attested against had the new entries
+    CHECK(host.late_calls[0].size() == 3);  // the tables it attested against had the new entries
 
     // A process exec'd into it (runc exec sends its own listener): same cgroup, no new entries.
     REQUIRE(containers.started(cg, cart_facts(), p, *compiled).ok());
-    CHECK(host.kernel.size() == 2);
+    CHECK(host.kernel.size() == 3);
     CHECK(containers.size() == 1);
 
     // A reload: the entries for the new policy come from the book.
@@ -220,19 +224,19 @@ TEST_CASE("a container's entries are written once, late processes attested with 
         "destinations": [], "rules": []})");
     REQUIRE(narrower.policy);
     auto next = containers.entries(*narrower.policy);
-    REQUIRE(next.size() == 1);
-    CHECK((next[0].cgroup_id == 900 && next[0].wl == 0));
+    REQUIRE(next.size() == 2);
+    CHECK((next[1].cgroup_id == 900 && next[1].wl == 0));
     containers.published(*narrower.policy);
 
     containers.released(900);
-    CHECK(host.kernel.size() == 2);  // one process left
+    CHECK(host.kernel.size() == 3);  // one process left
     containers.released(900);
     CHECK(host.kernel.size() == 1);  // the entries of the policy in force went; the fake keeps what publish replaced
     CHECK(containers.size() == 0);
     containers.released(900);  // unknown: nothing
 }
 
-TEST_CASE("a container no workload selects gets no entries and no late attestation", "[runtime][containers]") {
+TEST_CASE("a container no workload selects is governed only, with no late attestation", "[runtime][containers]") {
     kw::test::FakeContainerHost host;
     runtime::Containers containers(host);
     Policy p = two_workloads();
@@ -242,6 +246,6 @@ TEST_CASE("a container no workload selects gets no entries and no late attestati
     auto started = containers.started({kPodCgroup + kCid, 900}, stranger, p, *compiled);
     REQUIRE(started.ok());
     CHECK(started->workloads.empty());
-    CHECK(host.kernel.empty());
+    REQUIRE(host.kernel.size() == 1);  // raw sockets in it are refused like in a selected one
     CHECK(host.late_calls.empty());
 }

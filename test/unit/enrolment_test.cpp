@@ -366,8 +366,9 @@ TEST_CASE("a container handed over is located by its process's cgroup and meets 
         CHECK_FALSE(c.contains("error"));
         // Written at enrolment (and dropped again once the process behind the test's
         // listener is gone: the container's last process).
-        REQUIRE(host.added.size() == 1);
-        CHECK(host.added[0].cgroup_id == 900);
+        REQUIRE(host.added.size() == 2);
+        CHECK((host.added[0].cgroup_id == 900 && host.added[0].wl == KW_CTR_GOVERNED));
+        CHECK((host.added[1].cgroup_id == 900 && host.added[1].wl == 0));
     }
     SECTION("its cgroup is another container's: refused, named, nothing written") {
         host.cgroups[::getpid()] = {"/kubepods/burstable/pod0b8c7e7a-9f0e-4a6e-8b2a-1c2d3e4f5a6b/" + other, 901};
