@@ -92,6 +92,14 @@ enum kw_sel_flags {
 	KW_SEL_CONTAINER = 1u << 13,
 };
 
+/* What the listener probe (kw_guard's iterator) writes for a seccomp listener: how its
+ * filter was installed. killable: 1 with SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, 0
+ * without, -1 when the kernel's filter has no such field. */
+struct kw_listener_record {
+	__s32 fd;
+	__s32 killable;
+};
+
 /*
  * Containers: key of kw_ctrs, generation-buffered like the workloads it names. The agent
  * learns a container's facts (image, name, pod) from its runtime through the seccomp-agent

@@ -635,3 +635,28 @@ int BPF_PROG(kw_file_mprotect, struct vm_area_struct *vma, unsigned long reqprot
 		return 0;
 	return kw_code_check(file, KW_MAP_MPROTECT);
 }
+
+/*
+ * How a seccomp listener's filter was installed, read from the filter itself: the agent
+ * runs this iterator over its own descriptors (the link names its process) and keeps the
+ * record of descriptor kw_listener_probe_fd, which it has checked is a seccomp listener
+ * (its anonymous inode is "seccomp notify": private_data is the filter). The record:
+ * killable is 1 when the filter was installed with SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+ * 0 when not, -1 when this kernel's filter has no such field.
+ */
+__u32 kw_listener_probe_fd;
+
+SEC("iter/task_file")
+int kw_listener_probe(struct bpf_iter__task_file *ctx)
+{
+	struct file *file = ctx->file;
+	struct kw_listener_record rec = { .fd = ctx->fd, .killable = -1 };
+
+	if (!file || !ctx->task || ctx->fd != kw_listener_probe_fd)
+		return 0;
+	struct seccomp_filter *f = BPF_CORE_READ(file, private_data);
+	if (f && bpf_core_field_exists(f->wait_killable_recv))
+		rec.killable = BPF_CORE_READ(f, wait_killable_recv);
+	bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
+	return 0;
+}

@@ -52,7 +52,7 @@ host_pkgs=(
     libboost-dev libboost-system-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
     android-libboringssl-dev
     liburing-dev python3 iproute2 socat curl jq openssl tcpdump stunnel4 gnuplot-nox
-    crun  # the OCI runtime the container tests start (the guest runs the host's root)
+    crun runc  # the OCI runtimes the container tests start (the guest runs the host's root)
     gnutls-bin golang-go  # TLS peers of the interop tests: GnuTLS's tools, Go's crypto/tls
     qemu-system-x86 udev busybox-static kmod cpio
     python3-argcomplete python3-requests python3-jsonschema

@@ -651,6 +651,32 @@ Result<void> Enforcer::record_agent_exe() {
     return {};
 }
 
+Result<bool> Enforcer::listener_waits_killable(int fd) {
+    auto& o = *objs_;
+    if (fd < 0) return make_error("no listener");
+    o.guard->bss->kw_listener_probe_fd = static_cast<uint32_t>(fd);
+    bpf_iter_link_info info{};
+    info.task.pid = static_cast<uint32_t>(getpid());  // this process's descriptors only
+    LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &info, .link_info_len = sizeof(info));
+    std::unique_ptr<bpf_link, decltype(&bpf_link__destroy)> link(
+        bpf_program__attach_iter(o.guard->progs.kw_listener_probe, &opts), &bpf_link__destroy);
+    if (!link) return make_error("cannot attach the listener probe: " + errno_text(errno));
+    core::UniqueFd it(bpf_iter_create(bpf_link__fd(link.get())));
+    if (!it.valid()) return make_error("cannot start the listener probe: " + errno_text(errno));
+    kw_listener_record rec{};
+    size_t got = 0;
+    while (got < sizeof(rec)) {
+        ssize_t n = read(it.get(), reinterpret_cast<char*>(&rec) + got, sizeof(rec) - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return make_error("reading the listener probe: " + errno_text(errno));
+        if (n == 0) break;
+        got += static_cast<size_t>(n);
+    }
+    if (got != sizeof(rec) || rec.fd != fd) return make_error("the listener probe did not find descriptor " + std::to_string(fd));
+    if (rec.killable < 0) return make_error("this kernel's seccomp filters have no killable wait (Linux 5.19+)");
+    return rec.killable == 1;
+}
+
 Result<void> Enforcer::protect(const std::vector<std::string>& state_dirs) {
     if (state_dirs.empty()) return make_error("protect: no state directory");
     auto& o = *objs_;

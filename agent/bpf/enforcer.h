@@ -104,6 +104,11 @@ public:
     // file is marked as the agent at exec (a restart, the CLI's teardown).
     Result<void> record_agent_exe();
 
+    // Whether the seccomp listener FD of this process was installed with
+    // SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, read from its filter in the kernel (the
+    // listener probe). FD must be a seccomp listener: the caller checked its inode.
+    Result<bool> listener_waits_killable(int fd);
+
     std::array<uint64_t, KW_CNT_MAX> counters() const;
 
     // Ring buffer of events; CALLBACK gets each record (header first).

@@ -87,6 +87,20 @@ bool is_seccomp_listener(int fd) {
 
 }  // namespace
 
+// Why the descriptor FD that WHAT names cannot be served, or nothing. Its inode first,
+// before anything else reads it (an ioctl on an arbitrary file could do anything).
+std::optional<std::string> EnrollmentService::unservable_listener(int fd, const std::string& what) const {
+    if (!is_seccomp_listener(fd)) return what + " is not a seccomp listener";
+    if (!context_.listener_killable) return "the agent cannot read how the seccomp filter was installed";
+    auto killable = context_.listener_killable(fd);
+    if (!killable) return "cannot read how the seccomp filter was installed: " + killable.message();
+    if (!*killable)
+        return "the seccomp filter was installed without SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: a signal would "
+               "interrupt a call the agent holds in the middle of its handshake (with crun, add \"flags\": "
+               "[\"SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV\"] to the seccomp profile; runc before 1.5 cannot set it)";
+    return std::nullopt;
+}
+
 // One enrolled process tree (the filter is inherited by its children): its seccomp
 // listener, through which the runtime answers the calls it holds (runtime/calls.h).
 class EnrolledProcess final : public CallPort, public std::enable_shared_from_this<EnrolledProcess> {
@@ -314,13 +328,25 @@ Result<size_t> EnrollmentService::adopt() {
         if (auto facts = container_from_json(held.container)) {
             process->set_container(*facts);
             std::optional<ContainerHost::Cgroup> cgroup;
+            std::string lost;
             if (context_.containers) {
                 if (auto located = context_.containers->locate(held.pid, *facts))
                     cgroup = *located;
                 else
-                    spdlog::error("adopted container process {}: {}", held.pid, located.message());
+                    lost = located.message();
             }
             event["container"] = register_container(*process, cgroup);
+            if (!lost.empty()) {
+                // Served (its calls are still trapped), but neither selected nor governed.
+                spdlog::error("adopted container process {}: {}", held.pid, lost);
+                event["container"]["error"] = lost;
+            }
+        } else if (!held.container.is_null()) {
+            const std::string lost = "the holder's facts of its container are unreadable: served as a process of no "
+                                     "container (neither selected nor governed)";
+            spdlog::error("adopted process {}: {}", held.pid, lost);
+            event["container"] = {{"id", "?"},       {"name", nullptr},    {"image", nullptr}, {"pod_namespace", nullptr},
+                                  {"pod_name", nullptr}, {"pod_uid", nullptr}, {"error", lost}};
         }
         size_t resumed = process->start();
         ++adopted;
@@ -413,10 +439,8 @@ void EnrollmentService::on_hello(const std::shared_ptr<Peer>& peer) {
         if (auto* error = std::get_if<std::string>(&checked)) return peer->reply({{"ok", false}, {"error", *error}});
         core::UniqueFd pidfd(pidfd_open(peer->cred.pid));
         if (!pidfd.valid()) return peer->reply({{"ok", false}, {"error", "the caller is gone"}});
-        // The descriptor must be a seccomp listener, told by its anonymous inode before any
-        // ioctl is sent to it (an ioctl on an arbitrary file could do anything).
-        if (!is_seccomp_listener(msg->fds[0].get()))
-            return peer->reply({{"ok", false}, {"error", "the descriptor is not a seccomp listener"}});
+        if (auto why = unservable_listener(msg->fds[0].get(), "the descriptor"))
+            return peer->reply({{"ok", false}, {"error", *why}});
         auto hello = std::make_shared<Hello>(Hello{std::move(msg->fds[0]), std::move(pidfd),
                                                    std::get<runtime::Hello>(checked).command, peer->cred.pid, {}, {}});
         claim_then_enrol(peer, std::move(hello), std::chrono::steady_clock::now() + kClaimWait);
@@ -567,8 +591,8 @@ void EnrollmentService::read_runtime_state(const std::shared_ptr<Peer>& peer) {
         if (!state) return peer->reply({{"ok", false}, {"error", state.message()}});
         core::UniqueFd listener = std::move(peer->fds[state->seccomp_fd]);
         peer->fds.clear();
-        if (!is_seccomp_listener(listener.get()))
-            return peer->reply({{"ok", false}, {"error", "the seccompFd descriptor is not a seccomp listener"}});
+        if (auto why = unservable_listener(listener.get(), "the seccompFd descriptor"))
+            return peer->reply({{"ok", false}, {"error", *why}});
         core::UniqueFd pidfd(pidfd_open(state->pid));
         if (!pidfd.valid())
             return peer->reply({{"ok", false}, {"error", "the container process " + std::to_string(state->pid) + " is gone"}});

@@ -38,6 +38,11 @@ struct EnrollContext : Context {
     // The containers enrolled through the seccomp-agent socket; unset: their processes
     // are served, but no container selector matches them.
     Containers* containers = nullptr;
+    // Whether a seccomp listener's filter was installed with
+    // SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, read from the kernel. A listener without it,
+    // or when this cannot tell (unset included), is refused: a signal would end the wait
+    // of a call the agent holds, in the middle of its handshake.
+    std::function<Result<bool>(int listener)> listener_killable;
 };
 
 class EnrolledProcess;
@@ -91,6 +96,7 @@ private:
     struct Peer;   // a connection waiting for its hello, then for its claim
     struct Hello;  // an enrolment request that passed its checks (enrolment_service.cpp)
     void on_hello(const std::shared_ptr<Peer>& peer);
+    std::optional<std::string> unservable_listener(int fd, const std::string& what) const;
     void claim_then_enrol(std::shared_ptr<Peer> peer, std::shared_ptr<Hello> hello,
                           std::chrono::steady_clock::time_point deadline);
     void enrol(Peer& peer, Hello& hello);

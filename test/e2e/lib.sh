@@ -99,7 +99,10 @@ kw_cleanup() {
         done <"$t/.kw_cgroups"
     fi
     if [[ -f $t/.kw_containers ]]; then
-        while read -r i; do crun --root "$t/crun" delete --force "$i" >/dev/null 2>&1 || true; done <"$t/.kw_containers"
+        while read -r i; do
+            crun --root "$t/crun" delete --force "$i" >/dev/null 2>&1 ||
+                runc --root "$t/runc" delete --force "$i" >/dev/null 2>&1 || true
+        done <"$t/.kw_containers"
     fi
     if [[ -f $t/.kw_container_cgroups ]]; then # children of a test cgroup: before it
         while read -r i; do
@@ -321,7 +324,8 @@ make_bundle() { # NAME LAYER
 
 KW_CONTAINER_SEQ=0
 
-# Runs CMD in a new container of bundle NAME (crun run, in the foreground), bounded by
+# Runs CMD in a new container of bundle NAME ($KW_RUNTIME run, crun by default, in the
+# foreground), bounded by
 # $KW_TIMEOUT seconds (default 20); its exit status is CMD's. The bundle's writable layer
 # persists from one container to the next; no argument may hold a newline. The
 # container's pid on the host (the process crun execs CMD in) is written to PIDFILE.
@@ -340,7 +344,8 @@ run_container() { # [--pidfile FILE] NAME CMD...
     kw_track containers "$id"
     rm -f "$b/pid"
     local rc=0
-    timeout -k 2 "${KW_TIMEOUT:-20}" crun --root "$T/crun" run --bundle "$b" --pid-file "$b/pid" "$id" || rc=$?
+    local runtime=${KW_RUNTIME:-crun}
+    timeout -k 2 "${KW_TIMEOUT:-20}" "$runtime" --root "$T/$runtime" run --bundle "$b" --pid-file "$b/pid" "$id" || rc=$?
     cp "$b/pid" "$pidfile" 2>/dev/null || true
     return $rc
 }

@@ -9,6 +9,15 @@
 #     container and the workload it meets, and so does the connect event;
 #   - "sidecar", a second container of the same pod running the same binary, is
 #     refused (EPERM) and the sink is unchanged; before the agent ran, it reached the sink;
+#   - runc 1.1 cannot set SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: the agent reads from the
+#     filter in the kernel that it is missing and refuses the hand-over by name (a signal
+#     would end the wait of a call held mid-handshake); the container's trapped connect
+#     then fails with ENOSYS (fail closed), where before the agent ran it reached the sink;
+#   - the same binary as root with CAP_NET_RAW (a runtime's default) in a sidecar sends a
+#     UDP datagram through a raw socket: it reaches a sink before the agent runs, and
+#     socket() is refused (EPERM, a raw_socket guard event naming the container) once the
+#     container is enrolled: the profile traps raw socket() calls, so that one made before
+#     the agent knew the container waits for it, like a connect;
 #   - a process started in the running cart container later gets the identity when it
 #     is the layer's binary, and not when it is a copy made in the writable layer;
 #   - the agent restarted while the container runs: the holder gives the listener and
@@ -22,10 +31,12 @@
 source "$(dirname "$0")/lib.sh"
 
 PORT=7311
+RAWPORT=7312
 SHOP=spiffe://$KW_TD/shop/cart
 setup_tools
 make_cgroup
 start_sink db "$PORT"
+start_sink raw --udp "$RAWPORT"
 
 LAYER=$T/layer
 make_image_layer "$LAYER" "$KW_TOOLS/kw_client=/app/cart" /bin/sh /bin/cp /bin/sleep
@@ -33,6 +44,12 @@ make_bundle cart "$LAYER"
 make_bundle sidecar "$LAYER"
 make_bundle late "$LAYER"
 make_bundle preload "$LAYER"
+make_bundle rootside "$LAYER"
+make_bundle runc "$LAYER"
+jq '.process.user = {uid: 0, gid: 0}
+    | .process.capabilities |= with_entries(.value += ["CAP_NET_RAW"])' "$T/rootside/config.json" \
+    >"$T/rootside/config.json.new" && mv "$T/rootside/config.json.new" "$T/rootside/config.json" ||
+    fail "cannot make the rootside bundle root with CAP_NET_RAW"
 # The preload bundle's writable layer holds a library and names it in the loader's
 # /etc/ld.so.preload, as code written into a running container could.
 mkdir -p "$T/preload/upper/etc" "$T/preload/upper/tmp"
@@ -40,9 +57,16 @@ cp "$KW_TOOLS/kw_preload.so" "$T/preload/upper/tmp/evil.so"
 echo /tmp/evil.so >"$T/preload/upper/etc/ld.so.preload"
 
 # The CRI annotations of container NAME of pod shop/cart-0, and the seccomp section that
-# hands its listener to the agent (connect trapped, everything else allowed).
-enrol_bundle() { # BUNDLE NAME
-    jq --arg name "$2" --arg sock "$T/oci.sock" '
+# hands its listener to the agent: connect trapped, and socket() for raw and packet
+# sockets (the type masked from its flags), everything else allowed. The filter waits
+# killably for the agent (crun's flag), unless --no-flag (runc 1.1 refuses any flag).
+enrol_bundle() { # [--no-flag] BUNDLE NAME
+    local flags='["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]'
+    if [[ $1 == --no-flag ]]; then
+        flags='[]'
+        shift
+    fi
+    jq --arg name "$2" --arg sock "$T/oci.sock" --argjson flags "$flags" '
         .annotations = {
             "io.kubernetes.cri.container-type": "container",
             "io.kubernetes.cri.container-name": $name,
@@ -51,8 +75,12 @@ enrol_bundle() { # BUNDLE NAME
             "io.kubernetes.cri.sandbox-name": "cart-0",
             "io.kubernetes.cri.sandbox-namespace": "shop",
             "io.kubernetes.cri.sandbox-uid": "0b8c7e7a-9f0e-4a6e-8b2a-1c2d3e4f5a6b" }
-        | .linux.seccomp = { defaultAction: "SCMP_ACT_ALLOW", listenerPath: $sock,
-                             syscalls: [ { names: ["connect"], action: "SCMP_ACT_NOTIFY" } ] }' \
+        | .linux.seccomp = { defaultAction: "SCMP_ACT_ALLOW", listenerPath: $sock, flags: $flags,
+            syscalls: ([ { names: ["connect"], action: "SCMP_ACT_NOTIFY" } ]
+                + ([17, 44] | map({ names: ["socket"], action: "SCMP_ACT_NOTIFY",
+                                    args: [ { index: 0, value: ., op: "SCMP_CMP_EQ" } ] }))
+                + ([3, 10] | map({ names: ["socket"], action: "SCMP_ACT_NOTIFY",
+                                   args: [ { index: 1, value: 15, valueTwo: ., op: "SCMP_CMP_MASKED_EQ" } ] }))) }' \
         "$T/$1/config.json" >"$T/$1/config.json.new" && mv "$T/$1/config.json.new" "$T/$1/config.json" ||
         fail "cannot enrol bundle $1"
 }
@@ -83,11 +111,17 @@ expect_ok run_container sidecar /app/cart --send "pre-sidecar-$$" 127.0.0.1 "$PO
 wait_sink_data db "pre-sidecar-$$"
 expect_ok run_container preload /app/cart --send "pre-preload-$$" 127.0.0.1 "$PORT"
 wait_sink_data db "pre-preload-$$"
+expect_ok run_container rootside /app/cart --raw "pre-raw-$$" 127.0.0.1 "$RAWPORT"
+wait_sink_data raw "pre-raw-$$"
+KW_RUNTIME=runc expect_ok run_container runc /app/cart --send "pre-runc-$$" 127.0.0.1 "$PORT"
+wait_sink_data db "pre-runc-$$"
 
 enrol_bundle cart cart
 enrol_bundle sidecar sidecar
 enrol_bundle late cart
 enrol_bundle preload cart
+enrol_bundle rootside sidecar
+enrol_bundle --no-flag runc cart
 cat >"$T/policy.json" <<JSON
 { "version": 1, "trust_domain": "$KW_TD", "mode": "enforce", "log_allowed": true,
   "workloads": [ { "id": "$SHOP",
@@ -125,6 +159,26 @@ expect_one_event "the sidecar's connect" '.type == "connect" and (.tgid | tostri
     --arg pid "$(cat "$T/sidecar.pid")"
 assert_event decision=deny spiffe_id=unattested
 jq -e '.container.name == "sidecar"' <<<"$KW_EVENT" >/dev/null || fail "the deny event does not name the sidecar: $KW_EVENT"
+
+# runc 1.1: the filter waits interruptibly; the hand-over is refused by name and the
+# container's trapped connect fails (ENOSYS), nothing reaches the sink.
+sink_snapshot db
+ev_mark
+KW_RUNTIME=runc expect_errno ENOSYS run_container runc /app/cart --send "runc-$$" 127.0.0.1 "$PORT"
+assert_sink_unchanged db
+expect_one_event "runc's refused hand-over" '.type == "enroll" and (.error // "" | contains("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"))'
+
+# Root with CAP_NET_RAW in the sidecar: its raw socket is refused at socket(), and its
+# datagram does not reach the sink.
+sink_snapshot raw
+ev_mark
+expect_errno EPERM run_container --pidfile "$T/rootside.pid" rootside /app/cart --raw "raw-$$" 127.0.0.1 "$RAWPORT"
+assert_match "the refused call" "^socket\(AF_INET, SOCK_RAW, IPPROTO_UDP\): EPERM " "$KW_OUT"
+assert_sink_unchanged raw
+expect_one_event "the sidecar's raw socket" '.type == "guard" and .action == "raw_socket" and (.tgid | tostring) == $pid' \
+    --arg pid "$(cat "$T/rootside.pid")"
+assert_event decision=deny errno=EPERM family=AF_INET socket_type=SOCK_RAW spiffe_id=unattested uid=0
+jq -e '.container.name == "sidecar"' <<<"$KW_EVENT" >/dev/null || fail "the raw_socket event does not name the sidecar: $KW_EVENT"
 
 # Started in the running container later (by its shell, after the hand-over): the
 # layer's binary gets the identity at its exec, a copy made in the writable layer does not.

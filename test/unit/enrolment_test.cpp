@@ -94,6 +94,7 @@ struct Enrolment {
     kw::runtime::Loop& loop;
     std::vector<json> events;
     std::unique_ptr<kw::runtime::EnrollmentService> service;
+    bool killable = true;  // what the kernel would say of every listener's filter
 
     explicit Enrolment(std::function<kw::Result<bool>(int)> claim = {}, kw::runtime::Containers* containers = nullptr,
                        std::shared_ptr<const kw::runtime::PolicyView> view = nullptr, bool spurious_wakes = false)
@@ -102,6 +103,7 @@ struct Enrolment {
         ctx.loop = &loop;
         ctx.claim_listener = std::move(claim);
         ctx.containers = containers;
+        ctx.listener_killable = [this](int) -> kw::Result<bool> { return killable; };
         if (view) ctx.policy = [view] { return view; };
         ctx.emit = [this](const json& e) { events.push_back(e); };
         service = std::make_unique<kw::runtime::EnrollmentService>(std::move(ctx));
@@ -336,6 +338,43 @@ TEST_CASE("what a container runtime sends that is not a container process's stat
     CHECK(e.events[0]["type"] == "enroll");
     CHECK_THAT(e.events[0]["error"].get<std::string>(), ContainsSubstring(why));
     CHECK(e.service->refused_runtimes() == 1);
+    CHECK(e.service->enrolled() == 0);
+}
+
+TEST_CASE("a listener whose filter waits interruptibly, or whose filter cannot be read, is refused by name",
+          "[runtime][enrolment][oci]") {
+    if (::getuid() != 0) SKIP("the seccomp-agent socket serves root peers: run as root");
+    Enrolment e;
+    std::string want;
+    SECTION("installed without SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (runc 1.1)") {
+        e.killable = false;
+        want = "installed without SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV";
+    }
+    SECTION("the kernel cannot say") {
+        e.service.reset();
+        kw::runtime::EnrollContext ctx;
+        ctx.loop = &e.loop;
+        ctx.emit = [&e](const json& ev) { e.events.push_back(ev); };
+        ctx.listener_killable = [](int) -> kw::Result<bool> { return kw::make_error("no probe"); };
+        e.service = std::make_unique<kw::runtime::EnrollmentService>(std::move(ctx));
+        want = "cannot read how the seccomp filter was installed: no probe";
+    }
+    auto listener = seccomp_listener();
+    auto runtime = runtime_connection(e);
+    REQUIRE(kw::enroll::send_message(runtime.get(), runtime_state("c1").dump(), {listener.get()}));
+    listener.reset();
+    CHECK(e.answer(runtime.get()).is_null());
+    REQUIRE(e.events.size() == 1);
+    CHECK_THAT(e.events[0]["error"].get<std::string>(), ContainsSubstring(want));
+    CHECK(e.service->enrolled() == 0);
+    // The same for a process enrolling itself.
+    e.events.clear();
+    auto own = seccomp_listener();
+    auto client = e.connect();
+    REQUIRE(kw::enroll::send_message(client.get(), json{{"op", "enroll"}, {"pid", ::getpid()}}.dump(), {own.get()}));
+    auto r = e.answer(client.get());
+    CHECK(r["ok"] == false);
+    CHECK_THAT(r["error"].get<std::string>(), ContainsSubstring(want));
     CHECK(e.service->enrolled() == 0);
 }
 

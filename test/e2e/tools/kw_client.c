@@ -4,6 +4,7 @@
  *
  *   kw_client [--send TEXT [--expect REPLY [--tls-getsockopt]]] [--fork] [--exec-sh] [--note ARG]...
  *             HOST PORT
+ *   kw_client --raw TEXT HOST PORT
  *
  * --send TEXT  after connecting, write TEXT, half-close and wait for the peer to close
  * --expect R   with --send: do not half-close; read until R arrives (exit 0) or the peer
@@ -13,6 +14,9 @@
  * --fork       connect in a forked child (it inherits the identity); exit = child's status
  * --exec-sh    exec bash, which opens /dev/tcp/HOST/PORT itself (exec re-attests: the
  *              shell is not the attested binary); exit = bash's status
+ * --raw TEXT   no TCP: TEXT goes to HOST (IPv4) PORT as a UDP datagram through a raw
+ *              socket (SOCK_RAW, IPPROTO_UDP; the UDP header is written here), as code
+ *              with CAP_NET_RAW can send to a destination without connect(2)
  * --note ARG   ignored: lets a test exec the attested binary with any argument (empty,
  *              long, non-ASCII, thousands of them)
  *
@@ -25,6 +29,7 @@
 #include "kw_common.h"
 
 #include <linux/tls.h>
+#include <netinet/udp.h>
 #include <sys/wait.h>
 
 #ifndef SOL_TLS
@@ -37,6 +42,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: kw_client [--send TEXT [--expect REPLY [--tls-getsockopt]]] [--fork] [--exec-sh] [--note ARG]... HOST PORT\n"
+		"       kw_client --raw TEXT HOST PORT\n"
 		"  TCP connect to HOST (IPv4 or IPv6 literal) PORT; exit 0, or the errno.\n"
 		"  build marker: %s\n",
 		kw_marker);
@@ -117,9 +123,37 @@ static int do_connect(const char *host, const char *port, const char *text)
 	return 0;
 }
 
+/* One UDP datagram through a raw socket: the kernel writes the IP header, this the UDP
+ * header (checksum 0: none, which IPv4 allows). */
+static int send_raw(const char *host, const char *port, const char *text)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char pkt[1500];
+	size_t n = strlen(text);
+
+	if (kw_parse_addr(host, port, &ss, &len) || ss.ss_family != AF_INET || n > sizeof(pkt) - sizeof(struct udphdr))
+		return KW_EXIT_USAGE;
+	int fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_UDP);
+	if (fd < 0)
+		kw_die_errno("socket(AF_INET, SOCK_RAW, IPPROTO_UDP)", errno);
+	struct udphdr uh = {
+		.source = htons(40000),
+		.dest = ((struct sockaddr_in *)&ss)->sin_port,
+		.len = htons((uint16_t)(sizeof(uh) + n)),
+	};
+	memcpy(pkt, &uh, sizeof(uh));
+	memcpy(pkt + sizeof(uh), text, n);
+	if (sendto(fd, pkt, sizeof(uh) + n, 0, (struct sockaddr *)&ss, len) < 0)
+		kw_die_errno("sendto", errno);
+	printf("raw: ok, sent %zu bytes\n", n);
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	const char *text = NULL;
+	const char *text = NULL, *raw = NULL;
 	int fork_child = 0, exec_sh = 0;
 	int i = 1;
 
@@ -134,6 +168,8 @@ int main(int argc, char **argv)
 			fork_child = 1;
 		else if (!strcmp(argv[i], "--exec-sh"))
 			exec_sh = 1;
+		else if (!strcmp(argv[i], "--raw") && i + 1 < argc)
+			raw = argv[++i];
 		else if (!strcmp(argv[i], "--note") && i + 1 < argc)
 			i++;
 		else
@@ -144,6 +180,8 @@ int main(int argc, char **argv)
 	const char *host = argv[i], *port = argv[i + 1];
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
+	if (raw)
+		return send_raw(host, port, raw);
 	if (exec_sh) {
 		char script[256];
 		snprintf(script, sizeof(script), "exec 3<>/dev/tcp/%s/%s && echo connected", host, port);

@@ -7,7 +7,7 @@
  *   kw_seccomp_inject --enroll-keeping SOCKET
  *
  * Makes a TCP socket of its own, installs a seccomp filter that traps socket(2) with a
- * listener (SECCOMP_FILTER_FLAG_NEW_LISTENER), keeps the listener and forks; the child
+ * listener (SECCOMP_FILTER_FLAG_NEW_LISTENER, WAIT_KILLABLE_RECV), keeps the listener and forks; the child
  * execs CMD, which inherits the filter. Every socket() of CMD is
  * answered with the attacker's socket (SECCOMP_IOCTL_NOTIF_ADDFD, SECCOMP_ADDFD_FLAG_SEND),
  * reported on stderr as "injected the attacker's socket into pid N as fd M": whatever
@@ -46,9 +46,12 @@ static int install_listener(void)
 
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
 		kw_die_errno("prctl(PR_SET_NO_NEW_PRIVS)", errno);
-	long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+	/* Killable, as the agent requires of a listener it serves: what refuses the
+	 * enrolment that keeps a copy must be the copy. */
+	long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+			  SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, &prog);
 	if (fd < 0)
-		kw_die_errno("seccomp(NEW_LISTENER)", errno);
+		kw_die_errno("seccomp(NEW_LISTENER | WAIT_KILLABLE_RECV)", errno);
 	return (int)fd;
 }
 
