@@ -16,7 +16,7 @@ stamp="$cache/deps.stamp"
 mkdir -p "$cache"
 
 # Bump when the lists below change, so that existing checkouts install the new set.
-deps_version=9
+deps_version=10
 if [[ -f $stamp && $(cat "$stamp") == "$deps_version" ]]; then
     exit 0
 fi
@@ -101,6 +101,17 @@ SRC
     # Its dependencies are all in bookworm; install what it declares, then the .deb.
     deb=$(ls "$aroot"/virtme-ng_*.deb)
     $sudo apt-get install -y -qq --no-install-recommends "$deb" >/dev/null
+fi
+
+# The containers' default seccomp profile, which deploy/seccomp/kwarden.json is made from
+# (scripts/seccomp-profile): extracted from golang-github-containers-common, not
+# installed (the package depends on a container network stack).
+if [[ ! -f $cache/containers-common/seccomp.json ]]; then
+    rm -rf "$cache/containers-common" && mkdir -p "$cache/containers-common/deb"
+    (cd "$cache/containers-common/deb" && apt-get download -qq golang-github-containers-common)
+    dpkg-deb -x "$cache"/containers-common/deb/*.deb "$cache/containers-common/root"
+    cp "$cache/containers-common/root/usr/share/containers/seccomp.json" "$cache/containers-common/seccomp.json"
+    rm -rf "$cache/containers-common/deb" "$cache/containers-common/root"
 fi
 
 echo "$deps_version" >"$stamp"

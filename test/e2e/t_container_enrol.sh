@@ -13,6 +13,8 @@
 #     filter in the kernel that it is missing and refuses the hand-over by name (a signal
 #     would end the wait of a call held mid-handshake); the container's trapped connect
 #     then fails with ENOSYS (fail closed), where before the agent ran it reached the sink;
+#   - the bundles use the profile kwarden ships (deploy/seccomp/kwarden.json): io_uring,
+#     which connected to the sink before, fails with ENOSYS;
 #   - the same binary as root with CAP_NET_RAW (a runtime's default) in a sidecar sends a
 #     UDP datagram through a raw socket: it reaches a sink before the agent runs, and
 #     socket() is refused (EPERM, a raw_socket guard event naming the container) once the
@@ -39,7 +41,8 @@ start_sink db "$PORT"
 start_sink raw --udp "$RAWPORT"
 
 LAYER=$T/layer
-make_image_layer "$LAYER" "$KW_TOOLS/kw_client=/app/cart" /bin/sh /bin/cp /bin/sleep
+make_image_layer "$LAYER" "$KW_TOOLS/kw_client=/app/cart" "$KW_TOOLS/kw_uring_connect=/app/uring" \
+    /bin/sh /bin/cp /bin/sleep
 make_bundle cart "$LAYER"
 make_bundle sidecar "$LAYER"
 make_bundle late "$LAYER"
@@ -56,9 +59,9 @@ mkdir -p "$T/preload/upper/etc" "$T/preload/upper/tmp"
 cp "$KW_TOOLS/kw_preload.so" "$T/preload/upper/tmp/evil.so"
 echo /tmp/evil.so >"$T/preload/upper/etc/ld.so.preload"
 
-# The CRI annotations of container NAME of pod shop/cart-0, and the seccomp section that
-# hands its listener to the agent: connect trapped, and socket() for raw and packet
-# sockets (the type masked from its flags), everything else allowed. The filter waits
+# The CRI annotations of container NAME of pod shop/cart-0, and the profile kwarden ships
+# (deploy/seccomp/kwarden.json: the runtime's default, connect and raw socket() trapped,
+# io_uring refused) with its listenerPath set to this agent's socket. The filter waits
 # killably for the agent (crun's flag), unless --no-flag (runc 1.1 refuses any flag).
 enrol_bundle() { # [--no-flag] BUNDLE NAME
     local flags='["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]'
@@ -66,7 +69,8 @@ enrol_bundle() { # [--no-flag] BUNDLE NAME
         flags='[]'
         shift
     fi
-    jq --arg name "$2" --arg sock "$T/oci.sock" --argjson flags "$flags" '
+    jq --arg name "$2" --arg sock "$T/oci.sock" --argjson flags "$flags" \
+        --slurpfile profile "$TOP/deploy/seccomp/kwarden.json" '
         .annotations = {
             "io.kubernetes.cri.container-type": "container",
             "io.kubernetes.cri.container-name": $name,
@@ -75,12 +79,7 @@ enrol_bundle() { # [--no-flag] BUNDLE NAME
             "io.kubernetes.cri.sandbox-name": "cart-0",
             "io.kubernetes.cri.sandbox-namespace": "shop",
             "io.kubernetes.cri.sandbox-uid": "0b8c7e7a-9f0e-4a6e-8b2a-1c2d3e4f5a6b" }
-        | .linux.seccomp = { defaultAction: "SCMP_ACT_ALLOW", listenerPath: $sock, flags: $flags,
-            syscalls: ([ { names: ["connect"], action: "SCMP_ACT_NOTIFY" } ]
-                + ([17, 44] | map({ names: ["socket"], action: "SCMP_ACT_NOTIFY",
-                                    args: [ { index: 0, value: ., op: "SCMP_CMP_EQ" } ] }))
-                + ([3, 10] | map({ names: ["socket"], action: "SCMP_ACT_NOTIFY",
-                                   args: [ { index: 1, value: 15, valueTwo: ., op: "SCMP_CMP_MASKED_EQ" } ] }))) }' \
+        | .linux.seccomp = ($profile[0] | .listenerPath = $sock | .flags = $flags)' \
         "$T/$1/config.json" >"$T/$1/config.json.new" && mv "$T/$1/config.json.new" "$T/$1/config.json" ||
         fail "cannot enrol bundle $1"
 }
@@ -115,6 +114,8 @@ expect_ok run_container rootside /app/cart --raw "pre-raw-$$" 127.0.0.1 "$RAWPOR
 wait_sink_data raw "pre-raw-$$"
 KW_RUNTIME=runc expect_ok run_container runc /app/cart --send "pre-runc-$$" 127.0.0.1 "$PORT"
 wait_sink_data db "pre-runc-$$"
+expect_ok run_container sidecar /app/uring 127.0.0.1 "$PORT" "pre-uring-$$"
+wait_sink_data db "pre-uring-$$"
 
 enrol_bundle cart cart
 enrol_bundle sidecar sidecar
@@ -159,6 +160,12 @@ expect_one_event "the sidecar's connect" '.type == "connect" and (.tgid | tostri
     --arg pid "$(cat "$T/sidecar.pid")"
 assert_event decision=deny spiffe_id=unattested
 jq -e '.container.name == "sidecar"' <<<"$KW_EVENT" >/dev/null || fail "the deny event does not name the sidecar: $KW_EVENT"
+
+# io_uring: its connects would never reach the listener; the profile refuses the ring.
+sink_snapshot db
+expect_errno ENOSYS run_container sidecar /app/uring 127.0.0.1 "$PORT" "uring-$$"
+assert_match "the refused call" "^io_uring_queue_init: ENOSYS" "$KW_OUT"
+assert_sink_unchanged db
 
 # runc 1.1: the filter waits interruptibly; the hand-over is refused by name and the
 # container's trapped connect fails (ENOSYS), nothing reaches the sink.
