@@ -53,6 +53,7 @@ host_pkgs=(
     android-libboringssl-dev
     liburing-dev python3 iproute2 socat curl jq openssl tcpdump stunnel4 gnuplot-nox
     crun runc  # the OCI runtimes the container tests start (the guest runs the host's root)
+    containerd python3-grpcio  # containerd's CRI, driven by test/e2e/tools/kw_cri.py
     gnutls-bin golang-go  # TLS peers of the interop tests: GnuTLS's tools, Go's crypto/tls
     qemu-system-x86 udev busybox-static kmod cpio
     python3-argcomplete python3-requests python3-jsonschema

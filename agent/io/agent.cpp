@@ -413,7 +413,15 @@ Result<void> Agent::start_enrollment(tls::Cipher cipher) {
     kernel_port_ = std::make_unique<LinuxKernel>(*enforcer_);
     ctx.kernel = kernel_port_.get();
     ctx.identity = &identity_;
-    ctx.emit = [this](const json& e) { emit(e); };
+    // A handshake's event names the container of the process it ran for: the process is
+    // still held in its call when the event is made.
+    ctx.emit = [this](const json& e) {
+        if (e.value("type", "") != "tls" || !e.contains("tgid")) return emit(e);
+        json named = e;
+        if (auto cg = container_host_.cgroup_of(e["tgid"].get<pid_t>()))
+            if (auto c = formatter_.container(cg->id)) named["container"] = std::move(*c);
+        emit(named);
+    };
     ctx.handshake_timeout = options_.handshake_timeout;
     ctx.cipher = cipher;
     ctx.holder_socket = options_.holder_socket;

@@ -132,15 +132,19 @@ json EventFormatter::process_fields(const kw_proc_info& p) {
         {"spiffe_id", spiffe_id(p.ident)},
         {"attested_from_proc", (p.task_flags & KW_TASK_FROM_PROC) != 0},
     };
-    if (const core::ContainerFacts* c = containers_ ? containers_->facts_of(p.cgroup_id) : nullptr) {
-        auto or_null = [](const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); };
-        out["container"] = {{"id", c->id},
-                            {"name", or_null(c->name)},
-                            {"image", or_null(c->image)},
-                            {"pod_namespace", or_null(c->pod_namespace)},
-                            {"pod_name", or_null(c->pod_name)}};
-    }
+    if (auto c = container(p.cgroup_id)) out["container"] = std::move(*c);
     return out;
+}
+
+std::optional<json> EventFormatter::container(uint64_t cgroup_id) const {
+    const core::ContainerFacts* c = containers_ ? containers_->facts_of(cgroup_id) : nullptr;
+    if (!c) return std::nullopt;
+    auto or_null = [](const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); };
+    return json{{"id", c->id},
+                {"name", or_null(c->name)},
+                {"image", or_null(c->image)},
+                {"pod_namespace", or_null(c->pod_namespace)},
+                {"pod_name", or_null(c->pod_name)}};
 }
 
 namespace {

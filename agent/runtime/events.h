@@ -32,6 +32,8 @@ public:
     void set_policy(std::shared_ptr<const PolicyView> view);
     // The enrolled containers: a process in one of their cgroups is named with it.
     void set_containers(const Containers* containers) { containers_ = containers; }
+    // The enrolled container whose cgroup is CGROUP_ID (an event's "container"), if any.
+    std::optional<nlohmann::json> container(uint64_t cgroup_id) const;
     static constexpr size_t kKeptViews = 8;
 
     // nullopt for a record that is truncated or of an unknown type/version.

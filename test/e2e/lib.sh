@@ -108,6 +108,8 @@ kw_cleanup() {
         while read -r i; do
             [[ -d $i ]] || continue
             echo 1 >"$i/cgroup.kill" 2>/dev/null || true
+            # A runtime's own sub-cgroups (a container's, below its pod's) first.
+            find "$i" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null || true
             rmdir "$i" 2>/dev/null || { sleep 0.5; rmdir "$i" 2>/dev/null; } || true
         done <"$t/.kw_container_cgroups"
     fi
