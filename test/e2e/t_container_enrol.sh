@@ -7,6 +7,9 @@
 # "cart" of pod shop/cart-0 together with the layer's binary:
 #   - cart's binary reaches the sink under the identity; the enroll event names the
 #     container and the workload it meets, and so does the connect event;
+#   - "vault" (kw_sink, selected as a mutual-TLS server) and cart talk through the
+#     agent's mTLS with kTLS: the text arrives, a capture on lo shows TLS records and
+#     never the text, while cart's plaintext to the undeclared-TLS sink shows (control);
 #   - "sidecar", a second container of the same pod running the same binary, is
 #     refused (EPERM) and the sink is unchanged; before the agent ran, it reached the sink;
 #   - runc 1.1 cannot set SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: the agent reads from the
@@ -34,7 +37,9 @@ source "$(dirname "$0")/lib.sh"
 
 PORT=7311
 RAWPORT=7312
+VPORT=7313
 SHOP=spiffe://$KW_TD/shop/cart
+VAULT=spiffe://$KW_TD/shop/vault
 setup_tools
 make_cgroup
 start_sink db "$PORT"
@@ -42,13 +47,14 @@ start_sink raw --udp "$RAWPORT"
 
 LAYER=$T/layer
 make_image_layer "$LAYER" "$KW_TOOLS/kw_client=/app/cart" "$KW_TOOLS/kw_uring_connect=/app/uring" \
-    /bin/sh /bin/cp /bin/sleep
+    "$KW_TOOLS/kw_sink=/app/sink" /bin/sh /bin/cp /bin/sleep
 make_bundle cart "$LAYER"
 make_bundle sidecar "$LAYER"
 make_bundle late "$LAYER"
 make_bundle preload "$LAYER"
 make_bundle rootside "$LAYER"
 make_bundle runc "$LAYER"
+make_bundle vault "$LAYER"
 jq '.process.user = {uid: 0, gid: 0}
     | .process.capabilities |= with_entries(.value += ["CAP_NET_RAW"])' "$T/rootside/config.json" \
     >"$T/rootside/config.json.new" && mv "$T/rootside/config.json.new" "$T/rootside/config.json" ||
@@ -123,14 +129,21 @@ enrol_bundle late cart
 enrol_bundle preload cart
 enrol_bundle rootside sidecar
 enrol_bundle --no-flag runc cart
+enrol_bundle vault vault
 cat >"$T/policy.json" <<JSON
 { "version": 1, "trust_domain": "$KW_TD", "mode": "enforce", "log_allowed": true,
   "workloads": [ { "id": "$SHOP",
                    "selectors": { "exe": "$LAYER/app/cart", "uid": $KW_UID,
                                   "container": { "name": "cart", "pod_namespace": "shop", "pod_name": "cart-0" } },
-                   "allow_code": ["$LAYER/lib/x86_64-linux-gnu", "$LAYER/lib64"] } ],
-  "destinations": [ { "name": "db", "cidrs": ["127.0.0.1/32"], "ports": [$PORT], "protocol": "tcp" } ],
-  "rules": [ { "from": "$SHOP", "to": "db" } ] }
+                   "allow_code": ["$LAYER/lib/x86_64-linux-gnu", "$LAYER/lib64"] },
+                 { "id": "$VAULT",
+                   "selectors": { "exe": "$LAYER/app/sink", "uid": $KW_UID, "container": { "name": "vault" } },
+                   "allow_code": ["$LAYER/lib/x86_64-linux-gnu", "$LAYER/lib64"],
+                   "listen": [ { "port": $VPORT, "tls": "mutual" } ] } ],
+  "destinations": [ { "name": "db", "cidrs": ["127.0.0.1/32"], "ports": [$PORT], "protocol": "tcp" },
+                    { "name": "vault", "cidrs": ["127.0.0.1/32"], "ports": [$VPORT], "protocol": "tcp",
+                      "tls": "mutual", "identity": "$VAULT" } ],
+  "rules": [ { "from": "$SHOP", "to": "db" }, { "from": "$SHOP", "to": "vault" } ] }
 JSON
 KW_AGENT_ARGS=(--oci-socket "$T/oci.sock")
 start_agent "$T/policy.json"
@@ -148,6 +161,36 @@ expect_one_event "cart's connect" '.type == "connect" and (.tgid | tostring) == 
 assert_event decision=allow "spiffe_id=$SHOP"
 jq -e '.container.name == "cart" and .container.pod_namespace == "shop" and .container.pod_name == "cart-0"' \
     <<<"$KW_EVENT" >/dev/null || fail "the connect event does not name the container: $KW_EVENT"
+
+# vault serves mutual TLS on its port; cart reaches it through the agent's handshakes,
+# kTLS on both containers' sockets. Cart's plaintext to db is the capture's control.
+tcpdump -i lo -U -w "$T/lo.pcap" "tcp port $VPORT or tcp port $PORT" >"$T/tcpdump.log" 2>&1 &
+dump=$!
+kw_track pids "$dump"
+wait_until 10 "tcpdump to start" grep -q "listening on" "$T/tcpdump.log"
+KW_TIMEOUT=120 run_container vault /app/sink "$VPORT" /tmp/sink >"$T/vault.out" 2>&1 &
+kw_track pids "$!"
+vault_listens() { [[ -s $T/vault/pid ]] && [[ -e /proc/$(cat "$T/vault/pid")/root/tmp/sink.ready ]]; }
+wait_until 60 "the vault container to listen" vault_listens
+VAULT_PID=$(cat "$T/vault/pid")
+ev_mark
+expect_ok run_container cart /app/cart --send "vault-$$" 127.0.0.1 "$VPORT"
+wait_until 20 "the vault to receive cart's text" grep -qF "vault-$$" "/proc/$VAULT_PID/root/tmp/sink"
+expect_one_event "cart's handshake" '.type == "tls" and .role == "client" and .result == "ok"'
+assert_event "spiffe_id=$SHOP" "peer_id=$VAULT"
+jq -e '.container.name == "cart"' <<<"$KW_EVENT" >/dev/null || fail "cart's tls event does not name it: $KW_EVENT"
+expect_one_event "the vault's handshake" '.type == "tls" and .role == "server" and .result == "ok"'
+assert_event "spiffe_id=$VAULT" "peer_id=$SHOP"
+expect_ok run_container cart /app/cart --send "clear-$$" 127.0.0.1 "$PORT"
+wait_sink_data db "clear-$$"
+sleep 1
+kill -INT "$dump" 2>/dev/null || true
+wait "$dump" 2>/dev/null || true
+kill -KILL "$VAULT_PID" 2>/dev/null || true
+grep -aqF "clear-$$" "$T/lo.pcap" || fail "control: cart's plaintext to db is not in the capture"
+grep -aqF "vault-$$" "$T/lo.pcap" && fail "cart's text to the vault is on the wire in plaintext (capture $T/lo.pcap)"
+records=$(tcpdump -r "$T/lo.pcap" -X "tcp port $VPORT" 2>/dev/null | grep -c "1703 03" || true)
+((records > 0)) || fail "no TLS application data records on port $VPORT in the capture"
 
 # sidecar: same pod, same binary, another container: no identity.
 sink_snapshot db
