@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <fstream>
 #include <optional>
 #include <set>
@@ -148,13 +149,26 @@ std::optional<uint64_t> process_age_ns(pid_t pid) {
     return std::nullopt;
 }
 
-// For a process attested late: whether every file it maps executable is in the code set
-// of workload W, as the kernel would have checked each mapping had the process been
-// attested at its exec (bpf/kw_guard.bpf.c kw_code_check). Its own identity or its image
-// layer's, at the ctime pinned. An unreadable mapping fails. WHY names the first other.
-bool code_pinned(const core::CompiledPolicy& compiled, const kw_workload& w, long pid, std::string& why) {
+// The name of a mapping in /proc/PID/map_files: its range from /proc/PID/maps without
+// the zero padding maps adds below 0x10000000 (a non-PIE binary's, at 0x400000).
+std::string map_files_name(const std::string& range) {
+    unsigned long start = 0, end = 0;
+    if (std::sscanf(range.c_str(), "%lx-%lx", &start, &end) != 2) return range;
+    char name[40];
+    std::snprintf(name, sizeof(name), "%lx-%lx", start, end);
+    return name;
+}
+
+// For a process attested from /proc: whether every file it maps executable is its
+// executable EXE (pinned, matched already) or in the code set of workload W, as the
+// kernel would have checked each mapping had the process been attested at its exec
+// (bpf/kw_guard.bpf.c kw_code_check). Its own identity or its image layer's, at the
+// ctime pinned. An unreadable mapping fails. WHY names the first other.
+bool code_pinned(const core::CompiledPolicy& compiled, const kw_workload& w, const kw_file_key& exe, long pid,
+                 std::string& why) {
     const uint32_t set = w.ident;
     auto in_set = [&](const host::KernelFileFacts& f) {
+        if (f.key.dev == exe.dev && f.key.ino == exe.ino) return true;
         for (const auto& [k, v] : compiled.code)
             if (k.set == set && k.dev == f.key.dev && k.ino == f.key.ino && v.ctime_sec == f.ctime_sec &&
                 v.ctime_nsec == f.ctime_nsec)
@@ -174,7 +188,7 @@ bool code_pinned(const core::CompiledPolicy& compiled, const kw_workload& w, lon
         if (perms.size() < 3 || perms[2] != 'x' || inode == "0" || !seen.insert(range).second) continue;
         std::string path;
         std::getline(f >> std::ws, path);
-        core::UniqueFd fd(open((dir + "/map_files/" + range).c_str(), O_RDONLY | O_CLOEXEC));
+        core::UniqueFd fd(open((dir + "/map_files/" + map_files_name(range)).c_str(), O_RDONLY | O_CLOEXEC));
         auto own = fd.valid() ? host::kernel_file_facts(fd.get(), dir + "/mountinfo")
                               : Result<host::KernelFileFacts>(make_error("unreadable"));
         if (own && in_set(*own)) continue;
@@ -188,9 +202,9 @@ bool code_pinned(const core::CompiledPolicy& compiled, const kw_workload& w, lon
 }
 
 // Attests the process PID (its pidfd PIDFD) from /proc if it matches a workload, keeping
-// the task flags FLAGS (enrolment survives). Whether it did.
+// the task flags FLAGS (enrolment survives). Whether it did. HOW says when, for the log.
 bool attest_one(Enforcer& enforcer, const core::CompiledPolicy& compiled, const std::string& cgroup_root, long pid,
-                int pidfd, uint32_t flags, bool check_code) {
+                int pidfd, uint32_t flags, const char* how) {
     const std::string dir = "/proc/" + std::to_string(pid);
     core::ProcessFacts facts;
     core::UniqueFd exe(open((dir + "/exe").c_str(), O_RDONLY | O_CLOEXEC));
@@ -235,13 +249,15 @@ bool attest_one(Enforcer& enforcer, const core::CompiledPolicy& compiled, const 
                       facts.cgroup_ancestors.empty() ? 0 : facts.cgroup_ancestors.back());
         return false;
     }
-    // Late: its loader mapped its libraries while nobody checked them (a library
-    // preloaded from a container's writable layer, say). The kernel would have refused
-    // that mapping under the identity; here the identity is refused instead.
-    if (std::string why; check_code && !code_pinned(compiled, compiled.workloads[*wl], pid, why)) {
-        spdlog::warn("process {} not attested late as workload {}: it maps {} executable, which its code set "
+    // Running before anyone watched: its loader mapped its libraries (and it may have
+    // dlopen'd more) while nobody checked them: a library preloaded from a container's
+    // writable layer, say. The kernel would have refused such a mapping under the
+    // identity; here the identity is refused instead.
+    if (std::string why;
+        !code_pinned(compiled, compiled.workloads[*wl], facts.exe.value_or(kw_file_key{}), pid, why)) {
+        spdlog::warn("process {} not attested {} as workload {}: it maps {} executable, which its code set "
                      "does not pin",
-                     pid, *wl, why);
+                     pid, how, *wl, why);
         return false;
     }
     kw_task t{};
@@ -280,7 +296,7 @@ ProcScanStats attest_running_processes(Enforcer& enforcer, const core::CompiledP
         stats.scanned++;
         // The kernel's record wins: never overwrite an identity it assigned at exec.
         if (enforcer.task_identity(pidfd.get()).has_value()) continue;
-        if (attest_one(enforcer, compiled, cgroup_root, pid, pidfd.get(), 0, false)) stats.attested++;
+        if (attest_one(enforcer, compiled, cgroup_root, pid, pidfd.get(), 0, "from /proc")) stats.attested++;
     }
     closedir(d);
     return stats;
@@ -299,7 +315,7 @@ ProcScanStats attest_unattested(Enforcer& enforcer, const core::CompiledPolicy& 
             continue;
         }
         if (!attest_one(enforcer, compiled, cgroup_root, pid, pidfd.get(), known ? known->flags & KW_TASK_ENROLLED : 0,
-                        true))
+                        "late"))
             continue;
         stats.attested++;
         // Since its exec, when the kernel recorded it (an enrolled process); else since

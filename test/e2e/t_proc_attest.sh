@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Processes already running when the agent first loads are attested once from /proc:
 # a python3 process matching exe + argv + uid + cgroup, started before the agent,
-# reaches db afterwards; one running another script, same uid and cgroup, is refused.
+# reaches db afterwards; one running another script, same uid and cgroup, is refused, and
+# so is one running the same script that dlopen'd a library its code set does not pin
+# before the agent started (nobody checked that mapping; the kernel would have refused it
+# under the identity): every executable mapping is read (python3 is not PIE here: its
+# mappings sit below 0x10000000, where /proc/PID/maps pads addresses and map_files not).
 # /proc labels only the thread-group leader, yet the memory belongs to every thread:
 # root in the cgroup cannot read the attested process's memory through its second
 # thread either (process_vm_readv(TID), /proc/TID/mem), while it can read the other's.
@@ -16,6 +20,9 @@ start_sink db "$PORT"
 cat >"$T/late.py" <<'PY'
 import os, socket, sys, threading, time
 go, port, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if len(sys.argv) > 4:
+    import ctypes
+    ctypes.CDLL(sys.argv[4])
 threading.Thread(target=time.sleep, args=(280,), daemon=True).start()
 deadline = time.time() + 240  # the agent starts meanwhile: slow under emulation
 while not os.path.exists(go):
@@ -46,13 +53,22 @@ KW_TIMEOUT=280 as_workload --pidfile "$T/late.pid" "$KW_PY" "$T/late.py" "$T/go"
 late=$!
 KW_TIMEOUT=280 as_workload --pidfile "$T/other.pid" "$KW_PY" "$T/other.py" "$T/go" "$PORT" "other-$$" &
 other=$!
-wait_until 10 "both python3 processes to start" test -s "$T/late.pid" -a -s "$T/other.pid"
+install -m 0755 "$KW_TOOLS/kw_preload.so" "$T/bin/evil.so"
+KW_TIMEOUT=280 as_workload --pidfile "$T/loaded.pid" "$KW_PY" "$T/late.py" "$T/go" "$PORT" "loaded-$$" "$T/bin/evil.so" &
+loaded=$!
+wait_until 10 "the python3 processes to start" test -s "$T/late.pid" -a -s "$T/other.pid" -a -s "$T/loaded.pid"
+loaded_mapped() { grep -qF "$T/bin/evil.so" "/proc/$(cat "$T/loaded.pid")/maps"; }
+wait_until 30 "the third python3 to map evil.so" loaded_mapped
 
 start_agent "$T/policy.json"
 grep -Eq "attested 1 of [0-9]+ running processes from /proc" "$T/agent.log" ||
     fail "agent did not attest exactly one running process: $(grep -E 'running processes' "$T/agent.log")"
 assert_eq "identity of the running late.py" "$KW_BILLING" "$(kwarden_cli identity "$(cat "$T/late.pid")")"
 assert_eq "identity of the running other.py" unattested "$(kwarden_cli identity "$(cat "$T/other.pid")")"
+assert_eq "identity of the running late.py that dlopen'd evil.so" unattested \
+    "$(kwarden_cli identity "$(cat "$T/loaded.pid")")"
+assert_match "the agent's refusal names a mapping" \
+    "process $(cat "$T/loaded.pid") not attested from /proc as workload 0: it maps .* executable" "$(cat "$T/agent.log")"
 
 # The second thread of each: the task of /proc/PID/task that is not PID.
 second_thread() { # PID
@@ -89,4 +105,6 @@ assert_eq "exit status of late.py (attested from /proc)" 0 "$rc"
 wait_sink_data db "late-$$"
 rc=0; wait "$other" || rc=$?
 assert_eq "exit status of other.py (EPERM)" "$(errno_number EPERM)" "$rc"
+rc=0; wait "$loaded" || rc=$?
+assert_eq "exit status of the late.py that dlopen'd evil.so (EPERM)" "$(errno_number EPERM)" "$rc"
 stop_agent
