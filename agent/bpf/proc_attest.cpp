@@ -17,6 +17,7 @@
 #include <set>
 
 #include "host/linux_host_view.h"
+#include "core/container_cgroup.h"
 #include "core/proc_facts.h"
 #include "core/unique_fd.h"
 #include <sstream>
@@ -100,17 +101,14 @@ bool read_ids(const std::string& status, uint32_t& uid, uint32_t& gid) {
 
 // Ids of the process's cgroup v2 and its ancestors, root first.
 std::vector<uint64_t> cgroup_ancestors(const std::string& dir, const std::string& root) {
-    std::istringstream in(slurp(dir + "/cgroup"));
-    std::string line, path;
-    while (std::getline(in, line))
-        if (line.rfind("0::", 0) == 0) path = line.substr(3);
+    auto path = core::unified_cgroup_path(slurp(dir + "/cgroup"));
     std::vector<uint64_t> ids;
-    if (path.empty()) return ids;
+    if (!path) return ids;
     std::string cur = root;
     struct stat st {};
     if (stat(cur.c_str(), &st) != 0) return {};
     ids.push_back(st.st_ino);
-    std::istringstream parts(path);
+    std::istringstream parts(*path);
     std::string part;
     while (std::getline(parts, part, '/')) {
         if (part.empty()) continue;

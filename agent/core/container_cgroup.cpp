@@ -125,4 +125,16 @@ std::optional<ContainerCgroup> parse_container_cgroup(std::string_view path) {
     return c;
 }
 
+std::optional<std::string> unified_cgroup_path(std::string_view text) {
+    std::optional<std::string> path;
+    while (!text.empty()) {
+        auto end = text.find('\n');
+        std::string_view line = text.substr(0, end);
+        if (line.starts_with("0::")) path = std::string(line.substr(3));
+        text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
+    }
+    if (!path || !path->starts_with('/')) return std::nullopt;
+    return path;
+}
+
 }  // namespace kw::core

@@ -32,6 +32,10 @@ struct ContainerCgroup {
 
 std::optional<ContainerCgroup> parse_container_cgroup(std::string_view path);
 
+// The cgroup v2 path of a /proc/PID/cgroup TEXT (its "0::" line), or nothing: no such
+// line, or a path that is not absolute.
+std::optional<std::string> unified_cgroup_path(std::string_view text);
+
 const char* runtime_name(ContainerCgroup::Runtime r);
 
 }  // namespace kw::core

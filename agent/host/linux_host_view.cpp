@@ -53,20 +53,33 @@ std::optional<uint64_t> mount_device(uint64_t mnt_id, const std::string& mountin
 
 }  // namespace
 
-std::optional<uint64_t> mount_device_in(const std::string& mountinfo, uint64_t mnt_id) {
+namespace {
+
+// The line of MOUNTINFO that describes mount MNT_ID (its first field), or nothing.
+std::optional<std::string> mountinfo_line(const std::string& mountinfo, uint64_t mnt_id) {
     std::istringstream in(mountinfo);
     std::string line;
     while (std::getline(in, line)) {
         std::istringstream fields(line);
-        uint64_t id = 0, parent = 0;
-        std::string devno;
-        if (!(fields >> id >> parent >> devno) || id != mnt_id) continue;
-        unsigned major = 0, minor = 0;
-        char tail = 0;
-        if (std::sscanf(devno.c_str(), "%u:%u%c", &major, &minor, &tail) != 2) return std::nullopt;
-        return (static_cast<uint64_t>(major) << 20) | minor;
+        uint64_t id = 0;
+        if (fields >> id && id == mnt_id) return line;
     }
     return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<uint64_t> mount_device_in(const std::string& mountinfo, uint64_t mnt_id) {
+    auto line = mountinfo_line(mountinfo, mnt_id);
+    if (!line) return std::nullopt;
+    std::istringstream fields(*line);
+    uint64_t id = 0, parent = 0;
+    std::string devno;
+    if (!(fields >> id >> parent >> devno)) return std::nullopt;
+    unsigned major = 0, minor = 0;
+    char tail = 0;
+    if (std::sscanf(devno.c_str(), "%u:%u%c", &major, &minor, &tail) != 2) return std::nullopt;
+    return (static_cast<uint64_t>(major) << 20) | minor;
 }
 
 Result<KernelFileFacts> kernel_file_facts(int fd, const std::string& mountinfo) {
@@ -120,13 +133,10 @@ std::vector<std::string> split_layers(std::string_view list) {
 }  // namespace
 
 std::optional<OverlayMount> overlay_mount_in(const std::string& mountinfo, uint64_t mnt_id) {
-    std::istringstream in(mountinfo);
-    std::string line;
-    while (std::getline(in, line)) {
-        std::istringstream fields(line);
+    if (auto line = mountinfo_line(mountinfo, mnt_id)) {
+        std::istringstream fields(*line);
         std::string id, parent, dev, root, mountpoint, word;
-        if (!(fields >> id >> parent >> dev >> root >> mountpoint)) continue;
-        if (id != std::to_string(mnt_id)) continue;
+        if (!(fields >> id >> parent >> dev >> root >> mountpoint)) return std::nullopt;
         while (fields >> word && word != "-") {
         }
         std::string fstype, source, options;

@@ -5,10 +5,12 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 
 #include <spdlog/spdlog.h>
 
 #include "bpf/proc_attest.h"
+#include "core/container_cgroup.h"
 
 namespace kw::io {
 
@@ -34,14 +36,14 @@ Result<void> LinuxKernel::install_keys(int fd, const tls::TrafficKeys& keys) { r
 Result<runtime::ContainerHost::Cgroup> LinuxContainerHost::cgroup_of(pid_t pid) {
     std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
     if (!in) return make_error("no process " + std::to_string(pid));
-    std::string line, path;
-    while (std::getline(in, line))
-        if (line.rfind("0::", 0) == 0) path = line.substr(3);
-    if (path.empty() || path[0] != '/') return make_error("process " + std::to_string(pid) + " is in no cgroup v2");
+    std::stringstream text;
+    text << in.rdbuf();
+    auto path = core::unified_cgroup_path(text.str());
+    if (!path) return make_error("process " + std::to_string(pid) + " is in no cgroup v2");
     struct stat st {};
-    if (::stat((cgroup_root_ + path).c_str(), &st) != 0)
-        return make_error("cgroup " + path + ": " + std::strerror(errno));
-    return Cgroup{path, static_cast<uint64_t>(st.st_ino)};
+    if (::stat((cgroup_root_ + *path).c_str(), &st) != 0)
+        return make_error("cgroup " + *path + ": " + std::strerror(errno));
+    return Cgroup{*path, static_cast<uint64_t>(st.st_ino)};
 }
 
 runtime::ContainerHost::Late LinuxContainerHost::attest_unattested(const std::string& path,

@@ -9,6 +9,11 @@ using namespace kw;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string_view path = fuzz::as_text(data, size);
+    // The same bytes as /proc/PID/cgroup: a path read back is absolute, one of its lines.
+    if (auto unified = core::unified_cgroup_path(path)) {
+        if (!unified->starts_with('/')) fuzz::fail("a cgroup v2 path that is not absolute", *unified);
+        if (path.find("0::" + *unified) == std::string_view::npos) fuzz::fail("a cgroup v2 path the text does not hold", *unified);
+    }
     auto c = core::parse_container_cgroup(path);
     if (!c) return 0;
     if (c->id.size() != 64 || c->id.find_first_not_of("0123456789abcdef") != std::string::npos)

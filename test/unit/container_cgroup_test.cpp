@@ -118,3 +118,14 @@ TEST_CASE("paths that are no container give nothing", "[core][container]") {
     REQUIRE(wrong_sep);
     CHECK_FALSE(wrong_sep->pod_uid);  // systemd unit names never carry the dashes
 }
+
+TEST_CASE("the cgroup v2 path of /proc/PID/cgroup: its 0:: line, absolute", "[core][container]") {
+    using kw::core::unified_cgroup_path;
+    // A hybrid host lists v1 hierarchies first; a v2-only host one line.
+    CHECK(*unified_cgroup_path("12:pids:/user.slice\n1:name=systemd:/init.scope\n0::/kubepods/burstable/podx/abc\n") ==
+          "/kubepods/burstable/podx/abc");
+    CHECK(*unified_cgroup_path("0::/") == "/");
+    CHECK_FALSE(unified_cgroup_path("12:pids:/user.slice\n"));
+    CHECK_FALSE(unified_cgroup_path("0::relative\n"));
+    CHECK_FALSE(unified_cgroup_path(""));
+}
