@@ -100,6 +100,16 @@ struct kw_listener_record {
 	__s32 killable;
 };
 
+/* What kw_listener_tasks writes for each process under a listener's filter. A process
+ * stacks at most KW_FILTER_DEPTH filters above the one it is looked for under (runtimes
+ * install one or two; deeper ones are not found, and the hand-over is refused). */
+#define KW_FILTER_DEPTH 16
+struct kw_filter_task {
+	__u32 tgid;
+	__u32 parent; /* tgid of its parent */
+	__u64 start_ns;
+};
+
 /*
  * Containers: key of kw_ctrs, generation-buffered like the workloads it names. The agent
  * learns a container's facts (image, name, pod) from its runtime through the seccomp-agent

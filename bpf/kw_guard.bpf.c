@@ -642,9 +642,11 @@ int BPF_PROG(kw_file_mprotect, struct vm_area_struct *vma, unsigned long reqprot
  * record of descriptor kw_listener_probe_fd, which it has checked is a seccomp listener
  * (its anonymous inode is "seccomp notify": private_data is the filter). The record:
  * killable is 1 when the filter was installed with SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
- * 0 when not, -1 when this kernel's filter has no such field.
+ * 0 when not, -1 when this kernel's filter has no such field. The filter's address is
+ * kept in kw_listener_filter, for kw_listener_tasks.
  */
 __u32 kw_listener_probe_fd;
+__u64 kw_listener_filter;
 
 SEC("iter/task_file")
 int kw_listener_probe(struct bpf_iter__task_file *ctx)
@@ -657,6 +659,39 @@ int kw_listener_probe(struct bpf_iter__task_file *ctx)
 	struct seccomp_filter *f = BPF_CORE_READ(file, private_data);
 	if (f && bpf_core_field_exists(f->wait_killable_recv))
 		rec.killable = BPF_CORE_READ(f, wait_killable_recv);
+	kw_listener_filter = (__u64)f;
 	bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
+	return 0;
+}
+
+/*
+ * The processes under the filter the listener probe last read (kw_listener_filter): the
+ * agent runs this iterator over every task when a runtime hands over a listener, to learn
+ * which process it serves (crun exec does not say) and to check the one a runtime names.
+ * A task is under the filter when the filter is in its chain (its own, or one stacked
+ * below filters installed after it); thread-group leaders only, one record each.
+ */
+SEC("iter/task")
+int kw_listener_tasks(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+
+	if (!task || !kw_listener_filter)
+		return 0;
+	if (BPF_CORE_READ(task, pid) != BPF_CORE_READ(task, tgid))
+		return 0;
+	struct seccomp_filter *f = BPF_CORE_READ(task, seccomp.filter);
+	for (int depth = 0; f && depth < KW_FILTER_DEPTH; depth++) {
+		if ((__u64)f == kw_listener_filter) {
+			struct kw_filter_task rec = {
+				.tgid = BPF_CORE_READ(task, tgid),
+				.parent = BPF_CORE_READ(task, real_parent, tgid),
+				.start_ns = BPF_CORE_READ(task, start_time),
+			};
+			bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
+			return 0;
+		}
+		f = BPF_CORE_READ(f, prev);
+	}
 	return 0;
 }

@@ -651,30 +651,69 @@ Result<void> Enforcer::record_agent_exe() {
     return {};
 }
 
-Result<bool> Enforcer::listener_waits_killable(int fd) {
+namespace {
+
+// Everything an iterator link writes, to its end.
+Result<std::string> read_iterator(bpf_link* link, const char* what) {
+    core::UniqueFd it(bpf_iter_create(bpf_link__fd(link)));
+    if (!it.valid()) return make_error(std::string("cannot start the ") + what + ": " + errno_text(errno));
+    std::string out;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = read(it.get(), buf, sizeof(buf));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return make_error(std::string("reading the ") + what + ": " + errno_text(errno));
+        if (n == 0) return out;
+        out.append(buf, static_cast<size_t>(n));
+    }
+}
+
+using LinkPtr = std::unique_ptr<bpf_link, decltype(&bpf_link__destroy)>;
+
+}  // namespace
+
+// Runs the listener probe over this process's descriptors: FD's record, and the filter's
+// address left in kw_listener_filter.
+Result<kw_listener_record> Enforcer::probe_listener(int fd) {
     auto& o = *objs_;
     if (fd < 0) return make_error("no listener");
     o.guard->bss->kw_listener_probe_fd = static_cast<uint32_t>(fd);
+    o.guard->bss->kw_listener_filter = 0;
     bpf_iter_link_info info{};
     info.task.pid = static_cast<uint32_t>(getpid());  // this process's descriptors only
     LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &info, .link_info_len = sizeof(info));
-    std::unique_ptr<bpf_link, decltype(&bpf_link__destroy)> link(
-        bpf_program__attach_iter(o.guard->progs.kw_listener_probe, &opts), &bpf_link__destroy);
+    LinkPtr link(bpf_program__attach_iter(o.guard->progs.kw_listener_probe, &opts), &bpf_link__destroy);
     if (!link) return make_error("cannot attach the listener probe: " + errno_text(errno));
-    core::UniqueFd it(bpf_iter_create(bpf_link__fd(link.get())));
-    if (!it.valid()) return make_error("cannot start the listener probe: " + errno_text(errno));
+    auto out = read_iterator(link.get(), "listener probe");
+    if (!out) return out.error();
     kw_listener_record rec{};
-    size_t got = 0;
-    while (got < sizeof(rec)) {
-        ssize_t n = read(it.get(), reinterpret_cast<char*>(&rec) + got, sizeof(rec) - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return make_error("reading the listener probe: " + errno_text(errno));
-        if (n == 0) break;
-        got += static_cast<size_t>(n);
-    }
-    if (got != sizeof(rec) || rec.fd != fd) return make_error("the listener probe did not find descriptor " + std::to_string(fd));
-    if (rec.killable < 0) return make_error("this kernel's seccomp filters have no killable wait (Linux 5.19+)");
-    return rec.killable == 1;
+    if (out->size() != sizeof(rec)) return make_error("the listener probe did not find descriptor " + std::to_string(fd));
+    std::memcpy(&rec, out->data(), sizeof(rec));
+    if (rec.fd != fd) return make_error("the listener probe did not find descriptor " + std::to_string(fd));
+    return rec;
+}
+
+Result<bool> Enforcer::listener_waits_killable(int fd) {
+    auto rec = probe_listener(fd);
+    if (!rec) return rec.error();
+    if (rec->killable < 0) return make_error("this kernel's seccomp filters have no killable wait (Linux 5.19+)");
+    return rec->killable == 1;
+}
+
+Result<std::vector<kw_filter_task>> Enforcer::listener_tasks(int fd) {
+    auto rec = probe_listener(fd);
+    if (!rec) return rec.error();
+    auto& o = *objs_;
+    if (!o.guard->bss->kw_listener_filter) return make_error("the listener probe found no filter");
+    LinkPtr link(bpf_program__attach_iter(o.guard->progs.kw_listener_tasks, nullptr), &bpf_link__destroy);
+    if (!link) return make_error("cannot attach the listener's task iterator: " + errno_text(errno));
+    auto out = read_iterator(link.get(), "listener's task iterator");
+    o.guard->bss->kw_listener_filter = 0;
+    if (!out) return out.error();
+    std::vector<kw_filter_task> tasks(out->size() / sizeof(kw_filter_task));
+    if (out->size() % sizeof(kw_filter_task)) return make_error("the listener's task iterator wrote a partial record");
+    std::memcpy(tasks.data(), out->data(), out->size());
+    return tasks;
 }
 
 Result<void> Enforcer::protect(const std::vector<std::string>& state_dirs) {

@@ -108,6 +108,9 @@ public:
     // SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, read from its filter in the kernel (the
     // listener probe). FD must be a seccomp listener: the caller checked its inode.
     Result<bool> listener_waits_killable(int fd);
+    // The processes under the filter of seccomp listener FD of this process (thread-group
+    // leaders; the filter in their chain), read from every task in the kernel.
+    Result<std::vector<kw_filter_task>> listener_tasks(int fd);
 
     std::array<uint64_t, KW_CNT_MAX> counters() const;
 
@@ -135,6 +138,7 @@ private:
     Result<void> set_socket_state(int fd, kw_ktls_state state, const char* what);
     Result<void> guard_object(uint32_t kind, uint32_t id);
     Result<void> guard_inodes(const std::vector<std::string>& state_dirs);
+    Result<kw_listener_record> probe_listener(int fd);
 
     std::unique_ptr<Objects> objs_;
     LoadOptions options_;

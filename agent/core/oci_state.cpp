@@ -62,9 +62,14 @@ Result<OciProcessState> parse_oci_process_state(std::string_view text, size_t fd
         return make_error("container process state: \"seccompFd\" named more than once in \"fds\"");
     s.seccomp_fd = static_cast<size_t>(seccomp - s.fds.begin());
 
-    auto pid = pid_field(j, "pid");
-    if (!pid) return make_error("container process state: \"pid\" must be a positive process id");
-    s.pid = *pid;
+    auto given = j.find("pid");
+    if (given != j.end() && given->is_number_integer() && given->get<int64_t>() == 0) {
+        s.pid = 0;  // not said
+    } else {
+        auto pid = pid_field(j, "pid");
+        if (!pid) return make_error("container process state: \"pid\" must be a process id (0: not said)");
+        s.pid = *pid;
+    }
 
     if (j.contains("metadata")) {
         auto metadata = text_field(j, "metadata", 4096);
@@ -81,15 +86,19 @@ Result<OciProcessState> parse_oci_process_state(std::string_view text, size_t fd
     if (!status || (*status != "creating" && *status != "created" && *status != "running" && *status != "stopped"))
         return make_error("container process state: \"state.status\" must be creating, created, running or stopped");
     s.status = *status;
-    if (state->contains("pid")) {
+    // crun 1.8's exec sends 0 here too: not given.
+    if (auto p = state->find("pid"); p != state->end() && !(p->is_number_integer() && p->get<int64_t>() == 0)) {
         auto init = pid_field(*state, "pid");
         if (!init) return make_error("container process state: \"state.pid\" must be a positive process id");
         s.init_pid = *init;
     }
-    auto bundle = text_field(*state, "bundle", 4096);
-    if (!bundle || !bundle->starts_with('/'))
-        return make_error("container process state: \"state.bundle\" must be an absolute path");
-    s.bundle = *bundle;
+    // Not read by the agent. crun 1.8's exec sends its own working directory (".") and
+    // other runtimes none: a path that is not absolute is taken as not said.
+    if (state->contains("bundle")) {
+        auto bundle = text_field(*state, "bundle", 4096);
+        if (!bundle) return make_error("container process state: \"state.bundle\" must be a path of at most 4096 bytes");
+        if (bundle->starts_with('/')) s.bundle = *bundle;
+    }
     if (auto a = state->find("annotations"); a != state->end()) {
         if (!a->is_object()) return make_error("container process state: \"state.annotations\" must be an object");
         if (a->size() > kMaxAnnotations)

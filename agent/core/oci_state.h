@@ -27,13 +27,15 @@ struct OciProcessState {
     std::string oci_version;
     std::vector<std::string> fds;  // names of the descriptors received, by index
     size_t seccomp_fd = 0;         // the index of "seccompFd"
-    pid_t pid = 0;                 // the process under the listener's filter (the runtime's pid namespace)
+    // The process under the listener's filter (the runtime's pid namespace); 0 when the
+    // runtime did not say (crun 1.8's exec sends 0): the agent finds it in the kernel.
+    pid_t pid = 0;
     std::string metadata;          // the spec's listenerMetadata, as given
     // The container's state.
     std::string id;
     std::string status;  // creating | created | running | stopped
     pid_t init_pid = 0;  // the container's init; 0 when not given
-    std::string bundle;  // absolute path of the bundle (its config.json)
+    std::string bundle;  // absolute path of the bundle (its config.json); empty: not said
     std::map<std::string, std::string> annotations;
 };
 

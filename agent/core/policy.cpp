@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "abi.h"
+#include "core/container_match.h"
 #include "core/lint.h"
 #include "core/json_field.h"
 #include "core/duration.h"
@@ -672,6 +673,9 @@ private:
                 out = *t;
         };
         text("image", sel.image);
+        if (sel.image) {
+            if (auto problem = image_reference_problem(*sel.image)) error(at(path, "image"), *problem);
+        }
         text("name", sel.name);
         text("pod_namespace", sel.pod_namespace);
         text("pod_name", sel.pod_name);

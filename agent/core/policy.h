@@ -42,7 +42,10 @@ struct ArgvSelector {
 // (containerd's CRI plugin: io.kubernetes.cri.*). Each field given must equal the
 // container's; a container whose runtime did not say is not selected.
 struct ContainerSelector {
-    std::optional<std::string> image;  // the image as the pod spec names it
+    // The image: a name ("registry.example/shop:1.4"), matched as the runtime says it, or
+    // pinned by its manifest digest ("registry.example/shop@sha256:HEX"), matched only
+    // when the runtime's name carries that digest (see image_selected).
+    std::optional<std::string> image;
     std::optional<std::string> name;   // the container's name in its pod
     std::optional<std::string> pod_namespace;
     std::optional<std::string> pod_name;

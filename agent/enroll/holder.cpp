@@ -12,6 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -184,6 +185,18 @@ void Holder::serve(Peer& peer) {
         records_.push_back(std::move(r));
         return reply(peer, {{"ok", true}, {"key", key}});
     }
+    if (op == "drop") {
+        // A listener the agent refuses to serve: closed here too, so that its process's
+        // trapped calls fail (ENOSYS) rather than wait for an agent that will not come.
+        if (!peer.agent) return reply(peer, {{"ok", false}, {"error", "drop: say hello first (agents only)"}});
+        const uint64_t key = core::json_int<uint64_t>(req, "key", 0);
+        auto it = std::find_if(records_.begin(), records_.end(), [&](const Record& r) { return r.key == key; });
+        if (key == 0 || it == records_.end())
+            return reply(peer, {{"ok", false}, {"error", "drop: no listener held under key " + std::to_string(key)}});
+        spdlog::info("holder: dropping the listener of process {} ({}) at the agent's request", it->pid, it->command);
+        records_.erase(it);
+        return reply(peer, {{"ok", true}});
+    }
     if (op == "status") {
         json list = json::array();
         for (const Record& r : records_)
@@ -194,7 +207,7 @@ void Holder::serve(Peer& peer) {
         return reply(peer, {{"ok", true}, {"held", records_.size()}, {"agent_pid", agent}, {"listeners", list},
                             {"holder_pid", ::getpid()}});
     }
-    reply(peer, {{"ok", false}, {"error", "unknown op '" + op + "' (known: hello, deposit, status)"}});
+    reply(peer, {{"ok", false}, {"error", "unknown op '" + op + "' (known: hello, deposit, drop, status)"}});
 }
 
 bool Holder::idle() const {
@@ -361,6 +374,12 @@ Result<uint64_t> HolderClient::deposit(pid_t pid, uid_t uid, const std::string& 
                      fds);
     if (!r) return r.error();
     return core::json_int<uint64_t>(*r, "key", 0);
+}
+
+Result<void> HolderClient::drop(uint64_t key) {
+    auto r = request({{"op", "drop"}, {"key", key}});
+    if (!r) return r.error();
+    return {};
 }
 
 }  // namespace kw::enroll

@@ -15,6 +15,8 @@
 //   {"op":"deposit","pid":N,"uid":U,"command":"...","container":{...}|null}
 //                             + listener [+ journal]
 //                             (the attached agent only): {"ok":true,"key":K}
+//   {"op":"drop","key":K}     the agent refuses to serve it: closed (the attached agent
+//                             only): {"ok":true}
 //   {"op":"status"}           {"ok":true,"held":K,"agent_pid":P|null,"listeners":[...]}
 // A listener no task uses any more (POLLHUP: the process tree exited) is dropped.
 #pragma once
@@ -74,6 +76,8 @@ public:
     int fd() const { return sock_.get(); }
     Result<uint64_t> deposit(pid_t pid, uid_t uid, const std::string& command, int listener, int journal,
                              const nlohmann::json& container = nullptr);
+    // Closes the listener held under KEY (one adopted and refused).
+    Result<void> drop(uint64_t key);
 
 private:
     explicit HolderClient(core::UniqueFd sock) : sock_(std::move(sock)) {}

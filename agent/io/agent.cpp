@@ -427,6 +427,7 @@ Result<void> Agent::start_enrollment(tls::Cipher cipher) {
     ctx.holder_socket = options_.holder_socket;
     ctx.containers = &containers_;
     ctx.listener_killable = [this](int fd) { return enforcer_->listener_waits_killable(fd); };
+    ctx.listener_tasks = [this](int fd) { return enforcer_->listener_tasks(fd); };
     formatter_.set_containers(&containers_);
     ctx.keys_installed = options_.hooks.keys_installed;
     enrollment_ = std::make_unique<runtime::EnrollmentService>(std::move(ctx));

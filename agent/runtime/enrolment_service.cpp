@@ -318,36 +318,49 @@ Result<size_t> EnrollmentService::adopt() {
                 spdlog::warn("adopted process {}: its journal is unusable ({}): calls the previous agent held are lost",
                              held.pid, j.message());
         }
-        auto process = std::make_shared<EnrolledProcess>(*this, std::move(held.listener), std::move(journal), held.pid,
-                                                         held.uid, held.command);
-        processes_[process.get()] = process;
         json event = {{"type", "enroll"}, {"time", now_rfc3339()}, {"pid", held.pid},  {"uid", held.uid},
                       {"command", held.command}, {"adopted", true}};
+        // Refused on adoption as on enrolment; the holder drops it too, so that the
+        // process's trapped calls fail (ENOSYS) rather than wait for ever.
+        auto refuse = [&](const std::string& why) {
+            spdlog::error("not adopting process {} ({}) from the listener holder: {}", held.pid, held.command, why);
+            if (auto r = holder_->drop(held.key); !r) spdlog::error("listener holder: {}", r.message());
+            event["error"] = why;
+            context_.emit(event);
+        };
+        // A listener a previous agent accepted under other rules.
+        if (auto why = unservable_listener(held.listener.get(), "the held listener")) {
+            refuse(*why);
+            continue;
+        }
+        auto facts = container_from_json(held.container);
+        if (!facts && !held.container.is_null()) {
+            refuse("the holder's facts of its container are unreadable: it would be neither selected nor governed");
+            continue;
+        }
+        auto process = std::make_shared<EnrolledProcess>(*this, std::move(held.listener), std::move(journal), held.pid,
+                                                         held.uid, held.command);
         // A container's facts came back with its listener: its cgroup is found again (the
         // kernel's word, now), and its entries written before its held calls are served.
-        if (auto facts = container_from_json(held.container)) {
+        if (facts) {
             process->set_container(*facts);
             std::optional<ContainerHost::Cgroup> cgroup;
-            std::string lost;
             if (context_.containers) {
-                if (auto located = context_.containers->locate(held.pid, *facts))
-                    cgroup = *located;
-                else
-                    lost = located.message();
+                auto located = context_.containers->locate(held.pid, *facts);
+                if (!located) {
+                    refuse(located.message());
+                    continue;
+                }
+                cgroup = *located;
             }
-            event["container"] = register_container(*process, cgroup);
-            if (!lost.empty()) {
-                // Served (its calls are still trapped), but neither selected nor governed.
-                spdlog::error("adopted container process {}: {}", held.pid, lost);
-                event["container"]["error"] = lost;
+            auto container = register_container(*process, cgroup);
+            if (!container) {
+                refuse(container.message());
+                continue;
             }
-        } else if (!held.container.is_null()) {
-            const std::string lost = "the holder's facts of its container are unreadable: served as a process of no "
-                                     "container (neither selected nor governed)";
-            spdlog::error("adopted process {}: {}", held.pid, lost);
-            event["container"] = {{"id", "?"},       {"name", nullptr},    {"image", nullptr}, {"pod_namespace", nullptr},
-                                  {"pod_name", nullptr}, {"pod_uid", nullptr}, {"error", lost}};
+            event["container"] = std::move(*container);
         }
+        processes_[process.get()] = process;
         size_t resumed = process->start();
         ++adopted;
         spdlog::info("adopted enrolled process {} (uid {}, {}) from the listener holder, {} held call(s) resumed",
@@ -484,51 +497,73 @@ void EnrollmentService::enrol(Peer& peer, Hello& hello) {
     }
     auto process =
         std::make_shared<EnrolledProcess>(*this, std::move(hello.listener), std::move(journal), pid, uid, command);
-    if (hello.container) process->set_container(*hello.container);
+    json event = {{"type", "enroll"}, {"time", now_rfc3339()}, {"pid", pid}, {"uid", uid}, {"command", command}};
+    // A container's facts and kernel entries before its first held call is served: a call
+    // trapped before they were known (the exec raced the runtime's hand-over) is decided
+    // with them. A container whose entries cannot be written is refused: served, it would
+    // be neither selected nor governed (its raw sockets).
+    if (hello.container) {
+        process->set_container(*hello.container);
+        auto container = register_container(*process, hello.cgroup);
+        if (!container) {
+            spdlog::error("refusing to enrol process {} ({}): {}", pid, command, container.message());
+            return peer.reply({{"ok", false}, {"error", container.message()}});
+        }
+        event["container"] = std::move(*container);
+    }
     // Fail closed on availability too: a listener the holder does not keep would make
     // every trapped call of the process fail with ENOSYS after an agent restart.
     processes_[process.get()] = process;
     if (auto r = deposit(*process); !r) {
-        processes_.erase(process.get());
+        forget(process.get());
         spdlog::error("refusing to enrol process {} ({}): {}", pid, command, r.message());
         return peer.reply(
             {{"ok", false}, {"error", "the agent cannot keep the listener across restarts: " + r.message()}});
     }
     KernelPort& kernel = context_.kernel ? *context_.kernel : no_kernel();
     if (auto r = kernel.mark_enrolled(hello.pidfd.get()); !r) spdlog::warn("enrolled process {}: {}", pid, r.message());
-    json event = {{"type", "enroll"}, {"time", now_rfc3339()}, {"pid", pid}, {"uid", uid}, {"command", command}};
-    // A container's facts before its first held call is served: a call trapped before
-    // they were known (the exec raced the runtime's hand-over) is decided with them.
-    if (hello.container) event["container"] = register_container(*process, hello.cgroup);
     process->start();
     spdlog::info("enrolled process {} (uid {}, {})", pid, uid, command);
     context_.emit(event);
     peer.reply({{"ok", true}});
 }
 
-json EnrollmentService::register_container(EnrolledProcess& process,
-                                           const std::optional<ContainerHost::Cgroup>& cgroup) {
+Result<json> EnrollmentService::register_container(EnrolledProcess& process,
+                                                   const std::optional<ContainerHost::Cgroup>& cgroup) {
     const core::ContainerFacts& facts = *process.container();
     json c = container_json(facts);
-    if (!cgroup || !context_.containers) return c;
+    if (!context_.containers) return c;  // no container is selected or governed (tests)
+    if (!cgroup) return make_error("container " + facts.id + ": its cgroup is not known");
     c["cgroup"] = cgroup->path;
     auto view = context_.policy ? context_.policy() : nullptr;
-    auto started = view ? context_.containers->started(*cgroup, facts, view->policy, view->compiled)
-                        : Result<Containers::Started>(make_error("no policy in force"));
-    if (started) {
-        container_of_[&process] = cgroup->id;
-        c["workloads"] = started->workloads;
-        if (started->late.attested)
-            c["attested_late"] = {{"processes", started->late.attested}, {"window_ms", started->late.window.count()}};
-    } else {
-        // Served, but no container selector matches it: its processes stay unattested.
-        spdlog::error("container {}: {}", facts.id, started.message());
-        c["error"] = started.message();
-    }
+    if (!view) return make_error("container " + facts.id + ": no policy in force");
+    auto started = context_.containers->started(*cgroup, facts, view->policy, view->compiled);
+    if (!started) return make_error("container " + facts.id + ": " + started.message());
+    container_of_[&process] = cgroup->id;
+    c["workloads"] = started->workloads;
+    if (started->late.attested)
+        c["attested_late"] = {{"processes", started->late.attested}, {"window_ms", started->late.window.count()}};
     return c;
 }
 
 // ---- the OCI runtime's seccomp-agent socket -------------------------------------------
+
+Result<pid_t> served_process(const std::vector<kw_filter_task>& tasks, pid_t said) {
+    if (tasks.empty()) return make_error("no process runs under the listener's filter (it has exited)");
+    if (said != 0) {
+        for (const auto& t : tasks)
+            if (static_cast<pid_t>(t.tgid) == said) return said;
+        return make_error("the runtime named process " + std::to_string(said) +
+                          ", which does not run under the listener's filter");
+    }
+    const kw_filter_task* eldest = nullptr;
+    for (const auto& t : tasks) {
+        bool parent_under = std::any_of(tasks.begin(), tasks.end(), [&](const kw_filter_task& p) { return p.tgid == t.parent; });
+        if (!parent_under && (!eldest || t.start_ns < eldest->start_ns)) eldest = &t;
+    }
+    if (!eldest) return make_error("the processes under the listener's filter have no eldest");
+    return static_cast<pid_t>(eldest->tgid);
+}
 
 void EnrollmentService::on_runtime_connection(core::UniqueFd socket) {
     auto peer = std::make_shared<Peer>();
@@ -593,22 +628,35 @@ void EnrollmentService::read_runtime_state(const std::shared_ptr<Peer>& peer) {
         peer->fds.clear();
         if (auto why = unservable_listener(listener.get(), "the seccompFd descriptor"))
             return peer->reply({{"ok", false}, {"error", *why}});
-        core::UniqueFd pidfd(pidfd_open(state->pid));
+        pid_t pid = state->pid;
+        if (context_.listener_tasks) {
+            auto tasks = context_.listener_tasks(listener.get());
+            if (!tasks) return peer->reply({{"ok", false}, {"error", "the listener's processes: " + tasks.message()}});
+            auto served = served_process(*tasks, state->pid);
+            if (!served) return peer->reply({{"ok", false}, {"error", served.message()}});
+            pid = *served;
+        } else if (pid == 0) {
+            return peer->reply({{"ok", false}, {"error", "the runtime did not say which process the listener serves"}});
+        }
+        core::UniqueFd pidfd(pidfd_open(pid));
         if (!pidfd.valid())
-            return peer->reply({{"ok", false}, {"error", "the container process " + std::to_string(state->pid) + " is gone"}});
+            return peer->reply({{"ok", false}, {"error", "the container process " + std::to_string(pid) + " is gone"}});
         auto facts = core::container_facts(*state);
         if (container_json(facts).dump().size() > kContainerFactsMax)
             return peer->reply({{"ok", false}, {"error", "the container's name, image and pod take more than " +
                                                              std::to_string(kContainerFactsMax >> 10) + " KiB"}});
         std::optional<ContainerHost::Cgroup> cgroup;
         if (context_.containers) {
-            auto located = context_.containers->locate(state->pid, facts);
+            auto located = context_.containers->locate(pid, facts);
             if (!located) return peer->reply({{"ok", false}, {"error", located.message()}});
             cgroup = *located;
         }
-        std::string command = "container " + facts.name.value_or(state->id);
+        // A process the runtime started beside the container's init: an exec into it
+        // (crun 1.8's exec names neither).
+        const bool exec = state->pid == 0 || (state->init_pid != 0 && pid != state->init_pid);
+        std::string command = "container " + facts.name.value_or(state->id) + (exec ? " (exec)" : "");
         auto hello = std::make_shared<Hello>(Hello{std::move(listener), std::move(pidfd), std::move(command),
-                                                   state->pid, std::move(facts), std::move(cgroup)});
+                                                   pid, std::move(facts), std::move(cgroup)});
         peer->timer.reset();  // the claim's retries have their own deadline
         claim_then_enrol(peer, std::move(hello), std::chrono::steady_clock::now() + kClaimWait);
     });

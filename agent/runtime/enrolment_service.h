@@ -43,7 +43,17 @@ struct EnrollContext : Context {
     // or when this cannot tell (unset included), is refused: a signal would end the wait
     // of a call the agent holds, in the middle of its handshake.
     std::function<Result<bool>(int listener)> listener_killable;
+    // The processes under a seccomp listener's filter, read from the kernel (see
+    // served_process). Unset: a runtime's word is taken, and a hand-over that names no
+    // process is refused.
+    std::function<Result<std::vector<kw_filter_task>>(int listener)> listener_tasks;
 };
+
+// The process a runtime's hand-over serves, of TASKS (those under its listener's filter):
+// SAID when the runtime names one, which must be among them; else (SAID 0: crun exec does
+// not say) the eldest whose parent is not among them, the process the runtime started.
+// Children it forked meanwhile are under the filter too, and served with it.
+Result<pid_t> served_process(const std::vector<kw_filter_task>& tasks, pid_t said);
 
 class EnrolledProcess;
 
@@ -105,7 +115,10 @@ private:
     void refuse_runtime(Peer& peer, const std::string& why);
     // The container PROCESS runs in (CGROUP, when located): its entries and late
     // attestation (Containers::started); the enroll event's "container".
-    nlohmann::json register_container(EnrolledProcess& process, const std::optional<ContainerHost::Cgroup>& cgroup);
+    // An error when the container's cgroup, or its entries, cannot be had: it would be
+    // served neither selected nor governed, so it is refused.
+    Result<nlohmann::json> register_container(EnrolledProcess& process,
+                                              const std::optional<ContainerHost::Cgroup>& cgroup);
     void refused(uid_t uid, const std::string& reason);
     // Deposits PROCESS's listener and journal with the holder, re-attaching (and
     // re-depositing every listener) if the holder went away.

@@ -116,6 +116,43 @@ TEST_CASE("a container selector that names nothing, or wrongly, is refused by it
                ContainsSubstring("/workloads/0/selectors/container"));
 }
 
+TEST_CASE("an image pinned by digest is met only by a runtime's name carrying that digest, for that repository",
+          "[core][containers]") {
+    const std::string d = std::string(64, 'a');
+    const std::string e = std::string(64, 'b');
+    const std::string pinned = "registry.example/shop@sha256:" + d;
+    // containerd names the image by its first reference: a digest when pulled by it alone.
+    CHECK(image_selected(pinned, "registry.example/shop@sha256:" + d));
+    CHECK(image_selected(pinned, "registry.example/shop:1.4@sha256:" + d));
+    CHECK(image_selected("registry.example/shop:1.4@sha256:" + d, "registry.example/shop@sha256:" + d));
+    CHECK(image_selected("registry.example:5000/shop@sha256:" + d, "registry.example:5000/shop:2@sha256:" + d));
+    CHECK_FALSE(image_selected(pinned, "registry.example/shop@sha256:" + e));   // other content
+    CHECK_FALSE(image_selected(pinned, "registry.example/other@sha256:" + d));  // other repository
+    CHECK_FALSE(image_selected(pinned, "registry.example/shop:1.4"));           // a tag says no digest
+    CHECK_FALSE(image_selected(pinned, "registry.example/shop"));
+    // A name is matched as the runtime says it.
+    CHECK(image_selected("registry.example/shop:1.4", "registry.example/shop:1.4"));
+    CHECK_FALSE(image_selected("registry.example/shop:1.4", "registry.example/shop:1.4@sha256:" + d));
+    CHECK_FALSE(image_selected("shop:1.4", "docker.io/library/shop:1.4"));
+
+    auto out = parse(R"({"exe": "/srv/cart", "container": {"image": ")" + pinned + R"("}})");
+    INFO(errors_of(out));
+    REQUIRE(out.policy);
+    ContainerFacts facts = cart_facts();
+    facts.image = "registry.example/shop@sha256:" + d;
+    CHECK(container_entries(*out.policy, 900, facts).size() == 2);
+    facts.image = "registry.example/shop@sha256:" + e;
+    CHECK(container_entries(*out.policy, 900, facts).size() == 1);  // governed only
+
+    auto refused = [](const std::string& image) {
+        return errors_of(parse(R"({"exe": "/srv/cart", "container": {"image": ")" + image + R"("}})"));
+    };
+    CHECK_THAT(refused("registry.example/shop@sha512:" + d), ContainsSubstring("/selectors/container/image: pins the image by a digest that is not sha256"));
+    CHECK_THAT(refused("registry.example/shop@sha256:" + d.substr(1)), ContainsSubstring("64 lowercase hex digits"));
+    CHECK_THAT(refused("registry.example/shop@sha256:" + std::string(64, 'A')), ContainsSubstring("64 lowercase hex digits"));
+    CHECK_THAT(refused("@sha256:" + d), ContainsSubstring("names a digest but no image"));
+}
+
 TEST_CASE("a container selected without a code selector is a lint warning: a shell exec'd in would get it",
           "[core][containers]") {
     auto out = parse(R"({"container": {"name": "cart"}})");

@@ -95,6 +95,8 @@ struct Enrolment {
     std::vector<json> events;
     std::unique_ptr<kw::runtime::EnrollmentService> service;
     bool killable = true;  // what the kernel would say of every listener's filter
+    // The processes the kernel would find under every listener's filter: this one.
+    std::vector<kw_filter_task> under_filter{{static_cast<uint32_t>(::getpid()), static_cast<uint32_t>(::getppid()), 1}};
 
     explicit Enrolment(std::function<kw::Result<bool>(int)> claim = {}, kw::runtime::Containers* containers = nullptr,
                        std::shared_ptr<const kw::runtime::PolicyView> view = nullptr, bool spurious_wakes = false)
@@ -104,6 +106,7 @@ struct Enrolment {
         ctx.claim_listener = std::move(claim);
         ctx.containers = containers;
         ctx.listener_killable = [this](int) -> kw::Result<bool> { return killable; };
+        ctx.listener_tasks = [this](int) -> kw::Result<std::vector<kw_filter_task>> { return under_filter; };
         if (view) ctx.policy = [view] { return view; };
         ctx.emit = [this](const json& e) { events.push_back(e); };
         service = std::make_unique<kw::runtime::EnrollmentService>(std::move(ctx));
@@ -270,6 +273,21 @@ kw::core::UniqueFd runtime_connection(Enrolment& e) {
     return kw::core::UniqueFd(sv[1]);
 }
 
+// Hands STATE over with a listener of its own, as a runtime does, and runs the loop until
+// the service's first event: the only one, which is returned.
+json hand_over(Enrolment& e, const json& state) {
+    auto listener = seccomp_listener();
+    auto runtime = runtime_connection(e);
+    REQUIRE(kw::enroll::send_message(runtime.get(), state.dump(), {listener.get()}));
+    listener.reset();
+    for (int i = 0; i < 100 && e.events.empty(); ++i) {
+        e.io.restart();
+        e.io.run_for(std::chrono::milliseconds(10));
+    }
+    REQUIRE(e.events.size() == 1);
+    return e.events[0];
+}
+
 }  // namespace
 
 TEST_CASE("a container runtime's state and listener enrol the container process, named by its pod",
@@ -302,6 +320,43 @@ TEST_CASE("a container runtime's state and listener enrol the container process,
     CHECK(enrolled["command"] == "container billing");
 }
 
+TEST_CASE("the process a hand-over serves is the one under the listener's filter: named, or found (crun exec)",
+          "[runtime][enrolment][oci]") {
+    using kw::runtime::served_process;
+    // 10 forked 11 meanwhile; 12 is another process under the same filter, started later.
+    const std::vector<kw_filter_task> tasks{{11, 10, 600}, {10, 1, 500}, {12, 1, 700}};
+    CHECK(*served_process(tasks, 0) == 10);
+    CHECK(*served_process(tasks, 11) == 11);
+    CHECK_THAT(served_process(tasks, 13).message(), ContainsSubstring("named process 13, which does not run under"));
+    CHECK_THAT(served_process({}, 0).message(), ContainsSubstring("no process runs under the listener's filter"));
+
+    if (::getuid() != 0) SKIP("the seccomp-agent socket serves root peers: run as root");
+    Enrolment e;
+    json state = runtime_state("c1");
+    std::string want;
+    SECTION("crun exec says pid 0: the process is found, and named an exec") {
+        state["pid"] = 0;
+        state["state"]["pid"] = 1;  // the container's init, another process
+    }
+    SECTION("a process named that is not under the filter is refused") {
+        state["pid"] = ::getppid();
+        want = "which does not run under the listener's filter";
+    }
+    SECTION("no process under the filter") {
+        e.under_filter.clear();
+        want = "no process runs under the listener's filter";
+    }
+    json event = hand_over(e, state);
+    if (want.empty()) {
+        CHECK_FALSE(event.contains("error"));
+        CHECK(event["pid"] == ::getpid());
+        CHECK(event["command"] == "container billing (exec)");
+    } else {
+        CHECK_THAT(event["error"].get<std::string>(), ContainsSubstring(want));
+        CHECK(e.service->enrolled() == 0);
+    }
+}
+
 TEST_CASE("what a container runtime sends that is not a container process's state is refused, named",
           "[runtime][enrolment][oci]") {
     if (::getuid() != 0) SKIP("the seccomp-agent socket serves root peers: run as root");
@@ -326,7 +381,7 @@ TEST_CASE("what a container runtime sends that is not a container process's stat
     SECTION("a state of another shape") {
         auto listener = seccomp_listener();
         json j = runtime_state("c2");
-        j["state"]["bundle"] = "relative";
+        j["state"]["bundle"] = 7;
         REQUIRE(kw::enroll::send_message(runtime.get(), j.dump(), {listener.get()}));
         why = "\"state.bundle\"";
     }
@@ -411,17 +466,17 @@ TEST_CASE("a container handed over is located by its process's cgroup and meets 
     }
     SECTION("its cgroup is another container's: refused, named, nothing written") {
         host.cgroups[::getpid()] = {"/kubepods/burstable/pod0b8c7e7a-9f0e-4a6e-8b2a-1c2d3e4f5a6b/" + other, 901};
-        auto listener = seccomp_listener();
-        auto runtime = runtime_connection(e);
-        REQUIRE(kw::enroll::send_message(runtime.get(), runtime_state("c1").dump(), {listener.get()}));
-        listener.reset();
-        for (int i = 0; i < 100 && e.events.empty(); ++i) {
-            e.io.restart();
-            e.io.run_for(std::chrono::milliseconds(10));
-        }
-        REQUIRE(e.events.size() == 1);
-        CHECK_THAT(e.events[0]["error"].get<std::string>(), ContainsSubstring("runs in the cgroup of container bbbbbbbbbbbb"));
+        CHECK_THAT(hand_over(e, runtime_state("c1"))["error"].get<std::string>(),
+                   ContainsSubstring("runs in the cgroup of container bbbbbbbbbbbb"));
         CHECK(host.added.empty());
         CHECK(e.service->enrolled() == 0);
+    }
+    SECTION("its entries cannot be written (kw_ctrs full): refused, not served ungoverned") {
+        host.cgroups[::getpid()] = {"/bundles/c1", 902};
+        host.full = true;
+        CHECK_THAT(hand_over(e, runtime_state("c1"))["error"].get<std::string>(),
+                   ContainsSubstring("container c1: kw_ctrs: No space left"));
+        CHECK(e.service->enrolled() == 0);
+        CHECK(containers.size() == 0);
     }
 }

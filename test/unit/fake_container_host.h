@@ -23,7 +23,9 @@ public:
         if (it == cgroups.end()) return kw::make_error("no process " + std::to_string(pid));
         return it->second;
     }
+    bool full = false;  // add() fails as the kernel's map does when full
     kw::Result<void> add(const std::vector<kw_ctr_key>& entries) override {
+        if (full) return kw::make_error("kw_ctrs: No space left on device");
         kernel.insert(kernel.end(), entries.begin(), entries.end());
         added.insert(added.end(), entries.begin(), entries.end());
         return {};

@@ -4,8 +4,10 @@
 // stand in for seccomp listeners: POLLHUP on a pipe's read end, once no writer is left,
 // is what the holder sees when an enrolled process tree exits.
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -25,6 +27,7 @@
 
 using kw::core::UniqueFd;
 using namespace kw::enroll;
+using Catch::Matchers::ContainsSubstring;
 
 namespace {
 
@@ -186,6 +189,26 @@ TEST_CASE("holder: listeners outlive the agent that deposited them, one agent at
         held = held_count(holder.path);
     }
     CHECK(held == 0);
+}
+
+TEST_CASE("holder: a listener the agent refuses is dropped on its word, and only on the attached agent's") {
+    RunningHolder holder;
+    int pipe_fds[2];
+    REQUIRE(::pipe2(pipe_fds, O_CLOEXEC) == 0);
+    UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
+    auto attached = HolderClient::attach(holder.path, 1001);
+    REQUIRE(attached);
+    auto key = attached->client.deposit(3003, 1000, "container cart", read_end.get(), -1);
+    REQUIRE(key);
+    read_end.reset();  // the holder's copy is the last
+    CHECK_THAT(attached->client.drop(*key + 7).message(), ContainsSubstring("no listener held under key"));
+    CHECK(held_count(holder.path) == 1);
+    REQUIRE(attached->client.drop(*key));
+    CHECK(held_count(holder.path) == 0);
+    // Closed for good: the write end sees the last reader gone.
+    pollfd p{write_end.get(), POLLOUT, 0};
+    REQUIRE(::poll(&p, 1, 1000) == 1);
+    CHECK((p.revents & POLLERR) != 0);
 }
 
 TEST_CASE("holder: bad requests get an error that names the problem") {

@@ -111,7 +111,9 @@ TEST_CASE("malformed states are refused by the field at fault", "[core][oci]") {
         edit(j);
         return j;
     };
-    CHECK_THAT(refusal(with([](json& j) { j["pid"] = 0; })), ContainsSubstring("\"pid\""));
+    CHECK(parse_oci_process_state(with([](json& j) { j["pid"] = 0; }).dump(), 1)->pid == 0);  // crun exec: not said
+    CHECK_THAT(refusal(with([](json& j) { j["pid"] = -1; })), ContainsSubstring("\"pid\""));
+    CHECK_THAT(refusal(with([](json& j) { j.erase("pid"); })), ContainsSubstring("\"pid\""));
     CHECK_THAT(refusal(with([](json& j) { j["pid"] = 1LL << 40; })), ContainsSubstring("\"pid\""));
     CHECK_THAT(refusal(with([](json& j) { j["pid"] = "4242"; })), ContainsSubstring("\"pid\""));
     CHECK_THAT(refusal(with([](json& j) { j.erase("ociVersion"); })), ContainsSubstring("\"ociVersion\""));
@@ -122,8 +124,11 @@ TEST_CASE("malformed states are refused by the field at fault", "[core][oci]") {
                ContainsSubstring("\"state.id\""));
     CHECK_THAT(refusal(with([](json& j) { j["state"]["status"] = "paused"; })), ContainsSubstring("\"state.status\""));
     CHECK_THAT(refusal(with([](json& j) { j["state"]["pid"] = -1; })), ContainsSubstring("\"state.pid\""));
-    CHECK_THAT(refusal(with([](json& j) { j["state"]["bundle"] = "relative/dir"; })),
-               ContainsSubstring("\"state.bundle\""));
+    CHECK(parse_oci_process_state(with([](json& j) { j["state"]["pid"] = 0; }).dump(), 1)->init_pid == 0);
+    CHECK_THAT(refusal(with([](json& j) { j["state"]["bundle"] = 7; })), ContainsSubstring("\"state.bundle\""));
+    // crun exec: its working directory, or no bundle at all: not said.
+    CHECK(parse_oci_process_state(with([](json& j) { j["state"]["bundle"] = "."; }).dump(), 1)->bundle.empty());
+    CHECK(parse_oci_process_state(with([](json& j) { j["state"].erase("bundle"); }).dump(), 1)->bundle.empty());
     CHECK_THAT(refusal(with([](json& j) { j["state"]["annotations"] = json::array(); })),
                ContainsSubstring("\"state.annotations\""));
     CHECK_THAT(refusal(with([](json& j) { j["state"]["annotations"]["n"] = 1; })), ContainsSubstring("annotation n"));

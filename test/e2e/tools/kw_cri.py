@@ -14,6 +14,8 @@ socket, one RuntimeService call per command.
       stopp POD_ID | rmp POD_ID                    -> {}
       status [--verbose] CONTAINER_ID  -> {"id", "state", "exit_code", "reason",
                                            "message"[, "info"]}
+      exec [--seconds S] CONTAINER_ID CMD...       ExecSync: CMD run in the container by
+                                       its runtime -> {"stdout", "stderr", "exit_code"}
       wait CONTAINER_ID SECONDS        polls status every 0.2 s until the state is
                                        EXITED and prints it; on timeout prints the
                                        last status and exits 1
@@ -176,6 +178,12 @@ CONTAINER_STATUS_REQUEST = {
     "container_id": Field(1, "string"),
     "verbose": Field(2, "bool"),
 }
+# ExecSyncRequest: container_id=1, cmd=2, timeout=3 (seconds)
+EXEC_SYNC_REQUEST = {
+    "container_id": Field(1, "string"),
+    "cmd": Field(2, "strings"),
+    "timeout": Field(3, "int64"),
+}
 
 # Decoded responses, fields picked by number:
 # VersionResponse: version=1, runtime_name=2, runtime_version=3, runtime_api_version=4
@@ -192,6 +200,8 @@ STATUS_RESPONSE_STATUS, STATUS_RESPONSE_INFO = 1, 2
 # ContainerStatus: id=1, state=3, exit_code=7 (int32), reason=10, message=11
 CONTAINER_STATUS_ID, CONTAINER_STATUS_STATE, CONTAINER_STATUS_EXIT_CODE = 1, 3, 7
 CONTAINER_STATUS_REASON, CONTAINER_STATUS_MESSAGE = 10, 11
+# ExecSyncResponse: stdout=1, stderr=2 (bytes), exit_code=3 (int32)
+EXEC_SYNC_STDOUT, EXEC_SYNC_STDERR, EXEC_SYNC_EXIT_CODE = 1, 2, 3
 
 
 # --- encoding ---
@@ -407,6 +417,13 @@ def decode_id(name):
     return lambda buf: {name: text(decode_fields(buf), ID_RESPONSE_FIELD)}
 
 
+def decode_exec_sync(buf):
+    response = decode_fields(buf)
+    return {"stdout": scalar(response, EXEC_SYNC_STDOUT, bytes, b"").decode(errors="replace"),
+            "stderr": scalar(response, EXEC_SYNC_STDERR, bytes, b"").decode(errors="replace"),
+            "exit_code": signed(response, EXEC_SYNC_EXIT_CODE)}
+
+
 def decode_empty(_buf):
     return {}
 
@@ -502,6 +519,16 @@ def cmd_status(args):
     return container_status(args, args.verbose)
 
 
+def cmd_exec(args):
+    """ExecSync: runs CMD in the container through its runtime (the exec of kubectl exec
+    and of exec probes); the result carries the command's exit code."""
+    if not args.cmd:
+        raise Failure("exec", "no command to run")
+    return call(args, "ExecSync", EXEC_SYNC_REQUEST,
+                {"container_id": args.container_id, "cmd": args.cmd,
+                 "timeout": args.seconds}, decode_exec_sync)
+
+
 def cmd_wait(args):
     deadline = time.monotonic() + args.seconds
     while True:
@@ -549,6 +576,12 @@ def parse_args(argv):
     status.add_argument("--verbose", action="store_true")
     status.add_argument("container_id", metavar="CONTAINER_ID")
     status.set_defaults(run=cmd_status)
+    execs = commands.add_parser("exec")
+    execs.add_argument("--seconds", type=int, default=30,
+                       help="how long the runtime lets the command run")
+    execs.add_argument("container_id", metavar="CONTAINER_ID")
+    execs.add_argument("cmd", metavar="CMD", nargs=argparse.REMAINDER)
+    execs.set_defaults(run=cmd_exec)
     wait = commands.add_parser("wait")
     wait.add_argument("container_id", metavar="CONTAINER_ID")
     wait.add_argument("seconds", metavar="SECONDS", type=float)

@@ -2,14 +2,15 @@
 # SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 """kw_oci_image: an OCI image archive of one layer, for `ctr images import`, without a registry.
 
-  kw_oci_image.py NAME LAYER_DIR OUT.tar [--entrypoint ARG]... [--env K=V]...
+  kw_oci_image.py NAME LAYER_DIR OUT.tar [--entrypoint ARG]... [--env K=V]... [--by-digest]
 
 Writes OUT.tar, an OCI image layout (oci-layout, index.json, blobs/sha256/...) holding
 one uncompressed layer with LAYER_DIR's files (owned by root, modes kept), an image
 config for linux/amd64 with the entrypoint and environment given, and a manifest the
 index names NAME (annotation io.containerd.image.name, which `ctr images import` uses).
 Everything is written in a fixed order with fixed times, so the same input gives the
-same digests.
+same digests. With --by-digest, NAME is a repository and the image is named by it and
+its manifest's digest alone (REPO@sha256:HEX, no tag), as an image pulled by digest is.
 """
 import hashlib
 import io
@@ -49,6 +50,8 @@ def main(argv):
         sys.exit(__doc__)
     name, root, out = argv[1], argv[2], argv[3]
     entrypoint, env, rest = [], [], argv[4:]
+    by_digest = "--by-digest" in rest
+    rest = [arg for arg in rest if arg != "--by-digest"]
     while rest:
         if len(rest) < 2 or rest[0] not in ("--entrypoint", "--env"):
             sys.exit(__doc__)
@@ -71,8 +74,12 @@ def main(argv):
         "layers": [layer_desc],
     }
     manifest_desc = blob(blobs, "application/vnd.oci.image.manifest.v1+json", json.dumps(manifest, sort_keys=True).encode())
-    tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else "latest"
-    manifest_desc["annotations"] = {"io.containerd.image.name": name, "org.opencontainers.image.ref.name": tag}
+    if by_digest:
+        name = name + "@" + manifest_desc["digest"]
+        manifest_desc["annotations"] = {"io.containerd.image.name": name}
+    else:
+        tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else "latest"
+        manifest_desc["annotations"] = {"io.containerd.image.name": name, "org.opencontainers.image.ref.name": tag}
     index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [manifest_desc]}
     files = [("oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode()),
              ("index.json", json.dumps(index, sort_keys=True).encode())]
