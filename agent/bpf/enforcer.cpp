@@ -686,11 +686,14 @@ Result<kw_listener_record> Enforcer::probe_listener(int fd) {
     if (!link) return make_error("cannot attach the listener probe: " + errno_text(errno));
     auto out = read_iterator(link.get(), "listener probe");
     if (!out) return out.error();
+    // One record per task that shares this descriptor table: on 6.1 the iterator visits
+    // every thread of the process, each with the same descriptor. Any of them will do.
     kw_listener_record rec{};
-    if (out->size() != sizeof(rec)) return make_error("the listener probe did not find descriptor " + std::to_string(fd));
-    std::memcpy(&rec, out->data(), sizeof(rec));
-    if (rec.fd != fd) return make_error("the listener probe did not find descriptor " + std::to_string(fd));
-    return rec;
+    for (size_t at = 0; at + sizeof(rec) <= out->size(); at += sizeof(rec)) {
+        std::memcpy(&rec, out->data() + at, sizeof(rec));
+        if (rec.fd == fd) return rec;
+    }
+    return make_error("the listener probe did not find descriptor " + std::to_string(fd));
 }
 
 Result<bool> Enforcer::listener_waits_killable(int fd) {

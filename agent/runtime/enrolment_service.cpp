@@ -192,6 +192,8 @@ void EnrolledProcess::wait_next() {
         // No task uses the filter any more: the whole process tree is gone.
         pollfd p{self->notifier_.fd(), POLLIN, 0};
         const bool ready = ::poll(&p, 1, 0) == 1;
+        spdlog::debug("enrolled process {}: listener {} woken, revents {:#x}", self->pid_, self->notifier_.fd(),
+                      ready ? p.revents : 0);
         if (ready && (p.revents & POLLHUP) && !(p.revents & POLLIN)) {
             spdlog::info("enrolled process {} ({}) and its children have exited", self->pid_, self->command_);
             self->service_.forget(self.get());
@@ -207,7 +209,11 @@ void EnrolledProcess::wait_next() {
             self->service_.forget(self.get());
             return;
         }
-        if (*call) self->handle(**call);
+        if (*call) {
+            spdlog::debug("enrolled process {}: call {} (syscall {}) of thread {}", self->pid_, (*call)->id, (*call)->nr,
+                          (*call)->tid);
+            self->handle(**call);
+        }
         self->wait_next();
     });
 }

@@ -104,9 +104,20 @@ EventFormatter::ExeFacts EventFormatter::exe_facts(const kw_proc_info& p) {
     }
     for (const std::string& candidate : {"/proc/" + std::to_string(p.tgid) + "/exe", f.path}) {
         if (candidate.empty()) continue;
+        struct stat st {};
+        if (::stat(candidate.c_str(), &st) != 0 || st.st_ino != key.ino) continue;
+        const auto size = static_cast<uint64_t>(st.st_size);
+        const auto now = clock_();
+        if (now - hash_second_ >= std::chrono::seconds(1)) {
+            hash_second_ = now;
+            hashed_this_second_ = 0;
+        }
+        if (size > kMaxHashedExe || hashed_this_second_ + size > kHashBytesPerSecond) break;
+        hashed_this_second_ += size;
         auto pinned = host::hash_file(candidate);
         if (pinned && pinned->key.dev == key.dev && pinned->key.ino == key.ino &&
             pinned->ctime_sec == p.exe_ctime_sec && pinned->ctime_nsec == p.exe_ctime_nsec) {
+            if (hash_cache_.size() >= kHashCacheMax) hash_cache_.clear();
             hash_cache_[cache_key] = pinned->sha256;
             f.sha256 = pinned->sha256;
             break;

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <chrono>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -35,11 +37,22 @@ public:
     // The enrolled container whose cgroup is CGROUP_ID (an event's "container"), if any.
     std::optional<nlohmann::json> container(uint64_t cgroup_id) const;
     static constexpr size_t kKeptViews = 8;
+    // Executables no pin names are hashed for their events on the event path, so the work
+    // is bounded: no file larger than kMaxHashedExe, at most kHashBytesPerSecond a second,
+    // and the hashes of at most kHashCacheMax files kept. Beyond that an event's sha256 is
+    // null (its path, device and inode still name the file). Unbounded, a large binary
+    // (the agent's own debug build) or files made to be named in deny events stall every
+    // handshake the agent is holding.
+    static constexpr uint64_t kMaxHashedExe = 8ull << 20;
+    static constexpr uint64_t kHashBytesPerSecond = 32ull << 20;
+    static constexpr size_t kHashCacheMax = 4096;
 
     // nullopt for a record that is truncated or of an unknown type/version.
     std::optional<nlohmann::json> format(const void* data, size_t size);
 
     std::string wall_time(uint64_t ktime_ns) const;
+    // The clock the hashing budget is counted on (tests).
+    void set_clock(std::function<std::chrono::steady_clock::time_point()> clock) { clock_ = std::move(clock); }
 
 private:
     std::string spiffe_id(uint32_t ident) const;
@@ -61,6 +74,9 @@ private:
     int64_t mono_to_real_ns_ = 0;
     // Hashes of unattested executables, by (dev, ino, ctime): computed once each.
     std::map<std::tuple<uint64_t, uint64_t, int64_t, uint32_t>, std::string> hash_cache_;
+    std::function<std::chrono::steady_clock::time_point()> clock_ = [] { return std::chrono::steady_clock::now(); };
+    std::chrono::steady_clock::time_point hash_second_{};
+    uint64_t hashed_this_second_ = 0;
     std::string cgroup_root_;
     std::map<uint64_t, std::string> cgroup_paths_;
     const Containers* containers_ = nullptr;

@@ -48,6 +48,7 @@ void step_handshake(tls::Handshake& hs, Readiness& sd, const std::function<void(
     auto progress = hs.step();
     if (!progress) return failed(hs.failure().empty() ? progress.message() : hs.failure());
     if (*progress == tls::Progress::done) return done();
+    spdlog::debug("handshake: waits to {}", *progress == tls::Progress::want_read ? "read" : "write");
     sd.wait(*progress == tls::Progress::want_read ? Readiness::For::read : Readiness::For::write, std::move(again));
 }
 
@@ -328,14 +329,16 @@ void ClientConnect::install() {
     stop_waiting();
     restore_flags();
     socket_.close();  // the app's descriptor is the one left
-    (void)calls_->succeed(call_.id, 0);
     json e = event("ok");
     e["session_tickets"] = tickets_seen_;
     e["ticket_wait_us"] =
         std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - handshake_done_).count();
     spdlog::info("mTLS {} -> {} ({}:{}) as {}: {}, kTLS installed", spiffe_id_, e["peer_id"].get<std::string>(),
                  target_.text(), target_.port, "client", e["cipher"].get<std::string>());
+    // The event before the answer: the process is still held, so the event can name its
+    // container (read from its cgroup); answered, it may exit at once.
     if (ctx_.emit) ctx_.emit(e);
+    (void)calls_->succeed(call_.id, 0);
 }
 
 void ClientConnect::stop_waiting() {
@@ -364,13 +367,13 @@ void ClientConnect::finish_fail(int error, const std::string& reason) {
         restore_flags();
         socket_.close();
     }
-    (void)calls_->fail(call_.id, error);
     json e = event("failed");
     e["error"] = reason;
     e["errno"] = error;
     spdlog::warn("mTLS for {} (pid {}) to {}:{} failed, connect() gets {}: {}", spiffe_id_, tgid_, target_.text(),
                  target_.port, std::strerror(error), reason);
-    if (ctx_.emit) ctx_.emit(e);
+    if (ctx_.emit) ctx_.emit(e);  // before the answer, as in install()
+    (void)calls_->fail(call_.id, error);
 }
 
 // The server side: one held accept()/accept4() on a workload's mutual-TLS listen port.
@@ -451,6 +454,8 @@ void ServerAccept::try_accept() {
     if (fd < 0) {
         int err = errno;
         if (err == EAGAIN || err == EWOULDBLOCK) {
+            spdlog::debug("accept on port {} for {}: no connection yet{}", port_, spiffe_id_,
+                          app_nonblocking_ ? " (the app's listener is non-blocking: EAGAIN)" : ": waiting");
             if (app_nonblocking_) return finish(EAGAIN);
             // A blocking accept(): the app waits with us for the next connection.
             auto self = shared_from_this();
@@ -462,6 +467,7 @@ void ServerAccept::try_accept() {
     }
     auto parsed = target_of(peer_, peer_len_);
     peer_text_ = parsed ? parsed->text() + ":" + std::to_string(parsed->port) : "?";
+    spdlog::debug("accept on port {} for {}: connection from {}", port_, spiffe_id_, peer_text_);
     conn_.take(*ctx_.loop, core::UniqueFd(fd));
     started_ = Clock::now();
     auto view = ctx_.policy();

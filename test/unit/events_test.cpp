@@ -6,7 +6,14 @@
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -252,4 +259,67 @@ TEST_CASE("a process in an enrolled container is named with its container, after
     auto host_process = formatter.format(&record, sizeof record);
     REQUIRE(host_process);
     CHECK_FALSE(host_process->contains("container"));
+}
+
+TEST_CASE("an executable no pin names is hashed for its events only while that stays cheap", "[runtime][events]") {
+    const auto dir = std::filesystem::temp_directory_path() / ("kw-events-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    core::IdentityTable ids;
+    auto view = test::policy_view(kOld, ids);
+    auto exe_record = [&](const std::filesystem::path& file) {
+        kw_ev_connect e = connect_record(*view, KW_IDENT_NONE);
+        e.proc.tgid = e.proc.pid = 0;  // gone: the path names the file
+        struct stat st {};
+        REQUIRE(::stat(file.c_str(), &st) == 0);
+        e.proc.exe.ino = st.st_ino;
+        e.proc.exe.dev = (static_cast<uint64_t>(major(st.st_dev)) << 20) | minor(st.st_dev);
+        e.proc.exe_ctime_sec = st.st_ctim.tv_sec;
+        e.proc.exe_ctime_nsec = static_cast<uint32_t>(st.st_ctim.tv_nsec);
+        std::strncpy(e.proc.exe_path, file.c_str(), sizeof(e.proc.exe_path) - 1);
+        return e;
+    };
+    auto write_file = [](const std::filesystem::path& file, uint64_t size) {
+        std::ofstream out(file, std::ios::binary);
+        std::string chunk(1 << 20, 'k');
+        for (uint64_t left = size; left > 0;) {
+            uint64_t n = std::min<uint64_t>(left, chunk.size());
+            out.write(chunk.data(), static_cast<std::streamsize>(n));
+            left -= n;
+        }
+    };
+    runtime::EventFormatter f;
+    f.set_policy(view);
+    auto now = std::chrono::steady_clock::now();
+    f.set_clock([&] { return now; });  // one second, whatever this machine's speed
+    // Small: hashed, "hello\n"'s SHA-256.
+    { std::ofstream(dir / "small") << "hello\n"; }
+    auto small = exe_record(dir / "small");
+    auto e = f.format(&small, sizeof(small));
+    REQUIRE(e);
+    CHECK((*e)["sha256"] == "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03");
+    // Larger than the bound: named by its path, not hashed.
+    write_file(dir / "large", runtime::EventFormatter::kMaxHashedExe + 1);
+    auto large = exe_record(dir / "large");
+    e = f.format(&large, sizeof(large));
+    REQUIRE(e);
+    CHECK((*e)["sha256"].is_null());
+    CHECK((*e)["exe"] == (dir / "large").string());
+    // A second's budget spent: the next file waits for a later event.
+    for (int i = 0; i < 4; ++i) write_file(dir / ("mid" + std::to_string(i)), runtime::EventFormatter::kMaxHashedExe);
+    int hashed = 0;
+    for (int i = 0; i < 4; ++i) {
+        auto mid = exe_record(dir / ("mid" + std::to_string(i)));
+        e = f.format(&mid, sizeof(mid));
+        REQUIRE(e);
+        hashed += (*e)["sha256"].is_string() ? 1 : 0;
+    }
+    CHECK(hashed == static_cast<int>(runtime::EventFormatter::kHashBytesPerSecond /
+                                      runtime::EventFormatter::kMaxHashedExe) - 1);  // "small" counted too
+    // The next second: hashed.
+    now += std::chrono::seconds(1);
+    auto last = exe_record(dir / "mid3");
+    e = f.format(&last, sizeof(last));
+    REQUIRE(e);
+    CHECK((*e)["sha256"].is_string());
+    std::filesystem::remove_all(dir);
 }

@@ -21,6 +21,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <time.h>
 
 #define MAX_CONNS 256
 
@@ -99,6 +100,7 @@ int main(int argc, char **argv)
 	close(open_out(out, ".ready"));
 	printf("kw_sink: %s %s:%s -> %s\n", udp ? "udp" : "tcp", addr, argv[i], out);
 
+	const int trace = getenv("KW_SINK_TRACE") != NULL;
 	struct pollfd fds[MAX_CONNS + 1];
 	int nfds = 1;
 	fds[0].fd = lfd;
@@ -119,7 +121,17 @@ int main(int argc, char **argv)
 					record(data_fd, buf, (size_t)n);
 				}
 			} else {
+				if (trace) {
+					struct timespec ts;
+					clock_gettime(CLOCK_REALTIME, &ts);
+					fprintf(stderr, "kw_sink: %ld.%06ld accept4\n", (long)ts.tv_sec, ts.tv_nsec / 1000);
+				}
 				int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+				if (trace) {
+					struct timespec ts;
+					clock_gettime(CLOCK_REALTIME, &ts);
+					fprintf(stderr, "kw_sink: %ld.%06ld accept4 -> %d\n", (long)ts.tv_sec, ts.tv_nsec / 1000, c);
+				}
 				if (c >= 0) {
 					record(conns_fd, "conn\n", 5);
 					if (nfds <= MAX_CONNS) {
