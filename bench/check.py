@@ -27,8 +27,12 @@ def expected():
             names.append(f"newconn.{setup}.agent_cpu_ms_per_handshake")
     for kind in ("connect", "exec"):
         names += [f"gate.{kind}.none.per_s", f"gate.{kind}.agent.per_s", f"gate.{kind}.ratio"]
+    names += ["gate.connect.agent_events.per_s", "gate.connect.events.ratio"]
+    for kind in ("pipe", "echo"):
+        names += [f"tax.{kind}.none.per_s", f"tax.{kind}.agent.per_s", f"tax.{kind}.ratio"]
     names += ["gate.connect.agent_cpu_us_per_connect", "gate.connect.bpf_us_per_connect", "gate.exec.bpf_us_per_exec",
-              "gate.mmap.bpf_us_per_mmap"]
+              "gate.mmap.bpf_us_per_mmap", "gate.connect.events.agent_cpu_us_per_connect",
+              "gate.connect.events.bpf_us_per_connect", "gate.pipe.bpf_us_per_pipe"]
     names += ["memory.rss_idle_mib", "memory.rss_held_mib"]
     names += ["issuance.svid_per_s", "issuance.keygen_per_s", "issuance.sign_per_s"]
     for shape in POLICY_SHAPES:

@@ -6,8 +6,10 @@
 #
 #   gate      connect()+close() per second on loopback by an attested process, and
 #             posix_spawn of an attested /bin/true copy per second: with no kwarden
-#             programs, then with the agent's programs under a 1,000-rule policy; and
-#             the kernel time in kwarden's programs per connect and per exec (BPF stats)
+#             programs, then with the agent's programs under a 1,000-rule policy, with
+#             lifecycle events off (the default) and on; the kernel time in kwarden's
+#             programs per connect and per exec (BPF stats); the system tax: pipe and
+#             loopback echo round trips of a process kwarden does not govern
 #   bulk1/8   MB/s and whole-machine CPU per GB, 1 and 8 connections, 64 KiB writes
 #   latency   1 KiB request, 1 KiB response on one connection: p50, p99
 #   newconn   connect, 1-byte exchange, close per second (4 clients); under kwarden also
@@ -79,6 +81,7 @@ RAW=$OUT/raw.jsonl
 BENCH_T0=$SECONDS
 
 P_PLAIN=7401 P_BACKEND=7402 P_STUNNEL_SERVER=7403 P_STUNNEL_CLIENT=7404 P_BORINGSSL=7405 P_KWARDEN=7406 P_GATE=7407
+P_TAX=7408 P_METRICS=7409
 SERVER_ID=spiffe://$KW_TD/bench/server
 CLIENT_ID=spiffe://$KW_TD/bench/client
 TRUE_ID=spiffe://$KW_TD/bench/true
@@ -320,32 +323,60 @@ bpf_run_totals() { # PID: prints "PROGRAMS RUN_TIME_NS RUN_CNT"
          END { flush(); printf "%d %d %d\n", n, t, c }'
 }
 
+# Per program: "ID RUN_TIME_NS RUN_CNT" lines, for the breakdown of a window.
+bpf_run_by_prog() { # PID
+    { cat "/proc/$1/fdinfo/"* 2>/dev/null || true; } | awk '
+         function flush() { if (id != "" && ns != "" && !(id in seen)) { seen[id] = 1; print id, ns, cnt } }
+         /^pos:/ { flush(); id = ns = cnt = "" }
+         /^prog_id:/ { id = $2 } /^run_time_ns:/ { ns = $2 } /^run_cnt:/ { cnt = $2 }
+         END { flush() }'
+}
+
+# Which programs a window's run time went to: {"NAME": [run_time_ns, run_cnt], ...}, the
+# names from `kwarden status` (the guard refuses bpftool the agent's programs).
+bpf_breakdown() { # BEFORE_FILE AFTER_FILE
+    local names
+    names=$(kwarden_cli status --json | jq -c '[.programs[] | {key: (.id | tostring), value: .name}] | from_entries')
+    awk 'NR == FNR { ns[$1] = $2; cnt[$1] = $3; next }
+         { printf "%s %d %d\n", $1, $2 - ns[$1], $3 - cnt[$1] }' "$1" "$2" |
+        jq -Rsc --argjson names "$names" '
+          [split("\n")[] | select(length > 0) | split(" ") | select(.[2] != "0")
+           | {key: ($names[.[0]] // ("prog " + .[0])), value: [(.[1] | tonumber), (.[2] | tonumber)]}]
+          | sort_by(-.value[0]) | from_entries'
+}
+
 # The kernel's share of the gate's cost, apart from the agent's userspace: kwarden's BPF
 # programs' run time per connect+close, per exec and per executable mapping, from the
 # kernel's own BPF stats.
 # Stats add two clock reads to every program run, so these are windows of their own,
 # after the rated ones. Every program counts (LSM hooks, sockops, the guard's file and
 # inode hooks, whoever triggered them in the window): what kwarden costs the kernel.
-gate_bpf_cost() {
-    local kind r before after out count progs ns cnt
+gate_bpf_cost() { # SETUP KIND...
+    local setup=$1 kind r before after out count progs ns cnt
+    shift
     # mmap: the attested client maps a page of its own (pinned) executable PROT_EXEC, as
     # a loader maps each library segment.
-    local -A target=([connect]="127.0.0.1 $P_GATE" [exec]="$T/bin/true" [mmap]="$T/bin/kw-load-client")
+    # pipe: the system tax's pipe round trips, by a process kwarden does not govern.
+    local -A target=([connect]="127.0.0.1 $P_GATE" [exec]="$T/bin/true" [mmap]="$T/bin/kw-load-client"
+        [pipe]="--size 64")
+    local -A runner=([connect]=as_workload [exec]=as_workload [mmap]=as_workload [pipe]=)
     kw_sysctl kernel.bpf_stats_enabled 1
-    for kind in connect exec mmap; do
+    for kind in "$@"; do
         for ((r = 1; r <= REPEATS; r++)); do
+            bpf_run_by_prog "$KW_AGENT_PID" >"$T/bpf-before"
             before=$(bpf_run_totals "$KW_AGENT_PID")
             # shellcheck disable=SC2086 # target: the kind's arguments, split on purpose
-            out=$(as_workload "$T/bin/kw-load-client" "$kind" --duration "$DURATION" --warmup 0 --repeats 1 \
+            out=$(${runner[$kind]} "$T/bin/kw-load-client" "$kind" --duration "$DURATION" --warmup 0 --repeats 1 \
                 ${target[$kind]} 2>>"$T/load.err") || fail "gate bpf stats: $kind failed: $out"
             after=$(bpf_run_totals "$KW_AGENT_PID")
+            bpf_run_by_prog "$KW_AGENT_PID" >"$T/bpf-after"
             count=$(grep '^{"mode":' <<<"$out" | jq -r .count)
             read -r progs ns cnt <<<"$after"
             read -r _ ns0 cnt0 <<<"$before"
             ((progs > 0 && count > 0)) || fail "gate bpf stats: $progs programs seen in the agent, $count ${kind}s"
-            record "bpf_$kind" agent "$r" "{\"mode\":\"bpf_stats\",\"kind\":\"$kind\",\"count\":$count,\"programs\":$progs,\"run_time_ns\":$((ns - ns0)),\"run_cnt\":$((cnt - cnt0))}"
+            record "bpf_$kind" "$setup" "$r" "{\"mode\":\"bpf_stats\",\"kind\":\"$kind\",\"count\":$count,\"programs\":$progs,\"run_time_ns\":$((ns - ns0)),\"run_cnt\":$((cnt - cnt0)),\"by_program\":$(bpf_breakdown "$T/bpf-before" "$T/bpf-after")}"
         done
-        note "bpf stats, $kind: $(tail -n 1 "$RAW")"
+        note "bpf stats, $kind, $setup: $(tail -n 1 "$RAW")"
     done
     sysctl -q -w kernel.bpf_stats_enabled=0
 }
@@ -354,26 +385,55 @@ client_established() {
     [[ $(ev_count '.type == "established" and .spiffe_id == $id' --arg id "$CLIENT_ID") -gt 0 ]]
 }
 
+# The system tax: small I/O by a process kwarden does not govern (root, outside the
+# policy's cgroup, unattested, to an undeclared port), since the file and socket data
+# hooks run for every process: a pipe, and a loopback echo with send/recv.
+tax_measure() { # ARM
+    measure pipe "$1" "$T/bin/kw_load" pipe "${TIMING[@]}" --size 64
+    measure echo "$1" "$T/bin/kw_load" echo "${TIMING[@]}" --size 64 127.0.0.1 "$P_TAX"
+}
+
+# What the counters say the client did: its allowed connections to the gate port.
+gate_counted() {
+    curl -fsS --max-time 5 "http://127.0.0.1:$P_METRICS/metrics" |
+        awk -v id="$CLIENT_ID" 'index($0, "kwarden_connections_total{decision=\"allow\",identity=\"" id "\",destination=\"gate\"}") == 1 { print $2 }'
+}
+
 phase_gate() {
-    local server
+    local server tax counted
     start_server gate "$P_GATE" "$T/bin/kw_load" serve 127.0.0.1 "$P_GATE"
     server=$KW_BG_PID
+    start_server tax "$P_TAX" "$T/bin/kw_load" serve 127.0.0.1 "$P_TAX"
+    tax=$KW_BG_PID
     [[ ! -e /sys/fs/bpf/kwarden ]] || fail "kwarden programs are pinned before the gate's baseline"
     note "gate: no kwarden programs"
     gate_measure none
+    tax_measure none
     write_gate_policy "$T/policy-gate.json"
-    note "gate: agent with $(jq '.rules | length' "$T/policy-gate.json") rules"
-    KW_AGENT_WRAP=() KW_AGENT_ARGS=()
+    note "gate: agent with $(jq '.rules | length' "$T/policy-gate.json") rules, lifecycle events off (the default)"
+    KW_AGENT_WRAP=() KW_AGENT_ARGS=(--metrics-address "127.0.0.1:$P_METRICS")
     start_agent "$T/policy-gate.json" "$T/events-gate.jsonl"
     gate_measure agent --watch-pid "$KW_AGENT_PID"
-    gate_bpf_cost
-    # The gate really decided those connections: sockops reports them as the client's.
+    tax_measure agent
+    gate_bpf_cost agent connect exec mmap pipe
+    # The gate really decided those connections: the kernel counted them as the client's.
+    counted=$(gate_counted)
+    ((${counted:-0} > 0)) || fail "the metrics count no allowed connection of $CLIENT_ID to the gate port"
+    note "gate: $counted connections of $CLIENT_ID counted in the kernel"
+    # The same, every destination asking for lifecycle events: sockops attached, an event
+    # pair per connection, which the agent turns into JSON lines.
+    jq '.lifecycle_events = true' "$T/policy-gate.json" >"$T/policy-gate-events.json"
+    expect_ok kwarden_cli policy apply "$T/policy-gate-events.json"
+    note "gate: lifecycle events on"
+    measure connect agent_events as_workload "$T/bin/kw-load-client" connect "${TIMING[@]}" --watch-pid "$KW_AGENT_PID" \
+        127.0.0.1 "$P_GATE"
+    gate_bpf_cost agent_events connect
     ev_mark
     expect_ok as_workload "$T/bin/kw-load-client" connect --duration 0.2 --warmup 0 127.0.0.1 "$P_GATE"
     wait_until 20 "an established event of $CLIENT_ID at port $P_GATE: the gate governs its connections" \
         client_established
     stop_agent
-    stop_bg "$server"
+    stop_bg "$server" "$tax"
 }
 
 # ---- kwarden mTLS+kTLS, both ends enrolled, one agent per cipher --------------------------------

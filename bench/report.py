@@ -89,33 +89,45 @@ def build(scratch, date, elapsed, host_cpu, host_load):
         cipher = runs.get(("cipher", setup))
         if cipher:
             extra[f"tls_events.{setup}"] = cipher[0]
-    for arm in ("none", "agent"):
+    ARM = {"none": "no kwarden programs", "agent": "agent's programs, 1,000-rule policy, lifecycle events off",
+           "agent_events": "agent's programs, 1,000-rule policy, lifecycle events on"}
+    for arm in ("none", "agent", "agent_events"):
         add(f"gate.connect.{arm}.per_s", runs.get(("connect", arm), []), "per_s", "conn/s",
-            "loopback connect()+close() by an attested process, " + ("no kwarden programs" if arm == "none" else
-                                                                      "agent's programs, 1,000-rule policy"))
+            "loopback connect()+close() by an attested process, " + ARM[arm])
+    for arm in ("none", "agent"):
         add(f"gate.exec.{arm}.per_s", runs.get(("exec", arm), []), "per_s", "exec/s",
-            "posix_spawn+wait of an attested /bin/true copy, " + ("no kwarden programs" if arm == "none" else
-                                                                 "agent's programs, 1,000-rule policy"))
+            "posix_spawn+wait of an attested /bin/true copy, " + ARM[arm])
+        add(f"tax.pipe.{arm}.per_s", runs.get(("pipe", arm), []), "per_s", "op/s",
+            "64-byte write+read through a pipe by a process kwarden does not govern, " + ARM[arm])
+        add(f"tax.echo.{arm}.per_s", runs.get(("echo", arm), []), "per_s", "op/s",
+            "64-byte send+recv loopback echo by a process kwarden does not govern, " + ARM[arm])
     BPF_KIND = {"connect": "connect+close", "exec": "exec of an attested binary",
-                "mmap": "PROT_EXEC mapping of a pinned file by an attested process"}
-    for kind in ("connect", "exec", "mmap"):
-        stats = runs.get((f"bpf_{kind}", "agent"), [])
-        if stats:
-            figs[f"gate.{kind}.bpf_us_per_{kind}"] = figure(
-                [x["run_time_ns"] / 1e3 / x["count"] if x["count"] else None for x in stats], "us", vm,
-                f"kernel time in kwarden's BPF programs per {BPF_KIND[kind]} (kernel.bpf_stats_enabled, every program)")
-    gate_agent = runs.get(("connect", "agent"), [])
-    if gate_agent:
-        figs["gate.connect.agent_cpu_us_per_connect"] = figure(
-            [x["watch_cpu_s"] * 1e6 / x["count"] if x["count"] else None for x in gate_agent], "us", vm,
-            "agent utime+stime per connect+close while attached (it turns sockops events into JSON lines)")
-    for kind in ("connect", "exec"):
-        none, agent = runs.get((kind, "none"), []), runs.get((kind, "agent"), [])
+                "mmap": "PROT_EXEC mapping of a pinned file by an attested process",
+                "pipe": "64-byte pipe write+read by a process kwarden does not govern"}
+    for setup, suffix in (("agent", ""), ("agent_events", ".events")):
+        for kind in ("connect", "exec", "mmap", "pipe"):
+            stats = runs.get((f"bpf_{kind}", setup), [])
+            if stats:
+                figs[f"gate.{kind}{suffix}.bpf_us_per_{kind}"] = figure(
+                    [x["run_time_ns"] / 1e3 / x["count"] if x["count"] else None for x in stats], "us", vm,
+                    f"kernel time in kwarden's BPF programs per {BPF_KIND[kind]} (kernel.bpf_stats_enabled, every "
+                    f"program), {ARM[setup]}")
+                extra[f"bpf_by_program.{kind}{suffix}"] = stats[-1].get("by_program")
+        gate_agent = runs.get(("connect", setup), [])
+        if gate_agent:
+            figs[f"gate.connect{suffix}.agent_cpu_us_per_connect"] = figure(
+                [x["watch_cpu_s"] * 1e6 / x["count"] if x["count"] else None for x in gate_agent], "us", vm,
+                f"agent utime+stime per connect+close, {ARM[setup]}")
+    for name, kind, fig_kind, arm in (("gate.connect.ratio", "connect", "gate", "agent"),
+                                      ("gate.connect.events.ratio", "connect", "gate", "agent_events"),
+                                      ("gate.exec.ratio", "exec", "gate", "agent"),
+                                      ("tax.pipe.ratio", "pipe", "tax", "agent"),
+                                      ("tax.echo.ratio", "echo", "tax", "agent")):
+        none, agent = runs.get((kind, "none"), []), runs.get((kind, arm), [])
         if none and agent:
             # Repeat i with the agent over repeat i without: a ratio per pair.
-            figs[f"gate.{kind}.ratio"] = figure([a["per_s"] / n["per_s"] if n["per_s"] else None
-                                                 for a, n in zip(agent, none)], "x", vm,
-                                                f"gate cost: {kind} rate with the agent / without")
+            figs[name] = figure([a["per_s"] / n["per_s"] if n["per_s"] else None for a, n in zip(agent, none)], "x", vm,
+                                f"{fig_kind} cost: {kind} rate with the agent ({ARM[arm]}) / without")
     add("memory.rss_idle_mib", runs.get(("rss_idle", "kwarden"), []), "rss_kib", "MiB",
         "agent VmRSS, policy loaded, server enrolled, no connection", 1 / 1024)
     add("memory.rss_held_mib", runs.get(("rss_held", "kwarden"), []), "rss_kib", "MiB",
@@ -191,16 +203,33 @@ def table(doc):
     out.append(f"median (min-max) of {m['repeats']} repeats{' (BENCH_QUICK: short runs)' if doc['quick'] else ''}; "
                f"CPU = {m['cpu_accounting']}")
     out.append("")
-    out.append("Gate cost, 1,000-rule policy   no programs          agent attached       ratio (min-max)")
-    for kind, label in (("connect", "loopback connect+close /s"), ("exec", "exec /bin/true (attested) /s")):
-        out.append(f"  {label:<29} {auto(F.get(f'gate.{kind}.none.per_s')):<20} "
-                   f"{auto(F.get(f'gate.{kind}.agent.per_s')):<20} {cell(F.get(f'gate.{kind}.ratio'), '{:.2f}')}")
-    out.append(f"  (agent CPU per connect+close while attached: {auto(F.get('gate.connect.agent_cpu_us_per_connect'))} us: "
-               "its sockops events become JSON lines)")
+    out.append("Gate cost, 1,000-rule policy       no programs          agent attached       ratio (min-max)")
+    rows = (("loopback connect+close /s", "gate.connect.none.per_s", "gate.connect.agent.per_s", "gate.connect.ratio"),
+            ("  ... lifecycle events on", None, "gate.connect.agent_events.per_s", "gate.connect.events.ratio"),
+            ("exec /bin/true (attested) /s", "gate.exec.none.per_s", "gate.exec.agent.per_s", "gate.exec.ratio"),
+            ("system tax: pipe 64 B /s", "tax.pipe.none.per_s", "tax.pipe.agent.per_s", "tax.pipe.ratio"),
+            ("system tax: echo 64 B /s", "tax.echo.none.per_s", "tax.echo.agent.per_s", "tax.echo.ratio"))
+    for label, none, agent, r in rows:
+        out.append(f"  {label:<33} {auto(F.get(none)) if none else '':<20} {auto(F.get(agent)):<20} "
+                   f"{cell(F.get(r), '{:.2f}')}")
+    out.append("  (system tax: round trips by a process kwarden does not govern, through a pipe and a loopback "
+               "echo (send/recv): the data hooks run for every process; kernel time in kwarden's programs per pipe "
+               f"round trip: {auto(F.get('gate.pipe.bpf_us_per_pipe'))} us)")
+    out.append(f"  (agent CPU per connect+close: {auto(F.get('gate.connect.agent_cpu_us_per_connect'))} us with "
+               f"lifecycle events off, {auto(F.get('gate.connect.events.agent_cpu_us_per_connect'))} us with them on, "
+               "which the agent turns into JSON lines)")
     out.append(f"  (kernel time in kwarden's BPF programs, from the kernel's BPF stats: "
-               f"{auto(F.get('gate.connect.bpf_us_per_connect'))} us per connect+close, "
+               f"{auto(F.get('gate.connect.bpf_us_per_connect'))} us per connect+close with lifecycle events off, "
+               f"{auto(F.get('gate.connect.events.bpf_us_per_connect'))} us with them on (sockops attached), "
                f"{auto(F.get('gate.exec.bpf_us_per_exec'))} us per exec, "
                f"{auto(F.get('gate.mmap.bpf_us_per_mmap'))} us per executable mapping)")
+    for key, what in (("connect", "connect+close, events off"), ("connect.events", "connect+close, events on")):
+        by = doc["info"].get(f"bpf_by_program.{key}")
+        if by:
+            count = next((x["result"]["count"] for x in reversed(doc["raw"])
+                          if x["figure"] == "bpf_connect" and x["setup"] == ("agent" if key == "connect" else "agent_events")), 0)
+            top = ", ".join(f"{name} {ns / 1e3 / count:.1f}" for name, (ns, _) in list(by.items())[:6]) if count else ""
+            out.append(f"  (us per {what}, by program, last window: {top})")
     out.append("")
     plain = {k: F.get(f"{k}.plaintext.mb_per_s") for k in ("bulk1", "bulk8")}
     out.append(LEGEND)
@@ -265,6 +294,9 @@ def table(doc):
 
 def chart(doc, png):
     F = doc["figures"]
+    if not any(k.startswith(("bulk", "latency", "newconn")) for k in F):
+        print(f"bench/report.py: no chart: this run has none of its figures (bench/run --only)")
+        return
     datafile = png + ".dat"
     cols = [("bulk1", "mb_per_s"), ("bulk8", "mb_per_s"), ("bulk1", "cpu_s_per_gb"), ("bulk8", "cpu_s_per_gb"),
             ("latency", "p50_us"), ("latency", "p99_us"), ("newconn", "per_s")]

@@ -295,6 +295,9 @@ struct kw_dst_key {
 enum kw_dset_flags {
 	KW_DSET_ANY_ALLOWED = 1u << 0, /* a "*" rule allows every destination of the set */
 	KW_DSET_MTLS = 1u << 1,	       /* a member is "tls": "mutual": only the agent connects */
+	/* a member asks for "lifecycle_events": sockops reports the connections it allows
+	 * to the set when they are established and when they close */
+	KW_DSET_LIFECYCLE = 1u << 2,
 };
 
 /* The set of declared destinations that contain a trie node: the agent computes it,
@@ -546,6 +549,33 @@ struct kw_ev_sock {
 	__u8 addr[16];
 	__u64 revision; /* the policy DSET is numbered by (kw_sk_decided); 0: unknown, the
 			   socket was allowed by an agent of ABI 4 or older */
+};
+
+/*
+ * Connection counters (kw_flows, per CPU): every gate decision on a declared destination
+ * counts one connection under (identity, destination set, result) of the policy revision
+ * that numbered the set; an allowed TCP connection adds its data octets there when it
+ * closes. The agent sums the CPUs at scrape time: nothing per connection reaches it.
+ */
+enum kw_flow_result {
+	KW_FLOW_ALLOWED = 1,
+	KW_FLOW_DENIED = 2,
+	KW_FLOW_AUDITED = 3, /* the policy denies it; audit mode let it through */
+};
+#define KW_FLOW_MAX 16384
+/* Where counts go once kw_flows is full: one key per result, made by the agent. */
+#define KW_FLOW_OVERFLOW_DSET 0xffffffffu
+struct kw_flow_key {
+	__u64 revision; /* kw_config.revision of the policy DSET is numbered by */
+	__u32 ident;	/* the process's identity; the socket creator's when the agent connects for it */
+	__u32 dset;
+	__u32 result; /* enum kw_flow_result */
+	__u32 _pad;
+};
+struct kw_flow_val {
+	__u64 connections;
+	__u64 bytes_sent;     /* data octets of allowed TCP connections, counted when they close */
+	__u64 bytes_received;
 };
 
 /* Socket local storage on sockets the gate allowed to a declared destination. */

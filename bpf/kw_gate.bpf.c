@@ -112,6 +112,7 @@ struct kw_verdict {
 	__u8 reason;
 	__u32 dset;
 	__u32 rule;
+	__u32 flags; /* enum kw_dset_flags of every set looked at */
 };
 
 static __always_inline void kw_check_set(struct kw_dst_val *v, void *allow, __u32 ident, struct kw_verdict *out)
@@ -119,6 +120,7 @@ static __always_inline void kw_check_set(struct kw_dst_val *v, void *allow, __u3
 	if (!v)
 		return;
 	out->declared = 1;
+	out->flags |= v->flags;
 	if (v->flags & KW_DSET_MTLS)
 		out->mtls = 1;
 	if (!out->allowed)
@@ -161,6 +163,41 @@ static __always_inline void kw_emit_connect(struct kw_target *t, struct kw_verdi
 	e->rule = v->rule;
 	e->revision = cfg->revision;
 	bpf_ringbuf_submit(e, 0);
+}
+
+/* The counters of KEY in kw_flows, made on first use; once the map is full, the shared
+ * overflow counters of its result (the agent makes them). */
+static __always_inline struct kw_flow_val *kw_flow_slot(struct kw_flow_key *key)
+{
+	struct kw_flow_val *f = bpf_map_lookup_elem(&kw_flows, key);
+	if (f)
+		return f;
+	struct kw_flow_val zero = {};
+	bpf_map_update_elem(&kw_flows, key, &zero, BPF_NOEXIST);
+	f = bpf_map_lookup_elem(&kw_flows, key);
+	if (f)
+		return f;
+	struct kw_flow_key overflow = { .dset = KW_FLOW_OVERFLOW_DSET, .result = key->result };
+	return bpf_map_lookup_elem(&kw_flows, &overflow);
+}
+
+/* Counts a decision, and keeps the key on an allowed TCP socket for its octets at close
+ * (kw_tcp_close). Atomic adds: a program can be preempted on its CPU. */
+static __always_inline void kw_flow_decided(struct socket *sock, struct kw_target *t, __u32 ident, __u32 dset,
+					    __u32 result, __u64 revision, __u8 path)
+{
+	struct kw_flow_key key = { .revision = revision, .ident = ident, .dset = dset, .result = result };
+	struct kw_flow_val *f = kw_flow_slot(&key);
+
+	if (f)
+		__sync_fetch_and_add(&f->connections, 1);
+	/* One load of sock->sk, checked: every load of it is "or null" to the verifier. */
+	struct sock *sk = sock->sk;
+	if (result == KW_FLOW_DENIED || path != KW_PATH_CONNECT || t->proto != IPPROTO_TCP || !sk)
+		return;
+	struct kw_flow_key *k = bpf_sk_storage_get(&kw_sk_flow, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (k)
+		*k = key;
 }
 
 /* Remembers an allowed TCP connection to a declared destination, for sockops. */
@@ -268,8 +305,17 @@ static __always_inline int kw_gate(struct socket *sock, struct sockaddr *sa, int
 	struct kw_config *cfg = bpf_map_lookup_elem(&kw_cfg, &gen);
 	int audit = cfg && cfg->mode == KW_MODE_AUDIT;
 	/* Only an identity's own rule can be borrowed: a "*" rule or a refusal needs none. */
+	__u64 revision = cfg ? cfg->revision : 0;
+	/* The agent connects for an enrolled process: its counters are the process's. */
+	__u32 counted = ident;
+	struct sock *sk = sock->sk;
+	if (v.reason == KW_REASON_AGENT && sk) {
+		struct kw_sk_creator *c = bpf_sk_storage_get(&kw_sk_creators, sk, 0, 0);
+		counted = c ? c->ident : KW_IDENT_NONE;
+	}
 	if (v.allowed && v.reason == KW_REASON_RULE && kw_foreign_socket(sock, task, ident, &t, path, audit)) {
 		kw_count(KW_CNT_CONNECT_DENIED);
+		kw_flow_decided(sock, &t, counted, v.dset, KW_FLOW_DENIED, revision, path);
 		return -EPERM;
 	}
 	if (cfg && (!v.allowed || cfg->log_allowed))
@@ -277,14 +323,19 @@ static __always_inline int kw_gate(struct socket *sock, struct sockaddr *sa, int
 	if (!v.allowed) {
 		if (!audit) {
 			kw_count(KW_CNT_CONNECT_DENIED);
+			kw_flow_decided(sock, &t, counted, v.dset, KW_FLOW_DENIED, revision, path);
 			return -EPERM;
 		}
 		kw_count(KW_CNT_CONNECT_AUDITED);
+		kw_flow_decided(sock, &t, counted, v.dset, KW_FLOW_AUDITED, revision, path);
 	} else {
 		kw_count(KW_CNT_CONNECT_ALLOWED);
+		kw_flow_decided(sock, &t, counted, v.dset, KW_FLOW_ALLOWED, revision, path);
 	}
-	if (path == KW_PATH_CONNECT)
-		kw_mark_socket(sock, &t, ident, v.dset, cfg ? cfg->revision : 0);
+	/* Lifecycle events only where a destination asks for them: the socket storage,
+	 * sockops' callbacks and the agent's work per event are paid by those alone. */
+	if (path == KW_PATH_CONNECT && (v.flags & KW_DSET_LIFECYCLE))
+		kw_mark_socket(sock, &t, ident, v.dset, revision);
 	return 0;
 }
 
@@ -432,6 +483,29 @@ int BPF_PROG(kw_sock_create, struct socket *sock, int family, int type, int prot
 	if (c)
 		c->ident = t->ident;
 	/* Without memory the socket counts as made unattested: its connect is refused. */
+	return 0;
+}
+
+/* The octets of a connection the gate allowed, added to its counters when it closes: one
+ * storage lookup on every TCP close, the socket's own counters read once. (An MPTCP
+ * socket is not a tcp_sock: its connections are counted, its octets are not.) */
+SEC("fentry/tcp_close")
+int BPF_PROG(kw_tcp_close, struct sock *sk, long timeout)
+{
+	struct kw_flow_key *k = bpf_sk_storage_get(&kw_sk_flow, sk, 0, 0);
+	if (!k)
+		return 0;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	struct kw_flow_val *f = tp ? kw_flow_slot(k) : 0;
+	if (!f)
+		return 0;
+	/* bytes_received follows rcv_nxt, which the peer's FIN advances by one: once a FIN
+	 * came (tcp_fin sets SOCK_DONE; a reset does not), one octet less was data. */
+	__u64 received = tp->bytes_received;
+	if ((sk->__sk_common.skc_flags & (1UL << SOCK_DONE)) && received)
+		received--;
+	__sync_fetch_and_add(&f->bytes_sent, tp->bytes_sent);
+	__sync_fetch_and_add(&f->bytes_received, received);
 	return 0;
 }
 

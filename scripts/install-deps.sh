@@ -16,7 +16,7 @@ stamp="$cache/deps.stamp"
 mkdir -p "$cache"
 
 # Bump when the lists below change, so that existing checkouts install the new set.
-deps_version=10
+deps_version=11
 if [[ -f $stamp && $(cat "$stamp") == "$deps_version" ]]; then
     exit 0
 fi
@@ -113,6 +113,18 @@ if [[ ! -f $cache/containers-common/seccomp.json ]]; then
     dpkg-deb -x "$cache"/containers-common/deb/*.deb "$cache/containers-common/root"
     cp "$cache/containers-common/root/usr/share/containers/seccomp.json" "$cache/containers-common/seccomp.json"
     rm -rf "$cache/containers-common/deb" "$cache/containers-common/root"
+fi
+
+# Prometheus and promtool for the metrics test (t_metrics), extracted from Debian's
+# prometheus package rather than installed: the package would start a Prometheus
+# service on this machine.
+if [[ ! -x $cache/prometheus/bin/prometheus ]]; then
+    rm -rf "$cache/prometheus" && mkdir -p "$cache/prometheus/deb"
+    (cd "$cache/prometheus/deb" && apt-get download -qq prometheus)
+    dpkg-deb -x "$cache"/prometheus/deb/*.deb "$cache/prometheus/root"
+    mkdir -p "$cache/prometheus/bin"
+    cp "$cache/prometheus/root/usr/bin/prometheus" "$cache/prometheus/root/usr/bin/promtool" "$cache/prometheus/bin/"
+    rm -rf "$cache/prometheus/deb" "$cache/prometheus/root"
 fi
 
 echo "$deps_version" >"$stamp"

@@ -179,8 +179,10 @@ struct Enforcer::Objects {
     kw_guard* guard = nullptr;
     kw_sockops* sockops = nullptr;
     std::vector<bpf_link*> links;
+    bpf_link* sockops_link = nullptr;
     ~Objects() {
         for (auto* l : links) bpf_link__destroy(l);  // pins keep them attached
+        if (sockops_link) bpf_link__destroy(sockops_link);
         kw_sockops__destroy(sockops);
         kw_guard__destroy(guard);
         kw_gate__destroy(gate);
@@ -235,6 +237,19 @@ Result<std::unique_ptr<Enforcer>> Enforcer::load(const LoadOptions& options) {
     if (int err = kw_gate__load(o.gate)) return fail("load the gate programs (kw_gate)", err);
     if (int err = kw_guard__load(o.guard)) return fail("load the guard programs (kw_guard)", err);
     if (int err = kw_sockops__load(o.sockops)) return fail("load the sockops program (kw_sockops)", err);
+    // The counters a full kw_flows sends its connections to, one per result.
+    {
+        int cpus = libbpf_num_possible_cpus();
+        std::vector<kw_flow_val> zeros(static_cast<size_t>(cpus > 0 ? cpus : 1));
+        for (uint32_t result : {KW_FLOW_ALLOWED, KW_FLOW_DENIED, KW_FLOW_AUDITED}) {
+            kw_flow_key k{};
+            k.dset = KW_FLOW_OVERFLOW_DSET;
+            k.result = result;
+            if (bpf_map_update_elem(bpf_map__fd(o.attest->maps.kw_flows), &k, zeros.data(), BPF_NOEXIST) != 0 &&
+                errno != EEXIST)
+                return fail("make the overflow counters of kw_flows", -errno);
+        }
+    }
     // From now on the pins are this release's: a later agent checks against it.
     const uint32_t zero = 0;
     const kw_abi_pin version{.version = KW_ABI_VERSION, ._pad = 0};
@@ -249,6 +264,8 @@ int Enforcer::map_fd(const char* name) const {
 }
 
 namespace {
+
+uint32_t object_id(int fd);
 
 // Pins NEW at PATH, replacing whatever link a previous agent pinned there only once the
 // new one is attached.
@@ -311,6 +328,7 @@ Result<void> Enforcer::attach() {
         {o.guard->progs.kw_file_free, "kw_file_free"},
         {o.guard->progs.kw_mmap_file, "kw_mmap_file"},
         {o.guard->progs.kw_file_mprotect, "kw_file_mprotect"},
+        {o.gate->progs.kw_tcp_close, "kw_tcp_close"},
     };
     for (const auto& l : lsms) {
         bpf_link* link = bpf_program__attach(l.prog);
@@ -319,13 +337,69 @@ Result<void> Enforcer::attach() {
         if (auto r = pin_replacing(link, links_dir + "/" + l.name); !r) return r;
     }
 
-    core::UniqueFd cg(open(options_.cgroup_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!cg.valid()) return make_error("cannot open cgroup root " + options_.cgroup_root + ": " + errno_text(errno));
-    bpf_link* link = bpf_program__attach_cgroup(o.sockops->progs.kw_sockops, cg.get());
-    if (!link) return make_error("cannot attach kw_sockops to " + options_.cgroup_root + ": " + errno_text(errno));
-    o.links.push_back(link);
-    if (auto r = pin_replacing(link, links_dir + "/kw_sockops"); !r) return r;
+    attached_ = true;
+    return sync_sockops();
+}
+
+// sockops runs for every TCP socket of the machine, several times per connection: it is
+// attached only while a destination asks for lifecycle events, and detached (its pin
+// removed, a previous agent's included) otherwise. The guard learns of the link it makes
+// and of the pin it removes.
+Result<void> Enforcer::sync_sockops() {
+    const std::string pin = options_.pin_dir + "/links/kw_sockops";
+    if (lifecycle_ && !objs_->sockops_link) {
+        core::UniqueFd cg(open(options_.cgroup_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!cg.valid()) return make_error("cannot open cgroup root " + options_.cgroup_root + ": " + errno_text(errno));
+        bpf_link* link = bpf_program__attach_cgroup(objs_->sockops->progs.kw_sockops, cg.get());
+        if (!link) return make_error("cannot attach kw_sockops to " + options_.cgroup_root + ": " + errno_text(errno));
+        objs_->sockops_link = link;
+        if (auto r = pin_replacing(link, pin); !r) return r;
+        if (guard_enabled()) {
+            if (uint32_t id = object_id(bpf_link__fd(link)))
+                if (auto r = guard_object(KW_OBJ_LINK, id); !r) return r;
+            if (auto r = guard_inodes(guarded_dirs_); !r) return r;
+        }
+        spdlog::info("sockops attached: a destination asks for lifecycle events");
+    } else if (!lifecycle_ && (objs_->sockops_link || access(pin.c_str(), F_OK) == 0)) {
+        if (unlink(pin.c_str()) != 0 && errno != ENOENT)
+            return make_error("cannot remove the pinned link " + pin + ": " + errno_text(errno));
+        if (objs_->sockops_link) bpf_link__destroy(objs_->sockops_link);  // its pin is gone: detached
+        objs_->sockops_link = nullptr;
+        if (guard_enabled())
+            if (auto r = guard_inodes(guarded_dirs_); !r) return r;
+        spdlog::info("sockops detached: no destination asks for lifecycle events");
+    }
     return {};
+}
+
+bool Enforcer::sockops_attached() const { return objs_->sockops_link != nullptr; }
+
+Result<void> Enforcer::set_lifecycle(bool on) {
+    lifecycle_ = on;
+    return attached_ ? sync_sockops() : Result<void>{};
+}
+
+std::vector<Enforcer::FlowEntry> Enforcer::flows() const {
+    std::vector<FlowEntry> out;
+    int fd = map_fd("kw_flows");
+    int cpus = libbpf_num_possible_cpus();
+    if (fd < 0 || cpus <= 0) return out;
+    std::vector<kw_flow_val> per_cpu(static_cast<size_t>(cpus));
+    kw_flow_key key{}, next{};
+    const kw_flow_key* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        key = next;
+        prev = &key;
+        if (bpf_map_lookup_elem(fd, &key, per_cpu.data()) != 0) continue;  // deleted meanwhile
+        FlowEntry e{key, {}};
+        for (const auto& v : per_cpu) {
+            e.value.connections += v.connections;
+            e.value.bytes_sent += v.bytes_sent;
+            e.value.bytes_received += v.bytes_received;
+        }
+        out.push_back(e);
+    }
+    return out;
 }
 
 uint32_t Enforcer::active_generation() const {
@@ -421,6 +495,10 @@ Result<void> Enforcer::publish(const core::CompiledPolicy& c) {
     // Debuggers are not generation-buffered: an entry the policy drops is removed only
     // after the new ones are in.
     if (result) result = set_debuggers(c.debuggers);
+    // Not a reason to refuse the policy, which is in force: its lifecycle events are
+    // missing (or keep coming) until the next publish, and the log says why.
+    if (result)
+        if (auto r = set_lifecycle(c.lifecycle); !r) spdlog::error("lifecycle events: {}", r.message());
     return result;
 }
 
@@ -549,7 +627,7 @@ std::vector<Enforcer::ProgramInfo> Enforcer::programs() const {
             bpf_prog_info info{};
             uint32_t len = sizeof(info);
             bpf_obj_get_info_by_fd(bpf_program__fd(p), &info, &len);
-            out.push_back({bpf_program__name(p), info.id, bpf_program__section_name(p)});
+            out.push_back({bpf_program__name(p), info.id, bpf_program__section_name(p), info.run_time_ns, info.run_cnt});
         }
     };
     add(objs_->attest->obj);
@@ -737,6 +815,10 @@ Result<void> Enforcer::protect(const std::vector<std::string>& state_dirs) {
     for (bpf_link* l : o.links)
         if (uint32_t id = object_id(bpf_link__fd(l)))
             if (auto r = guard_object(KW_OBJ_LINK, id); !r) return r;
+    if (objs_->sockops_link)
+        if (uint32_t id = object_id(bpf_link__fd(objs_->sockops_link)))
+            if (auto r = guard_object(KW_OBJ_LINK, id); !r) return r;
+    guarded_dirs_ = state_dirs;
     if (auto r = guard_inodes(state_dirs); !r) return r;
     if (auto r = record_agent_exe(); !r) return r;
 

@@ -64,6 +64,18 @@ public:
     // a moment, never neither.
     Result<void> attach();
 
+    // Whether sockops is wanted (a destination asks for lifecycle events): attached or
+    // detached now if attach() ran, else by attach().
+    Result<void> set_lifecycle(bool on);
+    bool sockops_attached() const;
+
+    // The kernel's connection counters (kw_flows), each key summed over the CPUs.
+    struct FlowEntry {
+        kw_flow_key key;
+        kw_flow_val value;
+    };
+    std::vector<FlowEntry> flows() const;
+
     // Builds the inner maps of the idle generation from COMPILED, then flips kw_active.
     Result<void> publish(const core::CompiledPolicy& compiled);
     uint32_t active_generation() const;
@@ -124,6 +136,8 @@ public:
         std::string name;
         uint32_t id = 0;
         std::string attach;
+        uint64_t run_time_ns = 0;  // while kernel.bpf_stats_enabled was on
+        uint64_t run_cnt = 0;
     };
     std::vector<ProgramInfo> programs() const;
 
@@ -139,11 +153,15 @@ private:
     Result<void> guard_object(uint32_t kind, uint32_t id);
     Result<void> guard_inodes(const std::vector<std::string>& state_dirs);
     Result<kw_listener_record> probe_listener(int fd);
+    Result<void> sync_sockops();
 
     std::unique_ptr<Objects> objs_;
     LoadOptions options_;
     bool took_over_ = false;
     uint32_t pinned_abi_ = 0;
+    bool attached_ = false;
+    bool lifecycle_ = false;
+    std::vector<std::string> guarded_dirs_;  // protect()'s, for the inodes of a new pin
     ring_buffer* events_ = nullptr;
     EventCallback callback_;
 };

@@ -27,6 +27,7 @@
 #include "core/gate.h"
 #include "host/linux_host_view.h"
 #include "identity/trust_store.h"
+#include "core/metrics.h"
 #include "io/admin_protocol.h"
 #include "io/agent.h"
 
@@ -42,7 +43,7 @@ usage:
   kwarden agent [--policy FILE] [--state-dir DIR] [--ca-dir DIR] [--events FILE|-]
                 [--admin-socket PATH] [--enroll-socket PATH] [--holder-socket PATH]
                 [--handshake-timeout D] [--tls-cipher NAME] [--pin-dir DIR] [--log-level LEVEL]
-                [--unprotect]
+                [--metrics-address IP:PORT|none] [--unprotect]
   kwarden stop [--admin-socket PATH]
   kwarden exec [--enroll-socket PATH] [--] CMD [ARGS...]
   kwarden holder [--socket PATH] [--exit-when-idle]
@@ -72,10 +73,10 @@ int cmd_agent(const std::vector<std::string>& argv, const AgentExtension* extens
     std::string usage =
         "kwarden agent [--policy FILE] [--state-dir DIR] [--ca-dir DIR] [--events FILE|-] [--admin-socket PATH] "
         "[--enroll-socket PATH] [--oci-socket PATH] [--holder-socket PATH] [--handshake-timeout D] [--tls-cipher NAME] [--pin-dir DIR] "
-        "[--log-level LEVEL] [--unprotect]";
+        "[--log-level LEVEL] [--metrics-address IP:PORT|none] [--unprotect]";
     std::vector<std::string> options = {"policy",        "state-dir",     "ca-dir",            "events",
                                         "admin-socket",  "enroll-socket", "oci-socket", "holder-socket",     "handshake-timeout",
-                                        "tls-cipher",    "pin-dir",       "log-level"};
+                                        "tls-cipher",    "pin-dir",       "log-level", "metrics-address"};
     if (extension) {
         usage += extension->usage;
         options.insert(options.end(), extension->options.begin(), extension->options.end());
@@ -97,6 +98,11 @@ int cmd_agent(const std::vector<std::string>& argv, const AgentExtension* extens
     o.unprotect = a->flag("unprotect");
     o.tls_cipher = a->opt("tls-cipher", o.tls_cipher);
     if (auto c = tls::parse_cipher(o.tls_cipher); !c) return fail("--tls-cipher: " + c.message(), 2);
+    if (a->has("metrics-address")) {
+        auto m = core::metrics::parse_listen_address(a->opt("metrics-address", ""));
+        if (!m) return fail("--metrics-address: " + m.message(), 2);
+        o.metrics_address = *m;
+    }
     if (a->has("handshake-timeout")) {
         auto d = core::parse_duration(a->opt("handshake-timeout", ""));
         if (!d) return fail("--handshake-timeout: " + d.message(), 2);

@@ -672,6 +672,12 @@ private:
         if (std::any_of(members.begin(), members.end(),
                         [&](uint32_t d) { return policy_.destinations[d].tls == Tls::Mutual; }))
             val.flags |= KW_DSET_MTLS;
+        if (policy_.lifecycle_events || std::any_of(members.begin(), members.end(), [&](uint32_t d) {
+                return policy_.destinations[d].lifecycle_events;
+            })) {
+            val.flags |= KW_DSET_LIFECYCLE;
+            out_.lifecycle = true;
+        }
         return val;
     }
 

@@ -132,6 +132,9 @@ struct CompiledPolicy {
 
     std::vector<PinnedFile> pins;                  // index = pin_id
     std::vector<std::vector<uint32_t>> dset_members;  // dset -> destination indices
+    // Some destination set wants lifecycle events (KW_DSET_LIFECYCLE): sockops is attached
+    // only then, since it runs for every TCP socket of the machine.
+    bool lifecycle = false;
     std::vector<std::optional<CgroupRef>> cgroups;    // per workload, as resolved
     // kw_debuggers: "allow_debuggers" entry -> its index in the policy. A SPIFFE ID is
     // {KW_DEBUGGER_IDENT, its identity id}; a path {KW_DEBUGGER_EXE, 0, the file's key now}

@@ -38,9 +38,9 @@ using json = nlohmann::json;
 constexpr size_t kPolicyFileMaxBytes = 16 << 20;
 constexpr uint64_t kMaxId = 4294967294;  // uid/gid: 4294967295 is (uid_t)-1, "no id"
 
-constexpr std::array<std::string_view, 9> kPolicyFields = {"version",    "trust_domain", "mode",
-                                                           "log_allowed", "workloads",   "destinations",
-                                                           "rules",      "federation",  "allow_debuggers"};
+constexpr std::array<std::string_view, 10> kPolicyFields = {
+    "version", "trust_domain", "mode",       "log_allowed",    "lifecycle_events",
+    "workloads", "destinations", "rules", "federation", "allow_debuggers"};
 constexpr std::array<std::string_view, 8> kWorkloadFields = {
     "id", "selectors", "svid_ttl", "listen", "allow_env", "allow_code", "allow_raw_sockets", "allow_core_dumps"};
 constexpr std::array<std::string_view, 2> kListenFields = {"port", "tls"};
@@ -48,8 +48,8 @@ constexpr std::array<std::string_view, 2> kFederationFields = {"trust_domain", "
 constexpr std::array<std::string_view, 10> kSelectorFields = {
     "exe", "sha256", "script", "script_sha256", "argv", "argv_prefix", "uid", "gid", "cgroup", "container"};
 constexpr std::array<std::string_view, 4> kContainerFields = {"image", "name", "pod_namespace", "pod_name"};
-constexpr std::array<std::string_view, 7> kDestinationFields = {"name", "cidrs",    "ports",     "protocol",
-                                                                "tls",  "identity", "tls_cipher"};
+constexpr std::array<std::string_view, 8> kDestinationFields = {
+    "name", "cidrs", "ports", "protocol", "tls", "identity", "tls_cipher", "lifecycle_events"};
 constexpr std::array<std::string_view, 2> kRuleFields = {"from", "to"};
 
 std::string pointer_token(std::string_view key) {
@@ -286,6 +286,12 @@ public:
                 policy.log_allowed = v->get<bool>();
             else
                 error("/log_allowed", "must be true or false");
+        }
+        if (const json* v = field(doc, "lifecycle_events")) {
+            if (v->is_boolean())
+                policy.lifecycle_events = v->get<bool>();
+            else
+                error("/lifecycle_events", "must be true or false");
         }
         if (const json* v = field(doc, "workloads"))
             for_each_object(*v, "/workloads", [&](const json& w, const std::string& path) {
@@ -757,6 +763,12 @@ private:
                     server_identities_.emplace(id->trust_domain, id_path);
                 dest.identity = *text;
             }
+        }
+        if (const json* v = field(d, "lifecycle_events")) {
+            if (v->is_boolean())
+                dest.lifecycle_events = v->get<bool>();
+            else
+                error(at(path, "lifecycle_events"), "must be true or false");
         }
         if (const json* v = field(d, "tls_cipher")) {
             std::string suite_path = at(path, "tls_cipher");

@@ -168,6 +168,9 @@ struct Destination {
     Tls tls = Tls::None;
     std::string identity;
     uint16_t tls_cipher = 0;  // "tls_cipher": the one suite the server must pick (IANA number); 0 any
+    // "lifecycle_events": an event when each allowed connection here is established and
+    // when it closes (the policy's own field turns them on for every destination).
+    bool lifecycle_events = false;
 };
 
 struct Rule {
@@ -180,6 +183,7 @@ struct Policy {
     std::string trust_domain;
     Mode mode = Mode::Enforce;
     bool log_allowed = false;
+    bool lifecycle_events = false;  // for every destination
     std::vector<Workload> workloads;
     std::vector<Destination> destinations;
     std::vector<Rule> rules;

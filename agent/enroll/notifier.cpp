@@ -37,7 +37,14 @@ Result<std::optional<Call>> Notifier::receive() {
         spdlog::warn("the journal of held calls is full ({} slots): call {} of thread {} would not survive an agent "
                      "restart",
                      Journal::kSlots, call.id, call.tid);
+    outstanding_.insert(call.id);
     return std::optional<Call>(call);
+}
+
+size_t Notifier::held() const {
+    for (auto it = outstanding_.begin(); it != outstanding_.end();)
+        it = valid(*it) ? std::next(it) : outstanding_.erase(it);
+    return outstanding_.size();
 }
 
 bool Notifier::valid(uint64_t id) const {

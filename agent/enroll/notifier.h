@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "core/result.h"
@@ -34,8 +35,14 @@ public:
     }
     // Call ID needs no answer any more (answered, or its caller is gone).
     void note_answered(uint64_t id) const {
+        outstanding_.erase(id);
         if (journal_) journal_->clear(id);
     }
+    // A call a previous agent received (journal adoption), held from now on by this one.
+    void note_held(uint64_t id) const { outstanding_.insert(id); }
+    // How many calls wait for an answer now: received (or adopted), not answered, their
+    // caller alive (one ioctl each; a caller that died unanswered is forgotten here).
+    size_t held() const;
 
     // The next held call, or nullopt when the caller died before we took it (ENOENT) or
     // nothing is pending (EAGAIN with a non-blocking listener).
@@ -64,6 +71,7 @@ private:
     Result<void> respond(uint64_t id, int64_t value, int error, uint32_t flags) const;
     core::UniqueFd listener_;
     mutable std::optional<Journal> journal_;  // shared memory, not this object's state
+    mutable std::set<uint64_t> outstanding_;
 };
 
 // Registers the seccomp listener FD with the kernel as the agent's (the guard's

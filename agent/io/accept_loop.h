@@ -1,5 +1,5 @@
-// Accepting on a unix socket any local user may connect to (the enrolment and admin
-// sockets), so that no error ends the service: every failed accept is counted and the
+// Accepting on a socket any local user may connect to (the enrolment and admin unix
+// sockets, the metrics TCP port), so that no error ends the service: every failed accept is counted and the
 // accept re-armed. Out of descriptors or memory, the connection stays in the backlog and
 // an immediate retry would spin: the retry waits a short back-off instead.
 #pragma once
@@ -16,13 +16,13 @@
 
 namespace kw::io {
 
-class AcceptLoop {
+template <typename Protocol>
+class BasicAcceptLoop {
 public:
-    using local = boost::asio::local::stream_protocol;
     static constexpr std::chrono::milliseconds kBackoff{100};
 
-    AcceptLoop(boost::asio::io_context& io, local::acceptor& acceptor, std::string name,
-               std::function<void(local::socket)> on_socket)
+    BasicAcceptLoop(boost::asio::io_context& io, typename Protocol::acceptor& acceptor, std::string name,
+                    std::function<void(typename Protocol::socket)> on_socket)
         : acceptor_(acceptor), backoff_(io), name_(std::move(name)), on_socket_(std::move(on_socket)) {}
 
     void start() { arm(); }
@@ -31,7 +31,7 @@ public:
 
 private:
     void arm() {
-        acceptor_.async_accept([this](boost::system::error_code ec, local::socket socket) {
+        acceptor_.async_accept([this](boost::system::error_code ec, typename Protocol::socket socket) {
             if (ec == boost::asio::error::operation_aborted || !acceptor_.is_open()) return;  // closed: stopping
             if (ec) return failed(ec);
             try {
@@ -59,11 +59,13 @@ private:
         });
     }
 
-    local::acceptor& acceptor_;
+    typename Protocol::acceptor& acceptor_;
     boost::asio::steady_timer backoff_;
     std::string name_;
-    std::function<void(local::socket)> on_socket_;
+    std::function<void(typename Protocol::socket)> on_socket_;
     uint64_t errors_ = 0;
 };
+
+using AcceptLoop = BasicAcceptLoop<boost::asio::local::stream_protocol>;
 
 }  // namespace kw::io

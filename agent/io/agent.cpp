@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <spdlog/spdlog.h>
@@ -46,6 +47,8 @@
 #include "runtime/rotation.h"
 #include "runtime/events.h"
 #include "io/hygiene.h"
+#include "io/metrics_server.h"
+#include "runtime/metrics.h"
 #include "io/linux_kernel.h"
 #include "runtime/policy_service.h"
 #include "io/worker.h"
@@ -118,6 +121,7 @@ public:
     Result<void> unprotect() override { return enforcer_->unprotect(); }
     void exit_soon() override;
     void emit(const json& event) override;
+    std::string render_metrics();
     void replay_events(const std::shared_ptr<runtime::AdminClient>& client, bool follow) override {
         events_.replay(client, follow);
     }
@@ -170,11 +174,14 @@ private:
     // Exceptions that reached the event loop: each was logged, and the loop kept running.
     uint64_t loop_exceptions_ = 0;
     uint64_t undecodable_ = 0;  // event records of another ABI version, or cut short
+    std::string metrics_error_;  // why the metrics endpoint is not served
     std::string kernel_release_;
     LinuxPolicyKernel policy_kernel_{enforcer_};
     LinuxContainerHost container_host_{enforcer_, options_.cgroup_root};
     runtime::Containers containers_{container_host_};
     runtime::PolicyService policy_;
+    runtime::Metrics metrics_;
+    std::unique_ptr<MetricsServer> metrics_server_;
     Worker compiler_;  // last: stopped first, while what its job uses still exists
 };
 
@@ -242,7 +249,86 @@ void Agent::on_event(const void* data, size_t size) {
     emit(*j);
 }
 
-void Agent::emit(const json& event) { events_.emit(event); }
+void Agent::emit(const json& event) {
+    metrics_.observe(event);
+    events_.emit(event);
+}
+
+namespace {
+
+// The agent process as the process_* families describe it, from /proc/self.
+void read_self(runtime::MetricsInputs& in) {
+    const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+    const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+    std::ifstream stat("/proc/self/stat");
+    std::string line;
+    std::getline(stat, line);
+    // Fields after the command (which may hold spaces): state is field 3.
+    auto close = line.rfind(')');
+    if (close != std::string::npos) {
+        std::istringstream rest(line.substr(close + 2));
+        std::vector<std::string> f((std::istream_iterator<std::string>(rest)), std::istream_iterator<std::string>());
+        // f[0] is field 3: utime 14, stime 15, starttime 22, rss 24.
+        if (f.size() > 21) {
+            in.cpu_seconds = (std::stod(f[11]) + std::stod(f[12])) / tick;
+            in.resident_bytes = std::stod(f[21]) * page;
+            std::ifstream up("/proc/stat");
+            std::string key;
+            double btime = 0;
+            while (up >> key)
+                if (key == "btime") {
+                    up >> btime;
+                    break;
+                }
+            in.start_time = btime + std::stod(f[19]) / tick;
+        }
+    }
+    std::error_code ec;
+    for (auto it = fs::directory_iterator("/proc/self/fd", ec); !ec && it != fs::directory_iterator(); it.increment(ec))
+        in.open_fds++;
+    struct rlimit rl {};
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) in.max_fds = static_cast<double>(rl.rlim_cur);
+}
+
+}  // namespace
+
+std::string Agent::render_metrics() {
+    runtime::MetricsInputs in;
+    in.counters = enforcer_->counters();
+    for (const auto& f : enforcer_->flows()) in.flows.emplace_back(f.key, f.value);
+    in.name_flow = [this](const kw_flow_key& k) {
+        std::string identity = k.ident == KW_IDENT_NONE ? "unattested"
+                                                        : policy_.ids().name(k.ident).value_or("unknown");
+        // Destination sets are numbered per policy: named by the one that decided.
+        std::string destination = "_unknown";
+        if (const runtime::PolicyView* v = formatter_.view_of(k.revision);
+            v && k.dset < v->compiled.dset_members.size()) {
+            destination.clear();
+            for (uint32_t d : v->compiled.dset_members[k.dset])
+                destination += (destination.empty() ? "" : ",") + v->policy.destinations[d].name;
+        }
+        return std::make_pair(identity, destination);
+    };
+    if (enrollment_) {
+        in.enrolled_processes = enrollment_->enrolled();
+        in.held_calls = enrollment_->held_calls();
+    }
+    for (const auto& [id, svid] : identity_.svids().all())
+        in.svid_not_after[id] = std::chrono::duration<double>(svid->not_after.time_since_epoch()).count();
+    if (auto view = policy_.view()) {
+        in.policy_revision = view->policy.revision;
+        in.policy_loaded_at = std::chrono::duration<double>(policy_.loaded_at().time_since_epoch()).count();
+        in.policy_load_seconds = std::chrono::duration<double>(policy_.last_load()).count();
+    }
+    in.sockops_attached = enforcer_->sockops_attached();
+    for (const auto& p : enforcer_->programs()) in.programs.push_back({p.name, p.run_time_ns, p.run_cnt});
+    std::ifstream stats("/proc/sys/kernel/bpf_stats_enabled");
+    int enabled = 0;
+    in.bpf_stats_enabled = (stats >> enabled) && enabled != 0;
+    in.undecodable_events = undecodable_;
+    read_self(in);
+    return metrics_.render(in);
+}
 
 void Agent::watch_events() {
     events_fd_.async_wait(asio::posix::stream_descriptor::wait_read, [this](boost::system::error_code ec) {
@@ -357,6 +443,15 @@ json Agent::status() {
     }
     s["sockets"] = sockets;
     s["loop_exceptions"] = loop_exceptions_;
+    if (metrics_server_)
+        s["metrics"] = {{"address", metrics_server_->address()},
+                        {"scrapes", metrics_server_->scrapes()},
+                        {"bad_requests", metrics_server_->bad_requests()},
+                        {"turned_away", metrics_server_->turned_away()},
+                        {"accept_errors", metrics_server_->accept_errors()}};
+    else
+        s["metrics"] = {{"address", nullptr}, {"error", metrics_error_.empty() ? json(nullptr) : json(metrics_error_)}};
+    s["lifecycle_events"] = enforcer_->sockops_attached();
     return s;
 }
 
@@ -574,6 +669,18 @@ int Agent::run() {
     if (auto r = start_enrollment(*cipher); !r) {
         spdlog::error("{}", r.message());
         return 1;
+    }
+    // Enforcement does not depend on it: an address in use is an error in the log and in
+    // status, and the agent serves on without metrics.
+    if (!options_.metrics_address.none()) {
+        metrics_server_ = std::make_unique<MetricsServer>(io_, [this] { return render_metrics(); });
+        if (auto r = metrics_server_->listen(options_.metrics_address); !r) {
+            spdlog::error("{}; the agent runs on without metrics", r.message());
+            metrics_error_ = r.message();
+            metrics_server_.reset();
+        } else {
+            spdlog::info("metrics on http://{}/metrics", metrics_server_->address());
+        }
     }
     dropped_reported_ = enforcer_->counters()[KW_CNT_EVENTS_DROPPED];
 

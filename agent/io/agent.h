@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "core/metrics.h"
 #include "identity/svid_store.h"
 #include "runtime/session.h"
 
@@ -25,6 +26,9 @@ struct AgentOptions {
     std::string oci_socket = "/run/kwarden/oci.sock";
     // Keeps the listeners across agent restarts (enroll/holder.h); started if none runs.
     std::string holder_socket = "/run/kwarden/holder.sock";
+    // The Prometheus endpoint (/metrics). Loopback by default: a DaemonSet gives the pod's
+    // address (deploy/kubernetes). What it serves names identities and destinations.
+    core::metrics::ListenAddress metrics_address{"127.0.0.1", 9977};
     std::chrono::milliseconds handshake_timeout{10000};
     std::string tls_cipher = "TLS_AES_128_GCM_SHA256";
     std::string pin_dir = "/sys/fs/bpf/kwarden";

@@ -166,6 +166,12 @@ private:
 
 // ---- EnrolledProcess ---------------------------------------------------------------
 
+size_t EnrollmentService::held_calls() const {
+    size_t n = 0;
+    for (const auto& [raw, process] : processes_) n += process->notifier().held();
+    return n;
+}
+
 size_t EnrolledProcess::start() {
     size_t resumed = 0;
     if (notifier_.journal()) {
@@ -175,6 +181,7 @@ size_t EnrolledProcess::start() {
                 continue;
             }
             ++resumed;
+            notifier_.note_held(entry.call.id);
             resume_call(service_.context(), shared_from_this(), pid_, entry);
         }
     }

@@ -93,6 +93,8 @@ public:
     static constexpr size_t kPendingRuntime = 256;
     uint64_t refused_runtimes() const { return refused_runtimes_; }
     size_t enrolled() const { return processes_.size(); }
+    // Calls the enrolled processes hold that wait for the agent's answer now.
+    size_t held_calls() const;
     bool holder_attached() const { return holder_.has_value(); }
     const EnrollContext& context() const { return context_; }
     Loop& loop() { return *context_.loop; }

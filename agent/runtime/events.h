@@ -51,6 +51,8 @@ public:
     std::optional<nlohmann::json> format(const void* data, size_t size);
 
     std::string wall_time(uint64_t ktime_ns) const;
+    // The view of REVISION (kw_config.revision), if it is one of the kept ones.
+    const PolicyView* view_of(uint64_t revision) const;
     // The clock the hashing budget is counted on (tests).
     void set_clock(std::function<std::chrono::steady_clock::time_point()> clock) { clock_ = std::move(clock); }
 
@@ -65,9 +67,6 @@ private:
     // The acting process's fields, shared by connect and guard events.
     nlohmann::json process_fields(const kw_proc_info& p);
     nlohmann::json format_guard(const kw_ev_hdr& hdr, const kw_ev_guard& e);
-
-    // The view of REVISION (kw_config.revision), if it is one of the kept ones.
-    const PolicyView* view_of(uint64_t revision) const;
 
     std::shared_ptr<const PolicyView> view_;               // in force
     std::deque<std::shared_ptr<const PolicyView>> kept_;  // newest first, view_ included

@@ -53,6 +53,7 @@ Result<core::CompiledPolicy> PolicyService::compile(const core::Policy& policy, 
 
 Result<void> PolicyService::start(core::Policy policy, std::vector<core::PolicyProblem>* warnings) {
     core::IdentityTable ids = ids_;  // committed only if the kernel takes the policy
+    load_started_ = std::chrono::steady_clock::now();
     auto compiled = compile(policy, ids, pins_, /*repin=*/false);
     if (!compiled) return compiled.error();
     return install(std::move(policy), std::move(*compiled), ids, /*new_policy=*/true, warnings);
@@ -92,6 +93,8 @@ Result<void> PolicyService::install(core::Policy policy, core::CompiledPolicy co
                  view_->policy.revision.substr(0, 16), view_->policy.workloads.size(),
                  view_->policy.destinations.size(), view_->policy.mode == core::Mode::Audit ? "audit" : "enforce",
                  ports_.kernel->active_generation());
+    loaded_at_ = std::chrono::system_clock::now();
+    last_load_ = std::chrono::steady_clock::now() - load_started_;
     if (ports_.installed) ports_.installed(view_);
     return {};
 }
@@ -139,6 +142,7 @@ void PolicyService::compile_next() {
     std::shared_ptr<Change> change = changes_.front();
     change->ids = ids_;
     change->pins = pins_;
+    load_started_ = std::chrono::steady_clock::now();
     ports_.off_loop([this, change] {
         Change& c = *change;
         try {

@@ -5,6 +5,8 @@
 // nothing: the kernel, the identities and the SVIDs stay those of the last good policy.
 #pragma once
 
+#include <chrono>
+
 #include <deque>
 #include <functional>
 #include <memory>
@@ -79,6 +81,10 @@ public:
 
     std::shared_ptr<const PolicyView> view() const { return view_; }
     const core::IdentityTable& ids() const { return ids_; }
+    // When the policy in force was put in force, and what its change took from the start
+    // of its compilation (parse, compile, SVIDs, kernel tables).
+    std::chrono::system_clock::time_point loaded_at() const { return loaded_at_; }
+    std::chrono::steady_clock::duration last_load() const { return last_load_; }
 
 private:
     struct Change {
@@ -107,6 +113,9 @@ private:
     core::IdentityTable ids_;
     core::PreviousPins pins_;
     std::deque<std::shared_ptr<Change>> changes_;  // the first one is being compiled
+    std::chrono::steady_clock::time_point load_started_{};
+    std::chrono::system_clock::time_point loaded_at_{};
+    std::chrono::steady_clock::duration last_load_{};
 };
 
 }  // namespace kw::runtime

@@ -17,6 +17,10 @@
  *                   each), print a line, keep them until SIGTERM
  *   kw_load exec    --duration S [--watch-pid PID] PATH  posix_spawn(PATH) + wait per second
  *   kw_load mmap    --duration S PATH                    mmap(PATH, PROT_EXEC) + munmap per second
+ *   kw_load pipe    --duration S [--size B]              write(2) B bytes into a pipe, read(2) them
+ *                   back, per second
+ *   kw_load echo    --duration S [--size B] HOST PORT    send(2) B bytes, recv(2) the echo, per
+ *                   second, on one connection (the plain binary only)
  *   kw_load sysinfo                                      the CPU's hypervisor signature
  *
  * Timed modes first run for --warmup seconds (default 0.5) and then measure --repeats
@@ -660,6 +664,66 @@ static int cmd_mmap(const char *path)
 	return 0;
 }
 
+/* ---- pipe and echo: small I/O, what every process does ---------------------------------------- */
+
+struct io_target {
+	int rd, wr;
+	char *buf;
+};
+
+static void pipe_once(const void *arg)
+{
+	const struct io_target *t = arg;
+	if (write(t->wr, t->buf, (size_t)opt.size) != opt.size)
+		kw_die_errno("pipe write", errno ? errno : EIO);
+	if (read(t->rd, t->buf, (size_t)opt.size) != opt.size)
+		kw_die_errno("pipe read", errno ? errno : EIO);
+}
+
+static int cmd_pipe(void)
+{
+	int fds[2];
+	struct io_target t = { .buf = calloc(1, (size_t)opt.size) };
+	if (!t.buf || opt.size > 4096)
+		kw_die_errno("pipe --size (at most 4096)", EINVAL);
+	if (pipe(fds) < 0)
+		kw_die_errno("pipe", errno);
+	t.rd = fds[0];
+	t.wr = fds[1];
+	timed_loop("pipe", pipe_once, &t);
+	return 0;
+}
+
+static void echo_once(const void *arg)
+{
+	const struct io_target *t = arg;
+	if (send(t->wr, t->buf, (size_t)opt.size, 0) != opt.size)
+		kw_die_errno("echo send", errno ? errno : EIO);
+	for (int got = 0; got < opt.size;) {
+		ssize_t n = recv(t->rd, t->buf + got, (size_t)(opt.size - got), 0);
+		if (n <= 0)
+			kw_die_errno("echo recv", n < 0 ? errno : ECONNRESET);
+		got += (int)n;
+	}
+}
+
+static int cmd_echo(void)
+{
+#ifdef KW_LOAD_TLS
+	kw_die_errno("echo: plain sockets only (kw_load)", EINVAL);
+#endif
+	struct kw_conn c = client_open();
+	if (c.fd < 0)
+		kw_die_errno("connect", ECONNREFUSED);
+	client_hello(&c, 'E');
+	struct io_target t = { .rd = c.fd, .wr = c.fd, .buf = calloc(1, (size_t)opt.size) };
+	if (!t.buf)
+		kw_die_errno("malloc", ENOMEM);
+	timed_loop("echo", echo_once, &t);
+	kw_conn_close(&c);
+	return 0;
+}
+
 /* ---- sysinfo -------------------------------------------------------------------------------- */
 
 /* The hypervisor's CPUID signature (leaf 0x40000000), "" on bare metal: QEMU software
@@ -695,6 +759,8 @@ static const char usage[] =
 	"       kw_load hold --conns N [--threads P] HOST PORT\n"
 	"       kw_load exec TIMING [--watch-pid PID] PATH\n"
 	"       kw_load mmap TIMING PATH\n"
+	"       kw_load pipe TIMING [--size BYTES]\n"
+	"       kw_load echo TIMING [--size BYTES] HOST PORT\n"
 	"       kw_load sysinfo\n"
 	"  TIMING: --duration S [--warmup S] [--repeats N]\n" KW_CONN_USAGE;
 
@@ -760,6 +826,11 @@ int main(int argc, char **argv)
 			kw_usage(usage);
 		return cmd_mmap(argv[i]);
 	}
+	if (!strcmp(cmd, "pipe")) {
+		if (argc - i != 0 || opt.size <= 0)
+			kw_usage(usage);
+		return cmd_pipe();
+	}
 	if (argc - i != 2 || kw_parse_addr(argv[i], argv[i + 1], &opt.addr, &opt.addr_len) || opt.size <= 0 ||
 	    opt.duration <= 0 || opt.repeats < 1)
 		kw_usage(usage);
@@ -775,6 +846,8 @@ int main(int argc, char **argv)
 		return cmd_bulk();
 	if (!strcmp(cmd, "latency"))
 		return cmd_latency();
+	if (!strcmp(cmd, "echo"))
+		return cmd_echo();
 	if (!strcmp(cmd, "hold"))
 		return cmd_hold();
 	kw_usage(usage);

@@ -166,6 +166,25 @@ struct {
 	KW_PIN;
 } kw_sk_decided SEC(".maps");
 
+/* Connection counters by (revision, identity, destination set, result), per CPU. Pinned:
+ * a restarted agent reads on from the totals the kernel kept. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, KW_FLOW_MAX);
+	__type(key, struct kw_flow_key);
+	__type(value, struct kw_flow_val);
+	KW_PIN;
+} kw_flows SEC(".maps");
+
+/* The counters key of a TCP connection the gate allowed, for its octets at close. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct kw_flow_key);
+	KW_PIN;
+} kw_sk_flow SEC(".maps");
+
 /* Sockets the agent runs mutual TLS on (value: enum kw_ktls_flags). Written by the agent
  * through the socket's fd: HANDSHAKE before it connects the socket, MANAGED right after
  * TLS_TX/TLS_RX; read by the data and SOL_TLS guards of kw_gate. A map of its own so

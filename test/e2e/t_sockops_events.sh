@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# An allowed connection to a gated destination produces one "established" and one
-# "closed" event; the closed event counts at least the bytes sent and a positive
+# An allowed connection to a gated destination that asks for lifecycle events produces
+# one "established" and one "closed" event (sockops is attached for it: status says so); the closed event counts at least the bytes sent and a positive
 # duration, and names the destinations and the policy revision the connect was allowed under.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -12,7 +12,10 @@ make_cgroup
 start_sink db "$PORT"
 
 write_billing_policy "$T/policy.json" "$PORT"
+jq '.destinations[0].lifecycle_events = true' "$T/policy.json" >"$T/policy.tmp" && mv "$T/policy.tmp" "$T/policy.json"
 start_agent "$T/policy.json"
+expect_ok kwarden_cli status --json
+assert_eq "lifecycle events in status" true "$(jq .lifecycle_events <<<"$KW_OUT")"
 
 TEXT=$(head -c 3000 /dev/zero | tr '\0' 'x')-$$
 LEN=${#TEXT}

@@ -1126,3 +1126,33 @@ TEST_CASE("a relative argv argument that looks like a file draws a lint warning;
                             "and it is not pinned; use the absolute path";
     }));
 }
+
+TEST_CASE("lifecycle events mark the sets of the destinations that ask, or every set when the policy does") {
+    FakeHostView host;
+    const char* dests = R"("destinations": [
+        {"name": "db", "cidrs": ["10.0.0.0/24"], "ports": [5432], "lifecycle_events": true},
+        {"name": "web", "cidrs": ["10.0.1.0/24"], "ports": [443]},
+        {"name": "inner", "cidrs": ["10.0.0.7/32"], "ports": [5432]}])";
+    auto lifecycle_of = [](const CompiledPolicy& c) {
+        std::map<std::string, bool> out;
+        for (const auto& [key, val] : c.dsts) {
+            std::string names;
+            for (uint32_t d : c.dset_members[val.dset]) names += std::to_string(d);
+            out[names] = (val.flags & KW_DSET_LIFECYCLE) != 0;
+        }
+        return out;
+    };
+    CompiledPolicy some = compile_ok(
+        parse_ok(std::string(R"({"version": 1, "trust_domain": "example.org", )") + dests + "}"), host);
+    CHECK(some.lifecycle);
+    // db alone, and db with inner (a member asks): marked; web and nothing else: not.
+    CHECK(lifecycle_of(some) == std::map<std::string, bool>{{"0", true}, {"02", true}, {"1", false}});
+    CompiledPolicy all = compile_ok(
+        parse_ok(std::string(R"({"version": 1, "trust_domain": "example.org", "lifecycle_events": true, )") + dests + "}"),
+        host);
+    CHECK(lifecycle_of(all) == std::map<std::string, bool>{{"0", true}, {"02", true}, {"1", true}});
+    CompiledPolicy none = compile_ok(parse_ok(R"({"version": 1, "trust_domain": "example.org", "destinations": [
+        {"name": "web", "cidrs": ["10.0.1.0/24"], "ports": [443]}]})"), host);
+    CHECK_FALSE(none.lifecycle);
+    CHECK(lifecycle_of(none) == std::map<std::string, bool>{{"0", false}});
+}

@@ -89,6 +89,11 @@ TEST_CASE("each malformed policy is refused with one error at the exact JSON pat
         {"an unknown mode", edit([](json& d) { d["mode"] = "strict"; }), "/mode", R"(must be "enforce" or "audit")"},
         {"log_allowed as a string", edit([](json& d) { d["log_allowed"] = "yes"; }), "/log_allowed",
          "must be true or false"},
+        {"lifecycle_events as a number", edit([](json& d) { d["lifecycle_events"] = 1; }), "/lifecycle_events",
+         "must be true or false"},
+        {"a destination's lifecycle_events as a string",
+         edit([](json& d) { d["destinations"][0]["lifecycle_events"] = "on"; }), "/destinations/0/lifecycle_events",
+         "must be true or false"},
         {"workloads as an object", edit([](json& d) {
              d["workloads"] = json::object();
              d["rules"] = json::array();
