@@ -49,6 +49,7 @@ Result<NodeIdentity::Staged> NodeIdentity::prepare(const core::Policy& policy) c
 void NodeIdentity::commit(Staged staged) {
     store_.commit(std::move(staged.authority), std::move(staged.svids));
     trust_ = std::move(staged.trust);
+    shared_trust_ = std::make_shared<const TrustStore>(trust_);
 }
 
 NodeIdentity::TickReport NodeIdentity::tick() {

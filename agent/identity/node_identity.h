@@ -54,12 +54,15 @@ public:
 
     const SvidStore& svids() const { return store_; }
     const TrustStore& trust() const { return trust_; }
+    // The same, shared: a handshake keeps the bundles it started with, without a copy.
+    std::shared_ptr<const TrustStore> trust_ptr() const { return shared_trust_; }
 
 private:
     std::string ca_dir_;
     std::shared_ptr<const SigningAuthority> configured_;  // from ca_dir_, if any
     SvidStore store_;
     TrustStore trust_;
+    std::shared_ptr<const TrustStore> shared_trust_ = std::make_shared<const TrustStore>();
 };
 
 }  // namespace kw::identity

@@ -231,6 +231,7 @@ EnrollmentService::EnrollmentService(EnrollContext context)
     : context_(std::move(context)),
       limits_(std::make_shared<core::PeerLimits>(kPendingPerUid, core::kRefusalReportInterval)) {
     context_.tickets = &tickets_;
+    context_.contexts = &contexts_;
 }
 
 EnrollmentService::~EnrollmentService() = default;

@@ -129,6 +129,7 @@ private:
     void watch_holder();
 
     tls::TicketMemory tickets_;
+    tls::ContextCache contexts_;  // one SSL_CTX per SVID, role and suite
     EnrollContext context_;
     std::shared_ptr<core::PeerLimits> limits_;
     std::map<EnrolledProcess*, std::shared_ptr<EnrolledProcess>> processes_;

@@ -16,6 +16,7 @@
 #include "runtime/kernel_port.h"
 #include "runtime/loop.h"
 #include "runtime/policy_view.h"
+#include "tls/handshake.h"
 #include "tls/ktls.h"
 #include "tls/post_handshake.h"
 
@@ -31,6 +32,9 @@ struct Context {
     Loop* loop = nullptr;
     // The session tickets each mutual-TLS server sends after its handshake (learned).
     tls::TicketMemory* tickets = nullptr;
+    // The TLS contexts handshakes share (one per SVID, role and suite); null: each
+    // handshake makes its own.
+    tls::ContextCache* contexts = nullptr;
     std::chrono::milliseconds handshake_timeout{10000};
     tls::Cipher cipher = tls::Cipher::aes_128_gcm;
     // Called with the keys just installed on a socket: the test build's key dump

@@ -230,7 +230,8 @@ void ClientConnect::drive() {
         tls::HandshakeConfig cfg;
         cfg.role = tls::Role::client;
         cfg.svid = svid_;  // the SVID checked in run(), even if it rotated since
-        cfg.trust = std::make_shared<const identity::TrustStore>(ctx_.identity->trust());
+        cfg.trust = ctx_.identity->trust_ptr();
+        cfg.contexts = ctx_.contexts;
         cfg.check_peer = tls::expect_peer_id(*expected_id_);
         cfg.cipher = ctx_.cipher;
         if (required_cipher_) cfg.require = static_cast<tls::Cipher>(required_cipher_);
@@ -475,7 +476,8 @@ void ServerAccept::try_accept() {
     cfg.role = tls::Role::server;
     cfg.svid = ctx_.identity ? ctx_.identity->svids().find(spiffe_id_) : nullptr;
     if (!cfg.svid) return finish(ECONNABORTED);
-    cfg.trust = std::make_shared<const identity::TrustStore>(ctx_.identity->trust());
+    cfg.trust = ctx_.identity->trust_ptr();
+    cfg.contexts = ctx_.contexts;
     cfg.cipher = ctx_.cipher;
     std::string server = spiffe_id_;
     // The rules of the policy in force when the connection came, whatever is applied

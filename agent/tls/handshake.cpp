@@ -84,37 +84,78 @@ Result<std::unique_ptr<Handshake>> Handshake::create(int fd, HandshakeConfig con
     return hs;
 }
 
+namespace {
+
+// What every handshake of ROLE with SVID, preferring CIPHER, shares.
+Result<bssl::UniquePtr<SSL_CTX>> make_context(Role role, const identity::Svid& svid, Cipher cipher,
+                                              enum ssl_verify_result_t (*verify)(SSL*, uint8_t*)) {
+    ERR_clear_error();
+    auto lib_error = [](std::string_view what) { return make_error(std::string(what) + ": " + drain_errors()); };
+    const bool server = role == Role::server;
+    bssl::UniquePtr<SSL_CTX> ctx(SSL_CTX_new(TLS_method()));
+    if (!ctx) return lib_error("SSL_CTX_new");
+    if (!SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION) ||
+        !SSL_CTX_set_max_proto_version(ctx.get(), TLS1_3_VERSION))
+        return lib_error("restricting to TLS 1.3");
+    // No tickets either way: a NewSessionTicket after Finished would reach the workload
+    // through kTLS as a non-data record (EIO), and resumption would skip verify_svid.
+    SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(ctx.get(), SSL_OP_NO_TICKET);
+    if (!SSL_CTX_set_num_tickets(ctx.get(), 0)) return lib_error("SSL_CTX_set_num_tickets(0)");
+    SSL_CTX_set_early_data_enabled(ctx.get(), 0);
+
+    const std::vector<int> groups = server ? kServerGroups : client_groups(cipher);
+    if (!SSL_CTX_set1_curves(ctx.get(), groups.data(), groups.size())) return lib_error("setting key exchange groups");
+
+    const std::string svid_name = "SVID " + svid.id.str();
+    if (!SSL_CTX_use_certificate(ctx.get(), svid.cert.get())) return lib_error(svid_name + " certificate");
+    for (const identity::X509Ptr& inter : svid.intermediates)
+        if (!SSL_CTX_add1_chain_cert(ctx.get(), inter.get())) return lib_error(svid_name + " chain");
+    if (!SSL_CTX_use_PrivateKey(ctx.get(), svid.key.get()) || !SSL_CTX_check_private_key(ctx.get()))
+        return lib_error(svid_name + " key");
+
+    // The server requires a client certificate; both ends verify with verify_svid only.
+    SSL_CTX_set_custom_verify(ctx.get(), SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), verify);
+    return ctx;
+}
+
+}  // namespace
+
+Result<bssl::UniquePtr<SSL_CTX>> ContextCache::get(Role role, const identity::Svid& svid, Cipher cipher) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto key = std::make_tuple(static_cast<int>(role), svid.fingerprint, static_cast<int>(cipher));
+    auto it = contexts_.find(key);
+    if (it == contexts_.end() || svid.fingerprint.empty()) {
+        auto ctx = make_context(role, svid, cipher, &Handshake::verify_callback);
+        if (!ctx) return ctx.error();
+        made_++;
+        if (svid.fingerprint.empty()) return ctx;  // nothing to know it by: not shared
+        if (contexts_.size() >= kMax) contexts_.clear();
+        it = contexts_.emplace(key, std::move(*ctx)).first;
+    }
+    SSL_CTX_up_ref(it->second.get());
+    return bssl::UniquePtr<SSL_CTX>(it->second.get());
+}
+
+size_t ContextCache::size() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return contexts_.size();
+}
+
+uint64_t ContextCache::made() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return made_;
+}
+
 Result<void> Handshake::configure() {
     ERR_clear_error();
     auto lib_error = [](std::string_view what) { return make_error(std::string(what) + ": " + drain_errors()); };
     const bool server = config_.role == Role::server;
-    const identity::Svid& svid = *config_.svid;
 
-    ctx_.reset(SSL_CTX_new(TLS_method()));
-    if (!ctx_) return lib_error("SSL_CTX_new");
-    if (!SSL_CTX_set_min_proto_version(ctx_.get(), TLS1_3_VERSION) ||
-        !SSL_CTX_set_max_proto_version(ctx_.get(), TLS1_3_VERSION))
-        return lib_error("restricting to TLS 1.3");
-    // No tickets either way: a NewSessionTicket after Finished would reach the workload
-    // through kTLS as a non-data record (EIO), and resumption would skip verify_svid.
-    SSL_CTX_set_session_cache_mode(ctx_.get(), SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_options(ctx_.get(), SSL_OP_NO_TICKET);
-    if (!SSL_CTX_set_num_tickets(ctx_.get(), 0)) return lib_error("SSL_CTX_set_num_tickets(0)");
-    SSL_CTX_set_early_data_enabled(ctx_.get(), 0);
-
-    const std::vector<int> groups = server ? kServerGroups : client_groups(config_.cipher);
-    if (!SSL_CTX_set1_curves(ctx_.get(), groups.data(), groups.size())) return lib_error("setting key exchange groups");
-
-    const std::string svid_name = "SVID " + svid.id.str();
-    if (!SSL_CTX_use_certificate(ctx_.get(), svid.cert.get())) return lib_error(svid_name + " certificate");
-    for (const identity::X509Ptr& inter : svid.intermediates)
-        if (!SSL_CTX_add1_chain_cert(ctx_.get(), inter.get())) return lib_error(svid_name + " chain");
-    if (!SSL_CTX_use_PrivateKey(ctx_.get(), svid.key.get()) || !SSL_CTX_check_private_key(ctx_.get()))
-        return lib_error(svid_name + " key");
-
-    // The server requires a client certificate; both ends verify with verify_svid only.
-    SSL_CTX_set_custom_verify(ctx_.get(), SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
-                              &Handshake::verify_callback);
+    auto ctx = config_.contexts ? config_.contexts->get(config_.role, *config_.svid, config_.cipher)
+                                : make_context(config_.role, *config_.svid, config_.cipher, &Handshake::verify_callback);
+    if (!ctx) return ctx.error();
+    ctx_ = std::move(*ctx);
 
     ssl_.reset(SSL_new(ctx_.get()));
     if (!ssl_) return lib_error("SSL_new");

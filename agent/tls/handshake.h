@@ -41,10 +41,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 
 #include "core/result.h"
 #include "core/spiffe_id.h"
@@ -66,6 +69,25 @@ using PeerCheck = std::function<Result<void>(const core::SpiffeId& peer)>;
 // The client's check: the server must be exactly EXPECTED. The failure names both IDs.
 PeerCheck expect_peer_id(core::SpiffeId expected);
 
+// The SSL_CTX of each (role, SVID, preferred suite), made once and shared by every
+// handshake with those settings: certificate, chain and key are parsed and checked once,
+// not per connection. Keyed by the SVID's fingerprint, so a rotated SVID gets a context
+// of its own; the contexts of SVIDs no longer in use go when the cache is full (it is
+// emptied then: kMax is far above the identities x roles x suites of a node). Safe to
+// use from several threads.
+class ContextCache {
+public:
+    static constexpr size_t kMax = 256;
+    Result<bssl::UniquePtr<SSL_CTX>> get(Role role, const identity::Svid& svid, Cipher cipher);
+    size_t size() const;
+    uint64_t made() const;  // contexts made so far (misses)
+
+private:
+    mutable std::mutex mu_;
+    std::map<std::tuple<int, std::string, int>, bssl::UniquePtr<SSL_CTX>> contexts_;
+    uint64_t made_ = 0;
+};
+
 struct HandshakeConfig {
     Role role = Role::client;
     std::shared_ptr<const identity::Svid> svid;         // our certificate, intermediates and key
@@ -74,6 +96,7 @@ struct HandshakeConfig {
     Cipher cipher = Cipher::aes_128_gcm;                // the suite preferred (steers the offer)
     std::optional<Cipher> require;                      // client: the only suite accepted, if set
     std::function<identity::TimePoint()> clock;         // "now" for chain validity; empty: system clock
+    ContextCache* contexts = nullptr;                   // shared contexts; null: one of its own
 };
 
 class Handshake {
@@ -110,6 +133,7 @@ public:
 
 private:
     friend struct HandshakeTestAccess;  // tests reach the SSL to prove what it would send
+    friend class ContextCache;          // its contexts verify through verify_callback
     enum class State { running, done, failed };
     Handshake(int fd, HandshakeConfig config);
     Result<void> configure();

@@ -672,3 +672,35 @@ TEST_CASE("the ticket count of a server only grows, and 'none' is learned again 
     m.learn("b", 2, t0 + 62s);
     CHECK(m.known("b", t0 + 63s) == 2);
 }
+
+TEST_CASE("handshakes with one SVID, role and suite share one TLS context; a rotated SVID gets its own") {
+    ExampleOrg org;
+    ContextCache cache;
+    auto with_cache = [&](std::shared_ptr<const Svid> svid, PeerCheck check) {
+        HandshakeConfig c = config(std::move(svid), org.td.trust, std::move(check));
+        c.contexts = &cache;
+        return c;
+    };
+    for (int i = 0; i < 3; i++) {
+        Run r(with_cache(org.web, expect_peer_id(id_of("spiffe://example.org/api"))), with_cache(org.api, allow_all()));
+        r.drive();
+        REQUIRE(r.client.hs->done());
+        REQUIRE(r.server.hs->done());
+        CHECK(r.client.hs->peer_id().str() == "spiffe://example.org/api");
+        CHECK(r.server.hs->peer_id().str() == "spiffe://example.org/web");
+        CHECK(SSL_get_SSL_CTX(HandshakeTestAccess::ssl(*r.client.hs)) !=
+              SSL_get_SSL_CTX(HandshakeTestAccess::ssl(*r.server.hs)));
+    }
+    CHECK(cache.made() == 2);  // the client's and the server's, once each
+    CHECK(cache.size() == 2);
+    // The web SVID rotated: a context of its own, with the new certificate.
+    auto rotated = org.td.svid("spiffe://example.org/web");
+    REQUIRE(rotated->fingerprint != org.web->fingerprint);
+    Run r(with_cache(rotated, expect_peer_id(id_of("spiffe://example.org/api"))), with_cache(org.api, allow_all()));
+    r.drive();
+    REQUIRE(r.client.hs->done());
+    CHECK(cache.made() == 3);
+    X509* presented = SSL_get_certificate(HandshakeTestAccess::ssl(*r.client.hs));
+    REQUIRE(presented != nullptr);
+    CHECK(X509_cmp(presented, rotated->cert.get()) == 0);
+}
