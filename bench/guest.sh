@@ -312,6 +312,7 @@ gate_measure() { # ARM [--watch-pid PID]
 # on): run_time_ns and run_cnt summed over its program descriptors, each program once.
 # /proc/PID/fdinfo needs only PTRACE_MODE_READ, which the guard leaves open (bpftool's
 # *_GET_FD_BY_ID of kwarden's programs it refuses).
+# Sums print with %.0f: mawk's %d stops at 2^31 (two seconds of run time).
 bpf_run_totals() { # PID: prints "PROGRAMS RUN_TIME_NS RUN_CNT"
     # One cat and one awk for every fdinfo (a process per file took seconds under
     # emulation); each fdinfo starts with "pos:". Their own reads run kwarden's file hooks
@@ -320,13 +321,13 @@ bpf_run_totals() { # PID: prints "PROGRAMS RUN_TIME_NS RUN_CNT"
          function flush() { if (id != "" && ns != "" && !(id in seen)) { seen[id] = 1; n++; t += ns; c += cnt } }
          /^pos:/ { flush(); id = ns = cnt = "" }
          /^prog_id:/ { id = $2 } /^run_time_ns:/ { ns = $2 } /^run_cnt:/ { cnt = $2 }
-         END { flush(); printf "%d %d %d\n", n, t, c }'
+         END { flush(); printf "%d %.0f %.0f\n", n, t, c }'
 }
 
 # Per program: "ID RUN_TIME_NS RUN_CNT" lines, for the breakdown of a window.
 bpf_run_by_prog() { # PID
     { cat "/proc/$1/fdinfo/"* 2>/dev/null || true; } | awk '
-         function flush() { if (id != "" && ns != "" && !(id in seen)) { seen[id] = 1; print id, ns, cnt } }
+         function flush() { if (id != "" && ns != "" && !(id in seen)) { seen[id] = 1; printf "%s %.0f %.0f\n", id, ns, cnt } }
          /^pos:/ { flush(); id = ns = cnt = "" }
          /^prog_id:/ { id = $2 } /^run_time_ns:/ { ns = $2 } /^run_cnt:/ { cnt = $2 }
          END { flush() }'
@@ -338,7 +339,7 @@ bpf_breakdown() { # BEFORE_FILE AFTER_FILE
     local names
     names=$(kwarden_cli status --json | jq -c '[.programs[] | {key: (.id | tostring), value: .name}] | from_entries')
     awk 'NR == FNR { ns[$1] = $2; cnt[$1] = $3; next }
-         { printf "%s %d %d\n", $1, $2 - ns[$1], $3 - cnt[$1] }' "$1" "$2" |
+         { printf "%s %.0f %.0f\n", $1, $2 - ns[$1], $3 - cnt[$1] }' "$1" "$2" |
         jq -Rsc --argjson names "$names" '
           [split("\n")[] | select(length > 0) | split(" ") | select(.[2] != "0")
            | {key: ($names[.[0]] // ("prog " + .[0])), value: [(.[1] | tonumber), (.[2] | tonumber)]}]

@@ -6,6 +6,7 @@
 #include "io/agent.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -87,6 +88,11 @@ std::string read_text(const std::string& path, std::string& error) {
     ss << in.rdbuf();
     return ss.str();
 }
+
+// The agent's memory is locked (protect_key_memory), and what the allocator keeps after
+// a peak stays resident for good: loading the programs parses the kernel's BTF once per
+// object, compiling a policy builds its tables. What was freed goes back to the kernel.
+void release_freed_memory() { ::malloc_trim(0); }
 
 // Every enrolled process, held call and client costs descriptors: the soft limit (often
 // 1024) is raised to the hard one, so that the per-uid bounds of the sockets, not the
@@ -194,7 +200,10 @@ runtime::PolicyPorts Agent::policy_ports() {
     ports.on_loop = [this](std::function<void()> job) { asio::post(io_, std::move(job)); };
     ports.pins_file = options_.state_dir + "/pins.json";
     ports.containers = &containers_;
-    ports.installed = [this](const std::shared_ptr<const runtime::PolicyView>& view) { formatter_.set_policy(view); };
+    ports.installed = [this](const std::shared_ptr<const runtime::PolicyView>& view) {
+        formatter_.set_policy(view);
+        release_freed_memory();
+    };
     ports.svids_issued = [this] {
         if (options_.hooks.svids_issued) options_.hooks.svids_issued(identity_.svids());
         rotation_.schedule();
@@ -688,6 +697,7 @@ int Agent::run() {
     watch_events();
     admin_accept_.start();
     tick();
+    release_freed_memory();
     spdlog::info("ready: admin socket {}", options_.admin_socket);
     // A handler that throws loses its own work (a request, a connection), never the agent:
     // the exception is logged and counted (status), and the loop runs on. Asio allows
