@@ -108,8 +108,6 @@ class FlowTotals {
 public:
     using Namer = std::function<FlowSeries(const std::string& key)>;
     void fold(const std::vector<FlowReading>& readings, const Namer& name);
-    // The key was deleted from the kernel's map after its last reading was folded.
-    void forget(const std::string& key) { last_.erase(key); }
     const std::map<FlowSeries, FlowCount>& totals() const { return totals_; }
     size_t keys() const { return last_.size(); }
 

@@ -309,14 +309,11 @@ std::string Agent::render_metrics() {
         std::string identity = k.ident == KW_IDENT_NONE ? "unattested"
                                                         : policy_.ids().name(k.ident).value_or("unknown");
         // Destination sets are numbered per policy: named by the one that decided.
-        std::string destination = "_unknown";
-        if (const runtime::PolicyView* v = formatter_.view_of(k.revision);
-            v && k.dset < v->compiled.dset_members.size()) {
-            destination.clear();
-            for (uint32_t d : v->compiled.dset_members[k.dset])
-                destination += (destination.empty() ? "" : ",") + v->policy.destinations[d].name;
-        }
-        return std::make_pair(identity, destination);
+        std::string destination;
+        if (const runtime::PolicyView* v = formatter_.view_of(k.revision))
+            for (const auto& name : runtime::destination_names(*v, k.dset))
+                destination += (destination.empty() ? "" : ",") + name;
+        return std::make_pair(identity, destination.empty() ? std::string("_unknown") : destination);
     };
     if (enrollment_) {
         in.enrolled_processes = enrollment_->enrolled();

@@ -362,6 +362,13 @@ void EventFormatter::set_policy(std::shared_ptr<const PolicyView> view) {
     if (kept_.size() > kKeptViews) kept_.pop_back();
 }
 
+std::vector<std::string> destination_names(const PolicyView& view, uint32_t dset) {
+    std::vector<std::string> names;
+    if (dset < view.compiled.dset_members.size())
+        for (uint32_t d : view.compiled.dset_members[dset]) names.push_back(view.policy.destinations[d].name);
+    return names;
+}
+
 const PolicyView* EventFormatter::view_of(uint64_t revision) const {
     for (const auto& v : kept_)
         if (v->compiled.config.revision == revision) return v.get();
@@ -381,13 +388,8 @@ std::optional<json> EventFormatter::format(const void* data, size_t size) {
         // Destination sets and rules are numbered per policy: they are named by the policy
         // the decision was made under, never by one loaded since.
         const PolicyView* decided = view_of(e.revision);
-        json names = json::array();
+        json names = decided ? json(destination_names(*decided, e.dset)) : json::array();
         std::string decided_by;
-        if (decided) {
-            const auto& members = decided->compiled.dset_members;
-            if (e.dset < members.size())
-                for (uint32_t d : members[e.dset]) names.push_back(decided->policy.destinations[d].name);
-        }
         const std::string dst_names = names.empty() ? "?" : core::json_text(names);
         if (e.reason == KW_REASON_NO_RULE) {
             decided_by = "default deny: no rule allows " + spiffe_id(p.ident) + " to reach " + dst_names;
@@ -434,11 +436,8 @@ std::optional<json> EventFormatter::format(const void* data, size_t size) {
         std::memcpy(&e, data, sizeof(e));
         // Named by the policy the connect was allowed under, as connect events are: a
         // connection that outlives a policy change keeps the names it was allowed to.
-        json names = json::array();
         const PolicyView* decided = e.revision ? view_of(e.revision) : nullptr;
-        if (decided && e.dset < decided->compiled.dset_members.size())
-            for (uint32_t d : decided->compiled.dset_members[e.dset])
-                names.push_back(decided->policy.destinations[d].name);
+        json names = decided ? json(destination_names(*decided, e.dset)) : json::array();
         char rev[17];
         snprintf(rev, sizeof(rev), "%016llx", static_cast<unsigned long long>(e.revision));
         return json{

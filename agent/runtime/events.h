@@ -82,6 +82,9 @@ private:
 };
 
 std::string format_address(const uint8_t addr[16]);
+// The declared destinations destination set DSET of VIEW's policy stands for (several when
+// they overlap); none when VIEW has no such set.
+std::vector<std::string> destination_names(const PolicyView& view, uint32_t dset);
 
 // A "refused" event: connections to the agent's SOCKET ("admin", "enroll") refused,
 // summed up per uid and reason (core/peer_limits.h).

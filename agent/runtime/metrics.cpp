@@ -50,7 +50,7 @@ void Metrics::observe(const json& event) {
         // errno null: audit mode reported it and let it be.
         auto e = event.find("errno");
         const bool refused = e != event.end() && !e->is_null();
-        guard_refusals_[text_of(event, "action", "unknown") + (refused ? "" : "\x01")]++;
+        guard_refusals_[{text_of(event, "action", "unknown"), refused ? "refused" : "audited"}]++;
     }
 }
 
@@ -119,12 +119,8 @@ std::string Metrics::render(const MetricsInputs& in) {
     out.family("kwarden_guard_refusals_total", "counter",
                "What the guard refused (result=refused) or, in audit mode, reported and let be (result=audited), "
                "by action; from the guard's events.");
-    for (const auto& [key, n] : guard_refusals_) {
-        const bool audited = !key.empty() && key.back() == '\x01';
-        out.sample("kwarden_guard_refusals_total",
-                   {{"action", audited ? key.substr(0, key.size() - 1) : key}, {"result", audited ? "audited" : "refused"}},
-                   static_cast<double>(n));
-    }
+    for (const auto& [key, n] : guard_refusals_)
+        out.sample("kwarden_guard_refusals_total", {{"action", key.first}, {"result", key.second}}, static_cast<double>(n));
     out.family("kwarden_events_dropped_total", "counter",
                "Kernel events lost because the ring buffer was full (the counters here are not).");
     out.sample("kwarden_events_dropped_total", {}, static_cast<double>(in.counters[KW_CNT_EVENTS_DROPPED]));

@@ -73,7 +73,7 @@ private:
     core::metrics::FlowTotals flows_;
     std::map<std::tuple<std::string, std::string, std::string>, uint64_t> handshakes_;  // role, result, cipher
     std::map<std::string, core::metrics::Histogram> handshake_seconds_;                 // by role
-    std::map<std::string, uint64_t> guard_refusals_;                                    // by action
+    std::map<std::pair<std::string, std::string>, uint64_t> guard_refusals_;            // action, result
 };
 
 }  // namespace kw::runtime

@@ -5,7 +5,8 @@
 # and destination, the data octets of the allowed ones, the agent's mutual-TLS handshakes
 # (counted under the enrolled client's identity, not the agent's). promtool accepts the
 # exposition. With lifecycle events off (the default) no allowed connection makes an
-# event: the agent did no work for them. Bad requests get their status and the endpoint
+# event: the agent did no work for them; asked for, they come, and the counters go on
+# across the reload. Bad requests get their status and the endpoint
 # keeps serving.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -22,8 +23,7 @@ LEDGER=spiffe://$KW_TD/ledger
 setup_tools
 make_attested
 make_cgroup
-make_node_ca
-expect_ok "$KWARDEN" svid mint --ca "$T/root" --id "$LEDGER" --out "$T/ledger" --ttl 1h
+make_mtls_peer "$LEDGER"
 start_sink db "$PORT"
 
 cat >"$T/policy.json" <<JSON
@@ -74,11 +74,7 @@ wait_sink_data db "$TEXT"
 for ((i = 0; i < DENIALS; i++)); do
     expect_errno EPERM as_workload "$KW_ATTESTED" 127.0.0.1 "$DENIED"
 done
-openssl s_server -accept "127.0.0.1:$TLS_PORT" -tls1_3 -num_tickets 0 -ciphersuites TLS_AES_128_GCM_SHA256 \
-    -cert "$T/ledger/svid.pem" -cert_chain "$T/ledger/svid.pem" -key "$T/ledger/svid_key.pem" \
-    -CAfile "$T/root/root.pem" -Verify 1 -verify_return_error -rev >"$T/s_server.log" 2>&1 </dev/null &
-kw_track pids $!
-wait_until 20 "openssl s_server on port $TLS_PORT" kw_tcp_listening "$TLS_PORT"
+start_s_server "$TLS_PORT"
 for ((i = 0; i < HANDSHAKES; i++)); do
     marker="kwarden-metrics-$i-$RANDOM"
     expect_ok as_workload "$KWARDEN" exec --enroll-socket "$T/enroll.sock" -- \
@@ -124,6 +120,18 @@ expect_value "nothing dropped" 0 kwarden_events_dropped_total
 
 # The agent did no work per allowed connection: not one lifecycle event.
 expect_no_event "a lifecycle event with lifecycle events off" '.type == "established" or .type == "closed"'
+# The control: the same connection, db asking for lifecycle events, makes them (so their
+# absence above is the setting's doing, not a stream that lost them), and the gauge says so.
+jq '.destinations[0].lifecycle_events = true' "$T/policy.json" >"$T/policy-events.json"
+expect_ok kwarden_cli policy apply "$T/policy-events.json"
+ev_mark
+expect_ok as_workload "$KW_ATTESTED" --send "$TEXT" 127.0.0.1 "$PORT"
+expect_one_event "the closed event with lifecycle events on" '.type == "closed" and .spiffe_id == $id' --arg id "$KW_BILLING"
+deadline=$((SECONDS + 30))
+expect_value "lifecycle events on" 1 kwarden_lifecycle_events_enabled
+# Counted under the new revision's numbering, in the same series: one more, never a reset.
+expect_value "allowed connections to db after the reload" "$((ALLOWED + 1))" \
+    "kwarden_connections_total{decision=\"allow\",$sel,destination=\"db\"}"
 
 # ---- the exposition itself, and requests that are not scrapes ---------------------------------
 curl -fsS "http://127.0.0.1:$METRICS/metrics" >"$T/metrics.txt" || fail "GET /metrics failed"
