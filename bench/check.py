@@ -30,11 +30,15 @@ def expected():
     names += ["gate.connect.agent_events.per_s", "gate.connect.events.ratio"]
     for kind in ("pipe", "echo"):
         names += [f"tax.{kind}.none.per_s", f"tax.{kind}.agent.per_s", f"tax.{kind}.ratio"]
+    names += ["tax.pipe.agent_handshakes.per_s", "tax.pipe.handshakes.ratio"]
     names += ["gate.connect.agent_cpu_us_per_connect", "gate.connect.bpf_us_per_connect", "gate.exec.bpf_us_per_exec",
               "gate.mmap.bpf_us_per_mmap", "gate.connect.events.agent_cpu_us_per_connect",
               "gate.connect.events.bpf_us_per_connect", "gate.pipe.bpf_us_per_pipe"]
     names += ["memory.rss_idle_mib", "memory.rss_held_mib"]
     names += ["issuance.svid_per_s", "issuance.keygen_per_s", "issuance.sign_per_s"]
+    for workers in (0, 1, 2):
+        names += [f"engine.w{workers}.per_s", f"engine.w{workers}.cpu_us"]
+    names.append("engine.ratio")
     for shape in POLICY_SHAPES:
         for size in POLICY_SIZES:
             names += [f"policy.{shape}.{size}.parse_ms", f"policy.{shape}.{size}.compile_ms"]

@@ -57,6 +57,11 @@ bench_exit() {
             echo "---- $(basename "$log") (tail)"
             tail -n 15 "$log"
         done >&2
+        for log in "$T"/agent*.log; do  # what went wrong earlier than the tail
+            [[ -s $log ]] || continue
+            echo "---- $(basename "$log") (warnings and errors, last 20)"
+            grep -E '^[0-9T:.-]+ (warning|error|critical) ' "$log" | tail -n 20
+        done >&2
     fi
     kw_cleanup "$T"
     cd /
@@ -415,6 +420,9 @@ phase_gate() {
     KW_AGENT_WRAP=() KW_AGENT_ARGS=(--metrics-address "127.0.0.1:$P_METRICS")
     start_agent "$T/policy-gate.json" "$T/events-gate.jsonl"
     gate_measure agent --watch-pid "$KW_AGENT_PID"
+    # No handshake in this phase: the file_permission guard goes twice the handshake
+    # timeout after the agent's start.
+    wait_until 60 "the agent releasing the file_permission guard (no handshake)" file_guard_is false
     tax_measure agent
     gate_bpf_cost agent connect exec mmap pipe
     # The gate really decided those connections: the kernel counted them as the client's.
@@ -469,7 +477,10 @@ measure_memory() {
     kw_bg enrolled --pidfile "$T/hold.pid" "$T/bin/kw-load-client" hold --conns "$HOLD" --threads "$CLIENTS" \
         127.0.0.1 "$P_KWARDEN" >"$out" 2>&1
     wrapper=$KW_BG_PID
-    wait_until $((HOLD + 60)) "$HOLD managed connections to open ($(tail -n 2 "$out"))" grep -q '"mode":"hold"' "$out"
+    # Until the client says it holds them, or is gone (a failed connection ends it).
+    wait_until $((HOLD + 60)) "$HOLD managed connections to open ($(tail -n 2 "$out"))" \
+        bash -c 'grep -q "\"mode\":\"hold\"" "$1" || ! kill -0 "$2" 2>/dev/null' _ "$out" "$wrapper"
+    grep -q '"mode":"hold"' "$out" || fail "the client opening $HOLD connections ended: $(tail -n 3 "$out")"
     record hold kwarden 1 "$(grep '"mode":"hold"' "$out")"
     measure_rss rss_held
     note "agent RSS with $HOLD connections: $(rss_kib "$KW_AGENT_PID") KiB; $(grep '"mode":"hold"' "$out")"
@@ -497,7 +508,9 @@ phase_kwarden() {
         note "kwarden $cipher"
         KW_AGENT_WRAP=()
         if [[ $cipher == chacha20-poly1305 ]]; then KW_AGENT_WRAP=(env "OPENSSL_ia32cap=$NO_AESNI"); fi
-        KW_AGENT_ARGS=(--enroll-socket "$T/enroll.sock" --tls-cipher "$cipher")
+        # A long handshake timeout holds the file_permission guard (twice it) through the
+        # pipe measurement after the handshakes.
+        KW_AGENT_ARGS=(--enroll-socket "$T/enroll.sock" --tls-cipher "$cipher" --handshake-timeout 30s)
         events=$T/events-$cipher.jsonl
         start_agent "$T/policy-mtls.json" "$events"
         start_server kwarden-server "$P_KWARDEN" enrolled --pidfile "$T/server.pid" \
@@ -506,6 +519,12 @@ phase_kwarden() {
         if [[ $cipher == aes-128-gcm ]]; then measure_memory; fi
         CLIENT=(enrolled "$T/bin/kw-load-client") CLIENT_OPTS=()
         measure_setup "kwarden-$cipher" "$P_KWARDEN" --watch-pid "$KW_AGENT_PID"
+        if [[ $cipher == aes-128-gcm ]]; then
+            # The pipe tax while handshakes run: the file_permission guard attached.
+            file_guard_is true || fail "the file_permission guard is not attached right after handshakes"
+            measure pipe agent_handshakes "$T/bin/kw_load" pipe "${TIMING[@]}" --size 64
+            file_guard_is true || fail "the file_permission guard was released during the pipe measurement"
+        fi
         # Only SIGKILL ends a server whose accept() the agent holds.
         stop_bg "$(cat "$T/server.pid")" "$wrapper"
         stop_agent

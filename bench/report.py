@@ -90,7 +90,8 @@ def build(scratch, date, elapsed, host_cpu, host_load):
         if cipher:
             extra[f"tls_events.{setup}"] = cipher[0]
     ARM = {"none": "no kwarden programs", "agent": "agent's programs, 1,000-rule policy, lifecycle events off",
-           "agent_events": "agent's programs, 1,000-rule policy, lifecycle events on"}
+           "agent_events": "agent's programs, 1,000-rule policy, lifecycle events on",
+           "agent_handshakes": "agent's programs right after mutual-TLS handshakes (file_permission guard attached)"}
     for arm in ("none", "agent", "agent_events"):
         add(f"gate.connect.{arm}.per_s", runs.get(("connect", arm), []), "per_s", "conn/s",
             "loopback connect()+close() by an attested process, " + ARM[arm])
@@ -101,6 +102,8 @@ def build(scratch, date, elapsed, host_cpu, host_load):
             "64-byte write+read through a pipe by a process kwarden does not govern, " + ARM[arm])
         add(f"tax.echo.{arm}.per_s", runs.get(("echo", arm), []), "per_s", "op/s",
             "64-byte send+recv loopback echo by a process kwarden does not govern, " + ARM[arm])
+    add("tax.pipe.agent_handshakes.per_s", runs.get(("pipe", "agent_handshakes"), []), "per_s", "op/s",
+        "64-byte write+read through a pipe by a process kwarden does not govern, " + ARM["agent_handshakes"])
     BPF_KIND = {"connect": "connect+close", "exec": "exec of an attested binary",
                 "mmap": "PROT_EXEC mapping of a pinned file by an attested process",
                 "pipe": "64-byte pipe write+read by a process kwarden does not govern"}
@@ -122,6 +125,7 @@ def build(scratch, date, elapsed, host_cpu, host_load):
                                       ("gate.connect.events.ratio", "connect", "gate", "agent_events"),
                                       ("gate.exec.ratio", "exec", "gate", "agent"),
                                       ("tax.pipe.ratio", "pipe", "tax", "agent"),
+                                      ("tax.pipe.handshakes.ratio", "pipe", "tax", "agent_handshakes"),
                                       ("tax.echo.ratio", "echo", "tax", "agent")):
         none, agent = runs.get((kind, "none"), []), runs.get((kind, arm), [])
         if none and agent:
@@ -146,6 +150,22 @@ def build(scratch, date, elapsed, host_cpu, host_load):
         for fig in iss["figures"]:
             if fig["name"] in names:
                 figs[names[fig["name"]]] = figure(fig["per_second"], "/s", "host", fig["name"] + ", one thread")
+    engine_path = os.path.join(scratch, "handshake.json")
+    if os.path.exists(engine_path):
+        with open(engine_path) as f:
+            eng = json.load(f)
+        by_workers = {fig["workers"]: fig for fig in eng["figures"]}
+        for workers, fig in by_workers.items():
+            figs[f"engine.w{workers}.per_s"] = figure(
+                fig["per_second"], "conn/s", "host",
+                f"{fig['name']}: mutual TLS 1.3 connections (both ends' handshakes), {eng['concurrency']} in flight")
+            figs[f"engine.w{workers}.cpu_us"] = figure(fig["cpu_us"], "us", "host",
+                                                       f"{fig['name']}: process CPU per connection (both ends)")
+        if 1 in by_workers and 2 in by_workers:
+            # Repeats ran interleaved (0, 1, 2 workers, then again): a ratio per repeat.
+            figs["engine.ratio"] = figure([b / a if a else None for a, b in zip(by_workers[1]["per_second"],
+                                                                                by_workers[2]["per_second"])],
+                                          "x", "host", "handshake engine: connections/s with 2 workers / with 1")
     policy_path = os.path.join(scratch, "policy.json")
     if os.path.exists(policy_path):
         with open(policy_path) as f:
@@ -208,13 +228,15 @@ def table(doc):
             ("  ... lifecycle events on", None, "gate.connect.agent_events.per_s", "gate.connect.events.ratio"),
             ("exec /bin/true (attested) /s", "gate.exec.none.per_s", "gate.exec.agent.per_s", "gate.exec.ratio"),
             ("system tax: pipe 64 B /s", "tax.pipe.none.per_s", "tax.pipe.agent.per_s", "tax.pipe.ratio"),
+            ("  ... right after handshakes", None, "tax.pipe.agent_handshakes.per_s", "tax.pipe.handshakes.ratio"),
             ("system tax: echo 64 B /s", "tax.echo.none.per_s", "tax.echo.agent.per_s", "tax.echo.ratio"))
     for label, none, agent, r in rows:
         out.append(f"  {label:<33} {auto(F.get(none)) if none else '':<20} {auto(F.get(agent)):<20} "
                    f"{cell(F.get(r), '{:.2f}')}")
     out.append("  (system tax: round trips by a process kwarden does not govern, through a pipe and a loopback "
-               "echo (send/recv): the data hooks run for every process; kernel time in kwarden's programs per pipe "
-               f"round trip: {auto(F.get('gate.pipe.bpf_us_per_pipe'))} us)")
+               "echo (send/recv): the data hooks run for every process. file_permission runs only while a mutual-TLS "
+               "handshake may: within twice --handshake-timeout of one. Kernel time in kwarden's programs per pipe "
+               f"round trip, no handshake: {auto(F.get('gate.pipe.bpf_us_per_pipe'))} us)")
     out.append(f"  (agent CPU per connect+close: {auto(F.get('gate.connect.agent_cpu_us_per_connect'))} us with "
                f"lifecycle events off, {auto(F.get('gate.connect.events.agent_cpu_us_per_connect'))} us with them on, "
                "which the agent turns into JSON lines)")
@@ -263,6 +285,11 @@ def table(doc):
     out.append("SVID issuance (host, not emulated, one thread) /s: "
                f"issue {auto(F.get('issuance.svid_per_s'))}, key generation alone "
                f"{auto(F.get('issuance.keygen_per_s'))}, signing alone {auto(F.get('issuance.sign_per_s'))}")
+    out.append("Handshake engine (host, not emulated; both ends of each connection, as one agent serves a node) "
+               f"conn/s: steps on the loop {auto(F.get('engine.w0.per_s'))}, 1 worker {auto(F.get('engine.w1.per_s'))}, "
+               f"2 workers {auto(F.get('engine.w2.per_s'))}: {cell(F.get('engine.ratio'), '{:.2f}')}x from 1 to 2; "
+               f"CPU per connection {auto(F.get('engine.w0.cpu_us'))} / {auto(F.get('engine.w1.cpu_us'))} / "
+               f"{auto(F.get('engine.w2.cpu_us'))} us")
     sizes = sorted({int(k.split(".")[2]) for k in F if k.startswith("policy.")})
     if sizes:
         out.append("")

@@ -61,6 +61,23 @@ bool read_file(const std::string& path, std::string& out) {
     return true;
 }
 
+// A ring buffer pinned by a previous agent is taken over at the size it has (its programs
+// write to it until ours replace them): this release's size applies to a fresh start.
+void adopt_pinned_ring_sizes(std::initializer_list<bpf_object*> objects) {
+    for (bpf_object* obj : objects) {
+        bpf_map* map;
+        bpf_object__for_each_map(map, obj) {
+            const char* path = bpf_map__pin_path(map);
+            if (!path || bpf_map__type(map) != BPF_MAP_TYPE_RINGBUF) continue;
+            core::UniqueFd fd(bpf_obj_get(path));
+            bpf_map_info info{};
+            uint32_t len = sizeof(info);
+            if (fd.valid() && bpf_obj_get_info_by_fd(fd.get(), &info, &len) == 0 && info.type == BPF_MAP_TYPE_RINGBUF)
+                bpf_map__set_max_entries(map, info.max_entries);
+        }
+    }
+}
+
 }  // namespace
 
 KernelProbe probe_kernel(const std::string& pin_dir) {
@@ -180,9 +197,11 @@ struct Enforcer::Objects {
     kw_sockops* sockops = nullptr;
     std::vector<bpf_link*> links;
     bpf_link* sockops_link = nullptr;
+    bpf_link* file_perm_link = nullptr;
     ~Objects() {
         for (auto* l : links) bpf_link__destroy(l);  // pins keep them attached
         if (sockops_link) bpf_link__destroy(sockops_link);
+        if (file_perm_link) bpf_link__destroy(file_perm_link);
         kw_sockops__destroy(sockops);
         kw_guard__destroy(guard);
         kw_gate__destroy(gate);
@@ -233,6 +252,7 @@ Result<std::unique_ptr<Enforcer>> Enforcer::load(const LoadOptions& options) {
             !r)
             return r.error();
     }
+    adopt_pinned_ring_sizes({o.attest->obj, o.gate->obj, o.guard->obj, o.sockops->obj});
     if (int err = kw_attest__load(o.attest)) return fail("load the attestation programs (kw_attest)", err);
     if (int err = kw_gate__load(o.gate)) return fail("load the gate programs (kw_gate)", err);
     if (int err = kw_guard__load(o.guard)) return fail("load the guard programs (kw_guard)", err);
@@ -302,7 +322,6 @@ Result<void> Enforcer::attach() {
         {o.gate->progs.kw_connect, "kw_connect"},
         {o.gate->progs.kw_sendmsg, "kw_sendmsg"},
         {o.gate->progs.kw_recvmsg, "kw_recvmsg"},
-        {o.gate->progs.kw_file_perm, "kw_file_perm"},
         {o.gate->progs.kw_getsockopt, "kw_getsockopt"},
         {o.gate->progs.kw_setsockopt, "kw_setsockopt"},
         {o.gate->progs.kw_socket_create, "kw_socket_create"},
@@ -338,39 +357,74 @@ Result<void> Enforcer::attach() {
     }
 
     attached_ = true;
+    // Held from the start for a previous agent's handshakes (their calls are served
+    // again, or failed, by this one).
+    if (auto r = hold_file_guard(std::chrono::steady_clock::now() + options_.file_guard_hold); !r) return r;
     return sync_sockops();
 }
 
-// sockops runs for every TCP socket of the machine, several times per connection: it is
-// attached only while a destination asks for lifecycle events, and detached (its pin
-// removed, a previous agent's included) otherwise. The guard learns of the link it makes
-// and of the pin it removes.
-Result<void> Enforcer::sync_sockops() {
-    const std::string pin = options_.pin_dir + "/links/kw_sockops";
-    if (lifecycle_ && !objs_->sockops_link) {
-        core::UniqueFd cg(open(options_.cgroup_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-        if (!cg.valid()) return make_error("cannot open cgroup root " + options_.cgroup_root + ": " + errno_text(errno));
-        bpf_link* link = bpf_program__attach_cgroup(objs_->sockops->progs.kw_sockops, cg.get());
-        if (!link) return make_error("cannot attach kw_sockops to " + options_.cgroup_root + ": " + errno_text(errno));
-        objs_->sockops_link = link;
-        if (auto r = pin_replacing(link, pin); !r) return r;
+// A link attached only while it is wanted, pinned at links/NAME: made by MAKE when WANT
+// and not attached; detached, its pin removed (a previous agent's included), when not
+// WANT. The guard learns of the link made and of the pin removed. True when it changed.
+Result<bool> Enforcer::sync_link(bool want, bpf_link*& link, const char* name, const std::function<bpf_link*()>& make) {
+    const std::string pin = options_.pin_dir + "/links/" + name;
+    if (want && !link) {
+        bpf_link* made = make();
+        if (!made) return make_error(std::string("cannot attach ") + name + ": " + errno_text(errno));
+        link = made;
+        if (auto r = pin_replacing(link, pin); !r) return r.error();
         if (guard_enabled()) {
             if (uint32_t id = object_id(bpf_link__fd(link)))
-                if (auto r = guard_object(KW_OBJ_LINK, id); !r) return r;
-            if (auto r = guard_inodes(guarded_dirs_); !r) return r;
+                if (auto r = guard_object(KW_OBJ_LINK, id); !r) return r.error();
+            if (auto r = guard_inodes(guarded_dirs_); !r) return r.error();
         }
-        spdlog::info("sockops attached: a destination asks for lifecycle events");
-    } else if (!lifecycle_ && (objs_->sockops_link || access(pin.c_str(), F_OK) == 0)) {
+        return true;
+    }
+    if (!want && (link || access(pin.c_str(), F_OK) == 0)) {
         if (unlink(pin.c_str()) != 0 && errno != ENOENT)
             return make_error("cannot remove the pinned link " + pin + ": " + errno_text(errno));
-        if (objs_->sockops_link) bpf_link__destroy(objs_->sockops_link);  // its pin is gone: detached
-        objs_->sockops_link = nullptr;
+        if (link) bpf_link__destroy(link);  // its pin is gone: detached
+        link = nullptr;
         if (guard_enabled())
-            if (auto r = guard_inodes(guarded_dirs_); !r) return r;
-        spdlog::info("sockops detached: no destination asks for lifecycle events");
+            if (auto r = guard_inodes(guarded_dirs_); !r) return r.error();
+        return true;
     }
+    return false;
+}
+
+// sockops runs for every TCP socket of the machine, several times per connection: it is
+// attached only while a destination asks for lifecycle events.
+Result<void> Enforcer::sync_sockops() {
+    auto changed = sync_link(lifecycle_, objs_->sockops_link, "kw_sockops", [this]() -> bpf_link* {
+        core::UniqueFd cg(open(options_.cgroup_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!cg.valid()) return nullptr;
+        return bpf_program__attach_cgroup(objs_->sockops->progs.kw_sockops, cg.get());
+    });
+    if (!changed) return make_error(changed.message() + " (cgroup root " + options_.cgroup_root + ")");
+    if (*changed)
+        spdlog::info(lifecycle_ ? "sockops attached: a destination asks for lifecycle events"
+                                : "sockops detached: no destination asks for lifecycle events");
     return {};
 }
+
+Result<void> Enforcer::hold_file_guard(std::chrono::steady_clock::time_point until) {
+    file_guard_until_ = std::max(file_guard_until_, until);
+    auto changed = sync_link(true, objs_->file_perm_link, "kw_file_perm",
+                             [this] { return bpf_program__attach(objs_->gate->progs.kw_file_perm); });
+    if (!changed) return changed.error();
+    if (*changed) spdlog::debug("file_permission guard attached: a handshake may run");
+    return {};
+}
+
+Result<void> Enforcer::release_file_guard(std::chrono::steady_clock::time_point now) {
+    if (!attached_ || now < file_guard_until_) return {};
+    auto changed = sync_link(false, objs_->file_perm_link, "kw_file_perm", [] { return nullptr; });
+    if (!changed) return changed.error();
+    if (*changed) spdlog::debug("file_permission guard detached: no handshake ran for a while");
+    return {};
+}
+
+bool Enforcer::file_guard_attached() const { return objs_->file_perm_link != nullptr; }
 
 bool Enforcer::sockops_attached() const { return objs_->sockops_link != nullptr; }
 
@@ -576,6 +630,8 @@ Result<void> Enforcer::set_socket_state(int fd, kw_ktls_state state, const char*
 }
 
 Result<void> Enforcer::mark_handshake_socket(int fd, uint32_t owner) {
+    // file_permission first: once marked, the socket's splice paths must meet it.
+    if (auto r = hold_file_guard(std::chrono::steady_clock::now() + options_.file_guard_hold); !r) return r;
     return set_socket_state(fd, {KW_KTLS_HANDSHAKE, owner}, "in handshake");
 }
 
@@ -815,9 +871,11 @@ Result<void> Enforcer::protect(const std::vector<std::string>& state_dirs) {
     for (bpf_link* l : o.links)
         if (uint32_t id = object_id(bpf_link__fd(l)))
             if (auto r = guard_object(KW_OBJ_LINK, id); !r) return r;
-    if (objs_->sockops_link)
-        if (uint32_t id = object_id(bpf_link__fd(objs_->sockops_link)))
-            if (auto r = guard_object(KW_OBJ_LINK, id); !r) return r;
+    // The links attached only while wanted (sync_link), when they are now.
+    for (bpf_link* l : {objs_->sockops_link, objs_->file_perm_link})
+        if (l)
+            if (uint32_t id = object_id(bpf_link__fd(l)))
+                if (auto r = guard_object(KW_OBJ_LINK, id); !r) return r;
     guarded_dirs_ = state_dirs;
     if (auto r = guard_inodes(state_dirs); !r) return r;
     if (auto r = record_agent_exe(); !r) return r;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -17,6 +18,7 @@
 #include "core/result.h"
 
 struct ring_buffer;
+struct bpf_link;
 
 namespace kw::bpf {
 
@@ -42,6 +44,9 @@ KernelProbe probe_kernel(const std::string& pin_dir = kDefaultPinDir);
 struct LoadOptions {
     std::string pin_dir = kDefaultPinDir;
     std::string cgroup_root = "/sys/fs/cgroup";
+    // How long the file_permission program stays attached after the last socket was
+    // marked for a handshake (hold_file_guard): beyond the longest handshake.
+    std::chrono::milliseconds file_guard_hold{20000};
 };
 
 class Enforcer {
@@ -68,6 +73,19 @@ public:
     // detached now if attach() ran, else by attach().
     Result<void> set_lifecycle(bool on);
     bool sockops_attached() const;
+
+    // The data guard's file_permission program (kw_file_perm) runs on every read and
+    // write of the machine (a pipe's included), and is needed only while an app's socket
+    // may be in its mutual-TLS handshake (splice from a socket meets no socket hook). It
+    // is attached when a socket is marked for a handshake (mark_handshake_socket) and at
+    // attach(), and held for LoadOptions::file_guard_hold after the last of those (the
+    // agent gives twice its handshake timeout, which bounds each handshake from before
+    // its mark). release_file_guard (the agent's tick) detaches it after that. A socket
+    // whose handshake failed keeps its mark but is shut down both ways: splice then
+    // reads at most the handshake's ciphertext and writes nothing.
+    Result<void> hold_file_guard(std::chrono::steady_clock::time_point until);
+    Result<void> release_file_guard(std::chrono::steady_clock::time_point now);
+    bool file_guard_attached() const;
 
     // The kernel's connection counters (kw_flows), each key summed over the CPUs.
     struct FlowEntry {
@@ -154,6 +172,7 @@ private:
     Result<void> guard_inodes(const std::vector<std::string>& state_dirs);
     Result<kw_listener_record> probe_listener(int fd);
     Result<void> sync_sockops();
+    Result<bool> sync_link(bool want, bpf_link*& link, const char* name, const std::function<bpf_link*()>& make);
 
     std::unique_ptr<Objects> objs_;
     LoadOptions options_;
@@ -161,6 +180,7 @@ private:
     uint32_t pinned_abi_ = 0;
     bool attached_ = false;
     bool lifecycle_ = false;
+    std::chrono::steady_clock::time_point file_guard_until_{};
     std::vector<std::string> guarded_dirs_;  // protect()'s, for the inodes of a new pin
     ring_buffer* events_ = nullptr;
     EventCallback callback_;

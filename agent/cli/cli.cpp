@@ -1,11 +1,13 @@
 // The `kwarden` commands. See `kwarden help`.
 #include "cli/cli.h"
 
+#include <charconv>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <arpa/inet.h>
 
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -42,8 +44,8 @@ constexpr const char* kUsage =
 usage:
   kwarden agent [--policy FILE] [--state-dir DIR] [--ca-dir DIR] [--events FILE|-]
                 [--admin-socket PATH] [--enroll-socket PATH] [--holder-socket PATH]
-                [--handshake-timeout D] [--tls-cipher NAME] [--pin-dir DIR] [--log-level LEVEL]
-                [--metrics-address IP:PORT|none] [--unprotect]
+                [--handshake-timeout D] [--handshake-workers N|auto] [--tls-cipher NAME] [--pin-dir DIR]
+                [--log-level LEVEL] [--metrics-address IP:PORT|none] [--unprotect]
   kwarden stop [--admin-socket PATH]
   kwarden exec [--enroll-socket PATH] [--] CMD [ARGS...]
   kwarden holder [--socket PATH] [--exit-when-idle]
@@ -72,10 +74,10 @@ void print_problems(const char* kind, const std::vector<core::PolicyProblem>& pr
 int cmd_agent(const std::vector<std::string>& argv, const AgentExtension* extension) {
     std::string usage =
         "kwarden agent [--policy FILE] [--state-dir DIR] [--ca-dir DIR] [--events FILE|-] [--admin-socket PATH] "
-        "[--enroll-socket PATH] [--oci-socket PATH] [--holder-socket PATH] [--handshake-timeout D] [--tls-cipher NAME] [--pin-dir DIR] "
+        "[--enroll-socket PATH] [--oci-socket PATH] [--holder-socket PATH] [--handshake-timeout D] [--handshake-workers N|auto] [--tls-cipher NAME] [--pin-dir DIR] "
         "[--log-level LEVEL] [--metrics-address IP:PORT|none] [--unprotect]";
     std::vector<std::string> options = {"policy",        "state-dir",     "ca-dir",            "events",
-                                        "admin-socket",  "enroll-socket", "oci-socket", "holder-socket",     "handshake-timeout",
+                                        "admin-socket",  "enroll-socket", "oci-socket", "holder-socket",     "handshake-timeout", "handshake-workers",
                                         "tls-cipher",    "pin-dir",       "log-level", "metrics-address"};
     if (extension) {
         usage += extension->usage;
@@ -107,6 +109,18 @@ int cmd_agent(const std::vector<std::string>& argv, const AgentExtension* extens
         auto d = core::parse_duration(a->opt("handshake-timeout", ""));
         if (!d) return fail("--handshake-timeout: " + d.message(), 2);
         o.handshake_timeout = *d;
+    }
+    if (a->has("handshake-workers")) {
+        const std::string n = a->opt("handshake-workers", "");
+        unsigned long v = 0;
+        auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), v);
+        if (n == "auto")
+            v = io::default_handshake_workers();
+        else if (ec != std::errc() || end != n.data() + n.size() || v > io::kMaxHandshakeWorkers)
+            return fail("--handshake-workers: '" + n + "' is not 'auto' (one per online CPU) or a number from 0 "
+                            "(handshakes on the event loop) to " + std::to_string(io::kMaxHandshakeWorkers),
+                        2);
+        o.handshake_workers = v;
     }
     auto level = spdlog::level::from_str(a->opt("log-level", "info"));
     if (level == spdlog::level::off && a->opt("log-level", "info") != "off")

@@ -14,6 +14,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio.hpp>
 #include <cerrno>
 #include <csignal>
@@ -169,6 +170,8 @@ private:
     EventFormatter formatter_;
     identity::NodeIdentity identity_;
     AsioLoop loop_{io_};  // the runtime's loop
+    // The handshakes' threads: after io_, so destroyed (their works waited for) before it.
+    std::unique_ptr<AsioOffload> handshakes_;
     runtime::Rotation rotation_{loop_, identity_, [this] {
                                     if (options_.hooks.svids_issued) options_.hooks.svids_issued(identity_.svids());
                                 }};
@@ -358,6 +361,8 @@ void Agent::tick() {
             if (!r) spdlog::error("cgroup re-resolution: {}", r.message());
         });
         report_refusals();
+        if (auto r = enforcer_->release_file_guard(std::chrono::steady_clock::now()); !r)
+            spdlog::error("file_permission guard: {}", r.message());
         tick();
     });
 }
@@ -458,6 +463,8 @@ json Agent::status() {
     else
         s["metrics"] = {{"address", nullptr}, {"error", metrics_error_.empty() ? json(nullptr) : json(metrics_error_)}};
     s["lifecycle_events"] = enforcer_->sockops_attached();
+    s["handshake_workers"] = options_.handshake_workers;
+    s["file_permission_guard"] = enforcer_->file_guard_attached();
     return s;
 }
 
@@ -524,6 +531,10 @@ Result<void> Agent::start_enrollment(tls::Cipher cipher) {
         emit(named);
     };
     ctx.handshake_timeout = options_.handshake_timeout;
+    if (options_.handshake_workers) {
+        handshakes_ = std::make_unique<AsioOffload>(io_, options_.handshake_workers, tls::kHandshakeStackBytes);
+        ctx.handshakes = handshakes_.get();
+    }
     ctx.cipher = cipher;
     ctx.holder_socket = options_.holder_socket;
     ctx.containers = &containers_;
@@ -612,7 +623,12 @@ int Agent::run() {
     // that containers started later are covered (without it their files match nothing).
     if (int rc = std::system("/sbin/modprobe overlay >/dev/null 2>&1"); rc != 0)
         spdlog::warn("cannot load the overlay module: files in containers started later will match no pin");
-    auto enforcer = bpf::Enforcer::load({.pin_dir = options_.pin_dir, .cgroup_root = options_.cgroup_root});
+    // The file_permission guard outlives the longest handshake (--handshake-timeout bounds
+    // each from before its socket is marked) twice over.
+    auto enforcer = bpf::Enforcer::load(
+        {.pin_dir = options_.pin_dir,
+         .cgroup_root = options_.cgroup_root,
+         .file_guard_hold = std::max<std::chrono::milliseconds>(2 * options_.handshake_timeout, std::chrono::seconds(5))});
     if (!enforcer) {
         spdlog::error("{}", enforcer.message());
         return 1;
@@ -716,6 +732,11 @@ int Agent::run() {
 }
 
 }  // namespace
+
+size_t default_handshake_workers() {
+    long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+    return std::clamp<size_t>(cpus > 0 ? static_cast<size_t>(cpus) : 1, 1, kMaxHandshakeWorkers);
+}
 
 int run_agent(const AgentOptions& options) {
     Agent agent(options);

@@ -13,6 +13,10 @@
 
 namespace kw::io {
 
+// One handshake worker per online CPU, at most kMaxHandshakeWorkers.
+inline constexpr size_t kMaxHandshakeWorkers = 64;
+size_t default_handshake_workers();
+
 struct AgentOptions {
     std::optional<std::string> policy_path;  // none: the embedded default policy
     std::string state_dir = "/var/lib/kwarden";
@@ -30,6 +34,10 @@ struct AgentOptions {
     // address (deploy/kubernetes). What it serves names identities and destinations.
     core::metrics::ListenAddress metrics_address{"127.0.0.1", 9977};
     std::chrono::milliseconds handshake_timeout{10000};
+    // The threads mutual-TLS client handshakes run their steps on, besides the loop's;
+    // 0 (the default) runs them on the loop's thread. default_handshake_workers() is one
+    // per online CPU.
+    size_t handshake_workers = 0;
     std::string tls_cipher = "TLS_AES_128_GCM_SHA256";
     std::string pin_dir = "/sys/fs/bpf/kwarden";
     std::string cgroup_root = "/sys/fs/cgroup";

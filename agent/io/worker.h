@@ -1,39 +1,46 @@
-// One thread that runs jobs in the order they were posted: work that may take long (a
-// large policy's parse and compile) and touches nothing the event loop owns, so that the
-// loop goes on serving held calls and the admin socket meanwhile. A job hands its result
-// back by posting to the loop itself.
+// Threads that run jobs off the event loop: work that may take long and touches nothing
+// the loop owns (a large policy's parse and compile, a TLS handshake's next flight), so
+// that the loop goes on serving held calls and the admin socket meanwhile. A job hands
+// its result back by posting to the loop itself. With one thread, jobs run in the order
+// they were posted; with more, in any order.
 #pragma once
 
 #include <pthread.h>
 
 #include <condition_variable>
+#include <cstddef>
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <vector>
 
 namespace kw::io {
 
 class Worker {
 public:
-    Worker() = default;
+    // The agent locks all its memory (protect_key_memory): a default 8 MiB stack would
+    // be resident for good, so each thread gets STACK_BYTES.
+    explicit Worker(size_t threads = 1, size_t stack_bytes = size_t{1} << 20)
+        : wanted_(threads ? threads : 1), stack_bytes_(stack_bytes) {}
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
 
-    // Waits for the job running, if any; jobs not started are dropped.
+    // Waits for the jobs running, if any; jobs not started are dropped.
     ~Worker() {
         {
             std::lock_guard lock(mutex_);
             stopping_ = true;
         }
-        wake_.notify_one();
-        if (started_) pthread_join(thread_, nullptr);
+        wake_.notify_all();
+        for (pthread_t t : threads_) pthread_join(t, nullptr);
     }
 
-    // Runs JOB on the worker thread after the jobs posted before it. The thread starts
-    // with the first job; if it cannot, JOB runs here and now (slower, still correct).
+    // Runs JOB on a worker thread. The threads start with the first job; if none can,
+    // JOB runs here and now (slower, still correct).
     void post(std::function<void()> job) {
         std::unique_lock lock(mutex_);
-        if (!started_ && !start()) {
+        if (!started_) start();
+        if (threads_.empty()) {
             lock.unlock();
             job();
             return;
@@ -43,18 +50,21 @@ public:
         wake_.notify_one();
     }
 
-private:
-    // The agent locks all its memory (protect_key_memory): a default 8 MiB stack would
-    // be resident for good. Parse and compile keep their data on the heap.
-    static constexpr size_t kStackBytes = 1 << 20;
+    size_t threads() const { return wanted_; }
+    size_t stack_bytes() const { return stack_bytes_; }
 
-    bool start() {
+private:
+    void start() {
+        started_ = true;
         pthread_attr_t attr;
-        if (pthread_attr_init(&attr) != 0) return false;
-        pthread_attr_setstacksize(&attr, kStackBytes);
-        started_ = pthread_create(&thread_, &attr, &Worker::main, this) == 0;
+        if (pthread_attr_init(&attr) != 0) return;
+        pthread_attr_setstacksize(&attr, stack_bytes_);
+        for (size_t i = 0; i < wanted_; ++i) {
+            pthread_t t{};
+            if (pthread_create(&t, &attr, &Worker::main, this) != 0) break;
+            threads_.push_back(t);
+        }
         pthread_attr_destroy(&attr);
-        return started_;
     }
 
     static void* main(void* self) {
@@ -76,12 +86,14 @@ private:
         }
     }
 
+    const size_t wanted_;
+    const size_t stack_bytes_;
     std::mutex mutex_;
     std::condition_variable wake_;
     std::deque<std::function<void()>> jobs_;
     bool stopping_ = false;
     bool started_ = false;
-    pthread_t thread_{};
+    std::vector<pthread_t> threads_;
 };
 
 }  // namespace kw::io

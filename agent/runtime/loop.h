@@ -2,7 +2,8 @@
 // descriptor to become readable or writable. io/asio_loop.h implements it on Boost.Asio
 // for the agent and for the unit tests. A wait runs its callback at most once, on the
 // loop's thread; cancel() (or destroying the object) drops what is pending, and the
-// callback then never runs.
+// callback then never runs. Offload runs work on other threads and its continuation back
+// on the loop.
 #pragma once
 
 #include <chrono>
@@ -36,6 +37,15 @@ public:
     virtual ~Loop() = default;
     virtual std::unique_ptr<Timer> timer() = 0;
     virtual std::unique_ptr<Readiness> watch(int fd) = 0;
+};
+
+// Work that takes CPU and touches nothing the loop owns (a TLS handshake's next flight):
+// WORK runs on one of the offload's threads, then DONE on the loop's thread. Several
+// works may run at once.
+class Offload {
+public:
+    virtual ~Offload() = default;
+    virtual void run(std::function<void()> work, std::function<void()> done) = 0;
 };
 
 }  // namespace kw::runtime

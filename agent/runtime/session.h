@@ -30,6 +30,9 @@ struct Context {
     const identity::NodeIdentity* identity = nullptr;
     std::function<void(const nlohmann::json&)> emit;
     Loop* loop = nullptr;
+    // The threads handshakes step on (each step runs there, what follows on the loop);
+    // null: on the loop's thread.
+    Offload* handshakes = nullptr;
     // The session tickets each mutual-TLS server sends after its handshake (learned).
     tls::TicketMemory* tickets = nullptr;
     // The TLS contexts handshakes share (one per SVID, role and suite); null: each

@@ -88,6 +88,11 @@ private:
     uint64_t made_ = 0;
 };
 
+// The stack a thread running handshake steps is given (the agent's workers, whose memory
+// is locked): a handshake's deepest call chain, BoringSSL's with the peer's chain
+// verified, uses about 12 KiB of it (tls_test checks it stays under half).
+inline constexpr size_t kHandshakeStackBytes = 128 * 1024;
+
 struct HandshakeConfig {
     Role role = Role::client;
     std::shared_ptr<const identity::Svid> svid;         // our certificate, intermediates and key

@@ -251,9 +251,13 @@ struct {
 	KW_PIN;
 } kw_debuggers SEC(".maps");
 
+/* 1 MiB: some 2,500 connect or guard events (the largest) between two reads of the agent (which maps it twice, as every
+ * ring buffer consumer does, and locks its memory: 2 MiB of its resident set). Counted
+ * when full (kw_stats), never blocking. A ring pinned by a previous agent is taken over
+ * at its size. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 22);
+	__uint(max_entries, 1 << 20);
 	KW_PIN;
 } kw_events SEC(".maps");
 

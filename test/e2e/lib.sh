@@ -655,6 +655,11 @@ kwarden_cli() { # ARGS...: the CLI against this test's agent
     "$KWARDEN" "$@" --admin-socket "$KW_ADMIN"
 }
 
+# Whether `kwarden status` says the file_permission guard is attached (true|false).
+file_guard_is() { # true|false
+    [[ $("$KWARDEN" status --json --admin-socket "$KW_ADMIN" 2>/dev/null | jq -r '.file_permission_guard') == "$1" ]]
+}
+
 # The policy revision `kwarden status --json` reports, or "" if it has none we know.
 status_revision() {
     "$KWARDEN" status --json --admin-socket "$KW_ADMIN" 2>/dev/null |

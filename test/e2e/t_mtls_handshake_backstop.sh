@@ -12,6 +12,10 @@
 # closed: a socket whose handshake failed never carries plaintext). The
 # silent server received exactly one TLS record, the agent's ClientHello (so the agent
 # itself still wrote during the handshake), and never the test's marker.
+# The file_permission program (splice from a socket meets no socket hook) runs only while
+# a handshake may: the stalled handshake starts after the agent released it (twice the
+# handshake timeout after start), so marking the socket is what attaches it again, before
+# the second thread's splice.
 # Positive control: after a successful mTLS connect to `openssl s_server -rev`, the same
 # calls from another thread work, and every line comes back reversed through kTLS.
 # shellcheck source=lib.sh
@@ -42,6 +46,7 @@ JSON
 KW_AGENT_ARGS=(--enroll-socket "$T/enroll.sock" --handshake-timeout 4s)
 start_agent "$T/policy.json"
 start_sink silent "$SILENT"
+wait_until 30 "the agent releasing the file_permission guard (8 s after start, no handshake)" file_guard_is false
 
 enrolled() { # CMD...: as the workload, enrolled
     as_workload "$KWARDEN" exec --enroll-socket "$T/enroll.sock" -- "$@"
@@ -64,6 +69,7 @@ expect_errno ETIMEDOUT enrolled "$RACE" --marker "$marker" 127.0.0.1 "$SILENT"
 assert_match "connect() of the stalled handshake" $'\nconnect: ETIMEDOUT \\(110\\)\n' "$KW_OUT"$'\n'
 assert_match "the calls ran while connect() was held" $'\nhandshake held: yes\n' "$KW_OUT"$'\n'
 expect_results handshake 'EPERM \(1\)' "${DATA_OPS[@]}" "${OPTION_OPS[@]}"
+file_guard_is true || fail "the file_permission guard is not attached after a handshake"
 # Fail closed: after the failed handshake the socket still moves nothing (EPERM, not the
 # EPIPE/EOF of the shut-down socket).
 expect_results failed 'EPERM \(1\)' "${DATA_OPS[@]}" "${OPTION_OPS[@]}"

@@ -6,6 +6,7 @@
 // failure branch ends with its errno, its event, and a socket that never carried
 // plaintext. The loop is the agent's own Asio adapter.
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
 #include <arpa/inet.h>
@@ -244,6 +245,7 @@ struct Runtime {
     tls::TicketMemory tickets;
     std::vector<json> events;
     runtime::Context ctx;
+    std::unique_ptr<io::AsioOffload> offload;  // after io: destroyed (its works waited for) first
     uint16_t db_port = 0;
     uint16_t listen_port = 0;
     UniqueFd db_listener = listening_socket(db_port);  // the mutual-TLS destination's server
@@ -265,6 +267,13 @@ struct Runtime {
         kernel.ident = ident(kApp);
     }
     uint32_t ident(const std::string& id) const { return *view->ids.find(id); }
+
+    // Handshake steps on N worker threads, as the agent runs them (0: on the loop).
+    void with_workers(size_t n) {
+        if (!n) return;
+        offload = std::make_unique<io::AsioOffload>(io, n, tls::kHandshakeStackBytes);
+        ctx.handshakes = offload.get();
+    }
 
     tls::HandshakeConfig peer_config(tls::Role role, const std::string& as, const std::string& expects) const {
         tls::HandshakeConfig cfg;
@@ -340,7 +349,10 @@ bool connected(int fd) {
 
 TEST_CASE("a held connect to a mutual-TLS destination returns 0 with kTLS keys the server agrees with",
           "[runtime][sessions]") {
+    const size_t workers = GENERATE(0, 2);  // handshakes on the loop, then on two threads
+    CAPTURE(workers);
     Runtime rt;
+    rt.with_workers(workers);
     auto app = app_socket(rt, 7);
     auto server = db_server(rt, kDb);
     auto call = rt.connect_call(1, 7, sockaddr_bytes(rt.db_port));
@@ -442,7 +454,10 @@ TEST_CASE("a held connect whose socket the kernel will not mark is never connect
 
 TEST_CASE("a held connect that fails after the socket was taken: its errno, its event, the socket shut down",
           "[runtime][sessions]") {
+    const size_t workers = GENERATE(0, 2);  // handshakes on the loop, then on two threads
+    CAPTURE(workers);
     Runtime rt;
+    rt.with_workers(workers);
     auto app = app_socket(rt, 7);
     int expected_errno = ECONNREFUSED;
     std::string why;
@@ -506,7 +521,10 @@ TEST_CASE("a held connect that fails after the socket was taken: its errno, its 
 
 TEST_CASE("a process killed during its handshake: the session gives up at once, ECONNABORTED",
           "[runtime][sessions]") {
+    const size_t workers = GENERATE(0, 2);  // handshakes on the loop, then on two threads
+    CAPTURE(workers);
     Runtime rt;
+    rt.with_workers(workers);
     auto app = app_socket(rt, 7);
     // The server accepts and stays silent; the process dies a moment later.
     std::thread killer([&] {

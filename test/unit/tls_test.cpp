@@ -13,6 +13,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -703,4 +705,50 @@ TEST_CASE("handshakes with one SVID, role and suite share one TLS context; a rot
     X509* presented = SSL_get_certificate(HandshakeTestAccess::ssl(*r.client.hs));
     REQUIRE(presented != nullptr);
     CHECK(X509_cmp(presented, rotated->cert.get()) == 0);
+}
+
+TEST_CASE("a handshake's deepest stack fits in half of a handshake worker's stack") {
+    // Both ends of a first handshake (contexts made, chains verified) on one thread whose
+    // stack is kHandshakeStackBytes painted with a pattern: what the steps overwrote is
+    // what they used.
+    struct Job {
+        ExampleOrg* org;
+        bool done = false;
+    };
+    ExampleOrg org;
+    Job job{&org};
+    const size_t size = kHandshakeStackBytes;
+    void* stack = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    REQUIRE(stack != MAP_FAILED);
+    std::memset(stack, 0xa5, size);
+    pthread_attr_t attr;
+    REQUIRE(pthread_attr_init(&attr) == 0);
+    REQUIRE(pthread_attr_setstack(&attr, stack, size) == 0);
+    pthread_t thread{};
+    auto body = [](void* arg) -> void* {
+        auto* j = static_cast<Job*>(arg);
+        try {  // a failed REQUIRE is recorded, and must not leave the thread
+            ContextCache cache;  // contexts made on this stack too
+            HandshakeConfig c = config(j->org->web, j->org->td.trust, expect_peer_id(id_of("spiffe://example.org/api")));
+            HandshakeConfig s = config(j->org->api, j->org->td.trust, allow_all());
+            c.contexts = s.contexts = &cache;
+            Run r(std::move(c), std::move(s));
+            r.drive();
+            j->done = r.client.hs->done() && r.server.hs->done();
+        } catch (...) {
+        }
+        return nullptr;
+    };
+    REQUIRE(pthread_create(&thread, &attr, body, &job) == 0);
+    pthread_join(thread, nullptr);
+    pthread_attr_destroy(&attr);
+    const auto* bytes = static_cast<const uint8_t*>(stack);
+    size_t untouched = 0;  // the stack grows down: from the lowest address up
+    while (untouched < size && bytes[untouched] == 0xa5) ++untouched;
+    munmap(stack, size);
+    const size_t used = size - untouched;
+    INFO("stack used: " << used << " of " << size << " bytes");
+    CHECK(job.done);
+    CHECK(used > 4096);  // the measure saw the work
+    CHECK(used < size / 2);
 }
