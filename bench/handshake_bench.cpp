@@ -152,7 +152,7 @@ private:
             end->engine = this;
             end->fd = std::move(*fd);
             end->ready = loop_.watch(end->fd.get());
-            auto r = runtime::HandshakeRun::start(end->fd.get(), std::move(*cfg));
+            auto r = runtime::HandshakeRun::start(end->fd.get(), std::move(*cfg), offload_);
             if (!r) die(r.message());
             end->run = std::move(*r);
             end->pending = pending;

@@ -417,7 +417,8 @@ Result<void> Enforcer::hold_file_guard(std::chrono::steady_clock::time_point unt
 }
 
 Result<void> Enforcer::release_file_guard(std::chrono::steady_clock::time_point now) {
-    if (!attached_ || now < file_guard_until_) return {};
+    // Every agent attaches it at start, a previous agent's pin replaced: detached, no pin is left.
+    if (!attached_ || !objs_->file_perm_link || now < file_guard_until_) return {};
     auto changed = sync_link(false, objs_->file_perm_link, "kw_file_perm", [] { return nullptr; });
     if (!changed) return changed.error();
     if (*changed) spdlog::debug("file_permission guard detached: no handshake ran for a while");

@@ -1,7 +1,6 @@
 // The `kwarden` commands. See `kwarden help`.
 #include "cli/cli.h"
 
-#include <charconv>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 

@@ -10,15 +10,32 @@
 
 namespace kw::runtime {
 
-Result<std::shared_ptr<HandshakeRun>> HandshakeRun::start(int fd, tls::HandshakeConfig cfg) {
+Result<std::shared_ptr<HandshakeRun>> HandshakeRun::start(int fd, tls::HandshakeConfig cfg, const Offload* offload) {
     auto run = std::make_shared<HandshakeRun>();
-    run->fd = core::UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-    if (!run->fd.valid()) return make_error(std::string("handshake descriptor: ") + std::strerror(errno));
-    auto hs = tls::Handshake::create(run->fd.get(), std::move(cfg));
+    if (offload) {
+        run->own = core::UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+        if (!run->own.valid()) return make_error(std::string("handshake descriptor: ") + std::strerror(errno));
+        fd = run->own.get();
+    }
+    auto hs = tls::Handshake::create(fd, std::move(cfg));
     if (!hs) return make_error(hs.message());
     run->hs = std::move(*hs);
     return run;
 }
+
+namespace {
+
+// One wait for readable at a time: NEXT once the socket is.
+void wait_readable(const std::shared_ptr<HandshakeRun>& run, const StepOutcome& then, std::function<void()> next) {
+    if (run->read_waiting) return;
+    run->read_waiting = true;
+    then.wait(Readiness::For::read, [run, next = std::move(next)] {
+        run->read_waiting = false;
+        next();
+    });
+}
+
+}  // namespace
 
 void step_handshake(Offload* offload, std::shared_ptr<HandshakeRun> run, StepOutcome then) {
     if (run->over) return;
@@ -39,25 +56,13 @@ void step_handshake(Offload* offload, std::shared_ptr<HandshakeRun> run, StepOut
         }
         if (std::exchange(run->again, false)) return next();
         if (*progress == tls::Progress::want_write) return then.wait(Readiness::For::write, next);
-        if (!run->read_waiting) {
-            run->read_waiting = true;
-            then.wait(Readiness::For::read, [run, next] {
-                run->read_waiting = false;
-                next();
-            });
-        }
+        wait_readable(run, then, next);
     };
     if (!offload) return settle(run->hs->step());
     // The loop's reactor is edge-triggered: data that arrives while the step runs on a
     // worker, with no wait pending, would wake nothing. The read wait starts before the
     // step; if it fires meanwhile, the step runs again after this one.
-    if (!run->read_waiting) {
-        run->read_waiting = true;
-        then.wait(Readiness::For::read, [run, next] {
-            run->read_waiting = false;
-            next();
-        });
-    }
+    wait_readable(run, then, next);
     run->stepping = true;
     auto outcome = std::make_shared<Result<tls::Progress>>(make_error("not run"));
     offload->run([run, outcome] { *outcome = run->hs->step(); },

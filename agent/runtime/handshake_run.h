@@ -14,12 +14,12 @@
 
 namespace kw::runtime {
 
-// A handshake and a descriptor of its own for the socket it runs on. A step that runs on
-// a worker thread holds both, so the session may give up meanwhile (a timeout, the process
-// gone) and close its descriptor: the handshake and its descriptor go when the last of
-// the session and the step lets go.
+// A handshake, and when its steps run on other threads a descriptor of its own for the
+// socket: a step on a worker holds both, so the session may give up meanwhile (a timeout,
+// the process gone) and close its descriptor; the handshake and its descriptor go when
+// the last of the session and the step lets go. On the loop alone no copy is made.
 struct HandshakeRun {
-    core::UniqueFd fd;
+    core::UniqueFd own;
     std::unique_ptr<tls::Handshake> hs;
     // The loop's view (only the loop touches these):
     bool stepping = false;      // a step is running on a worker
@@ -30,8 +30,9 @@ struct HandshakeRun {
     // The handshake, for events: none while a worker moves it on.
     const tls::Handshake* settled() const { return stepping ? nullptr : hs.get(); }
 
-    // A handshake on a copy of FD (a connected, non-blocking TCP socket).
-    static Result<std::shared_ptr<HandshakeRun>> start(int fd, tls::HandshakeConfig cfg);
+    // A handshake on FD (a connected, non-blocking TCP socket the caller keeps open
+    // while it runs), on a copy of it when OFFLOAD will run its steps.
+    static Result<std::shared_ptr<HandshakeRun>> start(int fd, tls::HandshakeConfig cfg, const Offload* offload);
 };
 
 // What follows a step, on the loop: LIVE says whether the session still wants the

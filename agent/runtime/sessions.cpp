@@ -224,7 +224,7 @@ void ClientConnect::drive() {
         cfg.check_peer = tls::expect_peer_id(*expected_id_);
         cfg.cipher = ctx_.cipher;
         if (required_cipher_) cfg.require = static_cast<tls::Cipher>(required_cipher_);
-        auto hs = HandshakeRun::start(socket_.get(), std::move(cfg));
+        auto hs = HandshakeRun::start(socket_.get(), std::move(cfg), ctx_.handshakes);
         if (!hs) return finish_fail(ECONNREFUSED, hs.message());
         handshake_ = std::move(*hs);
     }
@@ -484,7 +484,7 @@ void ServerAccept::try_accept() {
     // its Finished is out it may write, half-close or reset at once (`printf ... | nc -N`),
     // and what it wrote must reach the app.
     if (auto r = kernel_of(ctx_).attach_tls(conn_.get()); !r) return drop("kTLS: " + r.message());
-    auto hs = HandshakeRun::start(conn_.get(), std::move(cfg));
+    auto hs = HandshakeRun::start(conn_.get(), std::move(cfg), nullptr);  // steps on the loop: see drive()
     if (!hs) return drop(hs.message());
     handshake_ = std::move(*hs);
     auto self = shared_from_this();
