@@ -1,12 +1,15 @@
 // The agent's handshake engine alone, on the host (no BPF, no kTLS): how many mutual TLS
-// 1.3 connections per second it completes when its steps run on the event loop's thread
-// (0 workers) and on 1 and 2 worker threads, with the same driver the agent's sessions
-// use (runtime/handshake_run.h), the same shared contexts (one per SVID and role) and
+// 1.3 connections per second it completes when its handshakes run on the event loop's
+// thread (0 workers) and on 1 and 2 handshake threads (each handshake whole on one, with
+// that thread's own loop), with the same driver the agent's sessions use
+// (runtime/handshake_run.h), the same shared contexts (one per SVID and role) and
 // P-256 X.509-SVIDs of one trust domain. Each connection is both ends' handshakes over
 // loopback TCP, as one agent runs them for a client and a server on its node. Several
 // connections are in flight at once (--concurrency), as under load.
 //
-//   build/kw_bench_handshake [--count N] [--repeats R] [--concurrency K] [--json FILE]
+//   build/kw_bench_handshake [--count N] [--repeats R] [--concurrency K] [--only WORKERS] [--json FILE]
+//
+// --only runs one setup (0, 1 or 2 workers), to profile it; the table then lacks the rest.
 //
 // Prints a table; --json writes every repeat, for bench/run's report:
 // {"figures": [{"name": ..., "workers": W, "per_second": [...], "cpu_us": [...]}, ...]}.
@@ -93,8 +96,8 @@ public:
     }
 
     void run() {
-        // Steps on workers leave the loop nothing to wait on for a while: it runs until
-        // stopped.
+        // Handshakes on other threads leave the loop nothing to wait on for a while: it
+        // runs until stopped.
         auto busy = boost::asio::make_work_guard(io_);
         for (int i = 0; i < concurrency_ && started_ < count_; ++i) start();
         io_.run();
@@ -202,7 +205,7 @@ double median(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    int count = 200, repeats = 5, concurrency = 8;
+    int count = 200, repeats = 5, concurrency = 8, only = -1;
     const char* json_path = nullptr;
     for (int i = 1; i < argc; ++i) {
         auto number = [&](int& out) {
@@ -214,10 +217,12 @@ int main(int argc, char** argv) {
             number(repeats);
         } else if (std::strcmp(argv[i], "--concurrency") == 0) {
             number(concurrency);
+        } else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+            only = std::atoi(argv[++i]);
         } else if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
             json_path = argv[++i];
         } else {
-            std::fprintf(stderr, "usage: kw_bench_handshake [--count N] [--repeats R] [--concurrency K] [--json FILE]\n");
+            std::fprintf(stderr, "usage: kw_bench_handshake [--count N] [--repeats R] [--concurrency K] [--only WORKERS] [--json FILE]\n");
             return 2;
         }
     }
@@ -231,6 +236,7 @@ int main(int argc, char** argv) {
     // touches every setup alike.
     for (int r = 0; r < repeats; ++r) {
         for (Figure& f : figures) {
+            if (only >= 0 && f.workers != static_cast<size_t>(only)) continue;
             boost::asio::io_context io;
             std::unique_ptr<io::AsioOffload> offload;
             if (f.workers) offload = std::make_unique<io::AsioOffload>(io, f.workers, tls::kHandshakeStackBytes);
@@ -246,10 +252,11 @@ int main(int argc, char** argv) {
     std::printf("kwarden handshake engine on the host: %d connections (both ends) x %d repeats, %d in flight, %ld CPUs\n",
                 count, repeats, concurrency, ::sysconf(_SC_NPROCESSORS_ONLN));
     std::printf("%-40s %12s %14s %12s\n", "figure", "conn/s", "CPU us/conn", "vs 1 worker");
-    const double one = median(figures[1].per_second);
+    const double one = figures[1].per_second.empty() ? 0 : median(figures[1].per_second);
     for (const Figure& f : figures)
-        std::printf("%-40s %12.1f %14.0f %11.2fx\n", f.name.c_str(), median(f.per_second), median(f.cpu_us),
-                    median(f.per_second) / one);
+        if (!f.per_second.empty())
+            std::printf("%-40s %12.1f %14.0f %11.2fx\n", f.name.c_str(), median(f.per_second), median(f.cpu_us),
+                        one ? median(f.per_second) / one : 0);
     if (json_path) {
         nlohmann::json doc = {{"count", count}, {"concurrency", concurrency}, {"figures", nlohmann::json::array()}};
         for (const Figure& f : figures)

@@ -15,10 +15,13 @@ BundleSet TrustStore::bundles() const {
     return set;
 }
 
-const TrustBundle* TrustStore::find(std::string_view trust_domain) const {
-    if (own_ && own_->trust_domain == trust_domain) return own_.get();
+// The store holds every bundle it names: the pointer outlives the temporary.
+const TrustBundle* TrustStore::find(std::string_view trust_domain) const { return shared(trust_domain).get(); }
+
+std::shared_ptr<const TrustBundle> TrustStore::shared(std::string_view trust_domain) const {
+    if (own_ && own_->trust_domain == trust_domain) return own_;
     for (const auto& b : federated_)
-        if (b->trust_domain == trust_domain) return b.get();
+        if (b->trust_domain == trust_domain) return b;
     return nullptr;
 }
 

@@ -20,6 +20,7 @@ public:
 
     BundleSet bundles() const;
     const TrustBundle* find(std::string_view trust_domain) const;
+    std::shared_ptr<const TrustBundle> shared(std::string_view trust_domain) const;  // null: none
     const std::shared_ptr<const TrustBundle>& own() const { return own_; }
     const std::vector<std::shared_ptr<const TrustBundle>>& federated() const { return federated_; }
 

@@ -1,6 +1,10 @@
 #include "io/asio_loop.h"
 
+#include <pthread.h>
+
 #include <spdlog/spdlog.h>
+
+#include <cstring>
 
 namespace kw::io {
 namespace asio = boost::asio;
@@ -87,5 +91,52 @@ private:
 std::unique_ptr<runtime::Timer> AsioLoop::timer() { return std::make_unique<AsioTimer>(io_); }
 
 std::unique_ptr<runtime::Readiness> AsioLoop::watch(int fd) { return std::make_unique<AsioReadiness>(io_, fd); }
+
+struct AsioOffload::Thread {
+    asio::io_context io;
+    AsioLoop loop{io};
+    asio::executor_work_guard<asio::io_context::executor_type> busy = asio::make_work_guard(io);
+    // A timer makes the io_context set up its reactor now (an epoll, an eventfd and a
+    // timerfd): the thread's descriptors are there from the start, not opened by the
+    // first handshake it runs.
+    asio::steady_timer reactor{io};
+    pthread_t id{};
+
+    static void* main(void* self) {
+        static_cast<Thread*>(self)->io.run();
+        return nullptr;
+    }
+};
+
+AsioOffload::AsioOffload(asio::io_context& io, size_t threads, size_t stack_bytes)
+    : io_(io), home_(io), wanted_(threads ? threads : 1), stack_bytes_(stack_bytes) {
+    start();
+}
+
+AsioOffload::~AsioOffload() {
+    for (auto& t : threads_) t->io.stop();
+    for (auto& t : threads_) pthread_join(t->id, nullptr);
+}
+
+void AsioOffload::start() {
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0) return;
+    pthread_attr_setstacksize(&attr, stack_bytes_);
+    for (size_t i = 0; i < wanted_; ++i) {
+        auto t = std::make_unique<Thread>();
+        if (int err = pthread_create(&t->id, &attr, &Thread::main, t.get()); err != 0) {
+            spdlog::warn("handshake threads: started {} of {}: {}", threads_.size(), wanted_, std::strerror(err));
+            break;
+        }
+        threads_.push_back(std::move(t));
+    }
+    pthread_attr_destroy(&attr);
+}
+
+void AsioOffload::run(std::function<void(runtime::Loop&)> job) {
+    if (threads_.empty()) return job(home_);
+    Thread& t = *threads_[next_++ % threads_.size()];
+    asio::post(t.io, [&t, job = std::move(job)] { job(t.loop); });
+}
 
 }  // namespace kw::io

@@ -5,6 +5,9 @@
 
 #include <boost/asio.hpp>
 
+#include <memory>
+#include <vector>
+
 #include "io/worker.h"
 #include "runtime/loop.h"
 
@@ -22,24 +25,33 @@ private:
     boost::asio::io_context& io_;
 };
 
-// Offload on a pool of THREADS worker threads of STACK_BYTES stack each, started with the
-// first work; the continuation is posted to IO. Destroy it before IO: its destructor
-// waits for the works running.
+// Offload on THREADS threads of STACK_BYTES stack each, each running an io_context and
+// loop of its own (three descriptors each: epoll, eventfd, timerfd), all started here
+// (if none can start, jobs run on IO's loop: slower, still correct); back() posts to IO.
+// Destroy it before IO: its destructor stops the threads and waits for them; jobs still
+// waiting there are dropped.
 class AsioOffload final : public runtime::Offload {
 public:
-    AsioOffload(boost::asio::io_context& io, size_t threads, size_t stack_bytes)
-        : io_(io), workers_(threads, stack_bytes) {}
-    void run(std::function<void()> work, std::function<void()> done) override {
-        workers_.post([&io = io_, work = std::move(work), done = std::move(done)]() mutable {
-            work();
-            boost::asio::post(io, std::move(done));
-        });
-    }
-    size_t threads() const { return workers_.threads(); }
+    AsioOffload(boost::asio::io_context& io, size_t threads, size_t stack_bytes);
+    ~AsioOffload() override;
+    AsioOffload(const AsioOffload&) = delete;
+    AsioOffload& operator=(const AsioOffload&) = delete;
+
+    void run(std::function<void(runtime::Loop&)> job) override;  // from IO's thread only
+    void back(std::function<void()> fn) override { boost::asio::post(io_, std::move(fn)); }
+    size_t threads() const { return wanted_; }
+    size_t stack_bytes() const { return stack_bytes_; }
 
 private:
+    struct Thread;
+    void start();
+
     boost::asio::io_context& io_;
-    Worker workers_;
+    AsioLoop home_;  // where jobs run when no thread could start
+    const size_t wanted_;
+    const size_t stack_bytes_;
+    size_t next_ = 0;
+    std::vector<std::unique_ptr<Thread>> threads_;
 };
 
 }  // namespace kw::io

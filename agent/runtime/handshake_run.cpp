@@ -2,8 +2,6 @@
 
 #include <fcntl.h>
 
-#include <spdlog/spdlog.h>
-
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -25,51 +23,59 @@ Result<std::shared_ptr<HandshakeRun>> HandshakeRun::start(int fd, tls::Handshake
 
 namespace {
 
-// One wait for readable at a time: NEXT once the socket is.
-void wait_readable(const std::shared_ptr<HandshakeRun>& run, const StepOutcome& then, std::function<void()> next) {
-    if (run->read_waiting) return;
+void settle(HandshakeRun& run, const StepOutcome& then, const Result<tls::Progress>& progress) {
+    run.over = true;
+    if (!then.live()) return;
+    if (!progress) return then.failed(run.hs->failure().empty() ? progress.message() : run.hs->failure());
+    then.done();
+}
+
+// On the loop, one step at a time.
+void step_on_loop(std::shared_ptr<HandshakeRun> run, StepOutcome then) {
+    if (run->over) return;
+    Result<tls::Progress> progress = run->hs->step();
+    if (!progress || *progress == tls::Progress::done || !then.live()) return settle(*run, then, progress);
+    auto next = [run, then] { step_on_loop(run, then); };
+    if (*progress == tls::Progress::want_write) return then.wait(Readiness::For::write, next);
+    if (run->read_waiting) return;  // one wait for readable at a time
     run->read_waiting = true;
-    then.wait(Readiness::For::read, [run, next = std::move(next)] {
+    then.wait(Readiness::For::read, [run, next] {
         run->read_waiting = false;
         next();
+    });
+}
+
+// On a handshake thread: steps, and waits on that thread's loop between them, until the
+// handshake is over; then hands it back to the loop. The thread holds no reference of
+// its own (the loop's `keep` does), so the run always goes on the loop.
+void step_away(Offload& offload, HandshakeRun* run) {
+    Result<tls::Progress> progress = run->hs->step();
+    if (progress && *progress != tls::Progress::done) {
+        run->away_ready->wait(*progress == tls::Progress::want_write ? Readiness::For::write : Readiness::For::read,
+                              [&offload, run] { step_away(offload, run); });
+        return;
+    }
+    run->away_ready.reset();  // off this thread's reactor before the descriptor can go
+    offload.back([run, progress = std::move(progress)] {
+        std::shared_ptr<HandshakeRun> keep = std::move(run->keep);
+        StepOutcome then = std::move(run->then);
+        run->away = false;
+        settle(*run, then, progress);
     });
 }
 
 }  // namespace
 
 void step_handshake(Offload* offload, std::shared_ptr<HandshakeRun> run, StepOutcome then) {
-    if (run->over) return;
-    if (run->stepping) {  // the socket became ready while a step runs: one more after it
-        run->again = true;
-        return;
-    }
-    auto next = [offload, run, then] { step_handshake(offload, run, then); };
-    auto settle = [run, then, next](const Result<tls::Progress>& progress) {
-        if (!then.live()) {
-            run->over = true;
-            return;
-        }
-        if (!progress || *progress == tls::Progress::done) {
-            run->over = true;
-            if (!progress) return then.failed(run->hs->failure().empty() ? progress.message() : run->hs->failure());
-            return then.done();
-        }
-        if (std::exchange(run->again, false)) return next();
-        if (*progress == tls::Progress::want_write) return then.wait(Readiness::For::write, next);
-        wait_readable(run, then, next);
-    };
-    if (!offload) return settle(run->hs->step());
-    // The loop's reactor is edge-triggered: data that arrives while the step runs on a
-    // worker, with no wait pending, would wake nothing. The read wait starts before the
-    // step; if it fires meanwhile, the step runs again after this one.
-    wait_readable(run, then, next);
-    run->stepping = true;
-    auto outcome = std::make_shared<Result<tls::Progress>>(make_error("not run"));
-    offload->run([run, outcome] { *outcome = run->hs->step(); },
-                 [run, outcome, settle] {
-                     run->stepping = false;
-                     settle(*outcome);
-                 });
+    if (run->over || run->away) return;
+    if (!offload) return step_on_loop(std::move(run), std::move(then));
+    run->away = true;
+    run->then = std::move(then);
+    run->keep = run;
+    offload->run([offload, raw = run.get()](Loop& loop) {
+        raw->away_ready = loop.watch(raw->own.get());
+        step_away(*offload, raw);
+    });
 }
 
 }  // namespace kw::runtime

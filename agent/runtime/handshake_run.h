@@ -1,6 +1,7 @@
-// A TLS handshake the runtime drives on the loop, each step on the handshake threads
-// when the context has them (Context::handshakes): the sessions of held calls run theirs
-// with it, and so does the handshake benchmark (bench/handshake_bench.cpp).
+// A TLS handshake the runtime drives: on the agent's loop, or whole on one of the
+// handshake threads when the context has them (Context::handshakes), its outcome coming
+// back to the loop. The sessions of held calls run theirs with it, and so does the
+// handshake benchmark (bench/handshake_bench.cpp).
 #pragma once
 
 #include <functional>
@@ -14,31 +15,11 @@
 
 namespace kw::runtime {
 
-// A handshake, and when its steps run on other threads a descriptor of its own for the
-// socket: a step on a worker holds both, so the session may give up meanwhile (a timeout,
-// the process gone) and close its descriptor; the handshake and its descriptor go when
-// the last of the session and the step lets go. On the loop alone no copy is made.
-struct HandshakeRun {
-    core::UniqueFd own;
-    std::unique_ptr<tls::Handshake> hs;
-    // The loop's view (only the loop touches these):
-    bool stepping = false;      // a step is running on a worker
-    bool again = false;         // the socket became ready meanwhile: step once more
-    bool read_waiting = false;  // a wait for readable is pending
-    bool over = false;          // done, failed or given up: later wake-ups do nothing
-
-    // The handshake, for events: none while a worker moves it on.
-    const tls::Handshake* settled() const { return stepping ? nullptr : hs.get(); }
-
-    // A handshake on FD (a connected, non-blocking TCP socket the caller keeps open
-    // while it runs), on a copy of it when OFFLOAD will run its steps.
-    static Result<std::shared_ptr<HandshakeRun>> start(int fd, tls::HandshakeConfig cfg, const Offload* offload);
-};
-
-// What follows a step, on the loop: LIVE says whether the session still wants the
+// What follows a handshake, on the loop: LIVE says whether the session still wants the
 // outcome (it may have given up, or moved on to another connection, meanwhile); then
 // DONE when the handshake is finished, FAILED with the reason when it cannot be. WAIT
-// waits for the session's socket to be ready for reading or writing, then calls READY.
+// waits for the session's socket to be ready for reading or writing, then calls READY
+// (used only when the handshake runs on the loop).
 struct StepOutcome {
     std::function<bool()> live;
     std::function<void()> done;
@@ -46,10 +27,33 @@ struct StepOutcome {
     std::function<void(Readiness::For, std::function<void()> ready)> wait;
 };
 
-// Steps RUN until it is done or fails, each step on OFFLOAD's threads when there is one
-// (what follows it on the loop), else on the loop; between steps it waits for the
-// socket. Called again while a step runs (the socket became ready), it steps once more
-// after that one.
+// A handshake, and when it runs on a handshake thread a descriptor of its own for the
+// socket: the session may give up meanwhile (a timeout, the process gone) and close its
+// descriptor. A session gives up by shutting the connection down, which wakes the thread's
+// wait: the handshake fails there and comes back, and only then goes, on the loop.
+struct HandshakeRun {
+    core::UniqueFd own;
+    std::unique_ptr<tls::Handshake> hs;
+    // The loop's view (only the loop touches these):
+    bool away = false;          // on a handshake thread until its outcome comes back
+    bool read_waiting = false;  // on the loop: a wait for readable is pending
+    bool over = false;          // done, failed or given up: later wake-ups do nothing
+    std::shared_ptr<HandshakeRun> keep;  // the loop's hold while away: it goes on the loop
+    StepOutcome then;                    // what follows, while away
+    // The handshake thread's (only it touches this, while away):
+    std::unique_ptr<Readiness> away_ready;
+
+    // The handshake, for events: none while a handshake thread moves it on.
+    const tls::Handshake* settled() const { return away ? nullptr : hs.get(); }
+
+    // A handshake on FD (a connected, non-blocking TCP socket the caller keeps open
+    // while it runs), on a copy of it when OFFLOAD will run it.
+    static Result<std::shared_ptr<HandshakeRun>> start(int fd, tls::HandshakeConfig cfg, const Offload* offload);
+};
+
+// Drives RUN until it is done or fails: with OFFLOAD, whole on one of its threads (later
+// calls do nothing: the thread waits for the socket itself); without, step by step on
+// the loop, waiting for the socket between steps.
 void step_handshake(Offload* offload, std::shared_ptr<HandshakeRun> run, StepOutcome then);
 
 }  // namespace kw::runtime

@@ -2,8 +2,8 @@
 // descriptor to become readable or writable. io/asio_loop.h implements it on Boost.Asio
 // for the agent and for the unit tests. A wait runs its callback at most once, on the
 // loop's thread; cancel() (or destroying the object) drops what is pending, and the
-// callback then never runs. Offload runs work on other threads and its continuation back
-// on the loop.
+// callback then never runs. Offload runs work on threads with loops of their own, and
+// hands results back to this one.
 #pragma once
 
 #include <chrono>
@@ -39,13 +39,18 @@ public:
     virtual std::unique_ptr<Readiness> watch(int fd) = 0;
 };
 
-// Work that takes CPU and touches nothing the loop owns (a TLS handshake's next flight):
-// WORK runs on one of the offload's threads, then DONE on the loop's thread. Several
-// works may run at once.
+// Threads with event loops of their own, where work that takes CPU runs whole (a TLS
+// handshake, step after step, waiting on that thread's own reactor between steps): one
+// hand-off there and one back per job, however many steps it takes. A job touches
+// nothing the agent's loop owns; what it hands back runs on the agent's loop (back()).
 class Offload {
 public:
     virtual ~Offload() = default;
-    virtual void run(std::function<void()> work, std::function<void()> done) = 0;
+    // Runs JOB on one of the threads (in turn), with that thread's loop: its waits and
+    // timers run there too.
+    virtual void run(std::function<void(Loop&)> job) = 0;
+    // Runs FN on the agent's loop.
+    virtual void back(std::function<void()> fn) = 0;
 };
 
 }  // namespace kw::runtime

@@ -248,6 +248,25 @@ enum ssl_verify_result_t Handshake::verify_peer(uint8_t* out_alert) {
     const STACK_OF(CRYPTO_BUFFER)* presented = SSL_get0_peer_certificates(ssl_.get());
     if (presented == nullptr || sk_CRYPTO_BUFFER_num(presented) == 0)
         return refuse(SSL_AD_CERTIFICATE_REQUIRED, peer_role + " presented no certificate");
+    auto accept = [&](const core::SpiffeId& id) {
+        auto allowed = config_.check_peer(id);
+        if (!allowed) return refuse(SSL_AD_ACCESS_DENIED, peer_role + " " + id.str() + " refused: " + allowed.message());
+        peer_id_ = id;
+        peer_verified_ = true;
+        return ssl_verify_ok;
+    };
+
+    identity::VerifiedChains* known = config_.contexts ? &config_.contexts->chains() : nullptr;
+    identity::VerifiedChains::Key key{};
+    if (known) {
+        std::vector<std::span<const uint8_t>> ders;
+        for (size_t i = 0; i < sk_CRYPTO_BUFFER_num(presented); ++i) {
+            const CRYPTO_BUFFER* der = sk_CRYPTO_BUFFER_value(presented, i);
+            ders.emplace_back(CRYPTO_BUFFER_data(der), CRYPTO_BUFFER_len(der));
+        }
+        key = identity::VerifiedChains::key_of(ders);
+        if (auto id = known->find(key, *config_.trust, config_.clock())) return accept(*id);
+    }
     std::vector<identity::X509Ptr> chain;
     for (size_t i = 0; i < sk_CRYPTO_BUFFER_num(presented); ++i) {
         identity::X509Ptr cert(X509_parse_from_buffer(sk_CRYPTO_BUFFER_value(presented, i)));
@@ -272,13 +291,8 @@ enum ssl_verify_result_t Handshake::verify_peer(uint8_t* out_alert) {
         const std::string who = claimed ? peer_role + " " + claimed->str() : peer_role + " X.509-SVID";
         return refuse(SSL_AD_BAD_CERTIFICATE, who + " refused: " + verified.message());
     }
-
-    auto allowed = config_.check_peer(verified->id);
-    if (!allowed)
-        return refuse(SSL_AD_ACCESS_DENIED, peer_role + " " + verified->id.str() + " refused: " + allowed.message());
-    peer_id_ = verified->id;
-    peer_verified_ = true;
-    return ssl_verify_ok;
+    if (known) known->remember(key, *config_.trust, *verified);
+    return accept(verified->id);
 }
 
 uint16_t Handshake::cipher_protocol_id() const {

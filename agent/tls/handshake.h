@@ -8,8 +8,9 @@
 //     off the socket before kTLS takes it (post_handshake.h);
 //   - BoringSSL's socket BIO reads record by record, so application data sent right
 //     after Finished stays in the kernel for TLS_RX (no buffering BIO here, ever);
-//   - the peer chain is verified by identity::verify_svid only (the one validator),
-//     then by the caller's check of the peer's SPIFFE ID.
+//   - the peer chain is verified by identity::verify_svid only (the one validator), or
+//     found among the chains it accepted before (ContextCache::chains), then by the
+//     caller's check of the peer's SPIFFE ID.
 //
 // Cipher selection. This BoringSSL (android-libboringssl, API 17) has no way to restrict
 // or order TLS 1.3 cipher suites: SSL_CTX_set_strict_cipher_list does not apply to TLS
@@ -53,6 +54,7 @@
 #include "core/spiffe_id.h"
 #include "identity/authority.h"
 #include "identity/trust_store.h"
+#include "identity/verified_chains.h"
 #include "tls/ktls.h"
 
 namespace kw::tls {
@@ -73,19 +75,22 @@ PeerCheck expect_peer_id(core::SpiffeId expected);
 // handshake with those settings: certificate, chain and key are parsed and checked once,
 // not per connection. Keyed by the SVID's fingerprint, so a rotated SVID gets a context
 // of its own; the contexts of SVIDs no longer in use go when the cache is full (it is
-// emptied then: kMax is far above the identities x roles x suites of a node). Safe to
-// use from several threads.
+// emptied then: kMax is far above the identities x roles x suites of a node). With them,
+// the peer chains verified so far (identity/verified_chains.h): a peer presenting the
+// same chain again is not path-validated again. Safe to use from several threads.
 class ContextCache {
 public:
     static constexpr size_t kMax = 256;
     Result<bssl::UniquePtr<SSL_CTX>> get(Role role, const identity::Svid& svid, Cipher cipher);
     size_t size() const;
     uint64_t made() const;  // contexts made so far (misses)
+    identity::VerifiedChains& chains() { return chains_; }
 
 private:
     mutable std::mutex mu_;
     std::map<std::tuple<int, std::string, int>, bssl::UniquePtr<SSL_CTX>> contexts_;
     uint64_t made_ = 0;
+    identity::VerifiedChains chains_;
 };
 
 // The stack a thread running handshake steps is given (the agent's workers, whose memory
@@ -101,7 +106,7 @@ struct HandshakeConfig {
     Cipher cipher = Cipher::aes_128_gcm;                // the suite preferred (steers the offer)
     std::optional<Cipher> require;                      // client: the only suite accepted, if set
     std::function<identity::TimePoint()> clock;         // "now" for chain validity; empty: system clock
-    ContextCache* contexts = nullptr;                   // shared contexts; null: one of its own
+    ContextCache* contexts = nullptr;                   // shared contexts and chains; null: its own
 };
 
 class Handshake {

@@ -51,8 +51,9 @@ cat >"$T/policy.json" <<JSON
                       "tls": "mutual", "identity": "$LEDGER" } ],
   "rules": [ { "from": "$KW_BILLING", "to": "ledger" } ] }
 JSON
-# The client handshakes' steps on two worker threads (--handshake-workers): every case
-# must hold with the pool too, the fd baseline included (each step holds a descriptor).
+# The client handshakes on two handshake threads (--handshake-workers): every case must
+# hold with them too, the fd baseline included (a handshake there holds a descriptor of
+# its socket until it is back on the loop).
 KW_AGENT_ARGS=(--enroll-socket "$T/enroll.sock" --handshake-timeout "$((TIMEOUT_MS / 1000))s" --handshake-workers 2)
 start_agent "$T/policy.json"
 

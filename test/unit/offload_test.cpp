@@ -1,6 +1,7 @@
-// The handshakes' threads (io/worker.h, io/asio_loop.h's AsioOffload): works run at once
-// on as many threads as asked, each with the stack asked, and what follows each runs on
-// the loop's thread.
+// Threads off the loop (io/worker.h; io/asio_loop.h's AsioOffload, the handshakes'):
+// works run at once on as many threads as asked, each with the stack asked; an offload's
+// jobs get their thread's own loop to wait on, and what they hand back runs on the
+// agent's loop.
 #include <catch2/catch_test_macros.hpp>
 
 #include <pthread.h>
@@ -11,6 +12,12 @@
 #include <mutex>
 #include <thread>
 
+#include <unistd.h>
+
+#include <memory>
+#include <vector>
+
+#include "core/unique_fd.h"
 #include "io/asio_loop.h"
 #include "io/worker.h"
 
@@ -95,21 +102,49 @@ TEST_CASE("one thread runs jobs in the order they were posted, one at a time", "
     CHECK(most == 1);
 }
 
-TEST_CASE("an offload runs the work on a worker thread and what follows on the loop's thread", "[io][offload]") {
+TEST_CASE("an offload's jobs run in turn on its threads, wait on their thread's loop, and hand back to the loop", "[io][offload]") {
     boost::asio::io_context io;
     auto busy = boost::asio::make_work_guard(io);
-    kw::io::AsioOffload offload(io, 2, 128 * 1024);
+    const size_t stack = 128 * 1024;
+    kw::io::AsioOffload offload(io, 2, stack);
     const auto loop_thread = std::this_thread::get_id();
-    std::thread::id work_thread, done_thread;
-    bool done = false;
-    offload.run([&] { work_thread = std::this_thread::get_id(); },
-                [&] {
-                    done_thread = std::this_thread::get_id();
-                    done = true;
-                    io.stop();
+    struct Seen {
+        std::thread::id job, woke, back;
+        size_t stack = 0;
+    };
+    std::vector<Seen> seen(4);
+    int back = 0;
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    kw::core::UniqueFd rd(fds[0]), wr(fds[1]);
+    std::vector<std::unique_ptr<kw::runtime::Readiness>> watches(4);
+    for (size_t i = 0; i < 4; i++)
+        offload.run([&, i](kw::runtime::Loop& loop) {
+            seen[i].job = std::this_thread::get_id();
+            seen[i].stack = own_stack_size();
+            // A wait on the thread's own loop: it fires there, once the pipe is readable.
+            int dup = ::dup(rd.get());
+            watches[i] = loop.watch(dup);
+            watches[i]->wait(kw::runtime::Readiness::For::read, [&, i, dup] {
+                seen[i].woke = std::this_thread::get_id();
+                watches[i].reset();
+                ::close(dup);
+                offload.back([&, i] {
+                    seen[i].back = std::this_thread::get_id();
+                    if (++back == 4) io.stop();
                 });
+            });
+        });
+    REQUIRE(::write(wr.get(), "x", 1) == 1);
     io.run_for(5s);
-    REQUIRE(done);
-    CHECK(work_thread != loop_thread);
-    CHECK(done_thread == loop_thread);
+    REQUIRE(back == 4);
+    for (const Seen& s : seen) {
+        CHECK(s.job != loop_thread);
+        CHECK(s.woke == s.job);
+        CHECK(s.back == loop_thread);
+        CHECK(s.stack == stack);
+    }
+    CHECK(seen[0].job == seen[2].job);  // in turn: 0 and 2 on one thread, 1 and 3 on the other
+    CHECK(seen[1].job == seen[3].job);
+    CHECK(seen[0].job != seen[1].job);
 }

@@ -707,6 +707,81 @@ TEST_CASE("handshakes with one SVID, role and suite share one TLS context; a rot
     CHECK(X509_cmp(presented, rotated->cert.get()) == 0);
 }
 
+TEST_CASE("a chain verified once is not validated again, yet expiry, a replaced bundle and the peer check still refuse") {
+    ExampleOrg org;
+    ContextCache cache;
+    auto server_cfg = [&](PeerCheck check, std::shared_ptr<const TrustStore> trust) {
+        HandshakeConfig s = config(org.api, std::move(trust), std::move(check));
+        s.contexts = &cache;
+        return s;
+    };
+    auto client_cfg = [&](std::shared_ptr<const Svid> svid) {
+        HandshakeConfig c = config(std::move(svid), org.td.trust, expect_peer_id(id_of("spiffe://example.org/api")));
+        c.contexts = &cache;
+        return c;
+    };
+    // First: both chains validated and remembered; then both found.
+    for (int i = 0; i < 2; i++) {
+        Run r(client_cfg(org.web), server_cfg(allow_all(), org.td.trust));
+        r.drive();
+        REQUIRE(r.client.hs->done());
+        REQUIRE(r.server.hs->done());
+        CHECK(r.server.hs->peer_id().str() == "spiffe://example.org/web");
+    }
+    CHECK(cache.chains().size() == 2);  // the client's chain and the server's
+    CHECK(cache.chains().hits() == 2);  // the second time, each end found the other's
+
+    // A hit still goes through the caller's check of the ID.
+    {
+        PeerCheck refuse_web = [](const kw::core::SpiffeId&) -> kw::Result<void> { return kw::make_error("not today"); };
+        Run r(client_cfg(org.web), server_cfg(refuse_web, org.td.trust));
+        r.drive();
+        CHECK(cache.chains().hits() == 4);
+        CHECK_FALSE(r.server.hs->done());
+        CHECK(r.server.hs->failure() == "client spiffe://example.org/web refused: not today");
+    }
+    // A hit at a time past the chain's validity is refused: validated again, and expired.
+    {
+        HandshakeConfig late = server_cfg(allow_all(), org.td.trust);
+        late.clock = [] { return now_seconds() + 2h; };
+        Run r(client_cfg(org.web), std::move(late));
+        r.drive();
+        CHECK(cache.chains().hits() == 5);  // the client's, at the real time
+        CHECK_FALSE(r.server.hs->done());
+        CHECK_THAT(r.server.hs->failure(), ContainsSubstring("certificate has expired"));
+    }
+    // The bundle replaced (the CA rotated out, another in under the same name): the
+    // chain remembered against the old bundle is validated anew and refused.
+    {
+        TrustDomain successor = trust_domain("example.org");
+        const uint64_t hits = cache.chains().hits();
+        Run r(client_cfg(org.web), server_cfg(allow_all(), successor.trust));
+        r.drive();
+        CHECK(cache.chains().hits() == hits + 1);  // the client's only
+        CHECK(cache.chains().size() == 1);         // the server's entry is gone
+        CHECK_FALSE(r.server.hs->done());
+        CHECK_THAT(r.server.hs->failure(), ContainsSubstring("client spiffe://example.org/web refused: X509-SVID chain:"));
+    }
+    // Other bytes, another entry: a rotated client SVID is validated, then found.
+    auto rotated = org.td.svid("spiffe://example.org/web");
+    for (int i = 0; i < 2; i++) {
+        Run r(client_cfg(rotated), server_cfg(allow_all(), org.td.trust));
+        r.drive();
+        REQUIRE(r.server.hs->done());
+    }
+    CHECK(cache.chains().size() == 2);
+}
+
+TEST_CASE("chain keys cover every certificate's bytes and its boundaries") {
+    using Key = kw::identity::VerifiedChains::Key;
+    const std::vector<uint8_t> a = {1, 2, 3}, b = {4}, ab = {1, 2, 3, 4};
+    auto key = [](std::vector<std::span<const uint8_t>> ders) -> Key { return kw::identity::VerifiedChains::key_of(ders); };
+    CHECK(key({a, b}) == key({a, b}));
+    CHECK(key({a, b}) != key({ab}));
+    CHECK(key({a, b}) != key({b, a}));
+    CHECK(key({a}) != key({a, b}));
+}
+
 TEST_CASE("a handshake's deepest stack fits in half of a handshake worker's stack") {
     // Both ends of a first handshake (contexts made, chains verified) on one thread whose
     // stack is kHandshakeStackBytes painted with a pattern: what the steps overwrote is
