@@ -4,8 +4,9 @@
 // that thread's own loop), with the same driver the agent's sessions use
 // (runtime/handshake_run.h), the same shared contexts (one per SVID and role) and
 // P-256 X.509-SVIDs of one trust domain. Each connection is both ends' handshakes over
-// loopback TCP, as one agent runs them for a client and a server on its node. Several
-// connections are in flight at once (--concurrency), as under load.
+// loopback TCP, as one agent runs them for a client and a server on its node; the TCP
+// connections are made before the clock starts (the workloads' work, not the engine's).
+// Several connections are in flight at once (--concurrency), as under load.
 //
 //   build/kw_bench_handshake [--count N] [--repeats R] [--concurrency K] [--only WORKERS] [--json FILE]
 //
@@ -95,6 +96,24 @@ public:
         addr_ = addr;
     }
 
+    // The TCP connections, all made before the clock starts: connect and accept are the
+    // workloads' and the kernel's work, not the engine's, and on the loop's thread they
+    // would run beside one handshake thread on the other core, flattering it.
+    void prepare() {
+        for (int i = 0; i < count_; ++i) {
+            core::UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+            if (::connect(client.get(), reinterpret_cast<sockaddr*>(&addr_), sizeof addr_) != 0)
+                die(std::string("connect: ") + std::strerror(errno));
+            core::UniqueFd server(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+            if (!server.valid()) die(std::string("accept: ") + std::strerror(errno));
+            ::fcntl(client.get(), F_SETFL, ::fcntl(client.get(), F_GETFL) | O_NONBLOCK);
+            int one = 1;
+            ::setsockopt(client.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            ::setsockopt(server.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            pairs_.emplace_back(std::move(client), std::move(server));
+        }
+    }
+
     void run() {
         // Handshakes on other threads leave the loop nothing to wait on for a while: it
         // runs until stopped.
@@ -127,16 +146,8 @@ private:
     };
 
     void start() {
+        auto [client, server] = std::move(pairs_.at(started_));
         ++started_;
-        core::UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        if (::connect(client.get(), reinterpret_cast<sockaddr*>(&addr_), sizeof addr_) != 0)
-            die(std::string("connect: ") + std::strerror(errno));
-        core::UniqueFd server(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-        if (!server.valid()) die(std::string("accept: ") + std::strerror(errno));
-        ::fcntl(client.get(), F_SETFL, ::fcntl(client.get(), F_GETFL) | O_NONBLOCK);
-        int one = 1;
-        ::setsockopt(client.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        ::setsockopt(server.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         auto pending = std::make_shared<int>(2);
         tls::HandshakeConfig c;
         c.role = tls::Role::client;
@@ -184,6 +195,7 @@ private:
     const int concurrency_;
     core::UniqueFd listener_;
     sockaddr_in addr_{};
+    std::vector<std::pair<core::UniqueFd, core::UniqueFd>> pairs_;  // client, server
     int started_ = 0;
     int finished_ = 0;
     bool failed_ = false;
@@ -226,6 +238,14 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
+    // Every connection is made before its run's clock starts: two descriptors each.
+    rlimit files{};
+    ::getrlimit(RLIMIT_NOFILE, &files);
+    files.rlim_cur = files.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &files);
+    if (files.rlim_cur < static_cast<rlim_t>(2 * count + 64))
+        die("--count " + std::to_string(count) + " needs " + std::to_string(2 * count + 64) +
+            " descriptors; the limit is " + std::to_string(files.rlim_cur));
     spdlog::set_level(spdlog::level::warn);
     Identities ids = make_identities();
     tls::ContextCache contexts;
@@ -241,6 +261,7 @@ int main(int argc, char** argv) {
             std::unique_ptr<io::AsioOffload> offload;
             if (f.workers) offload = std::make_unique<io::AsioOffload>(io, f.workers, tls::kHandshakeStackBytes);
             Engine engine(io, offload.get(), ids, contexts, count, concurrency);
+            engine.prepare();
             const double cpu = cpu_seconds();
             const auto start = Clock::now();
             engine.run();
