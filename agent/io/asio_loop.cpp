@@ -1,5 +1,6 @@
 #include "io/asio_loop.h"
 
+#include <poll.h>
 #include <pthread.h>
 
 #include <spdlog/spdlog.h>
@@ -71,9 +72,20 @@ public:
     }
     void wait(For what, std::function<void()> ready) override {
         if (!sd_.is_open()) return;  // not watchable: the caller's timeouts bound it
+        // The reactor's word is a hint: a wake-up can come for a descriptor that is not
+        // ready (an event of another descriptor, collected in the same batch, landing on
+        // reactor state that was freed and reused for this one; or a second watch of the
+        // same open file that consumed it first). Acted on, a live process's pidfd "exits"
+        // and a connect "completes" early. So the descriptor is asked itself (poll, no
+        // wait); not ready, the wait goes on. Nothing runs on the loop in between, so no
+        // edge of the edge-triggered reactor is lost.
         sd_.async_wait(what == For::read ? asio::posix::stream_descriptor::wait_read
                                          : asio::posix::stream_descriptor::wait_write,
-                       guarded(generation_, std::move(ready)));
+                       guarded(generation_, [this, what, ready = std::move(ready)]() mutable {
+                           pollfd p{sd_.native_handle(), static_cast<short>(what == For::read ? POLLIN : POLLOUT), 0};
+                           if (::poll(&p, 1, 0) == 0) return wait(what, std::move(ready));
+                           ready();  // ready, an error or a hang-up: the caller finds out which
+                       }));
     }
     void cancel() override {
         generation_.next();

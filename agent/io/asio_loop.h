@@ -8,7 +8,6 @@
 #include <memory>
 #include <vector>
 
-#include "io/worker.h"
 #include "runtime/loop.h"
 
 namespace kw::io {

@@ -497,11 +497,11 @@ void ServerAccept::try_accept() {
 void ServerAccept::drive() {
     if (finished_ || !handshake_) return;
     auto self = shared_from_this();
-    // On the loop, not the handshake threads: with server handshakes there (step by step
-    // or whole), one client in a few hundred had its connect() succeed and then found the
-    // connection reset (EPIPE on its first send, or ECONNRESET reading the answer), no
-    // failure logged on either side (the 1,000-connection hold of `make bench`). Until
-    // that is understood, only clients' handshakes go to the handshake threads.
+    // On the loop, not the handshake threads: with server handshakes there, the
+    // 1,000-connection hold of `make bench` saw connections torn down after connect()
+    // succeeded. The cause was wake-ups of this session's pidfd watch for a live process
+    // (finish() mid-handshake); the loop now checks readiness before acting
+    // (io/asio_loop.cpp). Server handshakes go to the threads once the hold runs clean.
     step_handshake(nullptr, handshake_,
                    {[self, run = handshake_] { return !self->finished_ && self->handshake_ == run; },
                     [self] { self->finish_ok(); }, [self](const std::string& why) { self->drop(why); },
