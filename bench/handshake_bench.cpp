@@ -1,7 +1,8 @@
 // The agent's handshake engine alone, on the host (no BPF, no kTLS): how many mutual TLS
 // 1.3 connections per second it completes when its handshakes run on the event loop's
 // thread (0 workers) and on 1 and 2 handshake threads (each handshake whole on one, with
-// that thread's own loop), with the same driver the agent's sessions use
+// that thread's own loop; both ends of a connection on the same one, as the agent's
+// connection key puts them), with the same driver the agent's sessions use
 // (runtime/handshake_run.h), the same shared contexts (one per SVID and role) and
 // P-256 X.509-SVIDs of one trust domain. Each connection is both ends' handshakes over
 // loopback TCP, as one agent runs them for a client and a server on its node; the TCP

@@ -34,7 +34,7 @@ struct AgentOptions {
     // address (deploy/kubernetes). What it serves names identities and destinations.
     core::metrics::ListenAddress metrics_address{"127.0.0.1", 9977};
     std::chrono::milliseconds handshake_timeout{10000};
-    // The threads mutual-TLS client handshakes run their steps on, besides the loop's;
+    // The threads mutual-TLS handshakes (client and server) run on, besides the loop's;
     // 0 (the default) runs them on the loop's thread. default_handshake_workers() is one
     // per online CPU.
     size_t handshake_workers = 0;

@@ -145,9 +145,9 @@ void AsioOffload::start() {
     pthread_attr_destroy(&attr);
 }
 
-void AsioOffload::run(std::function<void(runtime::Loop&)> job) {
+void AsioOffload::run(std::function<void(runtime::Loop&)> job, std::optional<uint64_t> key) {
     if (threads_.empty()) return job(home_);
-    Thread& t = *threads_[next_++ % threads_.size()];
+    Thread& t = *threads_[(key ? *key : next_++) % threads_.size()];
     asio::post(t.io, [&t, job = std::move(job)] { job(t.loop); });
 }
 

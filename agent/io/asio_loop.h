@@ -36,7 +36,7 @@ public:
     AsioOffload(const AsioOffload&) = delete;
     AsioOffload& operator=(const AsioOffload&) = delete;
 
-    void run(std::function<void(runtime::Loop&)> job) override;  // from IO's thread only
+    void run(std::function<void(runtime::Loop&)> job, std::optional<uint64_t> key) override;  // from IO's thread only
     void back(std::function<void()> fn) override { boost::asio::post(io_, std::move(fn)); }
     size_t threads() const { return wanted_; }
     size_t stack_bytes() const { return stack_bytes_; }

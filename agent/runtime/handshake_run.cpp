@@ -1,7 +1,11 @@
 #include "runtime/handshake_run.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -18,7 +22,50 @@ Result<std::shared_ptr<HandshakeRun>> HandshakeRun::start(int fd, tls::Handshake
     auto hs = tls::Handshake::create(fd, std::move(cfg));
     if (!hs) return make_error(hs.message());
     run->hs = std::move(*hs);
+    if (offload) run->key = connection_key(fd);
     return run;
+}
+
+namespace {
+
+using Endpoint = std::array<unsigned char, 18>;  // IPv6 address (IPv4 mapped), port
+
+std::optional<Endpoint> endpoint(const sockaddr_storage& ss) {
+    Endpoint e{};
+    if (ss.ss_family == AF_INET) {
+        const auto& in = reinterpret_cast<const sockaddr_in&>(ss);
+        e[10] = e[11] = 0xff;
+        std::memcpy(&e[12], &in.sin_addr, 4);
+        std::memcpy(&e[16], &in.sin_port, 2);
+    } else if (ss.ss_family == AF_INET6) {
+        const auto& in6 = reinterpret_cast<const sockaddr_in6&>(ss);
+        std::memcpy(&e[0], &in6.sin6_addr, 16);
+        std::memcpy(&e[16], &in6.sin6_port, 2);
+    } else {
+        return std::nullopt;
+    }
+    return e;
+}
+
+}  // namespace
+
+std::optional<uint64_t> connection_key(int fd) {
+    sockaddr_storage mine{}, peer{};
+    socklen_t mine_len = sizeof mine, peer_len = sizeof peer;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&mine), &mine_len) != 0 ||
+        ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0)
+        return std::nullopt;
+    auto a = endpoint(mine), b = endpoint(peer);
+    if (!a || !b) return std::nullopt;
+    if (*b < *a) std::swap(a, b);
+    uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a, 64 bits
+    for (const Endpoint* e : {&*a, &*b})
+        for (unsigned char c : *e) h = (h ^ c) * 0x100000001b3ull;
+    // Then mixed (SplitMix64's finalizer): FNV's low bits, which pick the thread, follow
+    // the parity of the input's, and connect() picks even local ports.
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+    return h ^ (h >> 31);
 }
 
 namespace {
@@ -72,10 +119,12 @@ void step_handshake(Offload* offload, std::shared_ptr<HandshakeRun> run, StepOut
     run->away = true;
     run->then = std::move(then);
     run->keep = run;
-    offload->run([offload, raw = run.get()](Loop& loop) {
-        raw->away_ready = loop.watch(raw->own.get());
-        step_away(*offload, raw);
-    });
+    offload->run(
+        [offload, raw = run.get()](Loop& loop) {
+            raw->away_ready = loop.watch(raw->own.get());
+            step_away(*offload, raw);
+        },
+        run->key);
 }
 
 }  // namespace kw::runtime

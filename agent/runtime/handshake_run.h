@@ -4,8 +4,10 @@
 // handshake benchmark (bench/handshake_bench.cpp).
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/result.h"
@@ -34,6 +36,7 @@ struct StepOutcome {
 struct HandshakeRun {
     core::UniqueFd own;
     std::unique_ptr<tls::Handshake> hs;
+    std::optional<uint64_t> key;  // the connection's (connection_key), for the thread it goes to
     // The loop's view (only the loop touches these):
     bool away = false;          // on a handshake thread until its outcome comes back
     bool read_waiting = false;  // on the loop: a wait for readable is pending
@@ -50,6 +53,14 @@ struct HandshakeRun {
     // while it runs), on a copy of it when OFFLOAD will run it.
     static Result<std::shared_ptr<HandshakeRun>> start(int fd, tls::HandshakeConfig cfg, const Offload* offload);
 };
+
+// The connection of FD (a connected TCP socket) as a number that is the same from both of
+// its ends: a hash of its two endpoints in a fixed order, IPv4 taken as IPv4-mapped IPv6.
+// Handshakes with one key go to one handshake thread, so the two ends of a connection
+// inside the node (a client and a server the agent both handshakes for) take turns on
+// one reactor, each flight found by the same thread's next wait, not handed to the other
+// thread with a wake-up. None when FD has no peer (or is not IP).
+std::optional<uint64_t> connection_key(int fd);
 
 // Drives RUN until it is done or fails: with OFFLOAD, whole on one of its threads (later
 // calls do nothing: the thread waits for the socket itself); without, step by step on

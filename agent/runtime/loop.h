@@ -7,8 +7,10 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 
 namespace kw::runtime {
 
@@ -46,9 +48,10 @@ public:
 class Offload {
 public:
     virtual ~Offload() = default;
-    // Runs JOB on one of the threads (in turn), with that thread's loop: its waits and
-    // timers run there too.
-    virtual void run(std::function<void(Loop&)> job) = 0;
+    // Runs JOB on one of the threads, with that thread's loop: its waits and timers run
+    // there too. Jobs given one KEY run on one thread; without a key, the threads take
+    // jobs in turn.
+    virtual void run(std::function<void(Loop&)> job, std::optional<uint64_t> key) = 0;
     // Runs FN on the agent's loop.
     virtual void back(std::function<void()> fn) = 0;
 };

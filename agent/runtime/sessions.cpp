@@ -401,6 +401,7 @@ private:
     void drop(const std::string& reason);
     void finish_ok();
     void finish(int error);
+    void abandon_conn();
     void close_all();
     json event(const char* result, const std::string& error) const;
 
@@ -484,7 +485,7 @@ void ServerAccept::try_accept() {
     // its Finished is out it may write, half-close or reset at once (`printf ... | nc -N`),
     // and what it wrote must reach the app.
     if (auto r = kernel_of(ctx_).attach_tls(conn_.get()); !r) return drop("kTLS: " + r.message());
-    auto hs = HandshakeRun::start(conn_.get(), std::move(cfg), nullptr);  // steps on the loop: see drive()
+    auto hs = HandshakeRun::start(conn_.get(), std::move(cfg), ctx_.handshakes);
     if (!hs) return drop(hs.message());
     handshake_ = std::move(*hs);
     auto self = shared_from_this();
@@ -497,12 +498,7 @@ void ServerAccept::try_accept() {
 void ServerAccept::drive() {
     if (finished_ || !handshake_) return;
     auto self = shared_from_this();
-    // On the loop, not the handshake threads: with server handshakes there, the
-    // 1,000-connection hold of `make bench` saw connections torn down after connect()
-    // succeeded. The cause was wake-ups of this session's pidfd watch for a live process
-    // (finish() mid-handshake); the loop now checks readiness before acting
-    // (io/asio_loop.cpp). Server handshakes go to the threads once the hold runs clean.
-    step_handshake(nullptr, handshake_,
+    step_handshake(ctx_.handshakes, handshake_,
                    {[self, run = handshake_] { return !self->finished_ && self->handshake_ == run; },
                     [self] { self->finish_ok(); }, [self](const std::string& why) { self->drop(why); },
                     [self](Readiness::For what, std::function<void()> ready) {
@@ -524,9 +520,16 @@ void ServerAccept::drop(const std::string& reason) {
     json e = event("failed", reason);
     spdlog::warn("mTLS server {} (pid {}) dropped a connection from {}: {}", spiffe_id_, tgid_, peer_text_, reason);
     if (ctx_.emit) ctx_.emit(e);
-    handshake_.reset();
-    conn_.close();
+    abandon_conn();
     try_accept();
+}
+
+// The connection in conn_ will not be handed in. Shut down first: a handshake on a
+// handshake thread waits on a copy of the descriptor, which closing ours would not wake.
+void ServerAccept::abandon_conn() {
+    if (conn_.open()) ::shutdown(conn_.get(), SHUT_RDWR);
+    handshake_.reset();  // a handshake still away keeps it until it is back
+    conn_.close();
 }
 
 void ServerAccept::finish_ok() {
@@ -570,6 +573,7 @@ void ServerAccept::finish(int error) {
     timer_->cancel();
     if (listener_flags_ >= 0) ::fcntl(listener_.get(), F_SETFL, listener_flags_);
     (void)calls_->fail(call_.id, error);
+    abandon_conn();
     close_all();
 }
 

@@ -10,6 +10,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <thread>
 
 #include <unistd.h>
@@ -134,7 +136,7 @@ TEST_CASE("an offload's jobs run in turn on its threads, wait on their thread's 
                     if (++back == 4) io.stop();
                 });
             });
-        });
+        }, std::nullopt);
     REQUIRE(::write(wr.get(), "x", 1) == 1);
     io.run_for(5s);
     REQUIRE(back == 4);
@@ -147,4 +149,32 @@ TEST_CASE("an offload's jobs run in turn on its threads, wait on their thread's 
     CHECK(seen[0].job == seen[2].job);  // in turn: 0 and 2 on one thread, 1 and 3 on the other
     CHECK(seen[1].job == seen[3].job);
     CHECK(seen[0].job != seen[1].job);
+}
+
+TEST_CASE("an offload's jobs with one key run on one thread", "[io][offload]") {
+    boost::asio::io_context io;
+    auto busy = boost::asio::make_work_guard(io);
+    kw::io::AsioOffload offload(io, 2, 128 * 1024);
+    // Keys 0 to 7, each given to three jobs, interleaved: whatever ran before, a key's
+    // jobs meet on one thread, and the keys use both threads.
+    std::vector<std::thread::id> seen(24);
+    int back = 0;
+    for (size_t i = 0; i < seen.size(); i++)
+        offload.run(
+            [&, i](kw::runtime::Loop&) {
+                seen[i] = std::this_thread::get_id();
+                offload.back([&] {
+                    if (++back == static_cast<int>(seen.size())) io.stop();
+                });
+            },
+            i % 8);
+    io.run_for(5s);
+    REQUIRE(back == static_cast<int>(seen.size()));
+    std::set<std::thread::id> threads;
+    for (size_t i = 0; i < seen.size(); i++) {
+        CHECK(seen[i] == seen[i % 8]);
+        CHECK(seen[i] != std::this_thread::get_id());
+        threads.insert(seen[i]);
+    }
+    CHECK(threads.size() == 2);
 }

@@ -275,6 +275,12 @@ struct Runtime {
         ctx.handshakes = offload.get();
     }
 
+    // The enrolled server (kDb), its listener at descriptor 5.
+    void serve_as_db() {
+        kernel.ident = ident(kDb);
+        calls->fds[5] = app_listener.get();
+    }
+
     tls::HandshakeConfig peer_config(tls::Role role, const std::string& as, const std::string& expects) const {
         tls::HandshakeConfig cfg;
         cfg.role = role;
@@ -685,9 +691,11 @@ PeerResult client_handshake(Runtime& rt, const std::string& as) {
 
 TEST_CASE("a held accept on a mutual-TLS listen port: clients a rule admits are handed in, others never reach the app",
           "[runtime][sessions]") {
+    const size_t workers = GENERATE(0, 2);  // handshakes on the loop, then on two threads
+    CAPTURE(workers);
     Runtime rt;
-    rt.kernel.ident = rt.ident(kDb);
-    rt.calls->fds[5] = rt.app_listener.get();
+    rt.with_workers(workers);
+    rt.serve_as_db();
     auto clients = std::async(std::launch::async, [&] {
         auto refused = client_handshake(rt, "spiffe://t.org/other");  // no rule lets "other" reach db
         auto admitted = client_handshake(rt, kApp);
@@ -747,6 +755,60 @@ TEST_CASE("held accepts that are not the agent's, and a server killed while it w
         CHECK((::fcntl(rt.app_listener.get(), F_GETFL) & O_NONBLOCK) == 0);
     }
     CHECK(rt.events.empty());
+}
+
+// A client that sends the start of a ClientHello and stalls (accepted: data came).
+UniqueFd stalled_client(Runtime& rt) {
+    UniqueFd c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    auto addr = sockaddr_bytes(rt.listen_port);
+    REQUIRE(::connect(c.get(), reinterpret_cast<const sockaddr*>(addr.data()), static_cast<socklen_t>(addr.size())) == 0);
+    const unsigned char start[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01};  // a record of 512 bytes: 1 came
+    REQUIRE(::write(c.get(), start, sizeof start) == static_cast<ssize_t>(sizeof start));
+    return c;
+}
+
+// Whether the peer shut FD's connection down within WAIT (end of file or reset).
+bool shut_by_peer(int fd, std::chrono::milliseconds wait) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(wait.count())) != 1) return false;
+    char byte;
+    return ::recv(fd, &byte, 1, MSG_DONTWAIT) <= 0;
+}
+
+TEST_CASE("a held accept whose handshake stalls: the server killed, ECONNABORTED at once; a timeout, the next "
+          "client handed in; the stalled connection shut either way",
+          "[runtime][sessions]") {
+    const size_t workers = GENERATE(0, 2);  // handshakes on the loop, then on two threads
+    CAPTURE(workers);
+    Runtime rt;
+    rt.with_workers(workers);
+    rt.serve_as_db();
+    UniqueFd stalled = stalled_client(rt);  // accepted first: it is in the queue, its data came
+    const auto started = std::chrono::steady_clock::now();
+    SECTION("the server is killed mid-handshake") {
+        rt.serve(accept_call(1, 5));
+        rt.settle();
+        CHECK(rt.calls->answers.empty());
+        rt.calls->exit();
+        rt.run_until_answered(1);
+        CHECK(rt.calls->answers[1].value == ECONNABORTED);
+        CHECK(std::chrono::steady_clock::now() - started < rt.ctx.handshake_timeout);
+        // Shut down by the agent, not left open on the handshake thread's descriptor.
+        CHECK(shut_by_peer(stalled.get(), 2000ms));
+    }
+    SECTION("the handshake times out: that connection dropped, the next one taken") {
+        rt.ctx.handshake_timeout = 300ms;
+        rt.serve(accept_call(1, 5));
+        auto admitted = std::async(std::launch::async, [&] { return client_handshake(rt, kApp); });
+        rt.run_until_answered(1);
+        CHECK(admitted.get().done);
+        CHECK(rt.calls->answers[1].kind == "send_fd");
+        CHECK(shut_by_peer(stalled.get(), 2000ms));
+        REQUIRE(rt.events.size() == 2);
+        CHECK_THAT(rt.events[0]["error"].get<std::string>(), ContainsSubstring("no handshake within"));
+        CHECK(rt.events[1]["result"] == "ok");
+    }
+    rt.settle();
 }
 
 // ---- journal adoption ---------------------------------------------------------------
