@@ -18,6 +18,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "core/unique_fd.h"
 #include "kw_attest.skel.h"
@@ -198,10 +199,11 @@ struct Enforcer::Objects {
     std::vector<bpf_link*> links;
     bpf_link* sockops_link = nullptr;
     bpf_link* file_perm_link = nullptr;
+    bpf_link* recvmsg_link = nullptr;
     ~Objects() {
         for (auto* l : links) bpf_link__destroy(l);  // pins keep them attached
-        if (sockops_link) bpf_link__destroy(sockops_link);
-        if (file_perm_link) bpf_link__destroy(file_perm_link);
+        for (auto* l : {sockops_link, file_perm_link, recvmsg_link})
+            if (l) bpf_link__destroy(l);
         kw_sockops__destroy(sockops);
         kw_guard__destroy(guard);
         kw_gate__destroy(gate);
@@ -321,7 +323,6 @@ Result<void> Enforcer::attach() {
         {o.attest->progs.kw_exec_commit, "kw_exec_commit"},
         {o.gate->progs.kw_connect, "kw_connect"},
         {o.gate->progs.kw_sendmsg, "kw_sendmsg"},
-        {o.gate->progs.kw_recvmsg, "kw_recvmsg"},
         {o.gate->progs.kw_getsockopt, "kw_getsockopt"},
         {o.gate->progs.kw_setsockopt, "kw_setsockopt"},
         {o.gate->progs.kw_socket_create, "kw_socket_create"},
@@ -407,25 +408,37 @@ Result<void> Enforcer::sync_sockops() {
     return {};
 }
 
+// The data guard's programs that nothing but a handshake needs: file_permission and
+// socket_recvmsg (socket_sendmsg also gates sendto and raw sockets: always attached).
+// file_permission first: once it is there, every path that reads a marked socket meets
+// a hook (recv, read and splice all pass file_permission or recvmsg).
+Result<void> Enforcer::sync_data_guard(bool want) {
+    auto& o = *objs_;
+    bool changed = false;
+    for (auto [link, name, prog] : {std::tuple{&o.file_perm_link, "kw_file_perm", o.gate->progs.kw_file_perm},
+                                    std::tuple{&o.recvmsg_link, "kw_recvmsg", o.gate->progs.kw_recvmsg}}) {
+        auto r = sync_link(want, *link, name, [prog] { return bpf_program__attach(prog); });
+        if (!r) return r.error();
+        changed |= *r;
+    }
+    if (changed)
+        spdlog::debug(want ? "data guard (file_permission, socket_recvmsg) attached: a handshake may run"
+                           : "data guard (file_permission, socket_recvmsg) detached: no handshake ran for a while");
+    return {};
+}
+
 Result<void> Enforcer::hold_file_guard(std::chrono::steady_clock::time_point until) {
     file_guard_until_ = std::max(file_guard_until_, until);
-    auto changed = sync_link(true, objs_->file_perm_link, "kw_file_perm",
-                             [this] { return bpf_program__attach(objs_->gate->progs.kw_file_perm); });
-    if (!changed) return changed.error();
-    if (*changed) spdlog::debug("file_permission guard attached: a handshake may run");
-    return {};
+    return sync_data_guard(true);
 }
 
 Result<void> Enforcer::release_file_guard(std::chrono::steady_clock::time_point now) {
-    // Every agent attaches it at start, a previous agent's pin replaced: detached, no pin is left.
-    if (!attached_ || !objs_->file_perm_link || now < file_guard_until_) return {};
-    auto changed = sync_link(false, objs_->file_perm_link, "kw_file_perm", [] { return nullptr; });
-    if (!changed) return changed.error();
-    if (*changed) spdlog::debug("file_permission guard detached: no handshake ran for a while");
-    return {};
+    // Every agent attaches them at start, a previous agent's pins replaced: detached, no pin is left.
+    if (!attached_ || !file_guard_attached() || now < file_guard_until_) return {};
+    return sync_data_guard(false);
 }
 
-bool Enforcer::file_guard_attached() const { return objs_->file_perm_link != nullptr; }
+bool Enforcer::file_guard_attached() const { return objs_->file_perm_link || objs_->recvmsg_link; }
 
 bool Enforcer::sockops_attached() const { return objs_->sockops_link != nullptr; }
 
@@ -873,7 +886,7 @@ Result<void> Enforcer::protect(const std::vector<std::string>& state_dirs) {
         if (uint32_t id = object_id(bpf_link__fd(l)))
             if (auto r = guard_object(KW_OBJ_LINK, id); !r) return r;
     // The links attached only while wanted (sync_link), when they are now.
-    for (bpf_link* l : {objs_->sockops_link, objs_->file_perm_link})
+    for (bpf_link* l : {objs_->sockops_link, objs_->file_perm_link, objs_->recvmsg_link})
         if (l)
             if (uint32_t id = object_id(bpf_link__fd(l)))
                 if (auto r = guard_object(KW_OBJ_LINK, id); !r) return r;

@@ -75,17 +75,18 @@ public:
     bool sockops_attached() const;
 
     // The data guard's file_permission program (kw_file_perm) runs on every read and
-    // write of the machine (a pipe's included), and is needed only while an app's socket
-    // may be in its mutual-TLS handshake (splice from a socket meets no socket hook). It
-    // is attached when a socket is marked for a handshake (mark_handshake_socket) and at
-    // attach(), and held for LoadOptions::file_guard_hold after the last of those (the
-    // agent gives twice its handshake timeout, which bounds each handshake from before
-    // its mark). release_file_guard (the agent's tick) detaches it after that. A socket
-    // whose handshake failed keeps its mark but is shut down both ways: splice then
-    // reads at most the handshake's ciphertext and writes nothing.
+    // write of the machine (a pipe's included), its socket_recvmsg program (kw_recvmsg)
+    // on every receive, and both are needed only while an app's socket may be in its
+    // mutual-TLS handshake (splice from a socket meets no socket hook). They are attached
+    // when a socket is marked for a handshake (mark_handshake_socket) and at attach(),
+    // and held for LoadOptions::file_guard_hold after the last of those (the agent gives
+    // twice its handshake timeout, which bounds each handshake from before its mark).
+    // release_file_guard (the agent's tick) detaches them after that. A socket whose
+    // handshake failed keeps its mark but is shut down both ways: a read then gets at
+    // most the handshake's ciphertext, and a write nothing (socket_sendmsg stays).
     Result<void> hold_file_guard(std::chrono::steady_clock::time_point until);
     Result<void> release_file_guard(std::chrono::steady_clock::time_point now);
-    bool file_guard_attached() const;
+    bool file_guard_attached() const;  // either of the two
 
     // The kernel's connection counters (kw_flows), each key summed over the CPUs.
     struct FlowEntry {
@@ -172,6 +173,7 @@ private:
     Result<void> guard_inodes(const std::vector<std::string>& state_dirs);
     Result<kw_listener_record> probe_listener(int fd);
     Result<void> sync_sockops();
+    Result<void> sync_data_guard(bool want);
     Result<bool> sync_link(bool want, bpf_link*& link, const char* name, const std::function<bpf_link*()>& make);
 
     std::unique_ptr<Objects> objs_;
