@@ -9,9 +9,12 @@
 // connections are made before the clock starts (the workloads' work, not the engine's).
 // Several connections are in flight at once (--concurrency), as under load.
 //
-//   build/kw_bench_handshake [--count N] [--repeats R] [--concurrency K] [--only WORKERS] [--json FILE]
+//   build/kw_bench_handshake [--count N] [--repeats R] [--concurrency K] [--only WORKERS]
+//                            [--cipher SUITE] [--json FILE]
 //
 // --only runs one setup (0, 1 or 2 workers), to profile it; the table then lacks the rest.
+// --cipher picks the suite both ends use (aes-128-gcm, the agent's default, or aes-256-gcm
+// or chacha20-poly1305).
 //
 // Prints a table; --json writes every repeat, for bench/run's report:
 // {"figures": [{"name": ..., "workers": W, "per_second": [...], "cpu_us": [...]}, ...]}.
@@ -36,6 +39,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "core/tls_suite.h"
 #include "core/unique_fd.h"
 #include "identity/authority.h"
 #include "io/asio_loop.h"
@@ -83,8 +87,15 @@ Identities make_identities() {
 class Engine {
 public:
     Engine(boost::asio::io_context& io, runtime::Offload* offload, const Identities& ids, tls::ContextCache& contexts,
-           int count, int concurrency)
-        : io_(io), loop_(io), offload_(offload), ids_(ids), contexts_(contexts), count_(count), concurrency_(concurrency) {
+           tls::Cipher cipher, int count, int concurrency)
+        : io_(io),
+          loop_(io),
+          offload_(offload),
+          ids_(ids),
+          contexts_(contexts),
+          cipher_(cipher),
+          count_(count),
+          concurrency_(concurrency) {
         listener_ = core::UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
         sockaddr_in addr{};
         addr.sin_family = AF_INET;
@@ -138,7 +149,7 @@ private:
         void drive() {
             auto self = shared_from_this();
             runtime::step_handshake(engine->offload_, run,
-                                    {[] { return true; }, [self] { self->engine->end_done(self->pending); },
+                                    {[] { return true; }, [self] { self->engine->end_done(*self); },
                                      [self](const std::string& why) { self->engine->fail(why); },
                                      [self](runtime::Readiness::For what, std::function<void()> ready) {
                                          self->ready->wait(what, std::move(ready));
@@ -156,12 +167,15 @@ private:
         c.trust = ids_.trust;
         c.check_peer = tls::expect_peer_id(ids_.server_id);
         c.contexts = &contexts_;
+        c.cipher = cipher_;
+        c.require = cipher_;
         tls::HandshakeConfig s;
         s.role = tls::Role::server;
         s.svid = ids_.server;
         s.trust = ids_.trust;
         s.check_peer = [](const core::SpiffeId&) -> Result<void> { return {}; };
         s.contexts = &contexts_;
+        s.cipher = cipher_;
         for (auto [fd, cfg] : {std::pair{&client, &c}, std::pair{&server, &s}}) {
             auto end = std::make_shared<End>();
             end->engine = this;
@@ -175,8 +189,12 @@ private:
         }
     }
 
-    void end_done(const std::shared_ptr<int>& pending) {
-        if (--*pending) return;
+    void end_done(End& end) {
+        // The socket stays open until the clock has stopped: closing the last descriptor
+        // of a TCP connection is its teardown, the workloads' work (the agent closes only
+        // copies: the app's descriptor is the last).
+        spent_.push_back(std::move(end.fd));
+        if (--*end.pending) return;
         if (++finished_ == count_) return io_.stop();
         if (started_ < count_) start();
     }
@@ -192,11 +210,13 @@ private:
     runtime::Offload* offload_;
     const Identities& ids_;
     tls::ContextCache& contexts_;
+    const tls::Cipher cipher_;
     const int count_;
     const int concurrency_;
     core::UniqueFd listener_;
     sockaddr_in addr_{};
     std::vector<std::pair<core::UniqueFd, core::UniqueFd>> pairs_;  // client, server
+    std::vector<core::UniqueFd> spent_;  // the ends done, closed with the engine
     int started_ = 0;
     int finished_ = 0;
     bool failed_ = false;
@@ -220,6 +240,7 @@ double median(std::vector<double> v) {
 int main(int argc, char** argv) {
     int count = 200, repeats = 5, concurrency = 8, only = -1;
     const char* json_path = nullptr;
+    auto cipher = tls::Cipher::aes_128_gcm;
     for (int i = 1; i < argc; ++i) {
         auto number = [&](int& out) {
             if (i + 1 >= argc || (out = std::atoi(argv[++i])) <= 0) die(std::string(argv[i - 1]) + " takes a positive number");
@@ -232,10 +253,15 @@ int main(int argc, char** argv) {
             number(concurrency);
         } else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             only = std::atoi(argv[++i]);
+        } else if (std::strcmp(argv[i], "--cipher") == 0 && i + 1 < argc) {
+            auto id = core::parse_tls_suite(argv[++i]);
+            if (!id) die(id.message());
+            cipher = static_cast<tls::Cipher>(*id);
         } else if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
             json_path = argv[++i];
         } else {
-            std::fprintf(stderr, "usage: kw_bench_handshake [--count N] [--repeats R] [--concurrency K] [--only WORKERS] [--json FILE]\n");
+            std::fprintf(stderr, "usage: kw_bench_handshake [--count N] [--repeats R] [--concurrency K] [--only WORKERS] "
+                                 "[--cipher SUITE] [--json FILE]\n");
             return 2;
         }
     }
@@ -261,7 +287,7 @@ int main(int argc, char** argv) {
             boost::asio::io_context io;
             std::unique_ptr<io::AsioOffload> offload;
             if (f.workers) offload = std::make_unique<io::AsioOffload>(io, f.workers, tls::kHandshakeStackBytes);
-            Engine engine(io, offload.get(), ids, contexts, count, concurrency);
+            Engine engine(io, offload.get(), ids, contexts, cipher, count, concurrency);
             engine.prepare();
             const double cpu = cpu_seconds();
             const auto start = Clock::now();
@@ -271,8 +297,9 @@ int main(int argc, char** argv) {
             f.cpu_us.push_back((cpu_seconds() - cpu) * 1e6 / count);
         }
     }
-    std::printf("kwarden handshake engine on the host: %d connections (both ends) x %d repeats, %d in flight, %ld CPUs\n",
-                count, repeats, concurrency, ::sysconf(_SC_NPROCESSORS_ONLN));
+    std::printf("kwarden handshake engine on the host: %d connections (both ends) x %d repeats, %d in flight, %s, %ld CPUs\n",
+                count, repeats, concurrency, std::string(core::tls_suite_name(static_cast<uint16_t>(cipher))).c_str(),
+                ::sysconf(_SC_NPROCESSORS_ONLN));
     std::printf("%-40s %12s %14s %12s\n", "figure", "conn/s", "CPU us/conn", "vs 1 worker");
     const double one = figures[1].per_second.empty() ? 0 : median(figures[1].per_second);
     for (const Figure& f : figures)

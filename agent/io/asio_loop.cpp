@@ -104,9 +104,16 @@ std::unique_ptr<runtime::Timer> AsioLoop::timer() { return std::make_unique<Asio
 
 std::unique_ptr<runtime::Readiness> AsioLoop::watch(int fd) { return std::make_unique<AsioReadiness>(io_, fd); }
 
+namespace {
+thread_local void* t_offload_thread = nullptr;  // the AsioOffload::Thread running this one
+}  // namespace
+
 struct AsioOffload::Thread {
     asio::io_context io;
     AsioLoop loop{io};
+    // Jobs given and not handed back (IO's thread only). Shared with what back() posts,
+    // which may run after the offload is gone.
+    std::shared_ptr<size_t> out = std::make_shared<size_t>(0);
     asio::executor_work_guard<asio::io_context::executor_type> busy = asio::make_work_guard(io);
     // A timer makes the io_context set up its reactor now (an epoll, an eventfd and a
     // timerfd): the thread's descriptors are there from the start, not opened by the
@@ -115,6 +122,7 @@ struct AsioOffload::Thread {
     pthread_t id{};
 
     static void* main(void* self) {
+        t_offload_thread = self;
         static_cast<Thread*>(self)->io.run();
         return nullptr;
     }
@@ -147,8 +155,34 @@ void AsioOffload::start() {
 
 void AsioOffload::run(std::function<void(runtime::Loop&)> job, std::optional<uint64_t> key) {
     if (threads_.empty()) return job(home_);
-    Thread& t = *threads_[(key ? *key : next_++) % threads_.size()];
-    asio::post(t.io, [&t, job = std::move(job)] { job(t.loop); });
+    Thread* t = nullptr;
+    if (key) {
+        for (Recent& r : recent_)
+            if (r.thread && r.key == *key) {
+                t = r.thread;
+                r.thread = nullptr;  // a connection has two ends
+                break;
+            }
+    }
+    if (!t) {
+        // The fewest jobs out; among equals, in turn.
+        const size_t n = threads_.size(), from = next_++ % n;
+        t = threads_[from].get();
+        for (size_t i = 1; i < n; i++)
+            if (Thread* c = threads_[(from + i) % n].get(); *c->out < *t->out) t = c;
+        if (key) recent_[recent_next_++ % recent_.size()] = {*key, t};
+    }
+    ++*t->out;
+    asio::post(t->io, [t, job = std::move(job)] { job(t->loop); });
+}
+
+void AsioOffload::back(std::function<void()> fn) {
+    auto* t = static_cast<Thread*>(t_offload_thread);
+    if (!t) return asio::post(io_, std::move(fn));  // from IO's own thread (no thread started)
+    asio::post(io_, [out = t->out, fn = std::move(fn)] {
+        --*out;
+        fn();
+    });
 }
 
 }  // namespace kw::io

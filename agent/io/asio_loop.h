@@ -5,6 +5,7 @@
 
 #include <boost/asio.hpp>
 
+#include <array>
 #include <memory>
 #include <vector>
 
@@ -37,7 +38,7 @@ public:
     AsioOffload& operator=(const AsioOffload&) = delete;
 
     void run(std::function<void(runtime::Loop&)> job, std::optional<uint64_t> key) override;  // from IO's thread only
-    void back(std::function<void()> fn) override { boost::asio::post(io_, std::move(fn)); }
+    void back(std::function<void()> fn) override;
     size_t threads() const { return wanted_; }
     size_t stack_bytes() const { return stack_bytes_; }
 
@@ -51,6 +52,15 @@ private:
     const size_t stack_bytes_;
     size_t next_ = 0;
     std::vector<std::unique_ptr<Thread>> threads_;
+    // The keys of the last jobs, and their threads (IO's thread only): where the other
+    // end of a connection goes. A connection's two ends start within a round trip or
+    // so; when more jobs came between, the second end is placed like any job.
+    struct Recent {
+        uint64_t key = 0;
+        Thread* thread = nullptr;
+    };
+    std::array<Recent, 256> recent_{};
+    size_t recent_next_ = 0;
 };
 
 }  // namespace kw::io

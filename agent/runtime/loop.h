@@ -49,10 +49,12 @@ class Offload {
 public:
     virtual ~Offload() = default;
     // Runs JOB on one of the threads, with that thread's loop: its waits and timers run
-    // there too. Jobs given one KEY run on one thread; without a key, the threads take
-    // jobs in turn.
+    // there too. A job given the KEY of a job started shortly before (the other end of
+    // the same connection) goes to that job's thread; any other to the thread with the
+    // fewest jobs out. A job hands back once (back()), when it is done: then it is no
+    // longer out.
     virtual void run(std::function<void(Loop&)> job, std::optional<uint64_t> key) = 0;
-    // Runs FN on the agent's loop.
+    // Runs FN on the agent's loop. From a job: its last act.
     virtual void back(std::function<void()> fn) = 0;
 };
 
