@@ -58,14 +58,10 @@ std::optional<uint64_t> connection_key(int fd) {
     auto a = endpoint(mine), b = endpoint(peer);
     if (!a || !b) return std::nullopt;
     if (*b < *a) std::swap(a, b);
-    uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a, 64 bits
+    uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a, 64 bits: compared, never reduced to a thread
     for (const Endpoint* e : {&*a, &*b})
         for (unsigned char c : *e) h = (h ^ c) * 0x100000001b3ull;
-    // Then mixed (SplitMix64's finalizer): FNV's low bits, which pick the thread, follow
-    // the parity of the input's, and connect() picks even local ports.
-    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
-    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
-    return h ^ (h >> 31);
+    return h;
 }
 
 namespace {

@@ -56,10 +56,11 @@ struct HandshakeRun {
 
 // The connection of FD (a connected TCP socket) as a number that is the same from both of
 // its ends: a hash of its two endpoints in a fixed order, IPv4 taken as IPv4-mapped IPv6.
-// Handshakes with one key go to one handshake thread, so the two ends of a connection
-// inside the node (a client and a server the agent both handshakes for) take turns on
-// one reactor, each flight found by the same thread's next wait, not handed to the other
-// thread with a wake-up. None when FD has no peer (or is not IP).
+// The offload sends a handshake whose key it saw shortly before to that handshake's
+// thread, so the two ends of a connection inside the node (a client and a server the
+// agent both handshakes for) take turns on one reactor, each flight found by the same
+// thread's next wait, not handed to the other thread with a wake-up. A collision only
+// places a handshake less well. None when FD has no peer (or is not IP).
 std::optional<uint64_t> connection_key(int fd);
 
 // Drives RUN until it is done or fails: with OFFLOAD, whole on one of its threads (later

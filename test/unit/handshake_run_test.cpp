@@ -1,6 +1,6 @@
 // The connection key (runtime/handshake_run.h) that sends both ends of a connection inside
 // the node to one handshake thread: the same from either end, whatever address family
-// each end's socket has; different for another connection; spread over the threads.
+// each end's socket has; different for another connection.
 #include <catch2/catch_test_macros.hpp>
 
 #include <arpa/inet.h>
@@ -85,21 +85,4 @@ TEST_CASE("a socket without a peer, or not IP, has no connection key", "[runtime
     UniqueFd a(pair[0]), b(pair[1]);
     CHECK_FALSE(connection_key(a.get()));
     CHECK_FALSE(connection_key(-1));
-}
-
-TEST_CASE("connection keys of loopback connections spread evenly over two threads", "[runtime][handshake_run]") {
-    // connect() takes even local ports first: a key whose low bit followed the ports'
-    // would put every connection on one thread.
-    Listener listener(AF_INET);
-    int on_first = 0;
-    const int n = 200;
-    for (int i = 0; i < n; i++) {
-        auto [client, server] = listener.connection();
-        auto key = connection_key(client.get());
-        REQUIRE(key);
-        on_first += *key % 2 == 0;
-    }
-    // Binomial(200, 1/2): a standard deviation of about 7; 60 to 140 is beyond 5 of them.
-    CHECK(on_first > 60);
-    CHECK(on_first < 140);
 }
