@@ -517,34 +517,40 @@ int BPF_PROG(kw_connect, struct socket *sock, struct sockaddr *address, int addr
 	return kw_gate(sock, address, addrlen, KW_PATH_CONNECT);
 }
 
+/*
+ * Runs on every send of every socket in the system (write(2) on a socket is a sendmsg
+ * too), so the common case is a handful of loads and no helper: direct BTF loads, not
+ * BPF_CORE_READ's probe reads (a helper call each), and the socket-storage lookup of the
+ * data guard only for a socket that carries storage at all (sk_bpf_storage: NULL until a
+ * program stores something on it; kw_ktls marks live in it).
+ */
 SEC("lsm/socket_sendmsg")
 int BPF_PROG(kw_sendmsg, struct socket *sock, struct msghdr *msg, int size, int ret)
 {
-	void *name;
-	int namelen;
-
 	if (ret)
 		return ret;
-	ret = kw_data_guard(sock->sk);
-	if (ret)
-		return ret;
+	struct sock *sk = sock->sk;
+	if (!sk)
+		return 0;
+	if (sk->sk_bpf_storage) {
+		ret = kw_data_guard(sk);
+		if (ret)
+			return ret;
+	}
 	/* A raw or packet socket created before the process was governed, or by another
 	 * process, and passed in (SCM_RIGHTS, pidfd_getfd, inheritance): the same rule as
-	 * at creation, for each send (write(2) on a socket is a sendmsg too). */
-	struct sock *sk = sock->sk;
-	if (sk) {
-		int family = BPF_CORE_READ(sk, __sk_common.skc_family);
-		int type = BPF_CORE_READ(sk, sk_type);
-		if (kw_raw_kind(family, type))
-			return kw_raw_guard(family, type, 1);
-	}
-	name = BPF_CORE_READ(msg, msg_name);
+	 * at creation, for each send. */
+	int family = sk->__sk_common.skc_family;
+	int type = sk->sk_type;
+	if (kw_raw_kind(family, type))
+		return kw_raw_guard(family, type, 1);
+	void *name = msg->msg_name;
 	if (!name)
 		return 0; /* connected socket: its connect() was gated */
-	namelen = BPF_CORE_READ(msg, msg_namelen);
-	if (kw_sock_proto(sock) == IPPROTO_TCP && !(BPF_CORE_READ(msg, msg_flags) & MSG_FASTOPEN))
-		return 0; /* TCP ignores the address unless it opens the connection (TFO) */
-	return kw_gate(sock, name, namelen, KW_PATH_SENDMSG);
+	/* TCP ignores the address unless it opens the connection (TFO). */
+	if (kw_sock_proto(sock) == IPPROTO_TCP && !(msg->msg_flags & MSG_FASTOPEN))
+		return 0;
+	return kw_gate(sock, name, msg->msg_namelen, KW_PATH_SENDMSG);
 }
 
 /*
