@@ -397,17 +397,20 @@ struct kw_best {
 };
 
 /* Evaluates one candidate list (ascending workload indices) and keeps the lowest
- * match: the first matching entry in policy order wins across all lists. */
-static __always_inline void kw_eval_list(struct kw_exec_facts *f, struct kw_best *best, void *lists, void *wls,
-					 __u32 list_id, __u32 pin_id)
+ * match: the first matching entry in policy order wins across all lists. A global
+ * function: the verifier walks its loop once, not once per list an exec looks at. */
+__noinline int kw_eval_list(struct kw_exec_facts *f, struct kw_best *best, __u32 list_id, __u32 pin_id)
 {
-	struct kw_cand_list *l;
-
+	if (!f || !best)
+		return 0;
+	__u32 gen = f->gen;
+	void *lists = bpf_map_lookup_elem(&kw_lists, &gen);
+	void *wls = bpf_map_lookup_elem(&kw_wls, &gen);
 	if (!lists || !wls)
-		return;
-	l = bpf_map_lookup_elem(lists, &list_id);
+		return 0;
+	struct kw_cand_list *l = bpf_map_lookup_elem(lists, &list_id);
 	if (!l)
-		return;
+		return 0;
 	for (__u32 i = 0; i < KW_CAND_MAX; i++) {
 		if (i >= l->n)
 			break;
@@ -422,6 +425,7 @@ static __always_inline void kw_eval_list(struct kw_exec_facts *f, struct kw_best
 			break;
 		}
 	}
+	return 0;
 }
 
 /* The pinned-file entry for KEY if its ctime is still the one that was hashed. */
@@ -540,7 +544,6 @@ int BPF_PROG(kw_exec_commit, struct linux_binprm *bprm)
 	struct kw_file_val *exe_val = 0, *script_val = 0;
 	struct kw_exec_file *given;
 	void *files = bpf_map_lookup_elem(&kw_files, &gen);
-	void *lists = bpf_map_lookup_elem(&kw_lists, &gen);
 	void *wls = bpf_map_lookup_elem(&kw_wls, &gen);
 	struct task_struct *task = bpf_get_current_task_btf();
 
@@ -590,10 +593,10 @@ int BPF_PROG(kw_exec_commit, struct linux_binprm *bprm)
 		bpf_map_delete_elem(&kw_execs, &tid);
 
 	if (script_val)
-		kw_eval_list(&f, &best, lists, wls, script_val->list_id, script_val->pin_id);
+		kw_eval_list(&f, &best, script_val->list_id, script_val->pin_id);
 	if (exe_val)
-		kw_eval_list(&f, &best, lists, wls, exe_val->list_id, exe_val->pin_id);
-	kw_eval_list(&f, &best, lists, wls, KW_LIST_ANY, ~0u);
+		kw_eval_list(&f, &best, exe_val->list_id, exe_val->pin_id);
+	kw_eval_list(&f, &best, KW_LIST_ANY, ~0u);
 
 	/* What survives an exec: enrolment (the seccomp filter does too), and the agent's
 	 * mark when this exec is the agent's binary. */

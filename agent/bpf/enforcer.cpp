@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -255,10 +256,23 @@ Result<std::unique_ptr<Enforcer>> Enforcer::load(const LoadOptions& options) {
             return r.error();
     }
     adopt_pinned_ring_sizes({o.attest->obj, o.gate->obj, o.guard->obj, o.sockops->obj});
+    // Loading is most of an agent's start (libbpf relocates each object against the
+    // kernel's BTF, the kernel verifies each program): its time, object by object.
+    using Clock = std::chrono::steady_clock;
+    auto ms = [](Clock::time_point from, Clock::time_point to) {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count();
+    };
+    const auto t0 = Clock::now();
     if (int err = kw_attest__load(o.attest)) return fail("load the attestation programs (kw_attest)", err);
+    const auto t1 = Clock::now();
     if (int err = kw_gate__load(o.gate)) return fail("load the gate programs (kw_gate)", err);
+    const auto t2 = Clock::now();
     if (int err = kw_guard__load(o.guard)) return fail("load the guard programs (kw_guard)", err);
+    const auto t3 = Clock::now();
     if (int err = kw_sockops__load(o.sockops)) return fail("load the sockops program (kw_sockops)", err);
+    const auto t4 = Clock::now();
+    spdlog::info("loaded the kernel programs in {} ms (attest {}, gate {}, guard {}, sockops {})", ms(t0, t4),
+                 ms(t0, t1), ms(t1, t2), ms(t2, t3), ms(t3, t4));
     // The counters a full kw_flows sends its connections to, one per result.
     {
         int cpus = libbpf_num_possible_cpus();

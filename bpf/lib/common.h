@@ -235,9 +235,14 @@ static __always_inline void kw_file_path(struct file *file, char *out)
 	out[KW_PATH_MAX - 1] = 0;
 }
 
-/* Who is doing this, for events. */
-static __always_inline void kw_fill_proc(struct kw_proc_info *p)
+/* Who is doing this, for events. A global function: the verifier walks it once per
+ * program, not once per place the program may emit an event from (a program with three
+ * such places carried three copies of the path walk, and took seconds to load under
+ * emulation). */
+__noinline int kw_fill_proc(struct kw_proc_info *p)
 {
+	if (!p)
+		return 0;
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u64 uid_gid = bpf_get_current_uid_gid();
@@ -258,6 +263,7 @@ static __always_inline void kw_fill_proc(struct kw_proc_info *p)
 		kw_file_path(exe, p->exe_path);
 	}
 	bpf_get_current_comm(p->comm, sizeof(p->comm));
+	return 0;
 }
 
 #define S_IFMT 0170000
