@@ -621,7 +621,9 @@ int Agent::run() {
     // The programs find a container file's image-layer inode through overlayfs's own
     // types, which the kernel describes only while the module is loaded: load it now, so
     // that containers started later are covered (without it their files match nothing).
-    if (int rc = std::system("/sbin/modprobe overlay >/dev/null 2>&1"); rc != 0)
+    // Loaded already (a container runtime ran, or a previous agent), nothing is spawned.
+    if (std::error_code overlay_ec; !fs::exists("/sys/module/overlay", overlay_ec) &&
+                                    std::system("/sbin/modprobe overlay >/dev/null 2>&1") != 0)
         spdlog::warn("cannot load the overlay module: files in containers started later will match no pin");
     // The file_permission guard outlives the longest handshake (--handshake-timeout bounds
     // each from before its socket is marked) twice over.

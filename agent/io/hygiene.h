@@ -8,8 +8,9 @@
 
 namespace kw::io {
 
-// mlockall(MCL_CURRENT | MCL_FUTURE) and PR_SET_DUMPABLE 0. Fails, with the reason and
-// the fix, if either cannot be done: the agent does not hold keys in swappable memory.
+// mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) and PR_SET_DUMPABLE 0. Fails, with the
+// reason and the fix, if either cannot be done: the agent does not hold keys in swappable
+// memory.
 Result<void> protect_key_memory();
 
 }  // namespace kw::io
