@@ -77,7 +77,7 @@ fuzz: fuzz-build
 	test/fuzz/run --build $(FUZZ_BUILD) --seconds $(FUZZ_SECONDS) $(FUZZ_HARNESSES)
 
 fuzz-smoke: fuzz-build
-	test/fuzz/run --build $(FUZZ_BUILD) --smoke --seconds $(FUZZ_SMOKE_SECONDS) $(FUZZ_HARNESSES)
+	test/fuzz/run --build $(FUZZ_BUILD) --smoke --jobs $(JOBS) --seconds $(FUZZ_SMOKE_SECONDS) $(FUZZ_HARNESSES)
 
 clean:
 	rm -rf $(BUILD) $(FUZZ_BUILD)
