@@ -413,9 +413,13 @@ static __always_inline int kw_agent_only_state(struct kw_ktls_state *state, __u3
 	return task && (task->flags & KW_TASK_AGENT) ? 0 : -EPERM;
 }
 
+/* sk_bpf_storage is NULL until a program stores something on the socket (kw_ktls marks
+ * live there): most sockets of the system then cost two loads, not a helper call. */
 static __always_inline int kw_agent_only(struct sock *sk, __u32 states)
 {
-	return sk ? kw_agent_only_state(bpf_sk_storage_get(&kw_ktls, sk, 0, 0), states) : 0;
+	if (!sk || !sk->sk_bpf_storage)
+		return 0;
+	return kw_agent_only_state(bpf_sk_storage_get(&kw_ktls, sk, 0, 0), states);
 }
 
 /*
@@ -437,8 +441,8 @@ static __always_inline int kw_agent_only(struct sock *sk, __u32 states)
  *                    6.1 splice or sendfile to a socket (sock_sendpage -> kernel_sendpage,
  *                    no sendmsg).
  *
- * Cost on sockets: one socket-storage lookup (a NULL test of sk->sk_bpf_storage for a
- * socket nobody stored anything on) per send/recv.
+ * Cost on sockets: two loads for a socket nobody stored anything on, else one
+ * socket-storage lookup, per send/recv.
  */
 static __always_inline int kw_data_guard(struct sock *sk)
 {
@@ -520,9 +524,8 @@ int BPF_PROG(kw_connect, struct socket *sock, struct sockaddr *address, int addr
 /*
  * Runs on every send of every socket in the system (write(2) on a socket is a sendmsg
  * too), so the common case is a handful of loads and no helper: direct BTF loads, not
- * BPF_CORE_READ's probe reads (a helper call each), and the socket-storage lookup of the
- * data guard only for a socket that carries storage at all (sk_bpf_storage: NULL until a
- * program stores something on it; kw_ktls marks live in it).
+ * BPF_CORE_READ's probe reads (a helper call each), and the data guard's storage lookup
+ * only for a socket that carries storage at all (kw_agent_only).
  */
 SEC("lsm/socket_sendmsg")
 int BPF_PROG(kw_sendmsg, struct socket *sock, struct msghdr *msg, int size, int ret)
@@ -532,11 +535,9 @@ int BPF_PROG(kw_sendmsg, struct socket *sock, struct msghdr *msg, int size, int 
 	struct sock *sk = sock->sk;
 	if (!sk)
 		return 0;
-	if (sk->sk_bpf_storage) {
-		ret = kw_data_guard(sk);
-		if (ret)
-			return ret;
-	}
+	ret = kw_data_guard(sk);
+	if (ret)
+		return ret;
 	/* A raw or packet socket created before the process was governed, or by another
 	 * process, and passed in (SCM_RIGHTS, pidfd_getfd, inheritance): the same rule as
 	 * at creation, for each send. */

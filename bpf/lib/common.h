@@ -284,8 +284,8 @@ static __always_inline struct kw_ktls_state *kw_ktls_of_file(struct file *file)
 	if (!inode || (inode->i_mode & S_IFMT) != S_IFSOCK)
 		return 0;
 	struct socket *sock = bpf_sock_from_file(file);
-	if (!sock || !sock->sk)
-		return 0;
+	if (!sock || !sock->sk || !sock->sk->sk_bpf_storage)
+		return 0; /* nothing stored on the socket: no helper call */
 	return bpf_sk_storage_get(&kw_ktls, sock->sk, 0, 0);
 }
 
