@@ -141,18 +141,8 @@ static __always_inline int kw_argv_prefix_eq(const __u8 *have, const __u8 *want,
  * matches no workload at all, allow_env or not, with a guard event ("environment
  * unreadable"): a code-loading variable never escapes the check by coming late.
  */
-struct kw_env_scan {
-	__u64 pos;
-	__u64 end;
-	__u32 strings; /* strings passed, argv first */
-	__u32 argc;
-	__u32 total;	/* argc + envc */
-	__u32 at_start; /* pos is at the start of a string */
-	__u32 bits;
-	__u32 done;
-};
-
 #define KW_ENV_STEP 256
+_Static_assert(KW_ENV_STEP <= sizeof(((struct kw_env_buf *)0)->buf), "a step reads into the scratch buffer");
 #define KW_ENV_STEPS (1u << 20)
 
 static __always_inline int kw_has_prefix(const char *s, const char *p, __u32 n)
@@ -243,13 +233,18 @@ static __always_inline __u32 kw_env_var_of(const char *b)
 	return 0;
 }
 
-static long kw_env_step(__u32 i, struct kw_env_scan *sc)
+/* One step of the walk. Its state is in the per-CPU scratch value, whose contents the
+ * verifier does not track: a step's state is the same whatever the steps before found,
+ * so the verifier's walk of this callback converges at once. (On the stack, the bits
+ * found so far made each combination a state of its own.) */
+static long kw_env_step(__u32 i, void *unused)
 {
 	__u32 zero = 0;
-	struct kw_argv_buf *buf = bpf_map_lookup_elem(&kw_env_scratch, &zero);
+	struct kw_env_buf *buf = bpf_map_lookup_elem(&kw_env_scratch, &zero);
 
 	if (!buf)
 		return 1;
+	struct kw_env_scan *sc = &buf->sc;
 	if (sc->strings >= sc->total || sc->pos >= sc->end) {
 		sc->done = 1;
 		return 1;
@@ -279,23 +274,26 @@ static long kw_env_step(__u32 i, struct kw_env_scan *sc)
 /* Reads the environment into f->env_bits and f->env_unread, once per exec. */
 static __always_inline void kw_env_read(struct kw_exec_facts *f)
 {
-	struct kw_env_scan sc = {
+	__u32 zero = 0;
+	struct kw_env_buf *buf = bpf_map_lookup_elem(&kw_env_scratch, &zero);
+
+	if (f->env_state)
+		return;
+	f->env_state = 1;
+	if (!f->argv_addr || !buf) {
+		f->env_unread = KW_EXEC_ENV_UNREAD;
+		return;
+	}
+	buf->sc = (struct kw_env_scan){
 		.pos = f->argv_addr,
 		.end = f->env_end,
 		.argc = f->argc,
 		.total = f->argc + f->envc,
 		.at_start = 1,
 	};
-	if (f->env_state)
-		return;
-	f->env_state = 1;
-	if (!f->argv_addr) {
-		f->env_unread = KW_EXEC_ENV_UNREAD;
-		return;
-	}
-	bpf_loop(KW_ENV_STEPS, kw_env_step, &sc, 0);
-	f->env_bits = sc.bits;
-	f->env_unread = sc.done ? 0 : KW_EXEC_ENV_UNREAD;
+	bpf_loop(KW_ENV_STEPS, kw_env_step, 0, 0);
+	f->env_bits = buf->sc.bits;
+	f->env_unread = buf->sc.done ? 0 : KW_EXEC_ENV_UNREAD;
 }
 
 #define KW_ENV_LD_NAMED (KW_ENV_LD_PRELOAD | KW_ENV_LD_AUDIT | KW_ENV_LD_LIBRARY_PATH)

@@ -263,17 +263,19 @@ static __always_inline int kw_source_check(struct file *file, struct kw_task *t)
 	void *sources = bpf_map_lookup_elem(&kw_sources, &gen);
 	__u32 zero = 0;
 	struct kw_source_key *k = bpf_map_lookup_elem(&kw_source_scratch, &zero);
-	if (!sources || !k)
+	struct kw_path_buf *tmp = bpf_map_lookup_elem(&kw_path_scratch, &zero);
+	if (!sources || !k || !tmp)
 		return 0;
-	k->set = t->ident;
-	long len = bpf_d_path(&file->f_path, k->path, sizeof(k->path));
+	long len = bpf_d_path(&file->f_path, tmp->buf, KW_SOURCE_PATH_MAX);
 	if (len <= 0 || len > KW_SOURCE_PATH_MAX)
 		return 0; /* longer than any source's path */
 	/* d_path() builds the name at the buffer's end before moving it to the start: the
-	 * bytes after the NUL are the name's tail, not padding. */
-	for (__u32 i = 0; i < KW_SOURCE_PATH_MAX; i++)
-		if (i >= len)
-			k->path[i] = 0;
+	 * bytes after the NUL are the name's tail. The key is the name and zeros, copied up
+	 * to the NUL into a cleared key (a loop over the bytes after the NUL, each a branch
+	 * on the length, was most of this program's verification). */
+	__builtin_memset(k, 0, sizeof(*k));
+	k->set = t->ident;
+	bpf_probe_read_kernel_str(k->path, sizeof(k->path), tmp->buf);
 	struct kw_source_val *v = bpf_map_lookup_elem(sources, k);
 	if (!v)
 		return 0;

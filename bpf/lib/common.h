@@ -159,15 +159,17 @@ static __always_inline struct kw_task *kw_current_task_state(void)
  * process may be gone by the time the agent reads the event, so walk it here: up the
  * dentries to the mount's root, across to the mountpoint in the parent mount, until
  * the root of the tree. Components are collected first, then written root-first.
- * Both loops are bpf_loop() callbacks: verified once, whatever the depth (open-coded,
- * their data-dependent branches exhaust the verifier).
+ * Both loops are bpf_loop() callbacks (open-coded, their data-dependent branches exhaust
+ * the verifier). The verifier walks a callback until its states converge; the counters
+ * live in the per-CPU scratch value, whose contents it does not track, so the state is
+ * the same at every step and the walk ends at once. (On the stack, precise as array
+ * indices, they made it one walk per step up to the depth, in every program that emits
+ * an event.)
  */
 struct kw_walk {
 	struct dentry *dentry;
 	struct vfsmount *vfsmnt;
 	struct mount *mnt;
-	__u32 n;   /* components collected */
-	__u32 off; /* bytes written */
 };
 
 static long kw_walk_up(__u32 i, struct kw_walk *w)
@@ -192,25 +194,29 @@ static long kw_walk_up(__u32 i, struct kw_walk *w)
 		w->vfsmnt = __builtin_preserve_access_index(&up->mnt);
 		return 0;
 	}
-	s->names[w->n & (KW_PATH_DEPTH - 1)] = (__u64)BPF_CORE_READ(dentry, d_name.name);
-	s->lens[w->n & (KW_PATH_DEPTH - 1)] = BPF_CORE_READ(dentry, d_name.len);
-	w->n++;
+	__u32 n = s->n;
+	s->names[n & (KW_PATH_DEPTH - 1)] = (__u64)BPF_CORE_READ(dentry, d_name.name);
+	s->lens[n & (KW_PATH_DEPTH - 1)] = BPF_CORE_READ(dentry, d_name.len);
+	s->n = ++n;
 	w->dentry = parent;
-	return w->n >= KW_PATH_DEPTH;
+	return n >= KW_PATH_DEPTH;
 }
 
-static long kw_write_down(__u32 j, struct kw_walk *w)
+static long kw_write_down(__u32 j, void *unused)
 {
 	__u32 zero = 0;
 	struct kw_path_buf *s = bpf_map_lookup_elem(&kw_path_scratch, &zero);
 
-	if (!s || j >= w->n || w->off >= KW_PATH_MAX - 1)
+	if (!s)
 		return 1;
-	__u32 idx = (w->n - 1 - j) & (KW_PATH_DEPTH - 1);
-	s->buf[w->off & (KW_PATH_MAX - 1)] = '/';
-	w->off++;
-	bpf_probe_read_kernel_str(&s->buf[w->off & (KW_PATH_MAX - 1)], KW_PATH_MAX, (void *)s->names[idx]);
-	w->off += s->lens[idx] & (KW_PATH_MAX - 1);
+	__u32 n = s->n, off = s->off;
+	if (j >= n || off >= KW_PATH_MAX - 1)
+		return 1;
+	__u32 idx = (n - 1 - j) & (KW_PATH_DEPTH - 1);
+	s->buf[off & (KW_PATH_MAX - 1)] = '/';
+	off++;
+	bpf_probe_read_kernel_str(&s->buf[off & (KW_PATH_MAX - 1)], KW_PATH_MAX, (void *)s->names[idx]);
+	s->off = off + (s->lens[idx] & (KW_PATH_MAX - 1));
 	return 0;
 }
 
@@ -225,12 +231,15 @@ static __always_inline void kw_file_path(struct file *file, char *out)
 	w.dentry = BPF_CORE_READ(file, f_path.dentry);
 	w.vfsmnt = BPF_CORE_READ(file, f_path.mnt);
 	w.mnt = container_of(w.vfsmnt, struct mount, mnt);
+	s->n = 0;
+	s->off = 0;
 	bpf_loop(KW_PATH_DEPTH, kw_walk_up, &w, 0);
 	s->buf[0] = '/';
 	s->buf[1] = 0;
-	bpf_loop(KW_PATH_DEPTH, kw_write_down, &w, 0);
-	if (w.n > 0)
-		s->buf[(w.off >= KW_PATH_MAX ? KW_PATH_MAX - 1 : w.off) & (KW_PATH_MAX - 1)] = 0;
+	bpf_loop(KW_PATH_DEPTH, kw_write_down, 0, 0);
+	__u32 n = s->n, off = s->off;
+	if (n > 0)
+		s->buf[(off >= KW_PATH_MAX ? KW_PATH_MAX - 1 : off) & (KW_PATH_MAX - 1)] = 0;
 	__builtin_memcpy(out, s->buf, KW_PATH_MAX);
 	out[KW_PATH_MAX - 1] = 0;
 }

@@ -288,12 +288,27 @@ struct {
 	__type(value, struct kw_source_key);
 } kw_source_scratch SEC(".maps");
 
-/* Per-CPU scratch for the environment scan of an exec (kw_attest.bpf.c). */
+/* Per-CPU scratch for the environment scan of an exec (kw_attest.bpf.c): a string's
+ * bytes and where the walk stands. */
+struct kw_env_scan {
+	__u64 pos;
+	__u64 end;
+	__u32 strings;	/* strings passed, argv first */
+	__u32 argc;
+	__u32 total;	/* argc + envc */
+	__u32 at_start; /* pos is at the start of a string */
+	__u32 bits;
+	__u32 done;
+};
+struct kw_env_buf {
+	__u8 buf[KW_ARGV_MAX];
+	struct kw_env_scan sc;
+};
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct kw_argv_buf);
+	__type(value, struct kw_env_buf);
 } kw_env_scratch SEC(".maps");
 
 /* Per-CPU scratch for kw_file_path(): the components found walking up, and a buffer
@@ -303,6 +318,8 @@ struct kw_path_buf {
 	__u64 names[KW_PATH_DEPTH];
 	__u32 lens[KW_PATH_DEPTH];
 	char buf[KW_PATH_MAX * 2];
+	__u32 n;   /* components collected (kw_file_path) */
+	__u32 off; /* bytes written */
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
