@@ -441,7 +441,14 @@ phase_gate() {
     expect_ok as_workload "$T/bin/kw-load-client" connect --duration 0.2 --warmup 0 127.0.0.1 "$P_GATE"
     wait_until 20 "an established event of $CLIENT_ID at port $P_GATE: the gate governs its connections" \
         client_established
-    stop_agent
+    # The baseline again, programs gone: the ratios divide by the mean of the two
+    # baselines, so that the machine's drift over these minutes does not read as a cost.
+    stop_agent_unguarded
+    expect_ok "$KWARDEN" teardown
+    [[ ! -e /sys/fs/bpf/kwarden ]] || fail "kwarden programs are still pinned after 'kwarden teardown'"
+    note "gate: no kwarden programs again"
+    gate_measure none_after
+    tax_measure none_after
     stop_bg "$server" "$tax"
 }
 

@@ -89,13 +89,14 @@ def build(scratch, date, elapsed, host_cpu, host_load):
         cipher = runs.get(("cipher", setup))
         if cipher:
             extra[f"tls_events.{setup}"] = cipher[0]
-    ARM = {"none": "no kwarden programs", "agent": "agent's programs, 1,000-rule policy, lifecycle events off",
+    ARM = {"none": "no kwarden programs", "none_after": "no kwarden programs, measured again after the agent's arms",
+           "agent": "agent's programs, 1,000-rule policy, lifecycle events off",
            "agent_events": "agent's programs, 1,000-rule policy, lifecycle events on",
            "agent_handshakes": "agent's programs right after mutual-TLS handshakes (file_permission guard attached)"}
-    for arm in ("none", "agent", "agent_events"):
+    for arm in ("none", "none_after", "agent", "agent_events"):
         add(f"gate.connect.{arm}.per_s", runs.get(("connect", arm), []), "per_s", "conn/s",
             "loopback connect()+close() by an attested process, " + ARM[arm])
-    for arm in ("none", "agent"):
+    for arm in ("none", "none_after", "agent"):
         add(f"gate.exec.{arm}.per_s", runs.get(("exec", arm), []), "per_s", "exec/s",
             "posix_spawn+wait of an attested /bin/true copy, " + ARM[arm])
         add(f"tax.pipe.{arm}.per_s", runs.get(("pipe", arm), []), "per_s", "op/s",
@@ -127,11 +128,16 @@ def build(scratch, date, elapsed, host_cpu, host_load):
                                       ("tax.pipe.ratio", "pipe", "tax", "agent"),
                                       ("tax.pipe.handshakes.ratio", "pipe", "tax", "agent_handshakes"),
                                       ("tax.echo.ratio", "echo", "tax", "agent")):
-        none, agent = runs.get((kind, "none"), []), runs.get((kind, arm), [])
+        none, after, agent = runs.get((kind, "none"), []), runs.get((kind, "none_after"), []), runs.get((kind, arm), [])
         if none and agent:
-            # Repeat i with the agent over repeat i without: a ratio per pair.
-            figs[name] = figure([a["per_s"] / n["per_s"] if n["per_s"] else None for a, n in zip(agent, none)], "x", vm,
-                                f"{fig_kind} cost: {kind} rate with the agent ({ARM[arm]}) / without")
+            # Repeat i with the agent over repeat i without. The arms run one after the
+            # other and an emulated machine's speed drifts over minutes: the baseline is
+            # measured before and after the agent's arms, and repeat i's baseline is the
+            # mean of the two, which cancels a drift that is linear in time.
+            base = [(n["per_s"] + a["per_s"]) / 2 for n, a in zip(none, after)] if after else [n["per_s"] for n in none]
+            figs[name] = figure([a["per_s"] / b if b else None for a, b in zip(agent, base)], "x", vm,
+                                f"{fig_kind} cost: {kind} rate with the agent ({ARM[arm]}) / without"
+                                + (" (mean of the baselines before and after)" if after else ""))
     add("memory.rss_idle_mib", runs.get(("rss_idle", "kwarden"), []), "rss_kib", "MiB",
         "agent VmRSS, policy loaded, server enrolled, no connection", 1 / 1024)
     add("memory.rss_held_mib", runs.get(("rss_held", "kwarden"), []), "rss_kib", "MiB",
@@ -233,6 +239,12 @@ def table(doc):
     for label, none, agent, r in rows:
         out.append(f"  {label:<33} {auto(F.get(none)) if none else '':<20} {auto(F.get(agent)):<20} "
                    f"{cell(F.get(r), '{:.2f}')}")
+    if F.get("gate.connect.none_after.per_s"):
+        out.append("  (no programs again, after the agent's arms: "
+                   + ", ".join(f"{kind} {auto(F.get(name))}" for kind, name in
+                               (("connect+close", "gate.connect.none_after.per_s"), ("exec", "gate.exec.none_after.per_s"),
+                                ("pipe", "tax.pipe.none_after.per_s"), ("echo", "tax.echo.none_after.per_s")))
+                   + "; each ratio divides by the mean of the two baselines)")
     out.append("  (system tax: round trips by a process kwarden does not govern, through a pipe and a loopback "
                "echo (send/recv): the data hooks run for every process. file_permission runs only while a mutual-TLS "
                "handshake may: within twice --handshake-timeout of one. Kernel time in kwarden's programs per pipe "
