@@ -36,6 +36,30 @@
 /* Candidate list 0 holds the workloads that name neither exe nor script. */
 #define KW_LIST_ANY 0u
 
+/*
+ * Where overlayfs keeps a file's lower layer, in bytes, read by the agent from the
+ * overlay module's BTF before it loads the programs (their read-only data, so the
+ * verifier sees constants). overlayfs is a module: CO-RE would resolve its types only
+ * by having libbpf parse every module's BTF, a second of each object's load under
+ * emulation. kind KW_OVL_NONE: no layout known (overlay not loaded, or a layout this
+ * agent does not know): no file resolves to its layer's file.
+ */
+enum kw_ovl_kind {
+	KW_OVL_NONE = 0,
+	KW_OVL_ENTRY = 1,     /* 6.5+: the lower stack is ovl_inode.oe->__lowerstack[] */
+	KW_OVL_LOWERPATH = 2, /* earlier: the first lower is ovl_inode.lowerpath */
+};
+struct kw_ovl_layout {
+	__u32 kind;	    /* enum kw_ovl_kind */
+	__u32 vfs_inode;    /* ovl_inode.vfs_inode */
+	__u32 upperdentry;  /* ovl_inode.__upperdentry */
+	__u32 oe;	    /* ENTRY: ovl_inode.oe */
+	__u32 numlower;	    /* ENTRY: ovl_entry.__numlower */
+	__u32 lower_dentry; /* ENTRY: ovl_entry.__lowerstack[0].dentry; LOWERPATH: ovl_inode.lowerpath.dentry */
+	__u32 lowerdata;    /* LOWERPATH: ovl_inode.lowerdata */
+	__u32 _pad;
+};
+
 /* Executable path carried by events, from a walk of the dentry and mount chain. */
 #define KW_PATH_MAX 256
 #define KW_PATH_DEPTH 32 /* path components plus mount crossings; a power of two */

@@ -21,6 +21,7 @@
 #include <sstream>
 #include <tuple>
 
+#include "bpf/btf_layout.h"
 #include "core/unique_fd.h"
 #include "kw_attest.skel.h"
 #include "host/linux_host_view.h"
@@ -256,6 +257,14 @@ Result<std::unique_ptr<Enforcer>> Enforcer::load(const LoadOptions& options) {
             return r.error();
     }
     adopt_pinned_ring_sizes({o.attest->obj, o.gate->obj, o.guard->obj, o.sockops->obj});
+    // Container files resolve to their image layer's file through overlayfs's own
+    // structures, whose layout the overlay module's BTF gives.
+    const kw_ovl_layout ovl = overlay_layout();
+    if (ovl.kind == KW_OVL_NONE)
+        spdlog::warn("overlayfs's layout is unknown (module not loaded, or not a layout this release knows): "
+                     "files in containers match no pin");
+    o.attest->rodata->kw_ovl = ovl;
+    o.guard->rodata->kw_ovl = ovl;
     // Loading is most of an agent's start (libbpf relocates each object against the
     // kernel's BTF, the kernel verifies each program): its time, object by object.
     using Clock = std::chrono::steady_clock;

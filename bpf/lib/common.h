@@ -61,53 +61,39 @@ static __always_inline void kw_inode_ctime(struct inode *inode, __s64 *sec, __u3
  * writable layer (or had its metadata changed there): it keeps the overlay inode, which
  * nothing pins. A file whose data comes from a second lower layer (metacopy) is not
  * mapped either: its first lower inode is a metadata-only file, not the code.
- * overlayfs is a module, so its types are in the module's BTF: these flavours are
- * resolved against it when it is loaded (the agent loads it first), and without it
- * every overlay file keeps its overlay inode, which matches nothing.
+ * overlayfs is a module, so its types are in the module's BTF: the agent reads their
+ * layout there before loading the programs (bpf/abi.h kw_ovl_layout); without the
+ * module every overlay file keeps its overlay inode, which matches nothing.
  */
 #define KW_OVERLAYFS_SUPER_MAGIC 0x794c7630
 
-struct ovl_path___kw {
-	struct dentry *dentry;
-} __attribute__((preserve_access_index));
+const volatile struct kw_ovl_layout kw_ovl = {};
 
-/* 6.12: the lower stack hangs off ovl_inode.oe; more than one entry for a regular file
- * means the first is a metacopy. */
-struct ovl_entry___kw {
-	unsigned int __numlower;
-	struct ovl_path___kw __lowerstack[0];
-} __attribute__((preserve_access_index));
-struct ovl_inode___v612 {
-	struct dentry *__upperdentry;
-	struct ovl_entry___kw *oe;
-	struct inode vfs_inode;
-} __attribute__((preserve_access_index));
-
-/* 6.1: the first lower is ovl_inode.lowerpath; lowerdata is set only for a metacopy. */
-struct ovl_inode___v61 {
-	struct inode *lowerdata;
-	struct dentry *__upperdentry;
-	struct ovl_path___kw lowerpath;
-	struct inode vfs_inode;
-} __attribute__((preserve_access_index));
+static __always_inline void *kw_read_ptr(void *base, __u32 off)
+{
+	void *p = 0;
+	bpf_probe_read_kernel(&p, sizeof(p), base + off);
+	return p;
+}
 
 static __always_inline struct inode *kw_overlay_lower(struct inode *inode)
 {
 	struct dentry *lower = 0;
+	void *oi = (void *)inode - kw_ovl.vfs_inode;
 
-	if (bpf_core_field_exists(struct ovl_inode___v612, oe)) {
-		struct ovl_inode___v612 *oi =
-			(void *)inode - bpf_core_field_offset(struct ovl_inode___v612, vfs_inode);
-		struct ovl_entry___kw *oe = BPF_CORE_READ(oi, oe);
-		if (BPF_CORE_READ(oi, __upperdentry) || !oe || BPF_CORE_READ(oe, __numlower) != 1)
+	if (kw_ovl.kind == KW_OVL_ENTRY) {
+		void *oe = kw_read_ptr(oi, kw_ovl.oe);
+		unsigned int numlower = 0;
+		if (kw_read_ptr(oi, kw_ovl.upperdentry) || !oe)
 			return inode;
-		lower = BPF_CORE_READ(oe, __lowerstack[0].dentry);
-	} else if (bpf_core_field_exists(struct ovl_inode___v61, lowerpath)) {
-		struct ovl_inode___v61 *oi =
-			(void *)inode - bpf_core_field_offset(struct ovl_inode___v61, vfs_inode);
-		if (BPF_CORE_READ(oi, __upperdentry) || BPF_CORE_READ(oi, lowerdata))
+		bpf_probe_read_kernel(&numlower, sizeof(numlower), oe + kw_ovl.numlower);
+		if (numlower != 1)
 			return inode;
-		lower = BPF_CORE_READ(oi, lowerpath.dentry);
+		lower = kw_read_ptr(oe, kw_ovl.lower_dentry);
+	} else if (kw_ovl.kind == KW_OVL_LOWERPATH) {
+		if (kw_read_ptr(oi, kw_ovl.upperdentry) || kw_read_ptr(oi, kw_ovl.lowerdata))
+			return inode;
+		lower = kw_read_ptr(oi, kw_ovl.lower_dentry);
 	}
 	struct inode *real = lower ? BPF_CORE_READ(lower, d_inode) : 0;
 	return real ? real : inode;
