@@ -98,8 +98,10 @@ static __always_inline int kw_task_allows(struct kw_task *t, __u32 flag)
 
 /* The current process is in a cgroup that a workload selector names, or below one (the
  * selector's cgroup is then one of its ancestors, at the selector's own level), or in an
- * enrolled container's cgroup, or below it (a sub-cgroup made inside the container). */
-static __always_inline int kw_in_governed_cgroup(__u32 gen)
+ * enrolled container's cgroup, or below it (a sub-cgroup made inside the container).
+ * A global function, like kw_emit_guard: verified once per program, not on every path
+ * that reaches it. */
+__noinline int kw_in_governed_cgroup(__u32 gen)
 {
 	void *cgs = bpf_map_lookup_elem(&kw_cgsel, &gen);
 	void *ctrs = bpf_map_lookup_elem(&kw_ctrs, &gen);
@@ -136,13 +138,15 @@ struct kw_guard_target {
 	const char *name; /* kernel string, or 0 */
 };
 
-static __always_inline void kw_emit_guard(struct kw_guard_target *g)
+__noinline int kw_emit_guard(struct kw_guard_target *g)
 {
+	if (!g)
+		return 0;
 	if (g->decision == KW_DECISION_DENY)
 		kw_count(KW_CNT_GUARD_DENIED);
 	struct kw_ev_guard *e = kw_event_reserve(sizeof(*e), KW_EV_GUARD);
 	if (!e)
-		return;
+		return 0;
 	__builtin_memset(&e->proc, 0, sizeof(*e) - sizeof(e->hdr));
 	kw_fill_proc(&e->proc);
 	e->action = g->action;
@@ -159,6 +163,7 @@ static __always_inline void kw_emit_guard(struct kw_guard_target *g)
 	struct kw_config *cfg = bpf_map_lookup_elem(&kw_cfg, &gen);
 	e->revision = cfg ? cfg->revision : 0;
 	bpf_ringbuf_submit(e, 0);
+	return 0;
 }
 
 #endif /* KWARDEN_BPF_GUARD_H */
