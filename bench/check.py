@@ -33,7 +33,7 @@ def expected():
     names += ["tax.pipe.agent_handshakes.per_s", "tax.pipe.handshakes.ratio"]
     names += ["gate.connect.agent_cpu_us_per_connect", "gate.connect.bpf_us_per_connect", "gate.exec.bpf_us_per_exec",
               "gate.mmap.bpf_us_per_mmap", "gate.connect.events.agent_cpu_us_per_connect",
-              "gate.connect.events.bpf_us_per_connect", "gate.pipe.bpf_us_per_pipe"]
+              "gate.connect.events.bpf_us_per_connect", "gate.pipe.bpf_us_per_pipe", "gate.echo.bpf_us_per_echo"]
     names += ["memory.rss_idle_mib", "memory.rss_held_mib"]
     names += ["issuance.svid_per_s", "issuance.keygen_per_s", "issuance.sign_per_s"]
     for workers in (0, 1, 2):

@@ -362,10 +362,11 @@ gate_bpf_cost() { # SETUP KIND...
     shift
     # mmap: the attested client maps a page of its own (pinned) executable PROT_EXEC, as
     # a loader maps each library segment.
-    # pipe: the system tax's pipe round trips, by a process kwarden does not govern.
+    # pipe, echo: the system tax's round trips, by a process kwarden does not govern.
     local -A target=([connect]="127.0.0.1 $P_GATE" [exec]="$T/bin/true" [mmap]="$T/bin/kw-load-client"
-        [pipe]="--size 64")
-    local -A runner=([connect]=as_workload [exec]=as_workload [mmap]=as_workload [pipe]=)
+        [pipe]="--size 64" [echo]="--size 64 127.0.0.1 $P_TAX")
+    local -A runner=([connect]=as_workload [exec]=as_workload [mmap]=as_workload [pipe]="${TAX_CPU[*]}"
+        [echo]="${TAX_CPU[*]}")
     kw_sysctl kernel.bpf_stats_enabled 1
     for kind in "$@"; do
         for ((r = 1; r <= REPEATS; r++)); do
@@ -394,9 +395,13 @@ client_established() {
 # The system tax: small I/O by a process kwarden does not govern (root, outside the
 # policy's cgroup, unattested, to an undeclared port), since the file and socket data
 # hooks run for every process: a pipe, and a loopback echo with send/recv.
+# Client and echo server run on one vCPU (TAX_CPU): under QEMU's single-threaded TCG
+# both vCPUs take turns on one host thread, and a ping-pong between them measures that
+# round robin (windows of one arm 20% apart) more than the calls' own work.
+TAX_CPU=(taskset -c 0)
 tax_measure() { # ARM
-    measure pipe "$1" "$T/bin/kw_load" pipe "${TIMING[@]}" --size 64
-    measure echo "$1" "$T/bin/kw_load" echo "${TIMING[@]}" --size 64 127.0.0.1 "$P_TAX"
+    measure pipe "$1" "${TAX_CPU[@]}" "$T/bin/kw_load" pipe "${TIMING[@]}" --size 64
+    measure echo "$1" "${TAX_CPU[@]}" "$T/bin/kw_load" echo "${TIMING[@]}" --size 64 127.0.0.1 "$P_TAX"
 }
 
 # What the counters say the client did: its allowed connections to the gate port.
@@ -409,7 +414,7 @@ phase_gate() {
     local server tax counted
     start_server gate "$P_GATE" "$T/bin/kw_load" serve 127.0.0.1 "$P_GATE"
     server=$KW_BG_PID
-    start_server tax "$P_TAX" "$T/bin/kw_load" serve 127.0.0.1 "$P_TAX"
+    start_server tax "$P_TAX" "${TAX_CPU[@]}" "$T/bin/kw_load" serve 127.0.0.1 "$P_TAX"
     tax=$KW_BG_PID
     [[ ! -e /sys/fs/bpf/kwarden ]] || fail "kwarden programs are pinned before the gate's baseline"
     note "gate: no kwarden programs"
@@ -424,7 +429,7 @@ phase_gate() {
     # timeout after the agent's start.
     wait_until 60 "the agent releasing the file_permission guard (no handshake)" file_guard_is false
     tax_measure agent
-    gate_bpf_cost agent connect exec mmap pipe
+    gate_bpf_cost agent connect exec mmap pipe echo
     # The gate really decided those connections: the kernel counted them as the client's.
     counted=$(gate_counted)
     ((${counted:-0} > 0)) || fail "the metrics count no allowed connection of $CLIENT_ID to the gate port"

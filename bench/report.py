@@ -107,9 +107,10 @@ def build(scratch, date, elapsed, host_cpu, host_load):
         "64-byte write+read through a pipe by a process kwarden does not govern, " + ARM["agent_handshakes"])
     BPF_KIND = {"connect": "connect+close", "exec": "exec of an attested binary",
                 "mmap": "PROT_EXEC mapping of a pinned file by an attested process",
-                "pipe": "64-byte pipe write+read by a process kwarden does not govern"}
+                "pipe": "64-byte pipe write+read by a process kwarden does not govern",
+                "echo": "64-byte loopback send+recv round trip by a process kwarden does not govern"}
     for setup, suffix in (("agent", ""), ("agent_events", ".events")):
-        for kind in ("connect", "exec", "mmap", "pipe"):
+        for kind in ("connect", "exec", "mmap", "pipe", "echo"):
             stats = runs.get((f"bpf_{kind}", setup), [])
             if stats:
                 figs[f"gate.{kind}{suffix}.bpf_us_per_{kind}"] = figure(
@@ -247,8 +248,9 @@ def table(doc):
                    + "; each ratio divides by the mean of the two baselines)")
     out.append("  (system tax: round trips by a process kwarden does not govern, through a pipe and a loopback "
                "echo (send/recv): the data hooks run for every process. file_permission runs only while a mutual-TLS "
-               "handshake may: within twice --handshake-timeout of one. Kernel time in kwarden's programs per pipe "
-               f"round trip, no handshake: {auto(F.get('gate.pipe.bpf_us_per_pipe'))} us)")
+               "handshake may: within twice --handshake-timeout of one. Client and echo server share one vCPU. "
+               "Kernel time in kwarden's programs per round trip, no handshake: pipe "
+               f"{auto(F.get('gate.pipe.bpf_us_per_pipe'))} us, echo {auto(F.get('gate.echo.bpf_us_per_echo'))} us)")
     out.append(f"  (agent CPU per connect+close: {auto(F.get('gate.connect.agent_cpu_us_per_connect'))} us with "
                f"lifecycle events off, {auto(F.get('gate.connect.events.agent_cpu_us_per_connect'))} us with them on, "
                "which the agent turns into JSON lines)")
