@@ -491,11 +491,14 @@ int BPF_PROG(kw_sock_create, struct socket *sock, int family, int type, int prot
 }
 
 /* The octets of a connection the gate allowed, added to its counters when it closes: one
- * storage lookup on every TCP close, the socket's own counters read once. (An MPTCP
- * socket is not a tcp_sock: its connections are counted, its octets are not.) */
+ * storage lookup on every TCP close of a socket that carries storage, the socket's own
+ * counters read once. (An MPTCP socket is not a tcp_sock: its connections are counted,
+ * its octets are not.) */
 SEC("fentry/tcp_close")
 int BPF_PROG(kw_tcp_close, struct sock *sk, long timeout)
 {
+	if (!sk->sk_bpf_storage)
+		return 0; /* nothing stored on it: not a counted connection (no helper call) */
 	struct kw_flow_key *k = bpf_sk_storage_get(&kw_sk_flow, sk, 0, 0);
 	if (!k)
 		return 0;

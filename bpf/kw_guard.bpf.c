@@ -220,7 +220,10 @@ int BPF_PROG(kw_inode_perm, struct inode *inode, int mask, int ret)
 {
 	if (ret)
 		return ret;
-	if (!(mask & (MAY_READ | MAY_WRITE | MAY_APPEND)) || BPF_CORE_READ(inode, i_sb, s_magic) != BPF_FS_MAGIC)
+	if (!(mask & (MAY_READ | MAY_WRITE | MAY_APPEND)))
+		return 0;
+	struct super_block *sb = inode->i_sb;
+	if (!sb || sb->s_magic != BPF_FS_MAGIC)
 		return 0;
 	struct kw_file_key key = {};
 	if (kw_inode_kind(inode, &key) != KW_INODE_PIN)
@@ -317,7 +320,8 @@ int BPF_PROG(kw_file_open, struct file *file, int ret)
 		if (err)
 			return err;
 	}
-	if (!cfg->enabled || !inode || BPF_CORE_READ(inode, i_sb, s_dev) != cfg->state_dev)
+	struct super_block *sb = inode ? inode->i_sb : 0;
+	if (!cfg->enabled || !sb || sb->s_dev != cfg->state_dev)
 		return 0;
 	struct kw_file_key key = {};
 	__u32 kind = kw_inode_kind(inode, &key);
@@ -514,7 +518,8 @@ int BPF_PROG(kw_task_setrlimit, struct task_struct *p, unsigned int resource, st
 static __always_inline int kw_on_anon_inode(struct file *file)
 {
 	struct inode *inode = file->f_inode;
-	return inode && BPF_CORE_READ(inode, i_sb, s_magic) == ANON_INODE_FS_MAGIC;
+	struct super_block *sb = inode ? inode->i_sb : 0;
+	return sb && sb->s_magic == ANON_INODE_FS_MAGIC;
 }
 
 static __always_inline int kw_is_listener(struct file *file)
@@ -567,7 +572,7 @@ int BPF_PROG(kw_file_free, struct file *file)
 {
 	if (!kw_on_anon_inode(file))
 		return 0;
-	__u64 key = (__u64)BPF_CORE_READ(file, private_data);
+	__u64 key = (__u64)file->private_data;
 	if (key && bpf_map_lookup_elem(&kw_listeners, &key))
 		bpf_map_delete_elem(&kw_listeners, &key);
 	return 0;
