@@ -91,11 +91,14 @@ static __always_inline int kw_read_target(struct sockaddr *sa, int len, struct k
 	return 0;
 }
 
+/* Direct BTF loads, as in kw_sendmsg: no probe-read helper call per field on each connect. */
 static __always_inline int kw_sock_proto(struct socket *sock)
 {
-	struct sock *sk = BPF_CORE_READ(sock, sk);
-	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
-	__u16 type = BPF_CORE_READ(sk, sk_type);
+	struct sock *sk = sock->sk;
+	if (!sk)
+		return 0;
+	__u16 proto = sk->sk_protocol;
+	__u16 type = sk->sk_type;
 
 	/* MPTCP reaches its peers over TCP subflows: same policy as TCP. */
 	if (type == SOCK_STREAM && (proto == IPPROTO_TCP || proto == IPPROTO_MPTCP))
